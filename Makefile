@@ -1,0 +1,53 @@
+# hark — the two commands a user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.hark-installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the test suite drives: a second voice for test speech, and a browser.
+TEST_APT := espeak-ng chromium
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: run test install test-deps lint typecheck check bench clean
+
+run: $(STAMP)
+	@echo "hark: starting on http://$(HOST):$(PORT)"
+	$(BIN)/hark serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) test-deps
+	$(BIN)/python -m pytest -q -ra
+
+install: $(STAMP)
+
+# The venv is rebuilt only when pyproject.toml changes; pip's own cache keeps the
+# llama-cpp-python wheel (a 4-5 minute source build) between rebuilds.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hark needs Python 3.11+"'
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[llama,test,dev]'
+	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
+	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
+	touch $(STAMP)
+
+test-deps:
+	@missing=""; \
+	for pkg in $(TEST_APT); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "hark: installing test packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
