@@ -1,0 +1,3 @@
+from hark.cli import main
+
+raise SystemExit(main())

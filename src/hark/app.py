@@ -1,0 +1,121 @@
+"""create_app(settings) -> FastAPI. The lifespan loads the engines once and shares them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from hark import __version__
+from hark.config import Settings
+from hark.engines.loader import ECHO_SETTING, Engines, load_engines, warm_up
+from hark.errors import EngineError
+from hark.pipeline import events as ev
+from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
+from hark.pipeline.turns import TurnConfig
+from hark.transports.realtime import RealtimeSession
+
+log = logging.getLogger("hark.app")
+
+STATIC_DIR = resources.files("hark") / "web" / "static"
+
+
+def conversation_config(settings: Settings) -> ConversationConfig:
+    vad = settings.vad
+    return ConversationConfig(
+        system_prompt=settings.conversation.system_prompt,
+        history_turns=settings.conversation.history_turns,
+        turn=TurnConfig(
+            threshold=vad.threshold,
+            neg_threshold=vad.neg_threshold,
+            start_ms=vad.start_ms,
+            end_silence_ms=vad.end_silence_ms,
+            max_turn_ms=vad.max_turn_s * 1000,
+        ),
+        prefix_ms=vad.prefix_ms,
+        max_turn_s=vad.max_turn_s,
+        partial_interval_ms=settings.stt.partial_interval_ms,
+        output_chunk_ms=settings.conversation.output_chunk_ms,
+        output_lead_ms=settings.conversation.output_lead_ms,
+        language=settings.stt.language,
+    )
+
+
+async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
+    if engines.llm is None:
+        log.warning("no LLM configured; answering in echo mode", extra={"setting": ECHO_SETTING})
+        return LLMStatus(
+            mode="echo",
+            message="No language model is configured, so hark repeats what it hears (echo mode).",
+            setting=ECHO_SETTING,
+        )
+    try:
+        await engines.llm.check()
+    except EngineError as exc:
+        log.warning("LLM not reachable; turns fall back to echo mode until it answers", extra={"error": str(exc)})
+        return LLMStatus(
+            mode="echo",
+            message=f"The language model is not reachable ({exc}); hark answers in echo mode until it is.",
+            setting="HARK_LLM_BASE_URL",
+        )
+    return LLMStatus(mode="llm", message=f"Answering with {settings.llm.model} ({engines.llm.name}).")
+
+
+def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = engines or await asyncio.to_thread(load_engines, settings)
+        await warm_up(loaded)
+        app.state.engines = loaded
+        app.state.llm_status = await probe_llm(loaded, settings)
+        yield
+        # 1. Sessions have closed with their sockets.  2. Release the models.
+        await loaded.aclose()
+
+    app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        status: LLMStatus = app.state.llm_status
+        return JSONResponse({"status": "ok", "version": __version__, "llm": {"mode": status.mode}})
+
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        model = websocket.query_params.get("model") or "hark"
+        session = RealtimeSession(websocket, make_conversation(app, settings), app.state.llm_status, model)
+        log.info("session opened", extra={"session": session.id})
+        try:
+            await session.run()
+        finally:
+            log.info("session closed", extra={"session": session.id})
+
+    return app
+
+
+def make_conversation(app: FastAPI, settings: Settings) -> Callable[[Callable[[ev.Event], None]], Conversation]:
+    engines: Engines = app.state.engines
+    config = conversation_config(settings)
+
+    def factory(emit: Callable[[ev.Event], None]) -> Conversation:
+        return Conversation(
+            vad=engines.vad, stt=engines.stt, tts=engines.tts, llm=engines.llm, config=config, emit=emit
+        )
+
+    return factory
+
+

@@ -1,0 +1,98 @@
+"""PCM helpers: decoding, validation and streaming resampling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+import soxr
+
+from hark.engines.base import Float32Array
+
+_INT16_SCALE = 32768.0
+
+
+class AudioFormatError(ValueError):
+    """Audio that cannot be accepted as the declared format."""
+
+
+def decode_base64_pcm16(data: object, *, max_bytes: int) -> bytes:
+    """Decode base64 PCM16 from a client event, refusing what is not whole 16-bit samples."""
+    if not isinstance(data, str):
+        raise AudioFormatError("audio must be a base64 string")
+    if len(data) > max_bytes * 4 // 3 + 4:
+        raise AudioFormatError(f"audio chunk exceeds {max_bytes} bytes")
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioFormatError("audio is not valid base64") from exc
+    if len(pcm) % 2:
+        raise AudioFormatError("PCM16 audio must have an even number of bytes")
+    return pcm
+
+
+def pcm16_to_float(pcm: bytes) -> Float32Array:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / _INT16_SCALE
+
+
+def float_to_pcm16(audio: Float32Array) -> bytes:
+    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
+def pcm16_duration_ms(n_bytes: int, sample_rate: int) -> float:
+    return n_bytes / 2 / sample_rate * 1000.0
+
+
+class Resampler:
+    """Streaming mono resampler; passes audio through untouched when the rates match."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        if in_rate <= 0 or out_rate <= 0:
+            raise AudioFormatError(f"invalid sample rate {in_rate} -> {out_rate}")
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+        )
+
+    def process(self, audio: Float32Array, *, last: bool = False) -> Float32Array:
+        if self._stream is None:
+            return audio
+        out: Float32Array = self._stream.resample_chunk(audio, last=last)
+        return out
+
+
+class PCM16Resampler:
+    """PCM16 bytes in, PCM16 bytes out, at another rate (for TTS output)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self._resampler = Resampler(in_rate, out_rate)
+        self._passthrough = in_rate == out_rate
+
+    def process(self, pcm: bytes, *, last: bool = False) -> bytes:
+        if self._passthrough:
+            return pcm
+        return float_to_pcm16(self._resampler.process(pcm16_to_float(pcm), last=last))
+
+
+class Chunker:
+    """Cuts a byte stream into fixed-size chunks, keeping the remainder for the next call."""
+
+    def __init__(self, chunk_bytes: int) -> None:
+        self.chunk_bytes = chunk_bytes
+        self._pending = bytearray()
+
+    def push(self, data: bytes) -> list[bytes]:
+        self._pending += data
+        n = len(self._pending) // self.chunk_bytes * self.chunk_bytes
+        if n == 0:
+            return []
+        chunks = [bytes(self._pending[i : i + self.chunk_bytes]) for i in range(0, n, self.chunk_bytes)]
+        del self._pending[:n]
+        return chunks
+
+    def flush(self) -> bytes:
+        rest = bytes(self._pending)
+        self._pending.clear()
+        return rest

@@ -1,0 +1,65 @@
+"""`hark serve | config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hark import __version__
+from hark.config import Settings, load_settings
+from hark.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hark", description="Self-hosted real-time voice AI server.")
+    parser.add_argument("--version", action="version", version=f"hark {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the server")
+    serve.add_argument("--config", help="YAML config file (also HARK_CONFIG)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    show = commands.add_parser("config", help="print the effective configuration, secrets masked")
+    show.add_argument("--config", help="YAML config file (also HARK_CONFIG)")
+    return parser
+
+
+def _load(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"hark: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hark.app import create_app
+    from hark.logs import configure_logging
+
+    settings = _load(args.config)
+    if args.host:
+        settings.server.host = args.host
+    if args.port:
+        settings.server.port = args.port
+    configure_logging(settings.server.log_level)
+    app = create_app(settings)
+    host = settings.server.host
+    shown = f"[{host}]" if ":" in host else host
+    print(f"hark {__version__}: loading models, then serving http://{shown}:{settings.server.port}", flush=True)
+    uvicorn.run(app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False)
+    return 0
+
+
+def show_config(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    print(json.dumps(settings.masked(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return show_config(args)

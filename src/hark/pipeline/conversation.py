@@ -1,0 +1,402 @@
+"""One conversation: the conductor between listening, transcribing, thinking and speaking.
+
+It owns the state machine, the history and the tasks of the current turn, and delegates the
+work: ``Listener`` (audio → turns), the STT engine (turn → text), the LLM (text → reply text) and
+``Responder`` (reply text → paced audio). It reports through ``emit`` and knows no wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from hark.engines.base import LLM, STT, TTS, VAD, Float32Array
+from hark.errors import EngineError, EngineUnavailable
+from hark.pipeline import events as ev
+from hark.pipeline.history import History
+from hark.pipeline.listener import Listener, TurnBoundary
+from hark.pipeline.responder import Responder
+from hark.pipeline.state import ConversationState, StateMachine
+from hark.pipeline.turns import TurnConfig, TurnEvent
+
+log = logging.getLogger("hark.conversation")
+
+MIN_COMMIT_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationConfig:
+    system_prompt: str
+    history_turns: int
+    turn: TurnConfig
+    prefix_ms: int
+    max_turn_s: float
+    partial_interval_ms: int
+    output_chunk_ms: int
+    output_lead_ms: int
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LLMStatus:
+    mode: str
+    """"llm" when a model answers, "echo" when none is configured or reachable."""
+    message: str
+    setting: str | None = None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class Conversation:
+    def __init__(
+        self,
+        *,
+        vad: VAD,
+        stt: STT,
+        tts: TTS,
+        llm: LLM | None,
+        config: ConversationConfig,
+        emit: Callable[[ev.Event], None],
+        input_rate: int = 24_000,
+        output_rate: int = 24_000,
+    ) -> None:
+        self._stt = stt
+        self._tts = tts
+        self._llm = llm
+        self.config = config
+        self._emit = emit
+        self.output_rate = output_rate
+        self.listener = Listener(
+            vad, config.turn, input_rate=input_rate, prefix_ms=config.prefix_ms, max_turn_s=config.max_turn_s
+        )
+        self.history = History(config.system_prompt, config.history_turns)
+        self.machine = StateMachine()
+        self.auto_respond = True
+        self.interrupt = True
+        """Whether the user's speech cuts off the reply being spoken (barge-in)."""
+        self.instructions: str | None = None
+        self._item_id: str | None = None
+        self._last_item_id: str | None = None
+        self._speech_start_ms = 0
+        self._partial_task: asyncio.Task[None] | None = None
+        self._partial_text = ""
+        self._partial_at_ms = 0
+        self._transcribing: asyncio.Task[str | None] | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._response: tuple[str, str, Responder] | None = None
+        self._replies: dict[str, Responder] = {}
+
+    # -- input ---------------------------------------------------------------------------
+
+    @property
+    def turn_detection(self) -> bool:
+        return self.listener.vad_enabled
+
+    def set_turn_detection(self, enabled: bool) -> None:
+        if enabled != self.listener.vad_enabled:
+            self.listener.reset()
+            self.listener.vad_enabled = enabled
+
+    async def push_audio(self, pcm: bytes) -> None:
+        for boundary in await self.listener.push(pcm):
+            if boundary.event is TurnEvent.SPEECH_STARTED:
+                self._speech_started(boundary)
+            else:
+                self._speech_stopped(boundary)
+        if self.listener.in_speech and self.config.partial_interval_ms:
+            self._maybe_partial()
+
+    def _speech_started(self, boundary: TurnBoundary) -> None:
+        if self.interrupt:
+            self._barge_in()
+        self._item_id = new_id("item")
+        self._speech_start_ms = boundary.audio_ms
+        self._partial_text = ""
+        self._partial_at_ms = 0
+        self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
+        self._set_state(ConversationState.LISTENING)
+
+    def _speech_stopped(self, boundary: TurnBoundary) -> None:
+        item_id = self._item_id or new_id("item")
+        self._item_id = None
+        self._emit(ev.SpeechStopped(item_id, boundary.audio_ms))
+        self._commit(item_id, end_of_speech=boundary.wall_time)
+
+    def commit(self) -> str:
+        """Commit what was appended (client-side turn detection). Raises ValueError when empty."""
+        if self.listener.utterance_ms() < MIN_COMMIT_MS:
+            raise ValueError(f"buffer too small: commit needs at least {MIN_COMMIT_MS} ms of audio")
+        item_id = self._item_id or new_id("item")
+        self._item_id = None
+        self._commit(item_id, end_of_speech=time.monotonic())
+        return item_id
+
+    def clear_input(self) -> None:
+        self.listener.reset()
+        self._cancel_partial()
+        self._item_id = None
+        self._emit(ev.InputCleared())
+        if self.machine.state is ConversationState.LISTENING:
+            self._set_state(ConversationState.IDLE)
+
+    def _commit(self, item_id: str, *, end_of_speech: float) -> None:
+        audio = self.listener.take_utterance()
+        self._cancel_partial()
+        self._emit(ev.InputCommitted(item_id, self._last_item_id))
+        self._last_item_id = item_id
+        detected = time.monotonic()
+        previous = self._transcribing
+        self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous))
+        if self.auto_respond:
+            self._set_state(ConversationState.THINKING)
+            self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
+        elif self.machine.state is ConversationState.LISTENING:
+            self._set_state(ConversationState.IDLE)
+
+    # -- transcription -------------------------------------------------------------------
+
+    def _maybe_partial(self) -> None:
+        heard_ms = self.listener.utterance_ms()
+        if self._partial_task is not None or heard_ms - self._partial_at_ms < self.config.partial_interval_ms:
+            return
+        self._partial_at_ms = heard_ms
+        item_id = self._item_id
+        if item_id is None:
+            return
+        audio = self.listener.utterance()
+        self._partial_task = asyncio.create_task(self._partial(item_id, audio))
+
+    async def _partial(self, item_id: str, audio: Float32Array) -> None:
+        try:
+            transcript = await self._stt.transcribe(audio, language=self.config.language)
+        except EngineError:
+            return  # A partial is a courtesy; the final transcript reports failures.
+        finally:
+            self._partial_task = None
+        text = transcript.text
+        if item_id != self._item_id or not text or text == self._partial_text:
+            return
+        delta = text[len(self._partial_text) :] if text.startswith(self._partial_text) else ""
+        self._partial_text = text
+        self._emit(ev.TranscriptPartial(item_id, delta, text))
+
+    def _cancel_partial(self) -> None:
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+            self._partial_task = None
+
+    async def _transcribe(
+        self, item_id: str, audio: Float32Array, previous: asyncio.Task[str | None] | None
+    ) -> str | None:
+        if previous is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await previous
+        try:
+            transcript = await self._stt.transcribe(audio, language=self.config.language)
+        except EngineError as exc:
+            log.warning("transcription failed", extra={"engine": exc.engine, "retryable": exc.retryable})
+            self._emit(ev.TranscriptFailed(item_id, str(exc)))
+            return None
+        text = transcript.text.strip()
+        self._emit(ev.TranscriptFinal(item_id, text))
+        if text:
+            self.history.add(item_id, "user", text)
+        return text
+
+    # -- responses -----------------------------------------------------------------------
+
+    @property
+    def responding(self) -> bool:
+        return self._response_task is not None and not self._response_task.done()
+
+    def create_response(self) -> None:
+        """Answer the conversation so far (response.create). Raises RuntimeError when busy."""
+        if self.responding:
+            raise RuntimeError("a response is already in progress")
+        self._set_state(ConversationState.THINKING)
+        self._start_response(wait_for=self._transcribing, end_of_speech=None, detected=time.monotonic())
+
+    def _start_response(
+        self, *, wait_for: asyncio.Task[str | None] | None, end_of_speech: float | None, detected: float
+    ) -> None:
+        self._cancel_response(reason="superseded")
+        response_id = new_id("resp")
+        item_id = new_id("item")
+        self._response_task = asyncio.create_task(
+            self._respond(response_id, item_id, wait_for, end_of_speech, detected)
+        )
+
+    async def _respond(
+        self,
+        response_id: str,
+        item_id: str,
+        wait_for: asyncio.Task[str | None] | None,
+        end_of_speech: float | None,
+        detected: float,
+    ) -> None:
+        user_text: str | None = None
+        if wait_for is not None:
+            # Shielded: a barge-in cancels this reply, not the transcript of what was said.
+            user_text = await asyncio.shield(wait_for)
+            if wait_for is self._transcribing and user_text is not None and not user_text:
+                # Noise, not words: nothing to answer.
+                self._set_state(ConversationState.IDLE)
+                return
+        transcribed = time.monotonic()
+        mode = "llm" if self._llm is not None else "echo"
+        responder = Responder(
+            self._tts,
+            output_rate=self.output_rate,
+            chunk_ms=self.config.output_chunk_ms,
+            lead_ms=self.config.output_lead_ms,
+            on_text=lambda delta: self._emit(ev.ResponseText(response_id, item_id, delta)),
+            on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
+        )
+        self._response = (response_id, item_id, responder)
+        self._replies[item_id] = responder
+        while len(self._replies) > 8:
+            self._replies.pop(next(iter(self._replies)))
+        self._emit(ev.ResponseStarted(response_id, item_id, mode))
+        status: Literal["completed", "cancelled", "failed"] = "completed"
+        reason: str | None = None
+        try:
+            await responder.run(self._reply_text(user_text))
+        except asyncio.CancelledError:
+            status, reason = "cancelled", "turn_detected"
+            raise
+        except EngineError as exc:
+            status, reason = "failed", str(exc)
+            self._emit(ev.ConversationError("engine_error", reason))
+        finally:
+            self._response = None
+            heard = responder.full_text() if status == "completed" else responder.heard()
+            if heard:
+                self.history.add(item_id, "assistant", heard)
+            self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
+            self._emit(ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason))
+            if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
+                self._set_state(ConversationState.IDLE)
+
+    async def _reply_text(self, user_text: str | None) -> AsyncIterator[str]:
+        """The LLM's reply; the labelled echo when no LLM is configured or it cannot be reached
+        before its first word. A failure after the first word ends the turn (never replayed)."""
+        if self._llm is None:
+            yield echo_reply(user_text, None)
+            return
+        messages = self.history.messages(self.instructions)
+        started = False
+        try:
+            async for delta in self._llm.stream(messages):
+                started = True
+                yield delta
+        except EngineError as exc:
+            if started:
+                raise
+            log.warning("LLM unavailable, answering in echo mode", extra={"engine": exc.engine})
+            reason = "unreachable" if isinstance(exc, EngineUnavailable) else "failed"
+            yield echo_reply(user_text, reason)
+
+    def _on_reply_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
+        if self.machine.state is ConversationState.THINKING:
+            self._set_state(ConversationState.SPEAKING)
+        self._emit(ev.ResponseAudio(response_id, item_id, pcm))
+
+    def _report_latency(
+        self,
+        response_id: str,
+        responder: Responder,
+        end_of_speech: float | None,
+        detected: float,
+        transcribed: float,
+    ) -> None:
+        t = responder.timings
+
+        def ms(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else round((b - a) * 1000.0, 1)
+
+        latency = ev.Latency(
+            response_id,
+            end_of_turn_ms=ms(end_of_speech, detected),
+            stt_ms=ms(end_of_speech, transcribed),
+            llm_ttft_ms=ms(t.started, t.first_text),
+            tts_ttfb_ms=ms(t.first_sentence, t.first_audio_ready),
+            voice_to_voice_ms=ms(end_of_speech, t.first_audio_sent),
+        )
+        log.info(
+            "turn latency",
+            extra={
+                "end_of_turn_ms": latency.end_of_turn_ms,
+                "stt_ms": latency.stt_ms,
+                "llm_ttft_ms": latency.llm_ttft_ms,
+                "tts_ttfb_ms": latency.tts_ttfb_ms,
+                "voice_to_voice_ms": latency.voice_to_voice_ms,
+            },
+        )
+        self._emit(latency)
+
+    # -- interruption --------------------------------------------------------------------
+
+    def _barge_in(self) -> None:
+        if self._response is not None:
+            response_id, item_id, _ = self._response
+            self._emit(ev.OutputCleared(response_id, item_id))
+        self._cancel_response(reason="turn_detected")
+
+    def cancel_response(self) -> bool:
+        """response.cancel; False when nothing was in progress."""
+        if not self.responding:
+            return False
+        if self._response is not None:
+            response_id, item_id, _ = self._response
+            self._emit(ev.OutputCleared(response_id, item_id))
+        self._cancel_response(reason="client_cancelled")
+        return True
+
+    def _cancel_response(self, *, reason: str) -> None:
+        if self._response_task is not None and not self._response_task.done():
+            self._response_task.cancel()
+        self._response_task = None
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """The client played only ``audio_end_ms`` of an assistant item: keep only those words."""
+        responder = self._replies.get(item_id)
+        if responder is None:
+            raise KeyError(item_id)
+        if audio_end_ms > responder.clock.sent_ms + 1:
+            raise ValueError(f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms")
+        heard = responder.heard(float(audio_end_ms))
+        if not self.history.replace(item_id, heard) and heard:
+            self.history.add(item_id, "assistant", heard)
+        self._emit(ev.ItemTruncated(item_id, audio_end_ms))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _set_state(self, state: ConversationState) -> None:
+        if self.machine.move(state):
+            self._emit(ev.StateChanged(state))
+
+    async def aclose(self) -> None:
+        self._cancel_partial()
+        tasks = [t for t in (self._response_task, self._transcribing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def echo_reply(user_text: str | None, reason: str | None) -> str:
+    heard = (user_text or "").strip()
+    if reason == "unreachable":
+        lead = "Echo mode: I cannot reach the language model right now."
+    elif reason == "failed":
+        lead = "Echo mode: the language model failed to answer."
+    else:
+        lead = "Echo mode."
+    return f"{lead} You said: {heard}" if heard else f"{lead} I did not catch any words."

@@ -1,0 +1,59 @@
+"""Conversation history: the last N exchanges, assistant turns cut to what the user heard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hark.engines.base import ChatMessage
+
+
+@dataclass(slots=True)
+class _Entry:
+    item_id: str
+    message: ChatMessage
+
+
+class History:
+    def __init__(self, system_prompt: str, max_turns: int) -> None:
+        self.system_prompt = system_prompt
+        self.max_turns = max_turns
+        self._entries: list[_Entry] = []
+
+    def add(self, item_id: str, role: str, text: str) -> None:
+        if role not in ("user", "assistant"):
+            raise ValueError(f"unsupported role {role!r}")
+        self._entries.append(_Entry(item_id, ChatMessage(role, text)))  # type: ignore[arg-type]
+        self._trim()
+
+    def replace(self, item_id: str, text: str) -> bool:
+        """Replace an item's text (barge-in truncation); an emptied assistant item is removed."""
+        for index, entry in enumerate(self._entries):
+            if entry.item_id == item_id:
+                if text:
+                    entry.message = ChatMessage(entry.message.role, text)
+                else:
+                    del self._entries[index]
+                return True
+        return False
+
+    def text_of(self, item_id: str) -> str | None:
+        for entry in self._entries:
+            if entry.item_id == item_id:
+                return entry.message.content
+        return None
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def messages(self, instructions: str | None = None) -> list[ChatMessage]:
+        prompt = instructions or self.system_prompt
+        system = [ChatMessage("system", prompt)] if prompt else []
+        return system + [entry.message for entry in self._entries]
+
+    def _trim(self) -> None:
+        # A turn is a user message and what answered it; keep the newest max_turns of them.
+        user_indexes = [i for i, e in enumerate(self._entries) if e.message.role == "user"]
+        if self.max_turns == 0:
+            self._entries = self._entries[user_indexes[-1] :] if user_indexes else []
+        elif len(user_indexes) > self.max_turns:
+            self._entries = self._entries[user_indexes[-self.max_turns] :]

@@ -1,0 +1,129 @@
+"""Input audio → VAD → turns: the listening half of a conversation.
+
+Accepts PCM16 at the client's rate, resamples to the VAD/STT rate, runs the VAD in batches off
+the event loop and keeps the current utterance (with a little audio from before speech began).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hark.audio import Resampler, pcm16_to_float
+from hark.engines.base import VAD, Float32Array
+from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TurnBoundary:
+    event: TurnEvent
+    audio_ms: int
+    """Position in the input stream, ms since the session began."""
+    wall_time: float
+    """time.monotonic() when the audio at that position arrived."""
+
+
+class Listener:
+    def __init__(self, vad: VAD, config: TurnConfig, *, input_rate: int, prefix_ms: int, max_turn_s: float):
+        self.vad = vad
+        self.rate = vad.sample_rate
+        self._chunk = vad.chunk_samples
+        self._stream = vad.new_stream()
+        self._turns = TurnDetector(config)
+        self._resampler = Resampler(input_rate, self.rate)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._chunk_index = 0
+        prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
+        self._recent: collections.deque[Float32Array] = collections.deque(maxlen=prefix_chunks + 1)
+        self._arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
+        self._utterance: list[Float32Array] = []
+        self._max_samples = int(max_turn_s * self.rate)
+        self.vad_enabled = True
+        """Without VAD (client-side turn detection) every sample joins the utterance until commit."""
+
+    @property
+    def in_speech(self) -> bool:
+        return self._turns.in_speech
+
+    @property
+    def position_ms(self) -> int:
+        return self._chunk_index * self._chunk * 1000 // self.rate
+
+    def configure(self, config: TurnConfig, *, prefix_ms: int) -> None:
+        """New turn-detection settings (session.update); a turn in progress is forgotten."""
+        self._turns = TurnDetector(config)
+        prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
+        self._recent = collections.deque(self._recent, maxlen=prefix_chunks + 1)
+        self._utterance = []
+
+    def set_input_rate(self, rate: int) -> None:
+        if rate != self._resampler.in_rate:
+            self._resampler = Resampler(rate, self.rate)
+
+    def utterance(self) -> Float32Array:
+        if not self._utterance:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._utterance)
+
+    def utterance_ms(self) -> int:
+        return sum(len(c) for c in self._utterance) * 1000 // self.rate
+
+    async def push(self, pcm: bytes) -> list[TurnBoundary]:
+        """Feed client audio; returns the turn boundaries it crossed, in order."""
+        arrived = time.monotonic()
+        audio = self._resampler.process(pcm16_to_float(pcm))
+        self._pending = np.concatenate([self._pending, audio]) if self._pending.size else audio
+        n = len(self._pending) // self._chunk
+        if n == 0:
+            return []
+        chunks = [self._pending[i * self._chunk : (i + 1) * self._chunk] for i in range(n)]
+        self._pending = self._pending[n * self._chunk :].copy()
+        if not self.vad_enabled:
+            self._chunk_index += n
+            self._utterance.extend(chunks)
+            self._trim_utterance()
+            return []
+        probabilities = await self.vad.probabilities(self._stream, chunks)
+        boundaries: list[TurnBoundary] = []
+        for chunk, probability in zip(chunks, probabilities, strict=True):
+            index = self._chunk_index
+            self._chunk_index += 1
+            self._arrivals.append((index, arrived))
+            was_in_speech = self._turns.in_speech
+            detection = self._turns.push(probability)
+            if was_in_speech:
+                self._utterance.append(chunk)
+                self._trim_utterance()
+            else:
+                self._recent.append(chunk)
+            if detection is None:
+                continue
+            if detection.event is TurnEvent.SPEECH_STARTED:
+                self._utterance = list(self._recent)
+                self._recent.clear()
+            boundaries.append(self._boundary(detection))
+        return boundaries
+
+    def _boundary(self, detection: Detection) -> TurnBoundary:
+        wall = next((t for i, t in reversed(self._arrivals) if i <= detection.chunk_index), time.monotonic())
+        return TurnBoundary(detection.event, detection.chunk_index * self._chunk * 1000 // self.rate, wall)
+
+    def _trim_utterance(self) -> None:
+        # Only reachable without VAD (the turn detector ends turns at max_turn_s): keep the newest.
+        while sum(len(c) for c in self._utterance) > self._max_samples:
+            self._utterance.pop(0)
+
+    def take_utterance(self) -> Float32Array:
+        """The utterance so far, and start afresh (after a turn ends or is committed)."""
+        audio = self.utterance()
+        self._utterance = []
+        return audio
+
+    def reset(self) -> None:
+        """Forget the current utterance and turn state (input_audio_buffer.clear)."""
+        self._utterance = []
+        self._recent.clear()
+        self._turns.reset()

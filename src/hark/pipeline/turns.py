@@ -1,0 +1,90 @@
+"""Turn detection from per-chunk speech probabilities: a pure state machine, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class TurnEvent(enum.Enum):
+    SPEECH_STARTED = "speech_started"
+    SPEECH_STOPPED = "speech_stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    chunk_ms: float = 32.0
+    threshold: float = 0.5
+    neg_threshold: float | None = None
+    start_ms: float = 96.0
+    end_silence_ms: float = 300.0
+    max_turn_ms: float = 30_000.0
+
+    @property
+    def off_threshold(self) -> float:
+        if self.neg_threshold is not None:
+            return self.neg_threshold
+        return max(0.01, self.threshold - 0.15)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    event: TurnEvent
+    chunk_index: int
+    """Index of the chunk where speech began (started) or where the trailing silence began (stopped)."""
+
+
+class TurnDetector:
+    """Speech starts after ``start_ms`` of consecutive speech chunks and stops after
+    ``end_silence_ms`` of silence (hysteresis between threshold and off_threshold)."""
+
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+        self._start_chunks = max(1, round(config.start_ms / config.chunk_ms))
+        self._end_chunks = max(1, round(config.end_silence_ms / config.chunk_ms))
+        self._max_chunks = max(1, round(config.max_turn_ms / config.chunk_ms))
+        self._index = -1
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any turn in progress; chunk indexes keep counting."""
+        self.in_speech = False
+        self._run = 0
+        self._run_start = 0
+        self._silence = 0
+        self._silence_start = 0
+        self._turn_start = 0
+
+    def push(self, probability: float) -> Detection | None:
+        self._index += 1
+        if not self.in_speech:
+            if probability >= self.config.threshold:
+                if self._run == 0:
+                    self._run_start = self._index
+                self._run += 1
+                if self._run >= self._start_chunks:
+                    self.in_speech = True
+                    self._silence = 0
+                    self._turn_start = self._run_start
+                    return Detection(TurnEvent.SPEECH_STARTED, self._run_start)
+            else:
+                self._run = 0
+            return None
+        if probability >= self.config.threshold:
+            self._silence = 0
+        elif probability < self.config.off_threshold or self._silence > 0:
+            # Between the two thresholds a silence already begun keeps counting (hysteresis).
+            if self._silence == 0:
+                self._silence_start = self._index
+            self._silence += 1
+            if self._silence >= self._end_chunks:
+                return self._stop(self._silence_start)
+        if self._index - self._turn_start + 1 >= self._max_chunks:
+            return self._stop(self._index + 1)
+        return None
+
+    def _stop(self, at: int) -> Detection:
+        self.in_speech = False
+        self._run = 0
+        self._silence = 0
+        return Detection(TurnEvent.SPEECH_STOPPED, at)

@@ -1,0 +1,435 @@
+"""WebSocket /v1/realtime: the OpenAI Realtime protocol in front of a Conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hark.audio import AudioFormatError, decode_base64_pcm16
+from hark.pipeline import events as ev
+from hark.pipeline.conversation import Conversation, LLMStatus, new_id
+from hark.pipeline.turns import TurnConfig
+from hark.transports import realtime_protocol as rp
+
+log = logging.getLogger("hark.realtime")
+
+SAMPLE_RATE = 24_000
+MAX_APPEND_BYTES = 15 * 1024 * 1024
+VOICE = "hark"
+
+
+class Outbox:
+    """Server events waiting for the socket. Queued reply audio can be dropped on barge-in."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[str | None, dict[str, Any]]] = collections.deque()
+        self._ready = asyncio.Event()
+        self._counter = 0
+
+    def put(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
+        self._counter += 1
+        event["event_id"] = f"event_{self._counter}"
+        self._items.append((audio_of, event))
+        self._ready.set()
+
+    def drop_audio(self, response_id: str) -> int:
+        kept = [(r, e) for r, e in self._items if r != response_id]
+        dropped = len(self._items) - len(kept)
+        self._items = collections.deque(kept)
+        return dropped
+
+    async def get(self) -> dict[str, Any]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()[1]
+
+
+class RealtimeSession:
+    """One WebSocket connection. Maps client events onto the conversation and conversation events
+    onto server events; a bad event gets an ``error`` naming its event_id and the session goes on."""
+
+    def __init__(self, websocket: WebSocket, conversation_factory: Any, llm_status: LLMStatus, model: str):
+        self.ws = websocket
+        self.id = new_id("sess")
+        self.model = model
+        self.llm_status = llm_status
+        self.outbox = Outbox()
+        self.conversation: Conversation = conversation_factory(self._on_event)
+        self._config = self.conversation.config
+        self._turn = TurnDetectionState()
+        self._audio_in: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.outbox.put({"type": "session.created", "session": self.session_object()})
+        self.outbox.put(
+            {
+                "type": "hark.llm_status",
+                "mode": self.llm_status.mode,
+                "message": self.llm_status.message,
+                "setting": self.llm_status.setting,
+            }
+        )
+        writer = asyncio.create_task(self._write())
+        audio = asyncio.create_task(self._consume_audio())
+        try:
+            await self._read()
+        finally:
+            # 1. Stop taking audio.  2. Stop the conversation's work.  3. Flush what is left.
+            audio.cancel()
+            await self.conversation.aclose()
+            writer.cancel()
+            await asyncio.gather(audio, writer, return_exceptions=True)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.ws.receive()
+            except WebSocketDisconnect:
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                self._error(rp.ProtocolError("binary frames are not supported; send JSON events", code="invalid_frame"))
+                continue
+            try:
+                event = rp.parse_client_event(text)
+                await self._handle(event)
+            except rp.ProtocolError as exc:
+                self._error(exc)
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.outbox.get()
+            try:
+                await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+            except (WebSocketDisconnect, RuntimeError):
+                return
+
+    async def _consume_audio(self) -> None:
+        while (pcm := await self._audio_in.get()) is not None:
+            try:
+                await self.conversation.push_audio(pcm)
+            except Exception:
+                log.exception("audio processing failed")
+                self._error(rp.ProtocolError("audio processing failed", type="server_error", code="server_error"))
+
+    def _error(self, error: rp.ProtocolError) -> None:
+        self.outbox.put(rp.error_event(error))
+
+    # -- client events -------------------------------------------------------------------
+
+    async def _handle(self, event: rp.ClientEvent) -> None:
+        match event:
+            case rp.InputAudioAppend():
+                try:
+                    pcm = decode_base64_pcm16(event.audio, max_bytes=MAX_APPEND_BYTES)
+                except AudioFormatError as exc:
+                    raise rp.ProtocolError(str(exc), event_id=event.event_id, param="audio") from None
+                if pcm:
+                    await self._audio_in.put(pcm)
+            case rp.SessionUpdate():
+                self._update_session(event)
+                self.outbox.put({"type": "session.updated", "session": self.session_object()})
+            case rp.InputAudioCommit():
+                await self._drain_audio()
+                try:
+                    self.conversation.commit()
+                except ValueError as exc:
+                    raise rp.ProtocolError(
+                        str(exc), code="input_audio_buffer_commit_empty", event_id=event.event_id
+                    ) from None
+            case rp.InputAudioClear():
+                await self._drain_audio()
+                self.conversation.clear_input()
+            case rp.ResponseCreate():
+                if event.response is not None and event.response.instructions is not None:
+                    self.conversation.instructions = event.response.instructions
+                try:
+                    self.conversation.create_response()
+                except RuntimeError as exc:
+                    raise rp.ProtocolError(
+                        str(exc), code="conversation_already_has_active_response", event_id=event.event_id
+                    ) from None
+            case rp.ResponseCancel() | rp.OutputAudioClear():
+                if not self.conversation.cancel_response() and isinstance(event, rp.ResponseCancel):
+                    raise rp.ProtocolError(
+                        "no response in progress", code="response_cancel_not_active", event_id=event.event_id
+                    )
+            case rp.ItemTruncate():
+                try:
+                    self.conversation.truncate(event.item_id, event.audio_end_ms)
+                except KeyError:
+                    raise rp.ProtocolError(
+                        f"no assistant audio item {event.item_id[:64]!r}",
+                        code="item_not_found",
+                        event_id=event.event_id,
+                        param="item_id",
+                    ) from None
+                except ValueError as exc:
+                    raise rp.ProtocolError(str(exc), event_id=event.event_id, param="audio_end_ms") from None
+            case rp.ItemCreate():
+                self._create_item(event)
+
+    async def _drain_audio(self) -> None:
+        """Let appended audio reach the conversation before a commit or clear acts on it."""
+        while not self._audio_in.empty():
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0)
+
+    def _create_item(self, event: rp.ItemCreate) -> None:
+        item = event.item
+        if item.role == "system":
+            raise rp.ProtocolError("system items are not supported; use session.instructions", event_id=event.event_id)
+        item_id = item.id or new_id("item")
+        text = " ".join(part.text for part in item.content)
+        self.conversation.history.add(item_id, item.role, text)
+        content_type = "input_text" if item.role == "user" else "output_text"
+        wire_item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": item.role,
+            "content": [{"type": content_type, "text": text}],
+        }
+        self.outbox.put({"type": "conversation.item.added", "previous_item_id": None, "item": wire_item})
+        self.outbox.put({"type": "conversation.item.done", "previous_item_id": None, "item": wire_item})
+
+    def _update_session(self, event: rp.SessionUpdate) -> None:
+        session = event.session
+        if session.instructions is not None:
+            self.conversation.instructions = session.instructions
+        audio = session.audio
+        if audio is None:
+            return
+        for direction, spec in (("input", audio.input), ("output", audio.output)):
+            fmt = spec.format if spec is not None else None
+            if fmt is not None and (fmt.type != "audio/pcm" or (fmt.rate or SAMPLE_RATE) != SAMPLE_RATE):
+                raise rp.ProtocolError(
+                    f"unsupported {direction} format {fmt.type} at {fmt.rate} Hz; hark speaks audio/pcm at 24000 Hz",
+                    code="unsupported_audio_format",
+                    event_id=event.event_id,
+                    param=f"session.audio.{direction}.format",
+                )
+        if audio.input is not None and "turn_detection" in audio.input.model_fields_set:
+            detection = audio.input.turn_detection
+            self._turn = TurnDetectionState.from_wire(detection, self._config.turn)
+            self.conversation.set_turn_detection(detection is not None)
+            self.conversation.auto_respond = detection is None or detection.create_response
+            self.conversation.interrupt = detection is None or detection.interrupt_response
+            if detection is not None:
+                self.conversation.listener.configure(self._turn.config, prefix_ms=self._turn.prefix_ms)
+
+    def session_object(self) -> dict[str, Any]:
+        detection = None
+        if self.conversation.turn_detection:
+            detection = {
+                "type": "server_vad",
+                "threshold": self._turn.config.threshold,
+                "prefix_padding_ms": self._turn.prefix_ms,
+                "silence_duration_ms": int(self._turn.config.end_silence_ms),
+                "create_response": self.conversation.auto_respond,
+                "interrupt_response": self.conversation.interrupt,
+                "idle_timeout_ms": None,
+            }
+        pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE}
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": self.id,
+            "model": self.model,
+            "output_modalities": ["audio"],
+            "instructions": self.conversation.instructions or self._config.system_prompt,
+            "audio": {
+                "input": {"format": pcm, "transcription": None, "noise_reduction": None, "turn_detection": detection},
+                "output": {"format": pcm, "voice": VOICE, "speed": 1.0},
+            },
+            "tools": [],
+            "tool_choice": "auto",
+            "max_output_tokens": "inf",
+        }
+
+    # -- conversation events -------------------------------------------------------------
+
+    def _on_event(self, event: ev.Event) -> None:
+        put = self.outbox.put
+        match event:
+            case ev.ResponseAudio(response_id, item_id, pcm):
+                put(
+                    {
+                        "type": "response.output_audio.delta",
+                        "response_id": response_id,
+                        "item_id": item_id,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": base64.b64encode(pcm).decode("ascii"),
+                    },
+                    audio_of=response_id,
+                )
+            case ev.ResponseText(response_id, item_id, delta):
+                put({"type": "response.output_audio_transcript.delta", **_part(response_id, item_id), "delta": delta})
+            case ev.StateChanged(state):
+                put({"type": "hark.state", "state": state.value})
+            case ev.SpeechStarted(item_id, audio_start_ms):
+                put({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id})
+            case ev.SpeechStopped(item_id, audio_end_ms):
+                put({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id})
+            case ev.InputCommitted(item_id, previous):
+                put({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})
+                user_item = {
+                    "id": item_id,
+                    "object": "realtime.item",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "user",
+                    "content": [{"type": "input_audio", "transcript": None}],
+                }
+                put({"type": "conversation.item.added", "previous_item_id": previous, "item": user_item})
+            case ev.InputCleared():
+                put({"type": "input_audio_buffer.cleared"})
+            case ev.TranscriptPartial(item_id, delta, text):
+                put(
+                    {
+                        "type": "conversation.item.input_audio_transcription.delta",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "delta": delta,
+                        "transcript": text,
+                    }
+                )
+            case ev.TranscriptFinal(item_id, text):
+                put(
+                    {
+                        "type": "conversation.item.input_audio_transcription.completed",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "transcript": text,
+                        "usage": {"type": "duration", "seconds": 0},
+                    }
+                )
+            case ev.TranscriptFailed(item_id, message):
+                put(
+                    {
+                        "type": "conversation.item.input_audio_transcription.failed",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "error": {"type": "server_error", "code": "transcription_failed", "message": message},
+                    }
+                )
+            case ev.ResponseStarted(response_id, item_id, _mode):
+                self._response_started(response_id, item_id)
+            case ev.ResponseDone():
+                self._response_done(event)
+            case ev.OutputCleared(response_id, _item_id):
+                self.outbox.drop_audio(response_id)
+            case ev.ItemTruncated(item_id, audio_end_ms):
+                put({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": audio_end_ms})
+            case ev.Latency():
+                put(
+                    {
+                        "type": "hark.latency",
+                        "response_id": event.response_id,
+                        "end_of_turn_ms": event.end_of_turn_ms,
+                        "stt_ms": event.stt_ms,
+                        "llm_ttft_ms": event.llm_ttft_ms,
+                        "tts_ttfb_ms": event.tts_ttfb_ms,
+                        "voice_to_voice_ms": event.voice_to_voice_ms,
+                    }
+                )
+            case ev.ConversationError(code, message, kind):
+                self._error(rp.ProtocolError(message, code=code, type=kind))
+
+    def _response_started(self, response_id: str, item_id: str) -> None:
+        put = self.outbox.put
+        put({"type": "response.created", "response": self._response_object(response_id, "in_progress", [])})
+        item = _assistant_item(item_id, "in_progress", None)
+        put({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item})
+        put({"type": "conversation.item.added", "previous_item_id": None, "item": item})
+        put({"type": "response.content_part.added", **_part(response_id, item_id), "part": {"type": "audio", "transcript": ""}})
+
+    def _response_done(self, event: ev.ResponseDone) -> None:
+        put = self.outbox.put
+        rid, iid = event.response_id, event.item_id
+        put({"type": "response.output_audio.done", **_part(rid, iid)})
+        put({"type": "response.output_audio_transcript.done", **_part(rid, iid), "transcript": event.text})
+        put({"type": "response.content_part.done", **_part(rid, iid), "part": {"type": "audio", "transcript": event.text}})
+        item = _assistant_item(iid, "completed" if event.status == "completed" else "incomplete", event.text)
+        put({"type": "response.output_item.done", "response_id": rid, "output_index": 0, "item": item})
+        put({"type": "conversation.item.done", "previous_item_id": None, "item": item})
+        details: dict[str, Any] | None = None
+        if event.status == "cancelled":
+            details = {"type": "cancelled", "reason": event.reason or "client_cancelled"}
+        elif event.status == "failed":
+            details = {"type": "failed", "error": {"type": "server_error", "code": "engine_error", "message": event.reason}}
+        response = self._response_object(rid, event.status, [item])
+        response["status_details"] = details
+        put({"type": "response.done", "response": response})
+
+    def _response_object(self, response_id: str, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": response_id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": None,
+            "output": output,
+            "conversation_id": self.id,
+            "output_modalities": ["audio"],
+            "max_output_tokens": "inf",
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE}, "voice": VOICE}},
+            "usage": None,
+            "metadata": None,
+        }
+
+
+class TurnDetectionState:
+    def __init__(self, config: TurnConfig | None = None, prefix_ms: int = 300) -> None:
+        self.config = config or TurnConfig()
+        self.prefix_ms = prefix_ms
+
+    @classmethod
+    def from_wire(cls, wire: rp.TurnDetection | None, base: TurnConfig) -> TurnDetectionState:
+        if wire is None:
+            return cls(base)
+        config = TurnConfig(
+            chunk_ms=base.chunk_ms,
+            threshold=wire.threshold if wire.threshold is not None else base.threshold,
+            neg_threshold=base.neg_threshold if wire.threshold is None else None,
+            start_ms=base.start_ms,
+            end_silence_ms=(
+                float(wire.silence_duration_ms) if wire.silence_duration_ms is not None else base.end_silence_ms
+            ),
+            max_turn_ms=base.max_turn_ms,
+        )
+        return cls(config, wire.prefix_padding_ms if wire.prefix_padding_ms is not None else 300)
+
+
+def _part(response_id: str, item_id: str) -> dict[str, Any]:
+    return {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
+
+
+def _assistant_item(item_id: str, status: str, transcript: str | None) -> dict[str, Any]:
+    content = [] if transcript is None else [{"type": "output_audio", "transcript": transcript}]
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason)
