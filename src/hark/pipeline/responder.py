@@ -73,17 +73,17 @@ class Responder:
             raise group.exceptions[0] from None
 
     async def _split(self, text: AsyncIterator[str], out: asyncio.Queue[str | None]) -> None:
+        # End markers are sent only on success: on failure or cancellation the task group stops
+        # every stage, and waiting to hand a marker to a stopped stage would never end.
         splitter = SentenceSplitter()
-        try:
-            async for delta in text:
-                if self.timings.first_text is None:
-                    self.timings.first_text = time.monotonic()
-                for sentence in splitter.push(delta):
-                    self._sentence_ready(sentence, out)
-            for sentence in splitter.flush():
+        async for delta in text:
+            if self.timings.first_text is None:
+                self.timings.first_text = time.monotonic()
+            for sentence in splitter.push(delta):
                 self._sentence_ready(sentence, out)
-        finally:
-            out.put_nowait(_END)
+        for sentence in splitter.flush():
+            self._sentence_ready(sentence, out)
+        out.put_nowait(_END)
 
     def _sentence_ready(self, sentence: str, out: asyncio.Queue[str | None]) -> None:
         if self.timings.first_sentence is None:
@@ -93,17 +93,14 @@ class Responder:
     async def _synthesize(
         self, sentences: asyncio.Queue[str | None], out: asyncio.Queue[tuple[str, bytes] | None]
     ) -> None:
-        resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
-        try:
-            while (sentence := await sentences.get()) is not _END:
-                pcm = b"".join([piece async for piece in self._tts.synthesize(sentence)])
-                pcm = resampler.process(pcm) + resampler.process(b"", last=True)
-                resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
-                if self.timings.first_audio_ready is None and pcm:
-                    self.timings.first_audio_ready = time.monotonic()
-                await out.put((sentence, pcm))
-        finally:
-            await out.put(_END)
+        while (sentence := await sentences.get()) is not _END:
+            pcm = b"".join([piece async for piece in self._tts.synthesize(sentence)])
+            resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
+            pcm = resampler.process(pcm) + resampler.process(b"", last=True)
+            if self.timings.first_audio_ready is None and pcm:
+                self.timings.first_audio_ready = time.monotonic()
+            await out.put((sentence, pcm))
+        await out.put(_END)
 
     async def _send(self, audio: asyncio.Queue[tuple[str, bytes] | None]) -> None:
         while (item := await audio.get()) is not _END:

@@ -59,7 +59,6 @@ class LlamaCppLLM:
             )
 
         self._settings = settings
-        self._path = path
         try:
             self._model: Any = llama_cpp.Llama(
                 model_path=str(path),

@@ -101,7 +101,8 @@ function setState(state) {
   if (!STATE_LABELS[state]) return;
   hark.state = state;
   ui.state.dataset.state = state;
-  ui.stateLabel.textContent = STATE_LABELS[state];
+  // The server is "idle" between turns: with the microphone open that means ready to listen.
+  ui.stateLabel.textContent = state === "idle" && session ? "Ready" : STATE_LABELS[state];
   document.body.dataset.state = state;
   meter.refreshColors();
 }
@@ -281,7 +282,7 @@ async function start() {
   s.streaming = true;
   setRunning("running");
   meter.setActive(true);
-  if (!s.serverState) setState("listening");
+  if (!s.serverState) setState("idle");
 }
 
 async function stop({ connection = "offline" } = {}) {
@@ -323,7 +324,7 @@ function onPlayback(s, progress) {
   }
   if (!s.serverState) {
     if (progress.playing) setState("speaking");
-    else if (hark.state === "speaking" && s.openResponses.size === 0) setState("listening");
+    else if (hark.state === "speaking" && s.openResponses.size === 0) setState("idle");
   }
 }
 
@@ -464,7 +465,7 @@ function onServerEvent(s, event) {
       const detail = (details.error && details.error.message) || details.reason || "";
       transcript.responseDone(response.id, response.status, detail);
       if (response.status === "failed") toast(detail ? `The reply failed: ${detail}` : "The reply failed.");
-      if (!s.serverState && !s.audio.busy) setState("listening");
+      if (!s.serverState && !s.audio.busy && hark.state !== "listening") setState("idle");
       break;
     }
 

@@ -65,6 +65,9 @@ class HarkPlaybackProcessor extends AudioWorkletProcessor {
         droppedSamples: dropped,
       });
       this.report(true);
+    } else if (msg.type === "ping") {
+      // Messages are handled in order: a pong means everything sent before it is queued.
+      this.port.postMessage({ type: "pong", id: msg.id, queuedSamples: this.queued });
     }
   }
 

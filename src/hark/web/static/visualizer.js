@@ -38,6 +38,7 @@ export class LevelMeter {
   }
 
   refreshColors() {
+    this.settled = false;
     const style = getComputedStyle(this.canvas);
     this.color = style.getPropertyValue("--meter-color").trim() || style.color;
     this.dim = style.getPropertyValue("--meter-idle").trim() || this.color;
@@ -45,6 +46,7 @@ export class LevelMeter {
 
   setActive(active) {
     this.active = active;
+    this.settled = false;
     if (!active) this.target = 0;
     this.refreshColors();
   }
@@ -63,6 +65,7 @@ export class LevelMeter {
       this.canvas.height = h;
     }
     this.dpr = dpr;
+    this.settled = false;
   }
 
   frame(now) {
@@ -78,6 +81,13 @@ export class LevelMeter {
       this.target *= 0.85;
     }
     if (this.onFrame) this.onFrame(this.active ? this.level : 0);
+    // Once stopped and settled, the picture no longer changes: skip the redraw.
+    if (!this.active && this.level < 0.001 && this.history.every((v) => v === 0)) {
+      if (this.settled) return;
+      this.settled = true;
+    } else {
+      this.settled = false;
+    }
     this.draw();
   }
 

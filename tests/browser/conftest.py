@@ -1,0 +1,131 @@
+"""Fixtures for the browser tests: Debian's Chromium driven by Playwright, and spoken test audio.
+
+A missing browser, espeak-ng or Playwright skips these tests on a developer's machine; under CI
+(``CI`` set) it fails them instead, so a broken CI image cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+BASE_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--autoplay-policy=no-user-gesture-required",
+]
+SENTENCE = "Hello there. What is the weather like today?"
+LEAD_SILENCE_S = 0.5
+TRAIL_SILENCE_S = 5.0
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing, or fail when running under CI."""
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (required under CI: run `make test-deps`)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    require(
+        CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK),
+        f"{CHROMIUM} is not installed (apt-get install chromium)",
+    )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        require(False, "the playwright Python package is not installed (pip install -e '.[test]')")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def espeak_path() -> str:
+    path = shutil.which("espeak-ng")
+    require(path is not None, "espeak-ng is not installed (apt-get install espeak-ng)")
+    assert path is not None
+    return path
+
+
+def _with_silence(src: Path, dst: Path, lead_s: float, trail_s: float) -> None:
+    with wave.open(str(src), "rb") as wav:
+        params = wav.getparams()
+        frames = wav.readframes(wav.getnframes())
+    assert params.sampwidth == 2 and params.nchannels == 1, params
+    pad = b"\0\0"
+    with wave.open(str(dst), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(params.framerate)
+        out.writeframes(pad * int(params.framerate * lead_s) + frames + pad * int(params.framerate * trail_s))
+
+
+@pytest.fixture(scope="session")
+def speech_wav(espeak_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16-bit mono speech of SENTENCE with silence around it (Chromium loops the file)."""
+    folder = tmp_path_factory.mktemp("speech")
+    raw = folder / "raw.wav"
+    subprocess.run(
+        [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), SENTENCE],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    wav = folder / "speech.wav"
+    _with_silence(raw, wav, LEAD_SILENCE_S, TRAIL_SILENCE_S)
+    return wav
+
+
+@pytest.fixture
+def launch_chromium(chromium_path: str) -> Iterator[Callable[..., Browser]]:
+    """launch_chromium(*extra_args) -> a headless Chromium, closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browsers: list[Browser] = []
+
+        def launch(*extra_args: str) -> Browser:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path, headless=True, args=[*BASE_ARGS, *extra_args]
+            )
+            browsers.append(browser)
+            return browser
+
+        try:
+            yield launch
+        finally:
+            for browser in browsers:
+                browser.close()
+
+
+def _watch_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(f"console.error: {message.text} ({message.location.get('url', '')})")
+
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", on_console)
+    return errors
+
+
+@pytest.fixture
+def watch_errors() -> Callable[[Page], list[str]]:
+    """watch_errors(page) -> a live list of the page's uncaught exceptions and console errors."""
+    return _watch_errors

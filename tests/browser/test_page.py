@@ -1,0 +1,109 @@
+"""The browser page end to end: Chromium's fake microphone speaks to a real hark (echo mode).
+
+Chromium plays ``speech_wav`` (espeak-ng) as the microphone, looped. The page must capture and
+stream it, show the user's words and the assistant's reply as text, and receive and play the
+reply audio, without a single page error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+USER_WORDS = re.compile(r"weather", re.IGNORECASE)
+
+
+def _hark(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate("() => JSON.parse(JSON.stringify(window.hark))")
+    return state
+
+
+def test_talk_to_hark_in_the_browser(
+    chromium_path: str,
+    speech_wav: Path,
+    launch_chromium: Callable[..., Browser],
+    watch_errors: Callable[[Page], list[str]],
+    hark_server: Any,
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    browser = launch_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_wav}",
+    )
+    context = browser.new_context(viewport={"width": 1100, "height": 860}, permissions=["microphone"])
+    page = context.new_page()
+    errors = watch_errors(page)
+
+    page.goto(hark_server.base_url + "/")
+    state = page.get_by_test_id("state-indicator")
+    start = page.get_by_test_id("start-button")
+    expect(state).to_have_attribute("data-state", "idle")
+    expect(start).to_have_text("Start")
+
+    start.click()
+    expect(start).to_have_text("Stop", timeout=15_000)
+    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-status", "connected")
+
+    # What was said, transcribed by the server and shown as a final user turn.
+    page.wait_for_function(
+        """() => window.hark.transcripts.some(
+               (t) => t.role === "user" && t.final && /weather/i.test(t.text))""",
+        timeout=90_000,
+    )
+    expect(page.get_by_test_id("transcript-user").filter(has_text=USER_WORDS).first).to_be_visible()
+
+    # The reply: text in an assistant bubble, and audio received and played.
+    page.wait_for_function(
+        """() => window.hark.transcripts.some((t) => t.role === "assistant" && t.text.trim().length > 0)
+               && window.hark.receivedAudioBytes > 0 && window.hark.playedMs > 0""",
+        timeout=60_000,
+    )
+    assistant = page.get_by_test_id("transcript-assistant").first
+    expect(assistant).to_be_visible()
+    assert assistant.inner_text().strip()
+
+    hark = _hark(page)
+    assert hark["receivedAudioBytes"] > 0
+    assert hark["sentAudioBytes"] > 0
+    assert hark["playedMs"] > 0
+    assert hark["sentEvents"][0] == "session.update"
+    for event_type in ("session.created", "hark.llm_status", "input_audio_buffer.speech_started"):
+        assert event_type in hark["eventCounts"], event_type
+    assert hark["errors"] == [], hark["errors"]
+
+    # The fixture's server has no LLM: the banner shows the server's message and the setting.
+    assert hark["llmStatus"]["mode"] == "echo"
+    banner = page.get_by_test_id("llm-banner")
+    expect(banner).to_be_visible()
+    expect(page.get_by_test_id("llm-banner-message")).to_have_text(hark["llmStatus"]["message"])
+    expect(page.get_by_test_id("llm-banner-setting")).to_have_text(hark["llmStatus"]["setting"])
+    expect(page.get_by_test_id("llm-banner-setting")).to_contain_text("HARK_LLM_BASE_URL")
+
+    # Per-turn latency figures arrived and are shown.
+    page.wait_for_function("() => window.hark.latency.length > 0", timeout=30_000)
+    latency = page.get_by_test_id("latency")
+    expect(latency.locator('dd[data-key="stt_ms"]')).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
+    expect(latency.locator('dd[data-key="voice_to_voice_ms"]')).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
+
+    shot = tmp_path / "hark-page.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 0
+
+    start.click()
+    expect(state).to_have_attribute("data-state", "idle")
+    expect(start).to_have_text("Start")
+    assert _hark(page)["running"] is False
+
+    assert errors == [], errors

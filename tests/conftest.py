@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer
+
+
+@pytest.fixture(scope="session")
+def hark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
+    """hark with the real local models and no LLM configured (echo mode)."""
+    log = tmp_path_factory.mktemp("hark-echo") / "server.log"
+    with HarkProcess(log_path=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[tuple[FakeChatLLM, ThreadedServer]]:
+    llm = FakeChatLLM()
+    with ThreadedServer(llm.app()) as server:
+        yield llm, server
+
+
+@pytest.fixture(scope="session")
+def hark_with_llm(
+    fake_llm: tuple[FakeChatLLM, ThreadedServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HarkProcess]:
+    """hark answering through the loopback OpenAI-compatible stand-in."""
+    _, llm_server = fake_llm
+    log = tmp_path_factory.mktemp("hark-llm") / "server.log"
+    env = {
+        "HARK_LLM_BASE_URL": llm_server.base_url + "/v1",
+        "HARK_LLM_API_KEY": "sk-test-secret-123",
+        "HARK_LLM_MODEL": "stand-in",
+        "HARK_LLM_TIMEOUT": "5",
+    }
+    with HarkProcess(env=env, log_path=log) as server:
+        yield server
