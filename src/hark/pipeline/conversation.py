@@ -288,6 +288,8 @@ class Conversation:
     async def _reply_text(self, user_text: str | None) -> AsyncIterator[str]:
         """The LLM's reply; the labelled echo when no LLM is configured or it cannot be reached
         before its first word. A failure after the first word ends the turn (never replayed)."""
+        if user_text is None:
+            user_text = self.history.last_user_text()
         if self._llm is None:
             yield echo_reply(user_text, None)
             return

@@ -42,6 +42,12 @@ class History:
                 return entry.message.content
         return None
 
+    def last_user_text(self) -> str | None:
+        for entry in reversed(self._entries):
+            if entry.message.role == "user":
+                return entry.message.content
+        return None
+
     def clear(self) -> None:
         self._entries.clear()
 

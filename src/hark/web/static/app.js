@@ -317,7 +317,7 @@ function onMicChunk(s, pcm) {
 function onPlayback(s, progress) {
   if (s !== session) return;
   if (progress.item) {
-    hark.playedMsByItem[progress.item] = Math.round(progress.ms);
+    hark.playedMsByItem[progress.item] = Math.floor(progress.ms);
     let total = 0;
     for (const ms of Object.values(hark.playedMsByItem)) total += ms;
     hark.playedMs = total;

@@ -1,0 +1,58 @@
+"""The command line: `hark config`, start-up refusal on bad config, `python -m hark`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_hark(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "hark", *args], env=clean, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    config = tmp_path / "hark.yaml"
+    config.write_text("llm:\n  model: from-yaml\n  base_url: http://127.0.0.1:9/v1\nvad:\n  end_silence_ms: 500\n")
+    result = run_hark(
+        "config", "--config", str(config), env={"HARK_LLM_API_KEY": "sk-very-secret", "HARK_LLM_MODEL": "from-env"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sk-very-secret" not in result.stdout + result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["llm"]["api_key"] == "**********"
+    assert shown["llm"]["model"] == "from-env"  # environment beats the file
+    assert shown["vad"]["end_silence_ms"] == 500
+    assert shown["server"] == {"host": "127.0.0.1", "port": 8000, "log_level": "info"}
+
+
+def test_invalid_value_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+    result = run_hark("serve", "--port", "0", env={"HARK_VAD_THRESHOLD": "2"})
+    assert result.returncode == 2
+    assert "vad.threshold" in result.stderr and "HARK_VAD_THRESHOLD" in result.stderr
+    config = tmp_path / "bad.yaml"
+    config.write_text("server:\n  prot: 8000\n")
+    result = run_hark("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert "server.prot" in result.stderr and "unknown setting" in result.stderr
+
+
+def test_hark_config_env_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "named.yaml"
+    config.write_text("conversation:\n  history_turns: 3\n")
+    result = run_hark("config", env={"HARK_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["conversation"]["history_turns"] == 3
+    missing = run_hark("config", env={"HARK_CONFIG": str(tmp_path / "nope.yaml")})
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_version() -> None:
+    result = run_hark("--version")
+    assert result.returncode == 0 and result.stdout.startswith("hark ")
