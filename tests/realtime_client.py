@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -50,7 +51,12 @@ class Recorder:
         return len(self.events)
 
     async def wait_for(
-        self, kind: str, predicate: Callable[[Any], bool] = lambda e: True, *, timeout: float = 30, after: int = 0
+        self,
+        kind: str,
+        predicate: Callable[[Any], bool] = lambda e: True,
+        *,
+        timeout: float = 30,
+        after: int = 0,
     ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
@@ -61,10 +67,8 @@ class Recorder:
             if remaining <= 0:
                 raise TimeoutError(f"no {kind} within {timeout} s; events:\n{self.summary()}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
 
 @asynccontextmanager
@@ -99,7 +103,9 @@ async def send_audio(conn: Any, pcm: bytes, *, realtime_pace: bool = True, speed
     Returns time.monotonic() when the first chunk was sent."""
     started = time.monotonic()
     for index, offset in enumerate(range(0, len(pcm), CHUNK_BYTES)):
-        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[offset : offset + CHUNK_BYTES]).decode())
+        await conn.input_audio_buffer.append(
+            audio=base64.b64encode(pcm[offset : offset + CHUNK_BYTES]).decode()
+        )
         if realtime_pace:
             target = started + (index + 1) * 0.04 / speed
             await asyncio.sleep(max(0.0, target - time.monotonic()))

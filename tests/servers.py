@@ -47,7 +47,9 @@ class FakeChatLLM:
         body = await request.json()
         self.requests.append({"body": body, "auth": request.headers.get("authorization")})
         if self.fail_status is not None:
-            return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, self.fail_status)
+            return JSONResponse(
+                {"error": {"message": "injected failure", "type": "server_error"}}, self.fail_status
+            )
         if not body.get("stream"):
             return JSONResponse(self._completion())
         return StreamingResponse(self._stream(body.get("model", "fake")), media_type="text/event-stream")
@@ -84,7 +86,9 @@ class FakeChatLLM:
         yield b"data: [DONE]\n\n"
 
     async def models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "test"}]})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "test"}]}
+        )
 
     def app(self) -> Starlette:
         return Starlette(
@@ -100,7 +104,9 @@ class ThreadedServer:
 
     def __init__(self, app: Any) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -140,7 +146,7 @@ class HarkProcess:
         return f"ws://127.0.0.1:{self.port}/v1/realtime?model=hark"
 
     def __enter__(self) -> HarkProcess:
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hark", "serve", "--port", str(self.port)],
             env=self.env,

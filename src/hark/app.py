@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
-
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -59,7 +58,9 @@ async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
     try:
         await engines.llm.check()
     except EngineError as exc:
-        log.warning("LLM not reachable; turns fall back to echo mode until it answers", extra={"error": str(exc)})
+        log.warning(
+            "LLM not reachable; turns fall back to echo mode until it answers", extra={"error": str(exc)}
+        )
         return LLMStatus(
             mode="echo",
             message=f"The language model is not reachable ({exc}); hark answers in echo mode until it is.",
@@ -71,7 +72,7 @@ async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
 def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = engines or await asyncio.to_thread(load_engines, settings)
+        loaded = engines if engines is not None else await asyncio.to_thread(load_engines, settings)
         await warm_up(loaded)
         app.state.engines = loaded
         app.state.llm_status = await probe_llm(loaded, settings)
@@ -107,7 +108,9 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     return app
 
 
-def make_conversation(app: FastAPI, settings: Settings) -> Callable[[Callable[[ev.Event], None]], Conversation]:
+def make_conversation(
+    app: FastAPI, settings: Settings
+) -> Callable[[Callable[[ev.Event], None]], Conversation]:
     engines: Engines = app.state.engines
     config = conversation_config(settings)
 
@@ -117,5 +120,3 @@ def make_conversation(app: FastAPI, settings: Settings) -> Callable[[Callable[[e
         )
 
     return factory
-
-

@@ -47,8 +47,12 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     host = settings.server.host
     shown = f"[{host}]" if ":" in host else host
-    print(f"hark {__version__}: loading models, then serving http://{shown}:{settings.server.port}", flush=True)
-    uvicorn.run(app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False)
+    print(
+        f"hark {__version__}: loading models, then serving http://{shown}:{settings.server.port}", flush=True
+    )
+    uvicorn.run(
+        app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False
+    )
     return 0
 
 

@@ -29,21 +29,39 @@ BAD_EVENTS: list[tuple[str, str | bytes, str]] = [
     ("json array", "[1, 2, 3]", "invalid_json"),
     ("no type", json.dumps({"event_id": "e1"}), "missing_required_parameter"),
     ("unknown type", json.dumps({"type": "nope.nope", "event_id": "e2"}), "unknown_event_type"),
-    ("audio not a string", json.dumps({"type": "input_audio_buffer.append", "audio": 12, "event_id": "e3"}), "invalid_value"),
-    ("invalid base64", json.dumps({"type": "input_audio_buffer.append", "audio": "!!!", "event_id": "e4"}), "invalid_value"),
+    (
+        "audio not a string",
+        json.dumps({"type": "input_audio_buffer.append", "audio": 12, "event_id": "e3"}),
+        "invalid_value",
+    ),
+    (
+        "invalid base64",
+        json.dumps({"type": "input_audio_buffer.append", "audio": "!!!", "event_id": "e4"}),
+        "invalid_value",
+    ),
     (
         "odd-length pcm",
-        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"abc").decode(), "event_id": "e5"}),
+        json.dumps(
+            {
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(b"abc").decode(),
+                "event_id": "e5",
+            }
+        ),
         "invalid_value",
     ),
     (
         "negative audio_end_ms",
-        json.dumps({"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": -5, "event_id": "e6"}),
+        json.dumps(
+            {"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": -5, "event_id": "e6"}
+        ),
         "invalid_value",
     ),
     (
         "unknown item",
-        json.dumps({"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": 5, "event_id": "e7"}),
+        json.dumps(
+            {"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": 5, "event_id": "e7"}
+        ),
         "item_not_found",
     ),
     (
@@ -52,15 +70,30 @@ BAD_EVENTS: list[tuple[str, str | bytes, str]] = [
             {
                 "type": "session.update",
                 "event_id": "e8",
-                "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 7000}}}},
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"format": {"type": "audio/pcm", "rate": 7000}}},
+                },
             }
         ),
         "unsupported_audio_format",
     ),
     ("huge string", json.dumps({"type": "x" * 100_000, "event_id": "e9"}), "unknown_event_type"),
-    ("deep nesting", '{"type": "session.update", "event_id": "e10", "session": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
-    ("empty commit", json.dumps({"type": "input_audio_buffer.commit", "event_id": "e11"}), "input_audio_buffer_commit_empty"),
-    ("cancel with nothing running", json.dumps({"type": "response.cancel", "event_id": "e12"}), "response_cancel_not_active"),
+    (
+        "deep nesting",
+        '{"type": "session.update", "event_id": "e10", "session": ' + "[" * 5000 + "]" * 5000 + "}",
+        "invalid_json",
+    ),
+    (
+        "empty commit",
+        json.dumps({"type": "input_audio_buffer.commit", "event_id": "e11"}),
+        "input_audio_buffer_commit_empty",
+    ),
+    (
+        "cancel with nothing running",
+        json.dumps({"type": "response.cancel", "event_id": "e12"}),
+        "response_cancel_not_active",
+    ),
     ("binary frame", b"\x00\x01\x02\x03", "invalid_frame"),
 ]
 
@@ -114,11 +147,17 @@ async def test_text_item_then_response_create(hark_server: HarkProcess) -> None:
     """Typed input through conversation.item.create is answered like speech (echo mode here)."""
     async with websockets.connect(hark_server.ws_url) as ws:
         await recv_until(ws, "session.created")
-        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Good morning"}]}
+        item = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Good morning"}],
+        }
         await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
         added = await recv_until(ws, "conversation.item.added")
         assert added["item"]["content"][0]["text"] == "Good morning"
         await ws.send(json.dumps({"type": "response.create"}))
         done = await recv_until(ws, "response.done", timeout=20)
         assert done["response"]["status"] == "completed"
-        assert done["response"]["output"][0]["content"][0]["transcript"] == "Echo mode. You said: Good morning"
+        assert (
+            done["response"]["output"][0]["content"][0]["transcript"] == "Echo mode. You said: Good morning"
+        )

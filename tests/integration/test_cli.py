@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 
-def run_hark(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_hark(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
     clean.update(env or {})
     return subprocess.run(
@@ -19,9 +21,14 @@ def run_hark(*args: str, env: dict[str, str] | None = None, timeout: float = 60)
 
 def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
     config = tmp_path / "hark.yaml"
-    config.write_text("llm:\n  model: from-yaml\n  base_url: http://127.0.0.1:9/v1\nvad:\n  end_silence_ms: 500\n")
+    config.write_text(
+        "llm:\n  model: from-yaml\n  base_url: http://127.0.0.1:9/v1\nvad:\n  end_silence_ms: 500\n"
+    )
     result = run_hark(
-        "config", "--config", str(config), env={"HARK_LLM_API_KEY": "sk-very-secret", "HARK_LLM_MODEL": "from-env"}
+        "config",
+        "--config",
+        str(config),
+        env={"HARK_LLM_API_KEY": "sk-very-secret", "HARK_LLM_MODEL": "from-env"},
     )
     assert result.returncode == 0, result.stderr
     assert "sk-very-secret" not in result.stdout + result.stderr

@@ -96,16 +96,22 @@ async def test_barge_in_stops_reply_audio_and_keeps_only_heard_words(
         await send_audio(conn, silence(1500))
         mark = rec.mark()
         requests_at_mark = len(llm.requests)
-        interrupted_at = await send_audio(conn, speak("Stop, stop. Tell me about London instead.") + silence(900))
+        interrupted_at = await send_audio(
+            conn, speak("Stop, stop. Tell me about London instead.") + silence(900)
+        )
         done = await rec.wait_for("response.done", lambda e: e.response.id == response_id)
         assert done.response.status == "cancelled"
         assert done.response.status_details.reason == "turn_detected"
         await rec.wait_for("input_audio_buffer.speech_started", after=mark)
         reply_audio = [
-            r.at for r in rec.events if r.type == "response.output_audio.delta" and r.event.response_id == response_id
+            r.at
+            for r in rec.events
+            if r.type == "response.output_audio.delta" and r.event.response_id == response_id
         ]
         stopped_after = reply_audio[-1] - interrupted_at
-        print(f"\nbarge-in: last reply audio {stopped_after * 1000:.0f} ms after the interrupting speech began")
+        print(
+            f"\nbarge-in: last reply audio {stopped_after * 1000:.0f} ms after the interrupting speech began"
+        )
         assert stopped_after <= 0.300
         heard = done.response.output[0].content[0].transcript.split()
         assert heard, "about 1.5 s of the reply played, so some words were heard"

@@ -251,7 +251,7 @@ class Conversation:
                 self._set_state(ConversationState.IDLE)
                 return
         transcribed = time.monotonic()
-        mode = "llm" if self._llm is not None else "echo"
+        mode: Literal["llm", "echo"] = "llm" if self._llm is not None else "echo"
         responder = Responder(
             self._tts,
             output_rate=self.output_rate,
@@ -281,7 +281,9 @@ class Conversation:
             if heard:
                 self.history.add(item_id, "assistant", heard)
             self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
-            self._emit(ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason))
+            self._emit(
+                ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason)
+            )
             if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
                 self._set_state(ConversationState.IDLE)
 
@@ -373,7 +375,9 @@ class Conversation:
         if responder is None:
             raise KeyError(item_id)
         if audio_end_ms > responder.clock.sent_ms + 1:
-            raise ValueError(f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms")
+            raise ValueError(
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms"
+            )
         heard = responder.heard(float(audio_end_ms))
         if not self.history.replace(item_id, heard) and heard:
             self.history.add(item_id, "assistant", heard)

@@ -100,7 +100,11 @@ class RealtimeSession:
                 return
             text = message.get("text")
             if text is None:
-                self._error(rp.ProtocolError("binary frames are not supported; send JSON events", code="invalid_frame"))
+                self._error(
+                    rp.ProtocolError(
+                        "binary frames are not supported; send JSON events", code="invalid_frame"
+                    )
+                )
                 continue
             try:
                 event = rp.parse_client_event(text)
@@ -122,7 +126,11 @@ class RealtimeSession:
                 await self.conversation.push_audio(pcm)
             except Exception:
                 log.exception("audio processing failed")
-                self._error(rp.ProtocolError("audio processing failed", type="server_error", code="server_error"))
+                self._error(
+                    rp.ProtocolError("audio processing failed", type="server_error", code="server_error")
+                )
+            finally:
+                self._audio_in.task_done()
 
     def _error(self, error: rp.ProtocolError) -> None:
         self.outbox.put(rp.error_event(error))
@@ -183,14 +191,14 @@ class RealtimeSession:
 
     async def _drain_audio(self) -> None:
         """Let appended audio reach the conversation before a commit or clear acts on it."""
-        while not self._audio_in.empty():
-            await asyncio.sleep(0.002)
-        await asyncio.sleep(0)
+        await self._audio_in.join()
 
     def _create_item(self, event: rp.ItemCreate) -> None:
         item = event.item
         if item.role == "system":
-            raise rp.ProtocolError("system items are not supported; use session.instructions", event_id=event.event_id)
+            raise rp.ProtocolError(
+                "system items are not supported; use session.instructions", event_id=event.event_id
+            )
         item_id = item.id or new_id("item")
         text = " ".join(part.text for part in item.content)
         self.conversation.history.add(item_id, item.role, text)
@@ -217,7 +225,8 @@ class RealtimeSession:
             fmt = spec.format if spec is not None else None
             if fmt is not None and (fmt.type != "audio/pcm" or (fmt.rate or SAMPLE_RATE) != SAMPLE_RATE):
                 raise rp.ProtocolError(
-                    f"unsupported {direction} format {fmt.type} at {fmt.rate} Hz; hark speaks audio/pcm at 24000 Hz",
+                    f"unsupported {direction} format {fmt.type} at {fmt.rate} Hz; "
+                    "hark speaks audio/pcm at 24000 Hz",
                     code="unsupported_audio_format",
                     event_id=event.event_id,
                     param=f"session.audio.{direction}.format",
@@ -252,7 +261,12 @@ class RealtimeSession:
             "output_modalities": ["audio"],
             "instructions": self.conversation.instructions or self._config.system_prompt,
             "audio": {
-                "input": {"format": pcm, "transcription": None, "noise_reduction": None, "turn_detection": detection},
+                "input": {
+                    "format": pcm,
+                    "transcription": None,
+                    "noise_reduction": None,
+                    "turn_detection": detection,
+                },
                 "output": {"format": pcm, "voice": VOICE, "speed": 1.0},
             },
             "tools": [],
@@ -278,15 +292,35 @@ class RealtimeSession:
                     audio_of=response_id,
                 )
             case ev.ResponseText(response_id, item_id, delta):
-                put({"type": "response.output_audio_transcript.delta", **_part(response_id, item_id), "delta": delta})
+                put(
+                    {
+                        "type": "response.output_audio_transcript.delta",
+                        **_part(response_id, item_id),
+                        "delta": delta,
+                    }
+                )
             case ev.StateChanged(state):
                 put({"type": "hark.state", "state": state.value})
             case ev.SpeechStarted(item_id, audio_start_ms):
-                put({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id})
+                put(
+                    {
+                        "type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": audio_start_ms,
+                        "item_id": item_id,
+                    }
+                )
             case ev.SpeechStopped(item_id, audio_end_ms):
-                put({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id})
+                put(
+                    {
+                        "type": "input_audio_buffer.speech_stopped",
+                        "audio_end_ms": audio_end_ms,
+                        "item_id": item_id,
+                    }
+                )
             case ev.InputCommitted(item_id, previous):
-                put({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})
+                put(
+                    {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous}
+                )
                 user_item = {
                     "id": item_id,
                     "object": "realtime.item",
@@ -334,7 +368,14 @@ class RealtimeSession:
             case ev.OutputCleared(response_id, _item_id):
                 self.outbox.drop_audio(response_id)
             case ev.ItemTruncated(item_id, audio_end_ms):
-                put({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": audio_end_ms})
+                put(
+                    {
+                        "type": "conversation.item.truncated",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "audio_end_ms": audio_end_ms,
+                    }
+                )
             case ev.Latency():
                 put(
                     {
@@ -354,16 +395,35 @@ class RealtimeSession:
         put = self.outbox.put
         put({"type": "response.created", "response": self._response_object(response_id, "in_progress", [])})
         item = _assistant_item(item_id, "in_progress", None)
-        put({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": item})
+        put(
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
         put({"type": "conversation.item.added", "previous_item_id": None, "item": item})
-        put({"type": "response.content_part.added", **_part(response_id, item_id), "part": {"type": "audio", "transcript": ""}})
+        put(
+            {
+                "type": "response.content_part.added",
+                **_part(response_id, item_id),
+                "part": {"type": "audio", "transcript": ""},
+            }
+        )
 
     def _response_done(self, event: ev.ResponseDone) -> None:
         put = self.outbox.put
         rid, iid = event.response_id, event.item_id
         put({"type": "response.output_audio.done", **_part(rid, iid)})
         put({"type": "response.output_audio_transcript.done", **_part(rid, iid), "transcript": event.text})
-        put({"type": "response.content_part.done", **_part(rid, iid), "part": {"type": "audio", "transcript": event.text}})
+        put(
+            {
+                "type": "response.content_part.done",
+                **_part(rid, iid),
+                "part": {"type": "audio", "transcript": event.text},
+            }
+        )
         item = _assistant_item(iid, "completed" if event.status == "completed" else "incomplete", event.text)
         put({"type": "response.output_item.done", "response_id": rid, "output_index": 0, "item": item})
         put({"type": "conversation.item.done", "previous_item_id": None, "item": item})
@@ -371,7 +431,10 @@ class RealtimeSession:
         if event.status == "cancelled":
             details = {"type": "cancelled", "reason": event.reason or "client_cancelled"}
         elif event.status == "failed":
-            details = {"type": "failed", "error": {"type": "server_error", "code": "engine_error", "message": event.reason}}
+            details = {
+                "type": "failed",
+                "error": {"type": "server_error", "code": "engine_error", "message": event.reason},
+            }
         response = self._response_object(rid, event.status, [item])
         response["status_details"] = details
         put({"type": "response.done", "response": response})
@@ -407,7 +470,9 @@ class TurnDetectionState:
             neg_threshold=base.neg_threshold if wire.threshold is None else None,
             start_ms=base.start_ms,
             end_silence_ms=(
-                float(wire.silence_duration_ms) if wire.silence_duration_ms is not None else base.end_silence_ms
+                float(wire.silence_duration_ms)
+                if wire.silence_duration_ms is not None
+                else base.end_silence_ms
             ),
             max_turn_ms=base.max_turn_ms,
         )

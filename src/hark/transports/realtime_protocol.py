@@ -198,10 +198,15 @@ def parse_client_event(text: str) -> ClientEvent:
         event_id = event_id[:512]
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError("event has no string 'type'", code="missing_required_parameter", event_id=event_id, param="type")
+        raise ProtocolError(
+            "event has no string 'type'", code="missing_required_parameter", event_id=event_id, param="type"
+        )
     if kind not in KNOWN_TYPES:
         raise ProtocolError(
-            f"unsupported event type {kind[:80]!r}", code="unknown_event_type", event_id=event_id, param="type"
+            f"unsupported event type {kind[:80]!r}",
+            code="unknown_event_type",
+            event_id=event_id,
+            param="type",
         )
     if _depth(data, MAX_DEPTH):
         raise ProtocolError(f"event nests deeper than {MAX_DEPTH} levels", event_id=event_id)

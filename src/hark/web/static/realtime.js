@@ -71,12 +71,13 @@ export class RealtimeClient {
         }
         if (event && typeof event.type === "string") this.handlers.onEvent(event);
       };
+      const unreachable = () => new Error(`Cannot reach the hark server at ${new URL(this.url).host}.`);
       ws.onerror = () => {
-        if (!opened) reject(new Error(`Could not connect to ${this.url}`));
+        if (!opened) reject(unreachable());
       };
       ws.onclose = (close) => {
         if (!opened) {
-          reject(new Error(`Could not connect to the server (${close.code || "no answer"}).`));
+          reject(unreachable());
           return;
         }
         this.ws = null;

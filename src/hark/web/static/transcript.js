@@ -29,6 +29,11 @@ export class TranscriptView {
     this.entries = new Map(); // item id → entry
     this.byResponse = new Map(); // response id → [entry]
     this.pendingLatency = new Map(); // response id → latency event, when it beats the item
+    // Follow new text while the view is scrolled to the bottom; stay put once the user scrolls up.
+    this.stick = true;
+    scroller.addEventListener("scroll", () => {
+      this.stick = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+    });
   }
 
   get isEmpty() {
@@ -41,6 +46,7 @@ export class TranscriptView {
     this.pendingLatency.clear();
     this.records.length = 0;
     this.list.replaceChildren();
+    this.stick = true;
     this.onChange();
   }
 
@@ -49,10 +55,8 @@ export class TranscriptView {
   }
 
   withScroll(update) {
-    const s = this.scroller;
-    const stick = s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
     update();
-    if (stick) s.scrollTop = s.scrollHeight;
+    if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
   create(role, itemId, responseId) {
