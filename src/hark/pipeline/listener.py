@@ -39,8 +39,9 @@ class Listener:
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
         self._recent: collections.deque[Float32Array] = collections.deque(maxlen=prefix_chunks + 1)
         self._arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
-        self._utterance: list[Float32Array] = []
-        self._max_samples = int(max_turn_s * self.rate)
+        # Every stored chunk is exactly chunk_samples long; the newest max_turn_s are kept.
+        self._max_chunks = max(1, int(max_turn_s * self.rate) // self._chunk)
+        self._utterance: collections.deque[Float32Array] = collections.deque(maxlen=self._max_chunks)
         self.vad_enabled = True
         """Without VAD (client-side turn detection) every sample joins the utterance until commit."""
 
@@ -57,7 +58,7 @@ class Listener:
         self._turns = TurnDetector(config)
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
         self._recent = collections.deque(self._recent, maxlen=prefix_chunks + 1)
-        self._utterance = []
+        self._utterance.clear()
 
     def set_input_rate(self, rate: int) -> None:
         if rate != self._resampler.in_rate:
@@ -69,7 +70,7 @@ class Listener:
         return np.concatenate(self._utterance)
 
     def utterance_ms(self) -> int:
-        return sum(len(c) for c in self._utterance) * 1000 // self.rate
+        return len(self._utterance) * self._chunk * 1000 // self.rate
 
     async def push(self, pcm: bytes) -> list[TurnBoundary]:
         """Feed client audio; returns the turn boundaries it crossed, in order."""
@@ -84,7 +85,6 @@ class Listener:
         if not self.vad_enabled:
             self._chunk_index += n
             self._utterance.extend(chunks)
-            self._trim_utterance()
             return []
         probabilities = await self.vad.probabilities(self._stream, chunks)
         boundaries: list[TurnBoundary] = []
@@ -96,13 +96,12 @@ class Listener:
             detection = self._turns.push(probability)
             if was_in_speech:
                 self._utterance.append(chunk)
-                self._trim_utterance()
             else:
                 self._recent.append(chunk)
             if detection is None:
                 continue
             if detection.event is TurnEvent.SPEECH_STARTED:
-                self._utterance = list(self._recent)
+                self._utterance = collections.deque(self._recent, maxlen=self._max_chunks)
                 self._recent.clear()
             boundaries.append(self._boundary(detection))
         return boundaries
@@ -111,19 +110,14 @@ class Listener:
         wall = next((t for i, t in reversed(self._arrivals) if i <= detection.chunk_index), time.monotonic())
         return TurnBoundary(detection.event, detection.chunk_index * self._chunk * 1000 // self.rate, wall)
 
-    def _trim_utterance(self) -> None:
-        # Only reachable without VAD (the turn detector ends turns at max_turn_s): keep the newest.
-        while sum(len(c) for c in self._utterance) > self._max_samples:
-            self._utterance.pop(0)
-
     def take_utterance(self) -> Float32Array:
         """The utterance so far, and start afresh (after a turn ends or is committed)."""
         audio = self.utterance()
-        self._utterance = []
+        self._utterance.clear()
         return audio
 
     def reset(self) -> None:
         """Forget the current utterance and turn state (input_audio_buffer.clear)."""
-        self._utterance = []
+        self._utterance.clear()
         self._recent.clear()
         self._turns.reset()

@@ -366,7 +366,9 @@ class RealtimeSession:
             case ev.ResponseDone():
                 self._response_done(event)
             case ev.OutputCleared(response_id, _item_id):
+                # Audio still queued here is never sent; the client drops what it has buffered.
                 self.outbox.drop_audio(response_id)
+                put({"type": "output_audio_buffer.cleared", "response_id": response_id})
             case ev.ItemTruncated(item_id, audio_end_ms):
                 put(
                     {
