@@ -102,7 +102,11 @@ conversation:
 """,
     )
     settings = load_settings(path)
-    assert (settings.server.host, settings.server.port, settings.server.log_level) == ("0.0.0.0", 9100, "debug")
+    assert (settings.server.host, settings.server.port, settings.server.log_level) == (
+        "0.0.0.0",
+        9100,
+        "debug",
+    )
     assert (settings.vad.threshold, settings.vad.end_silence_ms) == (0.6, 500)
     assert settings.vad.start_ms == 96  # untouched keys keep their defaults
     assert settings.llm.base_url == "http://llm.local:8080/v1"  # trailing slash stripped
@@ -169,7 +173,9 @@ def test_non_mapping_yaml_is_a_config_error(tmp_path: Path, text: str, kind: str
     assert config_error(path) == f"config file {path} must hold a mapping of sections, not {kind}"
 
 
-@pytest.mark.parametrize("text", ["vad: [unclosed\n", "server:\n  port: 1\n bad indent: 2\n", "a: b: c\n", "{"])
+@pytest.mark.parametrize(
+    "text", ["vad: [unclosed\n", "server:\n  port: 1\n bad indent: 2\n", "a: b: c\n", "{"]
+)
 def test_broken_yaml_is_a_config_error(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
     message = config_error(path)
@@ -321,14 +327,18 @@ def test_unknown_yaml_keys_rejected(tmp_path: Path, yaml_text: str, key: str, en
 
 def test_unknown_key_in_a_known_section_via_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARK_VAD_BOGUS", "1")
-    assert "  vad.bogus: unknown setting (YAML key 'vad.bogus' or environment HARK_VAD_BOGUS)" in config_error()
+    assert (
+        "  vad.bogus: unknown setting (YAML key 'vad.bogus' or environment HARK_VAD_BOGUS)" in config_error()
+    )
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="an invalid YAML section value (vad: 5) is silently dropped when any HARK_VAD_* variable is set",
 )
-def test_invalid_yaml_section_not_hidden_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_yaml_section_not_hidden_by_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, "vad: 5\n")
     monkeypatch.setenv("HARK_VAD_START_MS", "64")
     assert "  vad: " in config_error(path)

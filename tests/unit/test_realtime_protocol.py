@@ -49,19 +49,22 @@ def nested(levels: int, leaf: Any) -> Any:
 
 
 def test_known_types() -> None:
-    assert frozenset(
-        {
-            "session.update",
-            "input_audio_buffer.append",
-            "input_audio_buffer.commit",
-            "input_audio_buffer.clear",
-            "response.create",
-            "response.cancel",
-            "output_audio_buffer.clear",
-            "conversation.item.truncate",
-            "conversation.item.create",
-        }
-    ) == KNOWN_TYPES
+    assert (
+        frozenset(
+            {
+                "session.update",
+                "input_audio_buffer.append",
+                "input_audio_buffer.commit",
+                "input_audio_buffer.clear",
+                "response.create",
+                "response.cancel",
+                "output_audio_buffer.clear",
+                "conversation.item.truncate",
+                "conversation.item.create",
+            }
+        )
+        == KNOWN_TYPES
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,10 @@ def test_truncate_and_item_create_fields() -> None:
     assert isinstance(create, ItemCreate)
     assert create.previous_item_id == "item_8"
     assert (create.item.id, create.item.role) == ("item_10", "assistant")
-    assert [(part.type, part.text) for part in create.item.content] == [("output_text", "Hello"), ("text", "again")]
+    assert [(part.type, part.text) for part in create.item.content] == [
+        ("output_text", "Hello"),
+        ("text", "again"),
+    ]
 
 
 # -- malformed input ---------------------------------------------------------------------------
@@ -210,7 +216,13 @@ def test_non_object_json(text: str) -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [{}, {"event_id": "e7"}, {"event_id": "e7", "type": None}, {"event_id": "e7", "type": 3}, {"type": ["x"]}],
+    [
+        {},
+        {"event_id": "e7"},
+        {"event_id": "e7", "type": None},
+        {"event_id": "e7", "type": 3},
+        {"type": ["x"]},
+    ],
 )
 def test_missing_type(event: dict[str, Any]) -> None:
     error = error_of(json.dumps(event))
@@ -239,15 +251,24 @@ def test_unknown_type(kind: str) -> None:
         ({"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": 1.5}, "audio_end_ms"),
         ({"type": "conversation.item.truncate", "item_id": "i"}, "audio_end_ms"),
         ({"type": "conversation.item.truncate", "audio_end_ms": 0}, "item_id"),
-        ({"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": 0, "content_index": -1}, "content_index"),
+        (
+            {"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": 0, "content_index": -1},
+            "content_index",
+        ),
         ({"type": "conversation.item.truncate", "item_id": "i" * 257, "audio_end_ms": 0}, "item_id"),
         ({"type": "session.update"}, "session"),
         ({"type": "session.update", "session": None}, "session"),
         ({"type": "session.update", "session": "realtime"}, "session"),
         ({"type": "session.update", "session": {"type": "transcription"}}, "session.type"),
-        ({"type": "session.update", "session": {"output_modalities": ["video"]}}, "session.output_modalities.0"),
         (
-            {"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"threshold": 1.0}}}}},
+            {"type": "session.update", "session": {"output_modalities": ["video"]}},
+            "session.output_modalities.0",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"turn_detection": {"threshold": 1.0}}}},
+            },
             "session.audio.input.turn_detection.threshold",
         ),
         (
@@ -257,8 +278,17 @@ def test_unknown_type(kind: str) -> None:
         ({"type": "response.cancel", "response_id": 7}, "response_id"),
         ({"type": "response.create", "response": {"instructions": 7}}, "response.instructions"),
         ({"type": "conversation.item.create", "item": {"role": "user", "content": []}}, "item.content"),
-        ({"type": "conversation.item.create", "item": {"role": "tool", "content": [{"type": "text", "text": "x"}]}}, "item.role"),
-        ({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "image"}]}}, "item.content.0.type"),
+        (
+            {
+                "type": "conversation.item.create",
+                "item": {"role": "tool", "content": [{"type": "text", "text": "x"}]},
+            },
+            "item.role",
+        ),
+        (
+            {"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "image"}]}},
+            "item.content.0.type",
+        ),
         ({"type": "input_audio_buffer.commit", "event_id": 5}, "event_id"),
     ],
 )
@@ -274,7 +304,9 @@ def test_validation_error_carries_event_id() -> None:
     error = error_of(json.dumps({"type": "input_audio_buffer.append", "audio": 5, "event_id": "evt_42"}))
     assert (error.code, error.param, error.event_id) == ("invalid_value", "audio", "evt_42")
     error = error_of(
-        json.dumps({"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": -1, "event_id": "e2"})
+        json.dumps(
+            {"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": -1, "event_id": "e2"}
+        )
     )
     assert (error.code, error.param, error.event_id) == ("invalid_value", "audio_end_ms", "e2")
 
@@ -313,7 +345,9 @@ def test_strings_at_the_limit_are_accepted() -> None:
 
 def test_too_many_content_parts() -> None:
     parts = [{"type": "input_text", "text": "x"}] * 65
-    error = error_of(json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": parts}}))
+    error = error_of(
+        json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": parts}})
+    )
     assert error.param == "item.content"
     ok = parse({"type": "conversation.item.create", "item": {"role": "user", "content": parts[:64]}})
     assert isinstance(ok, ItemCreate)
@@ -539,7 +573,8 @@ def test_fuzz_mutated_valid_events(seed: int) -> None:
         '{"type": "session.update", "session": {"instructions": "hi", "audio": {"input": {}}}}',
         '{"type": "input_audio_buffer.append", "audio": "AAA=", "event_id": "e1"}',
         '{"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": 10}',
-        '{"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "text", "text": "a"}]}}',
+        '{"type": "conversation.item.create", '
+        '"item": {"role": "user", "content": [{"type": "text", "text": "a"}]}}',
         '{"type": "response.create", "response": {"instructions": "x"}}',
     ]
     for text in valid:
