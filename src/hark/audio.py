@@ -27,6 +27,8 @@ def decode_base64_pcm16(data: object, *, max_bytes: int) -> bytes:
         pcm = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise AudioFormatError("audio is not valid base64") from exc
+    if len(pcm) > max_bytes:
+        raise AudioFormatError(f"audio chunk exceeds {max_bytes} bytes")
     if len(pcm) % 2:
         raise AudioFormatError("PCM16 audio must have an even number of bytes")
     return pcm
@@ -37,7 +39,8 @@ def pcm16_to_float(pcm: bytes) -> Float32Array:
 
 
 def float_to_pcm16(audio: Float32Array) -> bytes:
-    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+    # The inverse of pcm16_to_float: scale by 32768 and round, so int16 -> float -> int16 is exact.
+    return bytes(np.clip(np.rint(audio * _INT16_SCALE), -32768, 32767).astype("<i2").tobytes())
 
 
 def pcm16_duration_ms(n_bytes: int, sample_rate: int) -> float:

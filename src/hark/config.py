@@ -111,8 +111,8 @@ class LLMSettings(_Section):
 
 class ConversationSettings(_Section):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    history_turns: int = Field(10, ge=0, le=200)
-    """User/assistant exchanges kept as context."""
+    history_turns: int = Field(10, ge=1, le=200)
+    """User/assistant exchanges sent to the LLM, the current one included."""
     output_chunk_ms: int = Field(100, ge=10, le=1000)
     """Reply audio is sent in chunks of this length."""
     output_lead_ms: int = Field(600, ge=0, le=10_000)
@@ -205,6 +205,13 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         data = _deep_merge(data, _read_yaml(path))
         sources.append(str(path))
     source = ", ".join([*sources, "HARK_* environment"])
+    # Checked before the environment is merged in, which would silently replace a bad section.
+    for section, value in data.items():
+        if section in Settings.model_fields and not isinstance(value, dict):
+            raise ConfigError(
+                f"invalid configuration ({source}):\n  {section}: Input should be a valid dictionary "
+                f"(YAML key '{section}' or environment HARK_{section.upper()})"
+            )
     try:
         return Settings(**data)
     except ValidationError as exc:

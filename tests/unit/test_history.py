@@ -109,22 +109,11 @@ def test_consecutive_user_messages_are_each_a_turn() -> None:
     assert history.messages() == [sys_("S"), user("q3"), user("q4")]
 
 
-def test_max_turns_zero_keeps_only_the_current_exchange() -> None:
-    history = History("S", 0)
-    history.add("u1", "user", "q1")
-    assert history.messages() == [sys_("S"), user("q1")]
-    history.add("a1", "assistant", "r1")
-    assert history.messages() == [sys_("S"), user("q1"), bot("r1")]
-    history.add("u2", "user", "q2")
-    assert history.messages() == [sys_("S"), user("q2")]
-    assert history.text_of("u1") is None
-    assert history.last_user_text() == "q2"
-
-
-def test_max_turns_zero_drops_assistant_items_without_a_user_message() -> None:
-    history = History("S", 0)
-    history.add("a0", "assistant", "Welcome!")
-    assert history.messages() == [sys_("S")]
+@pytest.mark.parametrize("max_turns", [0, -1])
+def test_max_turns_below_one_is_refused(max_turns: int) -> None:
+    # A turn is the current user message with its reply, so fewer than one would drop the question.
+    with pytest.raises(ValueError, match="max_turns"):
+        History("S", max_turns)
 
 
 def test_replace_an_assistant_item() -> None:

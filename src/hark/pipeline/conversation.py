@@ -137,6 +137,7 @@ class Conversation:
         item_id = self._item_id or new_id("item")
         self._item_id = None
         self._commit(item_id, end_of_speech=time.monotonic())
+        self.listener.reset()  # a turn the VAD had open ends with the commit
         return item_id
 
     def clear_input(self) -> None:
@@ -180,7 +181,8 @@ class Conversation:
         except EngineError:
             return  # A partial is a courtesy; the final transcript reports failures.
         finally:
-            self._partial_task = None
+            if self._partial_task is asyncio.current_task():
+                self._partial_task = None
         text = transcript.text
         if item_id != self._item_id or not text or text == self._partial_text:
             return
@@ -222,7 +224,8 @@ class Conversation:
         if self.responding:
             raise RuntimeError("a response is already in progress")
         self._set_state(ConversationState.THINKING)
-        self._start_response(wait_for=self._transcribing, end_of_speech=None, detected=time.monotonic())
+        pending = self._transcribing if self._transcribing and not self._transcribing.done() else None
+        self._start_response(wait_for=pending, end_of_speech=None, detected=time.monotonic())
 
     def _start_response(
         self, *, wait_for: asyncio.Task[str | None] | None, end_of_speech: float | None, detected: float
@@ -246,8 +249,8 @@ class Conversation:
         if wait_for is not None:
             # Shielded: a barge-in cancels this reply, not the transcript of what was said.
             user_text = await asyncio.shield(wait_for)
-            if wait_for is self._transcribing and user_text is not None and not user_text:
-                # Noise, not words: nothing to answer.
+            if not user_text:
+                # Noise, not words (or a failed transcription, already reported): nothing to answer.
                 self._set_state(ConversationState.IDLE)
                 return
         transcribed = time.monotonic()

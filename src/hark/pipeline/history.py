@@ -15,6 +15,8 @@ class _Entry:
 
 class History:
     def __init__(self, system_prompt: str, max_turns: int) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1 (the current exchange), not {max_turns}")
         self.system_prompt = system_prompt
         self.max_turns = max_turns
         self._entries: list[_Entry] = []
@@ -59,7 +61,5 @@ class History:
     def _trim(self) -> None:
         # A turn is a user message and what answered it; keep the newest max_turns of them.
         user_indexes = [i for i, e in enumerate(self._entries) if e.message.role == "user"]
-        if self.max_turns == 0:
-            self._entries = self._entries[user_indexes[-1] :] if user_indexes else []
-        elif len(user_indexes) > self.max_turns:
+        if len(user_indexes) > self.max_turns:
             self._entries = self._entries[user_indexes[-self.max_turns] :]
