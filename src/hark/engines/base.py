@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from hark.config import ProviderConfig, Settings
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -36,9 +39,46 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the LLM may call (OpenAI-style: a JSON schema for the arguments)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete call the LLM asked for; ``arguments`` is the JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """On an assistant message: the calls it made."""
+    tool_call_id: str | None = None
+    """On a tool message: which call this is the result of."""
+
+
+@dataclass(frozen=True, slots=True)
+class LLMOptions:
+    """Per-request options; engines map them onto their own API."""
+
+    tools: tuple[ToolSpec, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    """Ask for JSON matching this schema (engines use native structured output where they have it)."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+LLMChunk = str | ToolCall
+"""What an LLM stream yields: text deltas, and tool calls once each call is complete."""
 
 
 @dataclass(slots=True)
@@ -74,15 +114,28 @@ class STT(Protocol):
         """Transcribe mono float32 audio at ``sample_rate``."""
         ...
 
+    async def check(self) -> None:
+        """Raise EngineUnavailable when the engine cannot serve; cheap (no paid request)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    """What the registry builds engines with: every engine class has this classmethod."""
+
+    def from_config(self, provider: ProviderConfig, settings: Settings) -> Any: ...
 
 
 @runtime_checkable
 class LLM(Protocol):
     name: str
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """Stream the reply as text deltas. Raises EngineError (retryable or not)."""
+    def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        """Stream the reply: text deltas, and each tool call once complete.
+        Raises EngineError (retryable or not); EngineUnavailable when it cannot be reached."""
         ...
 
     async def check(self) -> None:
@@ -100,6 +153,10 @@ class TTS(Protocol):
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """Stream mono PCM16 little-endian audio at ``sample_rate`` for ``text``."""
+        ...
+
+    async def check(self) -> None:
+        """Raise EngineUnavailable when the engine cannot serve; cheap (no paid request)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hark.config import Settings
+from hark.config import ProviderConfig, Settings
 from hark.engines import registry
-from hark.engines.base import LLM, STT, TTS, VAD
-from hark.errors import EngineError
+from hark.engines.base import VAD
+from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
+from hark.errors import ConfigError, EngineError, MissingDependency
 
 log = logging.getLogger("hark.engines")
 
@@ -21,9 +23,9 @@ ECHO_SETTING = "HARK_LLM_BASE_URL=http://127.0.0.1:11434/v1 HARK_LLM_MODEL=llama
 @dataclass(slots=True)
 class Engines:
     vad: VAD
-    stt: STT
-    tts: TTS
-    llm: LLM | None
+    stt: FallbackSTT
+    tts: FallbackTTS
+    llm: FallbackLLM | None
 
     async def aclose(self) -> None:
         for engine in (self.llm, self.tts, self.stt, self.vad):
@@ -35,13 +37,24 @@ def load_engines(settings: Settings) -> Engines:
     """Blocking: loads the models. Call it off the event loop."""
     started = time.perf_counter()
     vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
-    stt = registry.resolve(registry.STT_ENGINES, "faster-whisper", "stt")(settings.stt)
-    tts = registry.resolve(registry.TTS_ENGINES, "piper", "tts")(settings.tts)
-    llm: LLM | None = None
-    if settings.llm.configured:
-        llm = registry.resolve(registry.LLM_ENGINES, settings.llm.kind, "llm")(settings.llm)
+    stt = FallbackSTT(_build("stt", settings.stt.providers, settings), settings.fallback)
+    tts = FallbackTTS(_build("tts", settings.tts.providers, settings), settings.fallback)
+    chain = settings.llm.chain()
+    llm = FallbackLLM(_build("llm", chain, settings), settings.fallback) if chain else None
     log.info("engines loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
     return Engines(vad=vad, stt=stt, tts=tts, llm=llm)
+
+
+def _build(
+    stage: str, providers: list[ProviderConfig], settings: Settings
+) -> list[tuple[ProviderConfig, Any]]:
+    built = []
+    for index, provider in enumerate(providers):
+        try:
+            built.append((provider, registry.build(stage, provider, settings)))
+        except (EngineError, MissingDependency, ConfigError) as exc:
+            raise ConfigError(f"{stage}.providers[{index}] ({provider.label}): {exc}") from exc
+    return built
 
 
 async def warm_up(engines: Engines) -> None:

@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hark.errors import ConfigError, MissingDependency
 
-STT_ENGINES = {"faster-whisper": "hark.engines.stt.faster_whisper:FasterWhisperSTT"}
-TTS_ENGINES = {"piper": "hark.engines.tts.piper:PiperTTS"}
+if TYPE_CHECKING:
+    from hark.config import ProviderConfig, Settings
+
+_OPENAI_LLM = "hark.engines.llm.openai_compat:OpenAICompatibleLLM"
+
+STT_ENGINES = {
+    "faster-whisper": "hark.engines.stt.faster_whisper:FasterWhisperSTT",
+    "deepgram": "hark.engines.stt.deepgram:DeepgramSTT",
+    "openai": "hark.engines.stt.openai_stt:OpenAISTT",
+}
+TTS_ENGINES = {
+    "piper": "hark.engines.tts.piper:PiperTTS",
+    "elevenlabs": "hark.engines.tts.elevenlabs:ElevenLabsTTS",
+    "cartesia": "hark.engines.tts.cartesia:CartesiaTTS",
+    "openai": "hark.engines.tts.openai_tts:OpenAITTS",
+    "espeak": "hark.engines.tts.espeak:EspeakTTS",
+}
 LLM_ENGINES = {
-    "openai": "hark.engines.llm.openai_compat:OpenAICompatibleLLM",
+    "openai": _OPENAI_LLM,
+    "vllm": _OPENAI_LLM,
+    "ollama": _OPENAI_LLM,
+    "groq": _OPENAI_LLM,
+    "xai": _OPENAI_LLM,
+    "cerebras": _OPENAI_LLM,
+    "azure": "hark.engines.llm.azure:AzureOpenAILLM",
+    "anthropic": "hark.engines.llm.anthropic:AnthropicLLM",
+    "gemini": "hark.engines.llm.gemini:GeminiLLM",
     "llama-cpp": "hark.engines.llm.llama_cpp:LlamaCppLLM",
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
 
-_EXTRAS = {"llama_cpp": "pip install 'hark[llama]'"}
+STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES}
+
+# Third-party packages that come with an extra, and the command that installs them.
+_EXTRAS = {
+    "llama_cpp": "pip install 'hark[llama]'",
+    "anthropic": "pip install 'hark[anthropic]'",
+    "google": "pip install 'hark[gemini]'",
+}
 
 
 def import_from_string(target: str) -> Any:
@@ -23,8 +53,7 @@ def import_from_string(target: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        missing = exc.name or module_name
-        root = missing.split(".")[0]
+        root = (exc.name or module_name).split(".")[0]
         if root in _EXTRAS:
             raise MissingDependency(root, _EXTRAS[root]) from exc
         raise
@@ -35,5 +64,12 @@ def resolve(table: dict[str, str], kind: str, stage: str) -> Any:
     try:
         target = table[kind]
     except KeyError:
-        raise ConfigError(f"{stage}: unknown engine {kind!r}; known: {', '.join(sorted(table))}") from None
+        raise ConfigError(
+            f"{stage}: unknown provider kind {kind!r}; known: {', '.join(sorted(table))}"
+        ) from None
     return import_from_string(target)
+
+
+def build(stage: str, provider: ProviderConfig, settings: Settings) -> Any:
+    """Construct one provider's engine (blocking: local engines load their models here)."""
+    return resolve(STAGES[stage], provider.kind, f"{stage}.providers").from_config(provider, settings)

@@ -302,6 +302,8 @@ class Conversation:
         started = False
         try:
             async for delta in self._llm.stream(messages):
+                if not isinstance(delta, str):
+                    continue  # tool calls: see tools.py
                 started = True
                 yield delta
         except EngineError as exc:

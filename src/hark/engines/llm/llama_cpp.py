@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hark.config import LLMSettings
-from hark.engines.base import ChatMessage
+from hark.config import LLMSettings, ProviderConfig, Settings
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions
 from hark.errors import EngineError, EngineUnavailable, MissingDependency
 
 _SETTING = "llm.model_path (HARK_LLM_MODEL_PATH)"
@@ -76,7 +76,16 @@ class LlamaCppLLM:
         self._active: set[threading.Event] = set()
         self._closed = False
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> LlamaCppLLM:
+        update: dict[str, Any] = {"timeout": provider.timeout}
+        if provider.model_path is not None:
+            update["model_path"] = provider.model_path
+        return cls(settings.llm.model_copy(update=update))
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
         """Stream the reply as non-empty text deltas.
 
         Raises ``EngineError(retryable=True)`` when no token arrives within ``llm.timeout``
@@ -89,6 +98,7 @@ class LlamaCppLLM:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         stop = threading.Event()
+        # Tools and JSON schemas are not mapped for the embedded model; it answers in text.
         payload = [{"role": message.role, "content": message.content} for message in messages]
 
         def emit(item: _Item) -> None:

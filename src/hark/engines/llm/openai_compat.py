@@ -1,97 +1,211 @@
-"""Any OpenAI-compatible chat-completions server: vLLM, Ollama, llama.cpp server, OpenAI."""
+"""Any OpenAI-compatible chat-completions server: OpenAI, vLLM, Ollama, llama.cpp server, Groq,
+xAI, Cerebras. The kinds differ only in their default endpoint and key variable."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
 
-from hark.config import LLMSettings
-from hark.engines.base import ChatMessage
-from hark.errors import EngineError, EngineUnavailable
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
+from hark.errors import ConfigError, EngineError, EngineUnavailable, parse_retry_after
+
+if TYPE_CHECKING:
+    from hark.config import ProviderConfig, Settings
 
 _RETRYABLE_STATUS = {408, 409, 429}
 
 
-def _classify(exc: Exception, base_url: str) -> EngineError:
+@dataclass(frozen=True, slots=True)
+class Preset:
+    base_url: str | None
+    key_env: str | None
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "xai": Preset("https://api.x.ai/v1", "XAI_API_KEY"),
+    "cerebras": Preset("https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"),
+    "vllm": Preset(None, None),
+    "ollama": Preset("http://127.0.0.1:11434/v1", None),
+}
+
+
+def classify(exc: Exception, where: str, engine: str) -> EngineError:
+    """Map an openai SDK exception onto hark's retryable/final errors."""
     if isinstance(exc, openai.APITimeoutError):
-        return EngineError(f"the LLM at {base_url} timed out", retryable=True, engine="openai")
+        return EngineError(f"{where} timed out", retryable=True, engine=engine)
     if isinstance(exc, openai.APIConnectionError):
-        return EngineUnavailable(f"cannot connect to the LLM at {base_url}", engine="openai")
+        return EngineUnavailable(f"cannot connect to {where}", engine=engine)
     if isinstance(exc, openai.APIStatusError):
         retryable = exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
         return EngineError(
-            f"the LLM at {base_url} answered HTTP {exc.status_code}", retryable=retryable, engine="openai"
+            f"{where} answered HTTP {exc.status_code}",
+            retryable=retryable,
+            engine=engine,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
-    return EngineError(f"the LLM at {base_url} failed: {type(exc).__name__}", retryable=True, engine="openai")
+    return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+
+
+def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        message: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+        out.append(message)
+    return out
+
+
+def request_options(options: LLMOptions | None) -> dict[str, Any]:
+    if options is None:
+        return {}
+    extra: dict[str, Any] = {}
+    if options.tools:
+        extra["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+            }
+            for t in options.tools
+        ]
+    if options.json_schema is not None:
+        extra["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": options.json_schema},
+        }
+    return extra
+
+
+class _ToolCallAssembler:
+    """Tool calls stream in pieces keyed by index; hand them out whole."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Sequence[Any]) -> None:
+        for delta in deltas:
+            call = self._calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            if delta.id:
+                call["id"] = delta.id
+            if delta.function is not None:
+                call["name"] += delta.function.name or ""
+                call["arguments"] += delta.function.arguments or ""
+
+    def finish(self) -> list[ToolCall]:
+        calls = [
+            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+            for i, c in sorted(self._calls.items())
+        ]
+        self._calls.clear()
+        return calls
 
 
 class OpenAICompatibleLLM:
-    name = "openai"
-
-    def __init__(self, settings: LLMSettings) -> None:
-        if settings.base_url is None:
-            raise EngineUnavailable("llm.base_url is not set", engine=self.name)
-        self.base_url = settings.base_url
-        self.model = settings.model
-        self._settings = settings
-        api_key = settings.api_key.get_secret_value() if settings.api_key else "none"
-        # The conversation decides what to do on failure, so the SDK does not retry on its own.
-        self._client = openai.AsyncOpenAI(
-            base_url=settings.base_url, api_key=api_key, max_retries=0, timeout=settings.timeout
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        timeout: float,
+        temperature: float = 0.7,
+        max_tokens: int = 400,
+        name: str = "openai",
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        # The fallback chain decides about retries, so the SDK makes exactly one attempt.
+        self._client = client or openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "none", max_retries=0, timeout=timeout
         )
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        payload: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> OpenAICompatibleLLM:
+        preset = PRESETS.get(provider.kind, PRESETS["openai"])
+        base_url = provider.base_url or preset.base_url
+        if base_url is None:
+            raise ConfigError(f"llm provider {provider.label}: base_url is required for kind {provider.kind}")
+        if provider.api_key_env is None and preset.key_env is not None and provider.api_key is None:
+            provider = provider.model_copy(update={"api_key_env": preset.key_env})
+        return cls(
+            base_url=base_url,
+            api_key=provider.secret(),
+            model=provider.model or settings.llm.model,
+            timeout=provider.timeout,
+            temperature=settings.llm.temperature,
+            max_tokens=settings.llm.max_tokens,
+            name=provider.label,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"the LLM at {self.base_url}"
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        options = options or LLMOptions()
         try:
-            async with asyncio.timeout(self._settings.timeout):
-                response = await self._client.chat.completions.create(
-                    model=self.model,
-                    messages=payload,
-                    stream=True,
-                    temperature=self._settings.temperature,
-                    max_tokens=self._settings.max_tokens,
-                )
-                iterator = response.__aiter__()
-                first = await self._next_text(iterator)
-        except TimeoutError as exc:
+            response: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(  # type: ignore[assignment]
+                model=self.model,
+                messages=wire_messages(messages),  # type: ignore[arg-type]
+                stream=True,
+                temperature=self.temperature if options.temperature is None else options.temperature,
+                max_tokens=options.max_tokens or self.max_tokens,
+                **request_options(options),
+            )
+        except openai.OpenAIError as exc:
+            raise classify(exc, self.where, self.name) from exc
+        calls = _ToolCallAssembler()
+        try:
+            async for chunk in response:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta.content:
+                    yield str(delta.content)
+                if delta.tool_calls:
+                    calls.add(delta.tool_calls)
+                if choice.finish_reason is not None:
+                    for call in calls.finish():
+                        yield call
+            for call in calls.finish():
+                yield call
+        except openai.OpenAIError as exc:
+            raise classify(exc, self.where, self.name) from exc
+        except (json.JSONDecodeError, ValueError, KeyError, AttributeError) as exc:
             raise EngineError(
-                f"no first token from the LLM at {self.base_url} within {self._settings.timeout} s",
-                retryable=True,
-                engine=self.name,
+                f"{self.where} sent a malformed stream", retryable=True, engine=self.name
             ) from exc
-        except openai.OpenAIError as exc:
-            raise _classify(exc, self.base_url) from exc
-        try:
-            if first:
-                yield first
-            while (text := await self._next_text(iterator)) is not None:
-                yield text
-        except openai.OpenAIError as exc:
-            raise _classify(exc, self.base_url) from exc
         finally:
             await response.close()
 
-    @staticmethod
-    async def _next_text(iterator: AsyncIterator[Any]) -> str | None:
-        """The next non-empty content delta, or None at the end of the stream."""
-        async for chunk in iterator:
-            if not chunk.choices:
-                continue
-            text = chunk.choices[0].delta.content
-            if text:
-                return str(text)
-        return None
-
     async def check(self) -> None:
         try:
-            await self._client.models.list(timeout=min(3.0, self._settings.timeout))
+            await self._client.models.list(timeout=min(3.0, self.timeout))
         except openai.NotFoundError:
             return  # Some servers have no /models; reachable is what matters here.
         except openai.OpenAIError as exc:
-            raise _classify(exc, self.base_url) from exc
+            raise classify(exc, self.where, self.name) from exc
 
     async def aclose(self) -> None:
         await self._client.close()

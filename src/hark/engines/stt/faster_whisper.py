@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from hark.config import STTSettings
+from hark.config import ProviderConfig, Settings, STTSettings
 from hark.engines._blocking import BlockingRunner
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
 from hark.errors import EngineError, MissingDependency
@@ -59,6 +59,18 @@ class FasterWhisperSTT:
         self._language = settings.language
         self._beam_size = settings.beam_size
         self._runner = BlockingRunner("stt", settings.workers)
+
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> FasterWhisperSTT:
+        stt = settings.stt
+        if provider.model is not None or provider.language is not None:
+            stt = stt.model_copy(
+                update={"model": provider.model or stt.model, "language": provider.language or stt.language}
+            )
+        return cls(stt)
+
+    async def check(self) -> None:
+        return None  # In-process: loaded means ready.
 
     def _transcribe(self, audio: Float32Array, language: str | None) -> Transcript:
         segments, info = self._model.transcribe(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from hark.config import TTSSettings
+from hark.config import ProviderConfig, Settings, TTSSettings
 from hark.engines._blocking import BlockingRunner
 from hark.engines.base import TTSCapabilities
 from hark.errors import EngineError, MissingDependency
@@ -45,6 +45,17 @@ class PiperTTS:
         self._config: Any = SynthesisConfig(speaker_id=settings.speaker, length_scale=settings.length_scale)
         self.sample_rate: int = int(self._voice.config.sample_rate)
         self._runner = BlockingRunner("tts", settings.workers)
+
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> PiperTTS:
+        tts = settings.tts
+        if provider.voice is not None or provider.model_path is not None:
+            voice = provider.model_path or Path(provider.voice or "")
+            tts = tts.model_copy(update={"voice": voice})
+        return cls(tts)
+
+    async def check(self) -> None:
+        return None  # In-process: loaded means ready.
 
     def _synthesize(self, text: str) -> bytes:
         return b"".join(chunk.audio_int16_bytes for chunk in self._voice.synthesize(text, self._config))
