@@ -37,6 +37,8 @@ class FakeChatLLM:
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     fail_status: int | None = None
+    stall: bool = False
+    """Accept every request and never answer (models list included, so probes fail too)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self) -> list[str]:
@@ -46,6 +48,8 @@ class FakeChatLLM:
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append({"body": body, "auth": request.headers.get("authorization")})
+        if self.stall:
+            await asyncio.Event().wait()
         if self.fail_status is not None:
             return JSONResponse(
                 {"error": {"message": "injected failure", "type": "server_error"}}, self.fail_status
@@ -86,6 +90,8 @@ class FakeChatLLM:
         yield b"data: [DONE]\n\n"
 
     async def models(self, request: Request) -> Response:
+        if self.stall:
+            await asyncio.Event().wait()
         return JSONResponse(
             {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "test"}]}
         )

@@ -1,0 +1,252 @@
+"""Anthropic's Messages API, through the official ``anthropic`` SDK.
+
+System messages go to ``system=``; OpenAI-style tools become Anthropic tools (``input_schema``);
+a ``tool_use`` block's input streams as JSON fragments and is handed out as one ``ToolCall``;
+tool results go back as ``tool_result`` blocks in a user turn. The request has no portable
+response_format, so ``json_schema`` becomes an instruction in the system prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
+from hark.errors import ConfigError, EngineError, EngineUnavailable, MissingDependency, parse_retry_after
+
+try:
+    import anthropic
+    import httpx2  # The SDK's transport: its errors escape the SDK once a stream is under way.
+    from anthropic.types import (
+        InputJSONDelta,
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawContentBlockStopEvent,
+        RawMessageStopEvent,
+        TextDelta,
+        ToolUseBlock,
+    )
+except ImportError as exc:  # The optional extra is missing; the constructor says how to install it.
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
+
+if TYPE_CHECKING:
+    from hark.config import ProviderConfig, Settings
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+KEY_ENV = "ANTHROPIC_API_KEY"
+JSON_INSTRUCTION = (
+    "Answer only with one JSON value that matches this JSON schema, with no other text "
+    "and no code fences:\n"
+)
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def classify(exc: Exception, where: str, engine: str) -> EngineError:
+    """Map SDK and transport exceptions onto hark's retryable/final errors."""
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return EngineError(f"{where} timed out", retryable=True, engine=engine)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return EngineUnavailable(f"cannot connect to {where}", engine=engine)
+    if isinstance(exc, httpx2.TransportError):
+        return EngineError(f"the stream from {where} broke off", retryable=True, engine=engine)
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        if status < 400:  # An ``error`` event inside a started stream, e.g. overloaded_error.
+            return EngineError(f"{where} sent an error event", retryable=True, engine=engine)
+        return EngineError(
+            f"{where} answered HTTP {status}",
+            retryable=status in _RETRYABLE_STATUS or status >= 500,
+            engine=engine,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+        )
+    if isinstance(exc, ValueError):  # Undecodable JSON in an event.
+        return EngineError(f"{where} sent a malformed stream", retryable=True, engine=engine)
+    return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+
+
+def _json_object(arguments: str) -> Any:
+    """A tool call's arguments as the object Anthropic wants back (``{}`` if they were not JSON)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Turns as content blocks. Consecutive turns of one role are merged, because every result of
+    one assistant turn's tool calls must come back in the single user turn that follows it."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        role = "user" if m.role == "tool" else m.role
+        if m.role == "tool":
+            blocks = [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
+        else:  # The API refuses empty text blocks, e.g. beside an assistant's tool calls.
+            blocks = [{"type": "text", "text": m.content}] if m.content else []
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _json_object(c.arguments)}
+                for c in m.tool_calls
+            ]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def wire_system(messages: Sequence[ChatMessage], options: LLMOptions) -> str:
+    parts = [m.content for m in messages if m.role == "system" and m.content]
+    if options.json_schema is not None:
+        parts.append(JSON_INSTRUCTION + json.dumps(options.json_schema))
+    return "\n\n".join(parts)
+
+
+class _Blocks:
+    """Turns stream events into chunks: text as it comes, each tool call once its block stops."""
+
+    def __init__(self) -> None:
+        self.tools: dict[int, list[str]] = {}
+        self.finished = False
+
+    def feed(self, event: object) -> list[LLMChunk]:
+        if isinstance(event, RawContentBlockStartEvent) and isinstance(event.content_block, ToolUseBlock):
+            self.tools[event.index] = [event.content_block.id, event.content_block.name, ""]
+        elif isinstance(event, RawContentBlockDeltaEvent):
+            if isinstance(event.delta, TextDelta) and event.delta.text:
+                return [event.delta.text]
+            if isinstance(event.delta, InputJSONDelta) and event.index in self.tools:
+                self.tools[event.index][2] += event.delta.partial_json
+        elif isinstance(event, RawContentBlockStopEvent) and event.index in self.tools:
+            call_id, name, arguments = self.tools.pop(event.index)
+            return [ToolCall(id=call_id, name=name, arguments=arguments or "{}")]
+        elif isinstance(event, RawMessageStopEvent):
+            self.finished = True
+        return []
+
+
+class AnthropicLLM:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
+        total_timeout: float = 120.0,
+        temperature: float = 0.7,
+        max_tokens: int = 400,
+        name: str = "anthropic",
+    ) -> None:
+        if _IMPORT_ERROR is not None:
+            raise MissingDependency("anthropic", "pip install 'hark[anthropic]'") from _IMPORT_ERROR
+        self.name = name
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.total_timeout = total_timeout
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        # The fallback chain decides about retries, so the SDK makes exactly one attempt. The
+        # timeout bounds connecting, the first byte and every gap between events.
+        self._client = anthropic.AsyncAnthropic(
+            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout
+        )
+
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> AnthropicLLM:
+        if _IMPORT_ERROR is not None:
+            raise MissingDependency("anthropic", "pip install 'hark[anthropic]'") from _IMPORT_ERROR
+        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
+            provider = provider.model_copy(update={"api_key_env": KEY_ENV})
+        api_key = provider.secret()
+        if not api_key:
+            raise ConfigError(
+                f"llm provider {provider.label}: no API key; set {provider.api_key_env or KEY_ENV} "
+                "(or api_key_env, api_key_file or api_key)"
+            )
+        model = provider.model or settings.llm.model
+        if model == "default":
+            raise ConfigError(f"llm provider {provider.label}: set model, e.g. claude-haiku-4-5")
+        return cls(
+            api_key=api_key,
+            model=model,
+            base_url=provider.base_url or DEFAULT_BASE_URL,
+            timeout=provider.timeout,
+            total_timeout=provider.total_timeout,
+            temperature=settings.llm.temperature,
+            max_tokens=settings.llm.max_tokens,
+            name=provider.label,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"Anthropic at {self.base_url}"
+
+    def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict[str, Any]:
+        temperature = self.temperature if options.temperature is None else options.temperature
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": options.max_tokens or self.max_tokens,
+            "temperature": min(1.0, temperature),  # Anthropic's range is 0-1, OpenAI's 0-2.
+            "messages": wire_messages(messages),
+        }
+        if system := wire_system(messages, options):
+            request["system"] = system
+        if options.tools:
+            request["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in options.tools
+            ]
+        return request
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        request = self.request(messages, options or LLMOptions())
+        # total_timeout bounds the whole attempt, so a stream that trickles cannot run on forever.
+        deadline = asyncio.get_running_loop().time() + self.total_timeout
+        response = None
+        blocks = _Blocks()
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.messages.create(**request, stream=True)
+            events = aiter(response)
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    event = await anext(events, None)
+                if event is None:
+                    break
+                for chunk in blocks.feed(event):
+                    yield chunk
+            if not blocks.finished:
+                raise EngineError(f"{self.where} ended the stream early", retryable=True, engine=self.name)
+        except TimeoutError as exc:
+            raise EngineError(
+                f"{self.where} did not finish within {self.total_timeout:g}s (total_timeout)",
+                retryable=True,
+                engine=self.name,
+            ) from exc
+        except (anthropic.AnthropicError, httpx2.HTTPError, ValueError) as exc:
+            raise classify(exc, self.where, self.name) from exc
+        finally:
+            if response is not None:
+                await response.close()
+
+    async def check(self) -> None:
+        try:
+            await self._client.models.list(limit=1, timeout=min(3.0, self.timeout))
+        except anthropic.NotFoundError:
+            return  # A proxy without /v1/models; reachable is what matters here.
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise classify(exc, self.where, self.name) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()

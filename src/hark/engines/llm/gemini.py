@@ -1,0 +1,279 @@
+"""Google's Gemini API (``streamGenerateContent``), through the official ``google-genai`` SDK.
+
+System messages go to ``system_instruction``; tools become function declarations (their JSON
+schema passed as is); ``functionCall`` parts become ``ToolCall``s and tool results go back as
+``functionResponse`` parts; ``json_schema`` becomes ``response_mime_type`` + ``response_json_schema``.
+The SDK is handed hark's own httpx client, so the transport (and the errors it raises) is the same
+whether or not aiohttp happens to be installed, and the base URL can point at a loopback stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
+from hark.errors import ConfigError, EngineError, EngineUnavailable, MissingDependency, parse_retry_after
+
+try:
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
+except ImportError as exc:  # The optional extra is missing; the constructor says how to install it.
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
+
+if TYPE_CHECKING:
+    from hark.config import ProviderConfig, Settings
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+_RETRYABLE_STATUS = {408, 409, 429}
+_REMEMBERED_CALLS = 256
+
+
+def classify(exc: Exception, where: str, engine: str) -> EngineError:
+    """Map SDK and transport exceptions onto hark's retryable/final errors."""
+    if isinstance(exc, httpx.TimeoutException):
+        return EngineError(f"{where} timed out", retryable=True, engine=engine)
+    if isinstance(exc, httpx.ConnectError):
+        return EngineUnavailable(f"cannot connect to {where}", engine=engine)
+    if isinstance(exc, httpx.TransportError):
+        return EngineError(f"the stream from {where} broke off", retryable=True, engine=engine)
+    if isinstance(exc, genai_errors.APIError):
+        status = exc.code or 500
+        headers = getattr(exc.response, "headers", None) or {}
+        return EngineError(
+            f"{where} answered HTTP {status} {exc.status or ''}".rstrip(),
+            retryable=status in _RETRYABLE_STATUS or status >= 500,
+            engine=engine,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    if isinstance(exc, ValueError):  # Undecodable JSON, or JSON that is not a response.
+        return EngineError(f"{where} sent a malformed stream", retryable=True, engine=engine)
+    return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What Gemini said about a call that hark's ToolCall has no field for."""
+
+    name: str
+    native_id: bool
+    """Gemini gave the id (so it is sent back); otherwise hark made it up and keeps it to itself."""
+    signature: bytes | None
+    """The thought signature, which Gemini 3 requires back on its function calls."""
+
+
+class GeminiLLM:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
+        total_timeout: float = 120.0,
+        temperature: float = 0.7,
+        max_tokens: int = 400,
+        name: str = "gemini",
+    ) -> None:
+        if _IMPORT_ERROR is not None:
+            raise MissingDependency("google-genai", "pip install 'hark[gemini]'") from _IMPORT_ERROR
+        self.name = name
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.total_timeout = total_timeout
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self._calls: OrderedDict[str, _Call] = OrderedDict()
+        self._http = httpx.AsyncClient(timeout=timeout)
+        # One attempt (the fallback chain decides about retries); the SDK hands the timeout, in
+        # milliseconds, to every request, where it bounds connecting, the first byte and each gap.
+        self._client = genai.Client(
+            api_key=api_key,
+            vertexai=False,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                timeout=max(1, round(timeout * 1000)),
+                retry_options=types.HttpRetryOptions(attempts=1),
+                httpx_async_client=self._http,
+            ),
+        )
+
+    @classmethod
+    def from_config(cls, provider: ProviderConfig, settings: Settings) -> GeminiLLM:
+        if _IMPORT_ERROR is not None:
+            raise MissingDependency("google-genai", "pip install 'hark[gemini]'") from _IMPORT_ERROR
+        api_key = provider.secret()
+        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
+            api_key = next(
+                (k for env in KEY_ENVS if (k := provider.model_copy(update={"api_key_env": env}).secret())),
+                None,
+            )
+        if not api_key:
+            raise ConfigError(
+                f"llm provider {provider.label}: no API key; set "
+                f"{provider.api_key_env or ' or '.join(KEY_ENVS)} (or api_key_env, api_key_file or api_key)"
+            )
+        model = provider.model or settings.llm.model
+        if model == "default":
+            raise ConfigError(f"llm provider {provider.label}: set model, e.g. gemini-2.5-flash")
+        return cls(
+            api_key=api_key,
+            model=model,
+            base_url=provider.base_url or DEFAULT_BASE_URL,
+            timeout=provider.timeout,
+            total_timeout=provider.total_timeout,
+            temperature=settings.llm.temperature,
+            max_tokens=settings.llm.max_tokens,
+            name=provider.label,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"Gemini at {self.base_url}"
+
+    def contents(self, messages: Sequence[ChatMessage]) -> list[types.Content]:
+        """Turns as parts; consecutive turns of one role are merged (results of parallel calls
+        belong in one turn)."""
+        names = {c.id: c.name for m in messages for c in m.tool_calls}
+        out: list[types.Content] = []
+        for m in messages:
+            if m.role == "system":
+                continue
+            parts = [types.Part(text=m.content)] if m.content and m.role != "tool" else []
+            parts += [self._call_part(c) for c in m.tool_calls]
+            if m.role == "tool":
+                call_id = m.tool_call_id or ""
+                known = self._calls.get(call_id)
+                name = names.get(call_id) or (known.name if known else call_id)
+                response = _json_value(m.content)
+                response = response if isinstance(response, dict) else {"output": response}
+                native = known is None or known.native_id
+                parts.append(
+                    types.Part(
+                        function_response=types.FunctionResponse(
+                            id=call_id if native and call_id else None, name=name, response=response
+                        )
+                    )
+                )
+            role = "model" if m.role == "assistant" else "user"
+            if not parts:
+                continue
+            if out and out[-1].role == role and out[-1].parts is not None:
+                out[-1].parts.extend(parts)
+            else:
+                out.append(types.Content(role=role, parts=parts))
+        return out
+
+    def _call_part(self, call: ToolCall) -> types.Part:
+        known = self._calls.get(call.id)
+        args = _json_value(call.arguments or "{}")
+        return types.Part(
+            function_call=types.FunctionCall(
+                id=call.id if known is None or known.native_id else None,
+                name=call.name,
+                args=args if isinstance(args, dict) else {},
+            ),
+            thought_signature=known.signature if known else None,
+        )
+
+    def _remember(self, part: types.Part) -> ToolCall:
+        call = part.function_call
+        assert call is not None
+        call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
+        self._calls[call_id] = _Call(call.name or "", bool(call.id), part.thought_signature)
+        while len(self._calls) > _REMEMBERED_CALLS:
+            self._calls.popitem(last=False)
+        return ToolCall(id=call_id, name=call.name or "", arguments=json.dumps(call.args or {}))
+
+    def config(self, messages: Sequence[ChatMessage], options: LLMOptions) -> types.GenerateContentConfig:
+        system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
+        tools = [
+            types.Tool(
+                function_declarations=[
+                    types.FunctionDeclaration(
+                        name=t.name, description=t.description, parameters_json_schema=t.parameters
+                    )
+                    for t in options.tools
+                ]
+            )
+        ]
+        return types.GenerateContentConfig(
+            system_instruction=system or None,
+            temperature=self.temperature if options.temperature is None else options.temperature,
+            max_output_tokens=options.max_tokens or self.max_tokens,
+            tools=tools if options.tools else None,
+            # hark runs the tools itself: the SDK must never call anything on its own.
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            response_mime_type="application/json" if options.json_schema is not None else None,
+            response_json_schema=options.json_schema,
+        )
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        options = options or LLMOptions()
+        contents, config = self.contents(messages), self.config(messages, options)
+        # total_timeout bounds the whole attempt, so a stream that trickles cannot run on forever.
+        deadline = asyncio.get_running_loop().time() + self.total_timeout
+        finished = False
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.aio.models.generate_content_stream(
+                    model=self.model, contents=contents, config=config
+                )
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(response, None)
+                if chunk is None:
+                    break
+                for candidate in (chunk.candidates or [])[:1]:
+                    finished = finished or candidate.finish_reason is not None
+                    for part in (candidate.content.parts if candidate.content else None) or []:
+                        if part.function_call is not None:
+                            yield self._remember(part)
+                        elif part.text and not part.thought:  # Thought summaries are not the reply.
+                            yield part.text
+            if not finished:
+                raise EngineError(f"{self.where} ended the stream early", retryable=True, engine=self.name)
+        except TimeoutError as exc:
+            raise EngineError(
+                f"{self.where} did not finish within {self.total_timeout:g}s (total_timeout)",
+                retryable=True,
+                engine=self.name,
+            ) from exc
+        except (genai_errors.APIError, httpx.HTTPError, ValueError) as exc:
+            raise classify(exc, self.where, self.name) from exc
+
+    async def check(self) -> None:
+        quick = types.HttpOptions(timeout=max(1, round(min(3.0, self.timeout) * 1000)))
+        try:
+            await self._client.aio.models.get(model=self.model, config=types.GetModelConfig(http_options=quick))
+        except genai_errors.ClientError as exc:
+            if exc.code != 404:  # An unknown model still means the API is reachable.
+                raise classify(exc, self.where, self.name) from exc
+        except (genai_errors.APIError, httpx.HTTPError, ValueError) as exc:
+            raise classify(exc, self.where, self.name) from exc
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        self._client.close()
+        await self._http.aclose()
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,127 @@
+"""In-process fake engines with knobs (failures, stalls, delays) instead of patches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hark.engines.base import (
+    ChatMessage,
+    Float32Array,
+    LLMChunk,
+    LLMOptions,
+    STTCapabilities,
+    Transcript,
+    TTSCapabilities,
+)
+from hark.errors import EngineError
+
+
+@dataclass
+class FakeLLM:
+    name: str = "fake-llm"
+    chunks: Sequence[LLMChunk] = ("Hello", " there", ".")
+    first_delay: float = 0.0
+    chunk_delay: float = 0.0
+    fail_before: EngineError | None = None
+    """Raised before the first chunk."""
+    fail_after: int | None = None
+    """Raise a retryable error after this many chunks."""
+    stall: bool = False
+    healthy: bool = True
+    calls: list[list[ChatMessage]] = field(default_factory=list)
+    options: list[LLMOptions | None] = field(default_factory=list)
+    closed: bool = False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: LLMOptions | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        self.calls.append(list(messages))
+        self.options.append(options)
+        if self.stall:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.first_delay)
+        if self.fail_before is not None:
+            raise self.fail_before
+        for index, chunk in enumerate(self.chunks):
+            if self.fail_after is not None and index == self.fail_after:
+                raise EngineError("fake failure mid-stream", retryable=True, engine=self.name)
+            if index:
+                await asyncio.sleep(self.chunk_delay)
+            yield chunk
+
+    async def check(self) -> None:
+        if not self.healthy:
+            raise EngineError("fake is unhealthy", retryable=True, engine=self.name)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeTTS:
+    name: str = "fake-tts"
+    sample_rate: int = 24_000
+    capabilities: TTSCapabilities = field(default_factory=lambda: TTSCapabilities(streaming=True))
+    chunk_ms: int = 100
+    ms_per_char: int = 50
+    first_delay: float = 0.0
+    fail_before: EngineError | None = None
+    fail_after: int | None = None
+    stall: bool = False
+    healthy: bool = True
+    texts: list[str] = field(default_factory=list)
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.texts.append(text)
+        if self.stall:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.first_delay)
+        if self.fail_before is not None:
+            raise self.fail_before
+        total = self.sample_rate * self.ms_per_char * len(text) // 1000
+        step = self.sample_rate * self.chunk_ms // 1000
+        for index, start in enumerate(range(0, total, step)):
+            if self.fail_after is not None and index == self.fail_after:
+                raise EngineError("fake failure mid-stream", retryable=True, engine=self.name)
+            n = min(step, total - start)
+            yield (np.full(n, 1000, dtype="<i2")).tobytes()
+
+    async def check(self) -> None:
+        if not self.healthy:
+            raise EngineError("fake is unhealthy", retryable=True, engine=self.name)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class FakeSTT:
+    name: str = "fake-stt"
+    sample_rate: int = 16_000
+    capabilities: STTCapabilities = field(default_factory=STTCapabilities)
+    text: str = "hello world"
+    delay: float = 0.0
+    fail: EngineError | None = None
+    stall: bool = False
+    healthy: bool = True
+    calls: int = 0
+
+    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+        self.calls += 1
+        if self.stall:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return Transcript(text=self.text, language=language, duration_s=len(audio) / self.sample_rate)
+
+    async def check(self) -> None:
+        if not self.healthy:
+            raise EngineError("fake is unhealthy", retryable=True, engine=self.name)
+
+    async def aclose(self) -> None:
+        return None

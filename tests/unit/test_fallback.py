@@ -1,0 +1,221 @@
+"""Fallback chains with fake engines: budgets, retries, breakers, probes, never replaying."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hark.config import FallbackSettings, ProviderConfig
+from hark.engines.fallback import CircuitBreaker, FallbackLLM, FallbackSTT, FallbackTTS
+from hark.errors import EngineError, EngineUnavailable
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS
+
+FAST = FallbackSettings(
+    attempts=2, backoff_s=0.01, backoff_max_s=0.05, breaker_failures=3, probe_interval_s=0.05
+)
+
+
+def cfg(name: str, timeout: float = 0.3, total: float = 5.0) -> ProviderConfig:
+    return ProviderConfig(kind="fake", name=name, timeout=timeout, total_timeout=total)
+
+
+async def collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def test_breaker_opens_after_threshold_or_one_stall() -> None:
+    breaker = CircuitBreaker(3)
+    assert not breaker.failure() and not breaker.failure()
+    assert breaker.failure() and breaker.is_open
+    breaker.success()
+    assert not breaker.is_open and breaker.consecutive_failures == 0
+    assert breaker.failure(stalled=True) and breaker.is_open
+
+
+async def test_first_provider_answers() -> None:
+    a, b = FakeLLM(name="a"), FakeLLM(name="b", chunks=("other",))
+    chain = FallbackLLM([(cfg("a"), a), (cfg("b"), b)], FAST)
+    assert await collect(chain.stream([])) == ["Hello", " there", "."]
+    assert len(b.calls) == 0
+    assert chain.status()[0]["successes"] == 1
+
+
+async def test_stalled_provider_is_abandoned_at_its_budget_then_skipped_until_probed() -> None:
+    stalled, working = FakeLLM(name="stalled", stall=True), FakeLLM(name="working", chunks=("ok",))
+    chain = FallbackLLM([(cfg("stalled", timeout=0.25), stalled), (cfg("working"), working)], FAST)
+    started = time.monotonic()
+    assert await collect(chain.stream([])) == ["ok"]
+    took = time.monotonic() - started
+    assert 0.25 * 0.8 <= took <= 0.25 * 1.2 + 0.05
+    assert chain.status()[0]["circuit"] == "open"
+    assert chain.status()[0]["failures"] == {"timeout": 1}
+    # The next request skips it: no second wait.
+    started = time.monotonic()
+    assert await collect(chain.stream([])) == ["ok"]
+    assert time.monotonic() - started < 0.1
+    assert len(stalled.calls) == 1
+    # The probe finds it healthy again (check() passes once it stops stalling) and it is used.
+    stalled.stall = False
+    await chain.probe_open()
+    assert chain.status()[0]["circuit"] == "closed"
+    assert await collect(chain.stream([])) == ["Hello", " there", "."]
+    await chain.aclose()
+
+
+async def test_background_probe_restores_a_provider() -> None:
+    flaky = FakeLLM(name="flaky", fail_before=EngineUnavailable("down"), healthy=False)
+    chain = FallbackLLM(
+        [(cfg("flaky"), flaky), (cfg("b"), FakeLLM(name="b"))],
+        FAST.model_copy(update={"breaker_failures": 1}),
+    )
+    await collect(chain.stream([]))
+    assert chain.status()[0]["circuit"] == "open"
+    flaky.healthy, flaky.fail_before = True, None
+    deadline = time.monotonic() + 2
+    while chain.status()[0]["circuit"] == "open" and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert chain.status()[0]["circuit"] == "closed"
+    await chain.aclose()
+
+
+async def test_retryable_failures_retry_with_backoff_and_jitter() -> None:
+    sleeps = Sleeps()
+    failing = FakeLLM(name="a", fail_before=EngineError("503", retryable=True))
+    chain = FallbackLLM(
+        [(cfg("a"), failing), (cfg("b"), FakeLLM(name="b", chunks=("b",)))],
+        FAST.model_copy(update={"attempts": 3, "backoff_s": 0.1, "backoff_max_s": 10}),
+        sleep=sleeps,
+        jitter=lambda: 0.5,
+    )
+    assert await collect(chain.stream([])) == ["b"]
+    assert len(failing.calls) == 3
+    assert sleeps.delays == [0.05, 0.1]  # 0.1 * 2**n, times the jitter draw
+
+
+async def test_retry_after_is_honoured_and_a_long_one_moves_on() -> None:
+    sleeps = Sleeps()
+    limited = FakeLLM(name="a", fail_before=EngineError("429", retryable=True, retry_after=0.04))
+    chain = FallbackLLM([(cfg("a"), limited), (cfg("b"), FakeLLM(name="b"))], FAST, sleep=sleeps)
+    await collect(chain.stream([]))
+    assert sleeps.delays == [0.04]
+    sleeps.delays.clear()
+    limited.fail_before = EngineError("429", retryable=True, retry_after=30)
+    limited.calls.clear()
+    await collect(chain.stream([]))
+    assert sleeps.delays == [] and len(limited.calls) == 1
+
+
+async def test_final_errors_are_not_retried_but_the_next_provider_is_tried() -> None:
+    sleeps = Sleeps()
+    bad_key = FakeLLM(name="a", fail_before=EngineError("401", retryable=False))
+    chain = FallbackLLM(
+        [(cfg("a"), bad_key), (cfg("b"), FakeLLM(name="b", chunks=("b",)))], FAST, sleep=sleeps
+    )
+    assert await collect(chain.stream([])) == ["b"]
+    assert len(bad_key.calls) == 1 and sleeps.delays == []
+    assert chain.status()[0]["failures"] == {"final": 1}
+
+
+async def test_failure_after_delivery_is_never_replayed_elsewhere() -> None:
+    broken = FakeLLM(name="a", chunks=("one", " two", " three"), fail_after=2)
+    other = FakeLLM(name="b", chunks=("one", " two", " three"))
+    chain = FallbackLLM([(cfg("a"), broken), (cfg("b"), other)], FAST)
+    got: list[Any] = []
+    with pytest.raises(EngineError, match="mid-stream") as info:
+        async for chunk in chain.stream([]):
+            got.append(chunk)
+    assert got == ["one", " two"]
+    assert info.value.retryable is False
+    assert other.calls == []
+
+
+async def test_all_providers_down_raise_within_budget() -> None:
+    chain = FallbackLLM(
+        [
+            (cfg("a", timeout=0.1), FakeLLM(name="a", stall=True)),
+            (cfg("b"), FakeLLM(name="b", fail_before=EngineUnavailable("refused"))),
+        ],
+        FAST,
+    )
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable, match="every llm provider failed"):
+        await collect(chain.stream([]))
+    assert time.monotonic() - started < 0.5
+
+
+async def test_all_circuits_open_still_tries_them_all() -> None:
+    a = FakeLLM(name="a", fail_before=EngineError("500", retryable=True))
+    chain = FallbackLLM([(cfg("a"), a)], FAST.model_copy(update={"breaker_failures": 1, "attempts": 1}))
+    with pytest.raises(EngineError):
+        await collect(chain.stream([]))
+    assert chain.status()[0]["circuit"] == "open"
+    a.fail_before = None
+    assert await collect(chain.stream([])) == ["Hello", " there", "."]
+    assert chain.status()[0]["circuit"] == "closed"
+    await chain.aclose()
+
+
+async def test_reorder_changes_who_answers_first() -> None:
+    chain = FallbackLLM(
+        [(cfg("a"), FakeLLM(name="a", chunks=("a",))), (cfg("b"), FakeLLM(name="b", chunks=("b",)))], FAST
+    )
+    chain.reorder(["b", "a"])
+    assert await collect(chain.stream([])) == ["b"]
+    with pytest.raises(ValueError, match="each provider once"):
+        chain.reorder(["b"])
+
+
+async def test_duplicate_labels_are_made_unique() -> None:
+    chain = FallbackLLM([(cfg("x"), FakeLLM()), (cfg("x"), FakeLLM())], FAST)
+    assert [s["name"] for s in chain.status()] == ["x", "x-2"]
+
+
+async def test_tts_chain_falls_back_and_resamples_to_one_rate() -> None:
+    first = FakeTTS(name="a", sample_rate=24_000, stall=True)
+    second = FakeTTS(name="b", sample_rate=16_000, ms_per_char=100)
+    chain = FallbackTTS([(cfg("a", timeout=0.1), first), (cfg("b"), second)], FAST)
+    assert chain.sample_rate == 24_000
+    pcm = b"".join(await collect(chain.synthesize("hi")))
+    # 2 chars * 100 ms at 16 kHz, resampled to 24 kHz: about 0.2 s of 24 kHz samples.
+    assert abs(len(pcm) / 2 / 24_000 - 0.2) < 0.01
+
+
+async def test_tts_mid_stream_failure_is_not_replayed() -> None:
+    chain = FallbackTTS([(cfg("a"), FakeTTS(name="a", fail_after=1)), (cfg("b"), FakeTTS(name="b"))], FAST)
+    chunks: list[bytes] = []
+    with pytest.raises(EngineError, match="mid-stream"):
+        async for chunk in chain.synthesize("hello"):
+            chunks.append(chunk)
+    assert len(chunks) == 1
+
+
+async def test_stt_chain_budget_and_fallback() -> None:
+    slow = FakeSTT(name="slow", stall=True)
+    good = FakeSTT(name="good", text="from the second")
+    chain = FallbackSTT([(cfg("slow", timeout=0.1), slow), (cfg("good"), good)], FAST)
+    transcript = await chain.transcribe(np.zeros(1600, dtype=np.float32))
+    assert transcript.text == "from the second"
+    assert chain.status()[0]["circuit"] == "open"
+    bad = FallbackSTT([(cfg("bad"), FakeSTT(fail=EngineError("400", retryable=False)))], FAST)
+    with pytest.raises(EngineError, match="every stt provider failed: bad \\(final\\)"):
+        await bad.transcribe(np.zeros(1600, dtype=np.float32))
+
+
+async def test_check_reports_unreachable_chain() -> None:
+    chain = FallbackLLM([(cfg("a"), FakeLLM(healthy=False)), (cfg("b"), FakeLLM(healthy=False))], FAST)
+    with pytest.raises(EngineUnavailable, match="no provider is reachable"):
+        await chain.check()
+    chain.providers[1].engine.healthy = True  # type: ignore[attr-defined]
+    await chain.check()
