@@ -19,6 +19,7 @@ from hark.errors import EngineError
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.turns import TurnConfig
+from hark.transports import admin
 from hark.transports.realtime import RealtimeSession
 
 log = logging.getLogger("hark.app")
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(admin.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

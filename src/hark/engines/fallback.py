@@ -110,7 +110,7 @@ class Provider(Generic[E]):
         }
 
 
-class _Chain(Generic[E]):
+class Chain(Generic[E]):
     def __init__(
         self,
         providers: Sequence[tuple[ProviderConfig, E]],
@@ -225,7 +225,7 @@ async def _next_within(iterator: AsyncIterator[T], seconds: float) -> T:
         return await anext(iterator)
 
 
-class _Streaming(_Chain[E]):
+class _Streaming(Chain[E]):
     """Shared by LLM and TTS: streams whose first item has a budget and must never be replayed."""
 
     async def _stream(self, open_stream: Callable[[E], AsyncIterator[T]], what: str) -> AsyncIterator[T]:
@@ -312,7 +312,7 @@ class FallbackTTS(_Streaming[TTS]):
             yield tail
 
 
-class FallbackSTT(_Chain[STT]):
+class FallbackSTT(Chain[STT]):
     name = "fallback"
 
     def __init__(
