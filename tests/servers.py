@@ -29,6 +29,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _sse(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    data = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
 @dataclass
 class FakeChatLLM:
     """Speaks the OpenAI chat-completions SSE format. Knobs instead of patches."""
@@ -38,11 +49,17 @@ class FakeChatLLM:
     token_delay: float = 0.0
     fail_status: int | None = None
     stall: bool = False
+    tool_call: tuple[str, str] | None = None
+    """(name, JSON arguments): asked for when the request offers tools and has no tool result yet."""
+    tool_reply: str = "Here it is: {result}"
+    """The answer once a tool result is in the messages."""
+    replies: list[str] = field(default_factory=list)
+    """Scripted replies, one per request, used before ``reply``."""
     """Accept every request and never answer (models list included, so probes fail too)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
 
-    def tokens(self) -> list[str]:
-        words = self.reply.split(" ")
+    def tokens(self, text: str) -> list[str]:
+        words = text.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
     async def chat(self, request: Request) -> Response:
@@ -54,35 +71,56 @@ class FakeChatLLM:
             return JSONResponse(
                 {"error": {"message": "injected failure", "type": "server_error"}}, self.fail_status
             )
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "tool":
+            text = self.tool_reply.format(result=messages[-1].get("content", ""))
+        elif self.tool_call is not None and body.get("tools"):
+            return StreamingResponse(
+                self._stream_tool_call(body.get("model", "fake")), media_type="text/event-stream"
+            )
+        else:
+            text = self.replies.pop(0) if self.replies else self.reply
         if not body.get("stream"):
-            return JSONResponse(self._completion())
-        return StreamingResponse(self._stream(body.get("model", "fake")), media_type="text/event-stream")
+            return JSONResponse(self._completion(text))
+        return StreamingResponse(
+            self._stream(body.get("model", "fake"), text), media_type="text/event-stream"
+        )
 
-    def _completion(self) -> dict[str, Any]:
+    def _completion(self, text: str) -> dict[str, Any]:
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": "fake",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             ],
         }
 
-    async def _stream(self, model: str) -> AsyncIterator[bytes]:
+    async def _stream_tool_call(self, model: str) -> AsyncIterator[bytes]:
+        assert self.tool_call is not None
+        name, arguments = self.tool_call
+        yield _sse(model, {"role": "assistant", "content": None})
+        first = {
+            "index": 0,
+            "id": "call_fake_1",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        yield _sse(model, {"tool_calls": [first]})
+        half = len(arguments) // 2
+        for piece in (arguments[:half], arguments[half:]):
+            yield _sse(model, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        yield _sse(model, {}, "tool_calls")
+        yield b"data: [DONE]\n\n"
+
+    async def _stream(self, model: str, text: str) -> AsyncIterator[bytes]:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            return f"data: {json.dumps(data)}\n\n".encode()
+            return _sse(model, delta, finish)
 
         await asyncio.sleep(self.first_token_delay)
         yield chunk({"role": "assistant", "content": ""})
-        for token in self.tokens():
+        for token in self.tokens(text):
             yield chunk({"content": token})
             if self.token_delay:
                 await asyncio.sleep(self.token_delay)

@@ -18,6 +18,7 @@ from hark.engines.loader import ECHO_SETTING, Engines, load_engines, warm_up
 from hark.errors import EngineError
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
+from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
 from hark.transports import admin
 from hark.transports.realtime import RealtimeSession
@@ -116,9 +117,17 @@ def make_conversation(
     engines: Engines = app.state.engines
     config = conversation_config(settings)
 
+    tools = Toolbox.from_names(settings.conversation.tools) if settings.conversation.tools else None
+
     def factory(emit: Callable[[ev.Event], None]) -> Conversation:
         return Conversation(
-            vad=engines.vad, stt=engines.stt, tts=engines.tts, llm=engines.llm, config=config, emit=emit
+            vad=engines.vad,
+            stt=engines.stt,
+            tts=engines.tts,
+            llm=engines.llm,
+            config=config,
+            emit=emit,
+            tools=tools,
         )
 
     return factory

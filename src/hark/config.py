@@ -210,6 +210,8 @@ class ConversationSettings(_Section):
     """Reply audio is sent in chunks of this length."""
     output_lead_ms: int = Field(600, ge=0, le=10_000)
     """How far reply audio may run ahead of real-time playback."""
+    tools: list[Literal["current_time"]] = Field(default_factory=list)
+    """Tools the LLM may call (its server must support OpenAI-style tools)."""
 
 
 class Settings(BaseSettings):

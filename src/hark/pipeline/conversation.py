@@ -16,18 +16,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, Float32Array
+from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.history import History
 from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.responder import Responder
 from hark.pipeline.state import ConversationState, StateMachine
+from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig, TurnEvent
 
 log = logging.getLogger("hark.conversation")
 
 MIN_COMMIT_MS = 100
+MAX_TOOL_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,12 @@ class Conversation:
         emit: Callable[[ev.Event], None],
         input_rate: int = 24_000,
         output_rate: int = 24_000,
+        tools: Toolbox | None = None,
     ) -> None:
         self._stt = stt
         self._tts = tts
         self._llm = llm
+        self._tools = tools
         self.config = config
         self._emit = emit
         self.output_rate = output_rate
@@ -299,17 +303,34 @@ class Conversation:
             yield echo_reply(user_text, None)
             return
         messages = self.history.messages(self.instructions)
+        tools = self._tools.specs if self._tools is not None else ()
         started = False
         try:
-            async for delta in self._llm.stream(messages):
-                if not isinstance(delta, str):
-                    continue  # tool calls: see tools.py
-                started = True
-                yield delta
+            for round_ in range(MAX_TOOL_ROUNDS + 1):
+                # The last round offers no tools, so the LLM has to answer in words.
+                options = LLMOptions(tools=tools if round_ < MAX_TOOL_ROUNDS else ())
+                text: list[str] = []
+                calls: list[ToolCall] = []
+                async for chunk in self._llm.stream(messages, options):
+                    if isinstance(chunk, ToolCall):
+                        calls.append(chunk)
+                        continue
+                    started = True
+                    text.append(chunk)
+                    yield chunk
+                if not calls or self._tools is None:
+                    return
+                # Words already spoken stay said; each call runs once and the LLM goes on from there.
+                messages = [*messages, ChatMessage("assistant", "".join(text), tool_calls=tuple(calls))]
+                for call in calls:
+                    log.info("tool call", extra={"tool": call.name})
+                    result = await self._tools.run(call)
+                    messages.append(ChatMessage("tool", result, tool_call_id=call.id))
         except EngineError as exc:
             if started:
                 raise
             log.warning("LLM unavailable, answering in echo mode", extra={"engine": exc.engine})
+            self._emit(ev.ConversationError("llm_unavailable", f"no language model answered: {exc}"))
             reason = "unreachable" if isinstance(exc, EngineUnavailable) else "failed"
             yield echo_reply(user_text, reason)
 
