@@ -71,6 +71,8 @@ class FakeTTS:
     first_delay: float = 0.0
     fail_before: EngineError | None = None
     fail_after: int | None = None
+    fail_times: int | None = None
+    """How many calls ``fail_after`` applies to; None for every call."""
     stall: bool = False
     healthy: bool = True
     texts: list[str] = field(default_factory=list)
@@ -84,8 +86,13 @@ class FakeTTS:
             raise self.fail_before
         total = self.sample_rate * self.ms_per_char * len(text) // 1000
         step = self.sample_rate * self.chunk_ms // 1000
+        fail_after = self.fail_after
+        if self.fail_times is not None:
+            if self.fail_times <= 0:
+                fail_after = None
+            self.fail_times -= 1
         for index, start in enumerate(range(0, total, step)):
-            if self.fail_after is not None and index == self.fail_after:
+            if fail_after is not None and index == fail_after:
                 raise EngineError("fake failure mid-stream", retryable=True, engine=self.name)
             n = min(step, total - start)
             yield (np.full(n, 1000, dtype="<i2")).tobytes()

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from hark.audio import Chunker, PCM16Resampler, pcm16_duration_ms
 from hark.engines.base import TTS
+from hark.errors import EngineError
 from hark.pipeline.playback import PlaybackClock, Segment, heard_text
 from hark.pipeline.sentences import SentenceSplitter
 
 _END = None
+SENTENCE_ATTEMPTS = 2
 
 
 @dataclass(slots=True)
@@ -94,13 +96,25 @@ class Responder:
         self, sentences: asyncio.Queue[str | None], out: asyncio.Queue[tuple[str, bytes] | None]
     ) -> None:
         while (sentence := await sentences.get()) is not _END:
-            pcm = b"".join([piece async for piece in self._tts.synthesize(sentence)])
+            pcm = await self._sentence_audio(sentence)
             resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
             pcm = resampler.process(pcm) + resampler.process(b"", last=True)
             if self.timings.first_audio_ready is None and pcm:
                 self.timings.first_audio_ready = time.monotonic()
             await out.put((sentence, pcm))
         await out.put(_END)
+
+    async def _sentence_audio(self, sentence: str) -> bytes:
+        """The whole sentence's audio. It is gathered before any of it is sent, so a TTS failure
+        part-way through costs nothing the listener heard, and the sentence is tried once more
+        (the chain moves on if that provider keeps failing)."""
+        for attempt in range(SENTENCE_ATTEMPTS):
+            try:
+                return b"".join([piece async for piece in self._tts.synthesize(sentence)])
+            except EngineError:
+                if attempt + 1 == SENTENCE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _send(self, audio: asyncio.Queue[tuple[str, bytes] | None]) -> None:
         while (item := await audio.get()) is not _END:

@@ -1,0 +1,214 @@
+"""The conversation conductor with fake engines: turns, replies, failures, barge-in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hark.engines.base import Float32Array, VADStream
+from hark.errors import EngineError, EngineUnavailable
+from hark.pipeline import events as ev
+from hark.pipeline.conversation import Conversation, ConversationConfig
+from hark.pipeline.turns import TurnConfig
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS
+
+RATE = 24_000
+
+
+@dataclass
+class LoudnessVAD:
+    """Speech is whatever is loud: deterministic turns without a model."""
+
+    sample_rate: int = 16_000
+    chunk_samples: int = 512
+    calls: int = 0
+
+    def new_stream(self) -> VADStream:
+        return VADStream(state=np.zeros(1, dtype=np.float32), context=np.zeros(1, dtype=np.float32))
+
+    async def probabilities(self, stream: VADStream, chunks: Sequence[Float32Array]) -> list[float]:
+        self.calls += 1
+        return [1.0 if float(np.abs(c).mean()) > 0.05 else 0.0 for c in chunks]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def tone(ms: int) -> bytes:
+    t = np.arange(RATE * ms // 1000) / RATE
+    return (np.sin(2 * np.pi * 220 * t) * 12000).astype("<i2").tobytes()
+
+
+def quiet(ms: int) -> bytes:
+    return bytes(RATE * ms // 1000 * 2)
+
+
+@dataclass
+class Harness:
+    llm: FakeLLM | None = field(default_factory=lambda: FakeLLM(chunks=("Hello there. ", "How are you?")))
+    tts: FakeTTS = field(default_factory=lambda: FakeTTS(ms_per_char=10))
+    stt: FakeSTT = field(default_factory=lambda: FakeSTT(text="what time is it"))
+    events: list[ev.Event] = field(default_factory=list)
+    conversation: Conversation = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = ConversationConfig(
+            system_prompt="Be brief.",
+            history_turns=5,
+            turn=TurnConfig(start_ms=64, end_silence_ms=200),
+            prefix_ms=100,
+            max_turn_s=10,
+            partial_interval_ms=0,
+            output_chunk_ms=50,
+            output_lead_ms=200,
+        )
+        self.conversation = Conversation(
+            vad=LoudnessVAD(),
+            stt=self.stt,
+            tts=self.tts,
+            llm=self.llm,
+            config=config,
+            emit=self.events.append,
+        )
+
+    async def say(self, ms: int = 600, then_quiet: int = 400) -> None:
+        for piece in (tone(ms), quiet(then_quiet)):
+            for offset in range(0, len(piece), 1920):
+                await self.conversation.push_audio(piece[offset : offset + 1920])
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def done(self, timeout: float = 5.0) -> ev.ResponseDone:
+        async with asyncio.timeout(timeout):
+            while not self.of(ev.ResponseDone):
+                await asyncio.sleep(0.01)
+        return self.of(ev.ResponseDone)[-1]  # type: ignore[no-any-return]
+
+
+async def test_a_turn_from_speech_to_spoken_reply() -> None:
+    h = Harness()
+    await h.say()
+    done = await h.done()
+    assert done.status == "completed" and done.text == "Hello there. How are you?"
+    kinds = [type(e).__name__ for e in h.events if not isinstance(e, ev.ResponseAudio | ev.StateChanged)]
+    assert kinds == [
+        "SpeechStarted",
+        "SpeechStopped",
+        "InputCommitted",
+        "TranscriptFinal",
+        "ResponseStarted",
+        "ResponseText",
+        "ResponseText",
+        "Latency",
+        "ResponseDone",
+    ]
+    assert [e.state.value for e in h.of(ev.StateChanged)] == ["listening", "thinking", "speaking", "idle"]
+    assert "".join(e.delta for e in h.of(ev.ResponseText)) == "Hello there. How are you?"
+    assert h.llm is not None
+    assert [(m.role, m.content) for m in h.llm.calls[0]] == [
+        ("system", "Be brief."),
+        ("user", "what time is it"),
+    ]
+    # The reply is sent in 50 ms chunks.
+    sizes = {len(e.pcm) for e in h.of(ev.ResponseAudio)}
+    assert RATE * 50 // 1000 * 2 in sizes
+    await h.conversation.aclose()
+
+
+async def test_echo_mode_without_an_llm() -> None:
+    h = Harness(llm=None)
+    await h.say()
+    done = await h.done()
+    assert done.text == "Echo mode. You said: what time is it"
+    await h.conversation.aclose()
+
+
+async def test_unreachable_llm_says_so_in_echo_mode_and_reports_an_error() -> None:
+    h = Harness(llm=FakeLLM(fail_before=EngineUnavailable("refused")))
+    await h.say()
+    done = await h.done()
+    assert done.status == "completed"
+    assert done.text.startswith("Echo mode: I cannot reach the language model right now.")
+    assert [e.code for e in h.of(ev.ConversationError)] == ["llm_unavailable"]
+    await h.conversation.aclose()
+
+
+async def test_llm_failure_after_words_ends_the_turn_without_repeating() -> None:
+    h = Harness(llm=FakeLLM(chunks=("First sentence here. ", "Second one never comes."), fail_after=1))
+    await h.say()
+    done = await h.done()
+    assert done.status == "failed"
+    assert [e.code for e in h.of(ev.ConversationError)] == ["engine_error"]
+    spoken = "".join(e.delta for e in h.of(ev.ResponseText))
+    assert "Second" not in spoken and spoken.count("First") <= 1
+    await h.conversation.aclose()
+
+
+async def test_a_tts_failure_mid_sentence_retries_that_sentence_only() -> None:
+    tts = FakeTTS(ms_per_char=10, fail_after=1, fail_times=1)
+    h = Harness(tts=tts, llm=FakeLLM(chunks=("A fairly long first sentence to speak.",)))
+    await h.say()
+    done = await h.done()
+    assert done.status == "completed"
+    assert tts.texts == ["A fairly long first sentence to speak."] * 2
+    assert [e.delta for e in h.of(ev.ResponseText)] == ["A fairly long first sentence to speak."]
+    await h.conversation.aclose()
+
+
+async def test_barge_in_cancels_the_reply_and_keeps_only_heard_words() -> None:
+    long_reply = ("One two three four five six seven eight. " * 6).strip()
+    h = Harness(llm=FakeLLM(chunks=(long_reply,)), tts=FakeTTS(ms_per_char=40))
+    await h.say()
+    async with asyncio.timeout(5):
+        while not h.of(ev.ResponseAudio):
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    audio_before = len(h.of(ev.ResponseAudio))
+    await h.say(ms=300, then_quiet=0)
+    done = await h.done()
+    assert done.status == "cancelled" and done.reason == "turn_detected"
+    assert h.of(ev.OutputCleared)
+    assert len(h.of(ev.ResponseAudio)) <= audio_before + 1
+    heard = done.text.split()
+    assert 0 < len(heard) < len(long_reply.split())
+    assert long_reply.split()[: len(heard)] == heard
+    assert h.conversation.history.messages()[-1].content == done.text
+    await h.conversation.aclose()
+
+
+async def test_noise_without_words_gets_no_reply() -> None:
+    h = Harness(stt=FakeSTT(text=""))
+    await h.say()
+    await asyncio.sleep(0.3)
+    assert h.of(ev.TranscriptFinal)[0].text == ""
+    assert not h.of(ev.ResponseStarted)
+    assert h.conversation.machine.state.value == "idle"
+    await h.conversation.aclose()
+
+
+async def test_failed_transcription_is_reported_and_not_answered() -> None:
+    h = Harness(stt=FakeSTT(fail=EngineError("boom", retryable=True)))
+    await h.say()
+    await asyncio.sleep(0.3)
+    assert h.of(ev.TranscriptFailed)
+    assert not h.of(ev.ResponseStarted)
+    await h.conversation.aclose()
+
+
+async def test_truncate_keeps_the_words_played() -> None:
+    h = Harness(
+        llm=FakeLLM(chunks=("Alpha beta gamma delta. Epsilon zeta eta theta.",)), tts=FakeTTS(ms_per_char=20)
+    )
+    await h.say()
+    done = await h.done(timeout=10)
+    assert done.status == "completed"
+    h.conversation.truncate(done.item_id, 300)
+    # 300 ms of the 460 ms first sentence (23 characters at 20 ms): 2 of its 4 words.
+    assert h.conversation.history.text_of(done.item_id) == "Alpha beta"
+    assert h.of(ev.ItemTruncated)[0].audio_end_ms == 300
+    await h.conversation.aclose()
