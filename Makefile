@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hark needs Python 3.11+"'
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[llama,test,dev]'
+	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev]'
 	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
 	touch $(STAMP)

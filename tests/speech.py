@@ -45,8 +45,8 @@ def silence(ms: int, rate: int = RATE) -> bytes:
     return bytes(rate * ms // 1000 * 2)
 
 
-def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int = RATE) -> None:
-    with wave.open(str(path), "wb") as writer:
+def write_wav(path: str | os.PathLike[str] | io.BytesIO, pcm: bytes, rate: int = RATE) -> None:
+    with wave.open(path if isinstance(path, io.BytesIO) else str(path), "wb") as writer:
         writer.setnchannels(1)
         writer.setsampwidth(2)
         writer.setframerate(rate)

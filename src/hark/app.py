@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,7 +21,7 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
-from hark.transports import admin
+from hark.transports import admin, openai_http
 from hark.transports.realtime import RealtimeSession
 
 log = logging.getLogger("hark.app")
@@ -86,6 +87,9 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(admin.router)
+    app.include_router(openai_http.router)
+    openai_http.install_error_handlers(app)
+    app.state.started_at = time.time()
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

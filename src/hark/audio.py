@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 
 import numpy as np
 import soxr
@@ -99,3 +100,72 @@ class Chunker:
         rest = bytes(self._pending)
         self._pending.clear()
         return rest
+
+
+def decode_audio_file(data: bytes, rate: int) -> Float32Array:
+    """Decode any container/codec PyAV knows to mono float32 at ``rate``. Blocking."""
+    import av
+
+    if not data:
+        raise AudioFormatError("the audio file is empty")
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise AudioFormatError("the file has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            pieces: list[Float32Array] = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    pieces.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            for out in resampler.resample(None):
+                pieces.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+    except av.error.FFmpegError as exc:
+        raise AudioFormatError(
+            f"cannot decode the audio file: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if not pieces:
+        raise AudioFormatError("the audio file holds no samples")
+    return np.concatenate(pieces)
+
+
+def _tempo_steps(speed: float) -> list[float]:
+    """ffmpeg's atempo takes 0.5-2.0 per instance; chain instances for the rest."""
+    steps: list[float] = []
+    while speed > 2.0:
+        steps.append(2.0)
+        speed /= 2.0
+    while speed < 0.5:
+        steps.append(0.5)
+        speed /= 0.5
+    return [*steps, speed]
+
+
+def change_speed(pcm: bytes, rate: int, speed: float) -> bytes:
+    """Faster or slower speech at the same pitch (ffmpeg's atempo filter). Blocking."""
+    import av
+
+    if speed == 1.0 or not pcm:
+        return pcm
+    graph = av.filter.Graph()
+    node = graph.add_abuffer(format="s16", sample_rate=rate, layout="mono")
+    for step in _tempo_steps(speed):
+        tempo = graph.add("atempo", f"{step:.6f}")
+        node.link_to(tempo)
+        node = tempo
+    sink = graph.add("abuffersink")
+    node.link_to(sink)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(
+        np.frombuffer(pcm, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+    )
+    frame.sample_rate = rate
+    graph.push(frame)
+    graph.push(None)
+    out = bytearray()
+    while True:
+        try:
+            result = graph.pull()
+        except (av.error.EOFError, av.error.BlockingIOError):
+            break
+        out += result.to_ndarray().astype("<i2").tobytes()
+    return bytes(out)

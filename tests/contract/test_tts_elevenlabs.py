@@ -14,8 +14,7 @@ from hark.engines.base import TTS
 from hark.engines.tts.elevenlabs import ElevenLabsTTS
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 from tests.contract.faults import Fault
-from tests.contract.servers import collect
-from tests.contract.servers.elevenlabs_server import VOICE, FakeElevenLabs
+from tests.contract.servers.elevenlabs_server import VOICE, FakeElevenLabs, collect
 from tests.servers import ThreadedServer, free_port
 
 TEXT = "Hello there, this is a streaming test."

@@ -14,7 +14,7 @@ from hark.engines.base import TTS
 from hark.engines.tts.openai_tts import OpenAITTS
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 from tests.contract.faults import Fault
-from tests.contract.servers import collect
+from tests.contract.servers.elevenlabs_server import collect
 from tests.contract.servers.openai_tts_server import FakeOpenAISpeech
 from tests.servers import ThreadedServer, free_port
 
@@ -46,7 +46,9 @@ async def make(server: tuple[FakeOpenAISpeech, ThreadedServer]) -> AsyncIterator
         config: dict[str, Any] = {"api_key": "test-key", "timeout": 2.0, "total_timeout": 5.0}
         config.update(fields)
         url = base_url or server[1].base_url + "/v1"
-        engines.append(OpenAITTS.from_config(ProviderConfig(kind="openai", base_url=url, **config), Settings()))
+        engines.append(
+            OpenAITTS.from_config(ProviderConfig(kind="openai", base_url=url, **config), Settings())
+        )
         return engines[-1]
 
     yield build
@@ -80,7 +82,12 @@ async def test_model_voice_and_options(fake: FakeOpenAISpeech, make: Make) -> No
     tts = make(model="tts-1", voice="nova", options={"speed": 1.25, "instructions": "calm", "other": 1})
     await collect(tts.synthesize("Hi."))
     body = fake.requests[0]["body"]
-    assert (body["model"], body["voice"], body["speed"], body["instructions"]) == ("tts-1", "nova", 1.25, "calm")
+    assert (body["model"], body["voice"], body["speed"], body["instructions"]) == (
+        "tts-1",
+        "nova",
+        1.25,
+        "calm",
+    )
     assert "other" not in body
 
 

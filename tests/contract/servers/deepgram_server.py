@@ -121,43 +121,50 @@ class FakeDeepgram:
 
     async def _handle(self, connection: ServerConnection) -> None:
         listen = self._pending.pop(connection.id)
+        answer = listen.fault is not Fault.STALL  # A stalled stream reads everything, answers nothing.
+        first: asyncio.Task[None] | None = None
         try:
-            if listen.fault is Fault.STALL:
-                await self._receive(connection, listen, stall=True)
-            else:
-                await self._answer(connection, listen)
+            async for message in connection:
+                if isinstance(message, bytes):
+                    listen.audio += message
+                    listen.frames.append(len(message))
+                    if first is None and answer:
+                        # Answer while reading on, as Deepgram does: a slow answer never stops the
+                        # reading, so a client that gives up is noticed at once.
+                        first = asyncio.create_task(self._first(connection, listen))
+                    continue
+                control = json.loads(message)
+                listen.controls.append(control)
+                if control.get("type") == "CloseStream" and answer:
+                    if first is not None:
+                        await first
+                    await self._flush(connection, listen)
+                    return
         except ConnectionClosed:
-            pass  # The client gave up: nothing to answer.
+            pass  # The client gave up (or a fault dropped it): nothing more to answer.
+        finally:
+            if first is not None:
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
 
-    async def _send(self, connection: ServerConnection, listen: ListenRequest, message: dict[str, Any]) -> None:
-        if not listen.sent and listen.fault is Fault.SLOW_FIRST_BYTE:
-            await asyncio.sleep(self.faults.delay)
+    async def _send(
+        self, connection: ServerConnection, listen: ListenRequest, message: dict[str, Any]
+    ) -> None:
         listen.sent.append(message)
         await connection.send(json.dumps(message))
 
-    async def _receive(self, connection: ServerConnection, listen: ListenRequest, *, stall: bool) -> bool:
-        """Take audio until CloseStream; send the first interim once audio flows. False: stop now."""
-        async for message in connection:
-            if isinstance(message, bytes):
-                listen.audio += message
-                listen.frames.append(len(message))
-                if not stall and not listen.sent:
-                    await self._send(connection, listen, self._results(listen, 0, final=False))
-                    if listen.fault is Fault.MALFORMED:
-                        await connection.send(self.malformed)
-                    if listen.fault is Fault.DISCONNECT:
-                        connection.transport.abort()  # No close frame: a dropped connection.
-                        return False
-                continue
-            control = json.loads(message)
-            listen.controls.append(control)
-            if control.get("type") == "CloseStream" and not stall:
-                return True
-        return False
+    async def _first(self, connection: ServerConnection, listen: ListenRequest) -> None:
+        """The first interim result, and the faults that strike mid-stream after it."""
+        if listen.fault is Fault.SLOW_FIRST_BYTE:
+            await asyncio.sleep(self.faults.delay)
+        await self._send(connection, listen, self._results(listen, 0, final=False))
+        if listen.fault is Fault.MALFORMED:
+            await connection.send(self.malformed)
+        if listen.fault is Fault.DISCONNECT:
+            connection.transport.abort()  # No close frame: a dropped connection.
 
-    async def _answer(self, connection: ServerConnection, listen: ListenRequest) -> None:
-        if not await self._receive(connection, listen, stall=False):
-            return
+    async def _flush(self, connection: ServerConnection, listen: ListenRequest) -> None:
+        """After CloseStream: the remaining results, final per segment, then Metadata and close."""
         if listen.audio:
             for i in range(self.segments):
                 if i > 0:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.contract.faults import Fault
-from tests.contract.servers import AudioResponse, FakeTTS
+from tests.contract.servers.elevenlabs_server import AudioResponse, FakeTTS
 
 RATE = 24000
 

@@ -33,6 +33,13 @@ KEY_ENV = "DEEPGRAM_API_KEY"
 PIECE_BYTES = SAMPLE_RATE * 2 // 10
 """100 ms of PCM16 per frame: inside Deepgram's recommended 20-250 ms."""
 OPTIONS = ("endpointing", "smart_format")
+_FIXED_PARAMS = {
+    "encoding": "linear16",
+    "sample_rate": str(SAMPLE_RATE),
+    "channels": "1",
+    "interim_results": "true",
+    "punctuate": "true",
+}
 _RETRYABLE_STATUS = {408, 409, 429}
 _WS_SCHEME = {"http": "ws", "https": "wss"}
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
@@ -81,14 +88,7 @@ class DeepgramSTT:
         self.projects_url = f"{_HTTP_SCHEME.get(scheme, scheme)}://{root}/v1/projects"
         # Self-hosted Deepgram needs no key, so none means no Authorization header at all.
         self._headers = {"Authorization": f"Token {api_key}"} if api_key else {}
-        self.params: dict[str, str] = {
-            "model": model,
-            "encoding": "linear16",
-            "sample_rate": str(SAMPLE_RATE),
-            "channels": "1",
-            "interim_results": "true",
-            "punctuate": "true",
-        }
+        self.params = {"model": model, **_FIXED_PARAMS}
         for key, value in (options or {}).items():
             if key not in OPTIONS:
                 raise ConfigError(f"stt provider {name}: unknown option {key!r}; known: {', '.join(OPTIONS)}")
@@ -126,8 +126,8 @@ class DeepgramSTT:
 
     def url(self, language: str | None = None) -> str:
         params = dict(self.params)
-        if language or self.language:
-            params["language"] = language or self.language or ""
+        if lang := language or self.language:
+            params["language"] = lang
         return f"{self.listen_url}?{urlencode(params)}"
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
@@ -209,49 +209,46 @@ class DeepgramSTT:
     ) -> None:
         loop = asyncio.get_running_loop()
         hard = budget.when() or loop.time() + self.total_timeout
+        sent_all = False
 
         def arm() -> None:
-            # The audio has all gone up: from now on each result must come within `timeout`.
+            # All audio is handed over: from now on each result must come within `timeout`.
+            nonlocal sent_all
+            sent_all = True
             budget.reschedule(min(hard, loop.time() + self.timeout))
 
         sender = asyncio.create_task(self._send(ws, audio, arm, emit))
         try:
-            try:
-                async for message in ws:
-                    result = self._parse(message)
-                    if result is not None:
-                        emit(result)
-                    if sender.done():
-                        arm()
-            except ConnectionClosedError as exc:
-                close = exc.rcvd
-                code, reason = (close.code, close.reason) if close else (1006, "no close frame")
-                # 1008 is Deepgram saying it cannot decode the audio: sending it again will not help.
-                raise self._fail(
-                    f"closed the stream mid-way ({code} {reason})", retryable=code != 1008
-                ) from exc
-            if not (sender.done() and sender.result()):
-                raise self._fail("ended before all audio was sent")
+            async for message in ws:
+                if (result := self._parse(message)) is not None:
+                    emit(result)
+                if sent_all:
+                    arm()
+        except ConnectionClosedError as exc:
+            code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
+            # 1008 is Deepgram saying it cannot decode the audio: sending it again will not help.
+            what = f"closed the stream mid-way (code {code}{': ' + reason if reason else ''})"
+            raise self._fail(what, retryable=code != 1008) from exc
         finally:
             sender.cancel()
             await asyncio.wait({sender})
+        if not sent_all:
+            raise self._fail("ended the stream before all audio was sent")
 
     async def _send(
         self, ws: ClientConnection, audio: AsyncIterator[Float32Array], arm: Callable[[], None], emit: Emit
-    ) -> bool:
+    ) -> None:
         try:
             async for chunk in audio:
                 pcm = float_to_pcm16(np.asarray(chunk, dtype=np.float32))
                 for start in range(0, len(pcm), PIECE_BYTES):
                     await ws.send(pcm[start : start + PIECE_BYTES])
+            arm()
             await ws.send(json.dumps({"type": "CloseStream"}))
         except ConnectionClosed:
-            return False  # The receiving side reports why the connection ended.
+            pass  # The receiving side reports why the connection ended.
         except Exception as exc:
             emit(exc)  # The caller's audio source failed: the stream ends with its error.
-            return False
-        arm()
-        return True
 
     def _parse(self, message: str | bytes) -> InterimTranscript | None:
         try:

@@ -1,0 +1,442 @@
+"""OpenAI-compatible HTTP endpoints: speech, transcriptions, translations, chat, models.
+
+Request and response shapes follow OpenAI's API; errors use its error body
+``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hark.audio import AudioFormatError, change_speed, decode_audio_file
+from hark.engines.base import ChatMessage, LLMOptions, ToolCall, ToolSpec, Transcript
+from hark.errors import EngineError, EngineUnavailable
+from hark.pipeline.sentences import SentenceSplitter
+
+router = APIRouter(prefix="/v1")
+
+MAX_SPEECH_INPUT = 4096
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+STT_RATE = 16_000
+# OpenAI's voice names all map onto the configured voice, so clients written for OpenAI work.
+VOICES = frozenset(
+    {
+        "alloy",
+        "ash",
+        "ballad",
+        "coral",
+        "echo",
+        "fable",
+        "onyx",
+        "nova",
+        "sage",
+        "shimmer",
+        "verse",
+        "marin",
+        "cedar",
+        "hark",
+        "default",
+    }
+)
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+
+
+def error_response(error: APIError) -> JSONResponse:
+    body = {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"][1:]) or None
+        return error_response(APIError(400, f"{param or 'request'}: {first['msg']}", param=param))
+
+
+def _engine_error(exc: EngineError, what: str) -> APIError:
+    retry_after = exc.retry_after if exc.retry_after is not None else 1.0
+    status = 503 if isinstance(exc, EngineUnavailable) or exc.retryable else 502
+    return APIError(
+        status,
+        f"{what} failed: {exc}",
+        type="server_error",
+        code="engine_unavailable" if status == 503 else "engine_error",
+        headers={"Retry-After": str(max(1, round(retry_after)))} if status == 503 else None,
+    )
+
+
+# -- speech -----------------------------------------------------------------------------
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=256)
+    input: str = Field(min_length=1, max_length=MAX_SPEECH_INPUT)
+    voice: str = Field(min_length=1, max_length=64)
+    response_format: SpeechFormat = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(None, max_length=4096)
+    stream_format: Literal["audio", "sse"] = "audio"
+
+
+@router.post("/audio/speech")
+async def speech(request: Request, body: SpeechRequest) -> Response:
+    from hark.encoding import CONTENT_TYPES, encode_stream
+
+    if body.voice not in VOICES:
+        raise APIError(400, f"unknown voice {body.voice[:64]!r}; use one of {sorted(VOICES)}", param="voice")
+    tts = request.app.state.engines.tts
+    splitter = SentenceSplitter()
+    sentences = splitter.push(body.input) + splitter.flush()
+
+    async def pcm() -> AsyncIterator[bytes]:
+        for sentence in sentences:
+            audio = b"".join([chunk async for chunk in tts.synthesize(sentence)])
+            if body.speed != 1.0:
+                audio = await asyncio.to_thread(change_speed, audio, tts.sample_rate, body.speed)
+            yield audio
+
+    # Start synthesising before answering, so an engine failure is a proper error status.
+    stream = encode_stream(pcm(), body.response_format, tts.sample_rate)
+    try:
+        first = await anext(stream, b"")
+    except EngineError as exc:
+        raise _engine_error(exc, "speech synthesis") from exc
+
+    async def audio_body() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    if body.stream_format == "sse":
+
+        async def events() -> AsyncIterator[bytes]:
+            async for chunk in audio_body():
+                if chunk:
+                    event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+                    yield f"data: {json.dumps(event)}\n\n".encode()
+            done = {
+                "type": "speech.audio.done",
+                "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+            }
+            yield f"data: {json.dumps(done)}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    return StreamingResponse(audio_body(), media_type=CONTENT_TYPES[body.response_format])
+
+
+# -- transcription and translation ------------------------------------------------------
+
+
+TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+
+
+async def _read_upload(file: UploadFile) -> bytes:
+    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise APIError(413, f"the file exceeds {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", param="file")
+    return data
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = round(seconds * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
+def _segments(transcript: Transcript) -> list[dict[str, Any]]:
+    return [{"id": 0, "start": 0.0, "end": round(transcript.duration_s, 3), "text": transcript.text}]
+
+
+def render_transcript(transcript: Transcript, fmt: TranscriptFormat, task: str) -> Response:
+    segments = _segments(transcript)
+    if fmt == "text":
+        return PlainTextResponse(transcript.text + "\n")
+    if fmt in ("srt", "vtt"):
+        separator = "," if fmt == "srt" else "."
+        blocks = [
+            (f"{i + 1}\n" if fmt == "srt" else "")
+            + f"{_timestamp(s['start'], separator)} --> {_timestamp(s['end'], separator)}\n{s['text']}\n"
+            for i, s in enumerate(segments)
+        ]
+        text = ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(blocks)
+        return PlainTextResponse(text, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
+    if fmt == "verbose_json":
+        return JSONResponse(
+            {
+                "task": task,
+                "language": transcript.language or "en",
+                "duration": round(transcript.duration_s, 3),
+                "text": transcript.text,
+                "segments": segments,
+            }
+        )
+    return JSONResponse(
+        {"text": transcript.text, "usage": {"type": "duration", "seconds": round(transcript.duration_s)}}
+    )
+
+
+async def _transcribe(request: Request, file: UploadFile, language: str | None) -> Transcript:
+    data = await _read_upload(file)
+    try:
+        audio = await asyncio.to_thread(decode_audio_file, data, STT_RATE)
+    except AudioFormatError as exc:
+        raise APIError(400, str(exc), param="file", code="invalid_audio") from None
+    try:
+        return await request.app.state.engines.stt.transcribe(audio, language=language)  # type: ignore[no-any-return]
+    except EngineError as exc:
+        raise _engine_error(exc, "transcription") from exc
+
+
+@router.post("/audio/transcriptions")
+async def transcriptions(
+    request: Request,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str, Form(min_length=1, max_length=256)],
+    language: Annotated[str | None, Form(max_length=16)] = None,
+    prompt: Annotated[str | None, Form(max_length=4096)] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    transcript = await _transcribe(request, file, language)
+    if stream:
+
+        async def events() -> AsyncIterator[bytes]:
+            # One delta per word, then done: the shape of OpenAI's transcript stream events.
+            words = transcript.text.split(" ")
+            for i, word in enumerate(words):
+                delta = word if i == 0 else " " + word
+                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n".encode()
+            done = {"type": "transcript.text.done", "text": transcript.text}
+            yield f"data: {json.dumps(done)}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    return render_transcript(transcript, response_format, "transcribe")
+
+
+@router.post("/audio/translations")
+async def translations(
+    request: Request,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str, Form(min_length=1, max_length=256)],
+    prompt: Annotated[str | None, Form(max_length=4096)] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+) -> Response:
+    # The bundled model is English-only (tiny.en), so its transcript already is the English text.
+    transcript = await _transcribe(request, file, "en")
+    return render_transcript(transcript, response_format, "translate")
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=131_072)
+    max_completion_tokens: int | None = Field(None, ge=1, le=131_072)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    response_format: dict[str, Any] | None = None
+
+
+def _content(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return ""
+
+
+def _messages(body: ChatRequest) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
+    for index, m in enumerate(body.messages):
+        role = m.get("role")
+        if role == "developer":
+            role = "system"
+        if role not in ("system", "user", "assistant", "tool"):
+            raise APIError(
+                400,
+                f"messages[{index}].role must be system, user, assistant or tool",
+                param=f"messages.{index}.role",
+            )
+        calls = tuple(
+            ToolCall(
+                c.get("id", ""),
+                c.get("function", {}).get("name", ""),
+                c.get("function", {}).get("arguments", "{}"),
+            )
+            for c in m.get("tool_calls") or []
+            if isinstance(c, dict)
+        )
+        out.append(
+            ChatMessage(
+                role, _content(m.get("content")), tool_calls=calls, tool_call_id=m.get("tool_call_id")
+            )
+        )
+    return out
+
+
+def _options(body: ChatRequest) -> LLMOptions:
+    tools = tuple(
+        ToolSpec(
+            f["name"], f.get("description", ""), f.get("parameters") or {"type": "object", "properties": {}}
+        )
+        for t in body.tools or []
+        if isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)
+    )
+    schema = None
+    if body.response_format and body.response_format.get("type") == "json_schema":
+        schema = (body.response_format.get("json_schema") or {}).get("schema")
+    return LLMOptions(
+        tools=tools,
+        json_schema=schema,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
+
+
+def _tool_call_json(index: int, call: ToolCall) -> dict[str, Any]:
+    return {
+        "index": index,
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: ChatRequest) -> Response:
+    llm = request.app.state.engines.llm
+    if llm is None:
+        raise APIError(
+            503,
+            "no language model is configured; set HARK_LLM_BASE_URL (or llm.providers)",
+            type="server_error",
+            code="llm_not_configured",
+            headers={"Retry-After": "60"},
+        )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    stream = llm.stream(_messages(body), _options(body))
+    try:
+        first = await anext(stream, None)
+    except EngineError as exc:
+        raise _engine_error(exc, "the language model") from exc
+
+    async def chunks() -> AsyncIterator[str | ToolCall]:
+        if first is not None:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    if not body.stream:
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        try:
+            async for chunk in chunks():
+                (calls if isinstance(chunk, ToolCall) else text).append(chunk)  # type: ignore[arg-type]
+        except EngineError as exc:
+            raise _engine_error(exc, "the language model") from exc
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+        if calls:
+            message["tool_calls"] = [
+                {k: v for k, v in _tool_call_json(i, c).items() if k != "index"} for i, c in enumerate(calls)
+            ]
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": body.model,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+                ],
+            }
+        )
+
+    def sse(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    async def events() -> AsyncIterator[bytes]:
+        yield sse({"role": "assistant", "content": ""})
+        calls = 0
+        try:
+            async for chunk in chunks():
+                if isinstance(chunk, ToolCall):
+                    yield sse({"tool_calls": [_tool_call_json(calls, chunk)]})
+                    calls += 1
+                else:
+                    yield sse({"content": chunk})
+        except EngineError as exc:
+            error = {"error": {"message": f"the language model failed: {exc}", "type": "server_error"}}
+            yield f"data: {json.dumps(error)}\n\n".encode()
+            return
+        yield sse({}, "tool_calls" if calls else "stop")
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+@router.get("/models")
+async def models(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    created = int(request.app.state.started_at)
+    ids: list[tuple[str, str]] = [(p.model or p.label, "llm") for p in settings.llm.chain()]
+    ids += [(p.model or p.label, "stt") for p in settings.stt.providers]
+    ids += [(p.model or p.label, "tts") for p in settings.tts.providers]
+    seen: set[str] = set()
+    data = []
+    for model_id, stage in ids:
+        if model_id not in seen:
+            seen.add(model_id)
+            data.append({"id": model_id, "object": "model", "created": created, "owned_by": f"hark:{stage}"})
+    return JSONResponse({"object": "list", "data": data})
