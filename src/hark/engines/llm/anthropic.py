@@ -3,7 +3,8 @@
 System messages go to ``system=``; OpenAI-style tools become Anthropic tools (``input_schema``);
 a ``tool_use`` block's input streams as JSON fragments and is handed out as one ``ToolCall``;
 tool results go back as ``tool_result`` blocks in a user turn. The request has no portable
-response_format, so ``json_schema`` becomes an instruction in the system prompt.
+response_format, so ``json_schema`` becomes an instruction in the system prompt. No temperature is
+sent: the API version SDK 2.x speaks (2026-10-21) rejects every sampling parameter.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_API_KEY"
 JSON_INSTRUCTION = (
-    "Answer only with one JSON value that matches this JSON schema, with no other text "
-    "and no code fences:\n"
+    "Answer only with one JSON value that matches this JSON schema, with no other text and no code fences:\n"
 )
 _RETRYABLE_STATUS = {408, 409, 429}
 
@@ -141,7 +141,6 @@ class AnthropicLLM:
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
         total_timeout: float = 120.0,
-        temperature: float = 0.7,
         max_tokens: int = 400,
         name: str = "anthropic",
     ) -> None:
@@ -152,7 +151,6 @@ class AnthropicLLM:
         self.model = model
         self.timeout = timeout
         self.total_timeout = total_timeout
-        self.temperature = temperature
         self.max_tokens = max_tokens
         # The fallback chain decides about retries, so the SDK makes exactly one attempt. The
         # timeout bounds connecting, the first byte and every gap between events.
@@ -181,7 +179,6 @@ class AnthropicLLM:
             base_url=provider.base_url or DEFAULT_BASE_URL,
             timeout=provider.timeout,
             total_timeout=provider.total_timeout,
-            temperature=settings.llm.temperature,
             max_tokens=settings.llm.max_tokens,
             name=provider.label,
         )
@@ -191,11 +188,9 @@ class AnthropicLLM:
         return f"Anthropic at {self.base_url}"
 
     def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict[str, Any]:
-        temperature = self.temperature if options.temperature is None else options.temperature
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": options.max_tokens or self.max_tokens,
-            "temperature": min(1.0, temperature),  # Anthropic's range is 0-1, OpenAI's 0-2.
             "messages": wire_messages(messages),
         }
         if system := wire_system(messages, options):

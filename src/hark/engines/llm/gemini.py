@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -66,7 +67,6 @@ def classify(exc: Exception, where: str, engine: str) -> EngineError:
 class _Call:
     """What Gemini said about a call that hark's ToolCall has no field for."""
 
-    name: str
     native_id: bool
     """Gemini gave the id (so it is sent back); otherwise hark made it up and keeps it to itself."""
     signature: bytes | None
@@ -114,17 +114,12 @@ class GeminiLLM:
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> GeminiLLM:
         if _IMPORT_ERROR is not None:
             raise MissingDependency("google-genai", "pip install 'hark[gemini]'") from _IMPORT_ERROR
-        api_key = provider.secret()
         if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            api_key = next(
-                (k for env in KEY_ENVS if (k := provider.model_copy(update={"api_key_env": env}).secret())),
-                None,
-            )
-        if not api_key:
-            raise ConfigError(
-                f"llm provider {provider.label}: no API key; set "
-                f"{provider.api_key_env or ' or '.join(KEY_ENVS)} (or api_key_env, api_key_file or api_key)"
-            )
+            env = next((e for e in KEY_ENVS if os.environ.get(e)), None)
+            provider = provider.model_copy(update={"api_key_env": env})
+        if not (api_key := provider.secret()):
+            wanted = provider.api_key_env or " or ".join(KEY_ENVS)
+            raise ConfigError(f"llm provider {provider.label}: no API key; set {wanted} (or api_key)")
         model = provider.model or settings.llm.model
         if model == "default":
             raise ConfigError(f"llm provider {provider.label}: set model, e.g. gemini-2.5-flash")
@@ -144,78 +139,70 @@ class GeminiLLM:
         return f"Gemini at {self.base_url}"
 
     def contents(self, messages: Sequence[ChatMessage]) -> list[types.Content]:
-        """Turns as parts; consecutive turns of one role are merged (results of parallel calls
+        """Turns as parts; consecutive turns of one role are merged (the results of parallel calls
         belong in one turn)."""
         names = {c.id: c.name for m in messages for c in m.tool_calls}
         out: list[types.Content] = []
         for m in messages:
             if m.role == "system":
                 continue
-            parts = [types.Part(text=m.content)] if m.content and m.role != "tool" else []
-            parts += [self._call_part(c) for c in m.tool_calls]
             if m.role == "tool":
-                call_id = m.tool_call_id or ""
-                known = self._calls.get(call_id)
-                name = names.get(call_id) or (known.name if known else call_id)
-                response = _json_value(m.content)
-                response = response if isinstance(response, dict) else {"output": response}
-                native = known is None or known.native_id
-                parts.append(
-                    types.Part(
-                        function_response=types.FunctionResponse(
-                            id=call_id if native and call_id else None, name=name, response=response
-                        )
-                    )
+                result = _json_value(m.content)
+                response = types.FunctionResponse(
+                    id=self._sent_id(m.tool_call_id or ""),
+                    name=names.get(m.tool_call_id or "", ""),
+                    response=result if isinstance(result, dict) else {"output": result},
                 )
-            role = "model" if m.role == "assistant" else "user"
-            if not parts:
-                continue
-            if out and out[-1].role == role and out[-1].parts is not None:
-                out[-1].parts.extend(parts)
+                parts = [types.Part(function_response=response)]
             else:
+                parts = [types.Part(text=m.content)] if m.content else []
+                parts += [self._call_part(c) for c in m.tool_calls]
+            role = "model" if m.role == "assistant" else "user"
+            if parts and out and out[-1].role == role and out[-1].parts is not None:
+                out[-1].parts.extend(parts)
+            elif parts:
                 out.append(types.Content(role=role, parts=parts))
         return out
+
+    def _sent_id(self, call_id: str) -> str | None:
+        """Ids Gemini gave (or another provider did) go back; ids hark made up stay with hark."""
+        known = self._calls.get(call_id)
+        return call_id if call_id and (known is None or known.native_id) else None
 
     def _call_part(self, call: ToolCall) -> types.Part:
         known = self._calls.get(call.id)
         args = _json_value(call.arguments or "{}")
-        return types.Part(
-            function_call=types.FunctionCall(
-                id=call.id if known is None or known.native_id else None,
-                name=call.name,
-                args=args if isinstance(args, dict) else {},
-            ),
-            thought_signature=known.signature if known else None,
+        function_call = types.FunctionCall(
+            id=self._sent_id(call.id), name=call.name, args=args if isinstance(args, dict) else {}
         )
+        return types.Part(function_call=function_call, thought_signature=known.signature if known else None)
 
     def _remember(self, part: types.Part) -> ToolCall:
         call = part.function_call
         assert call is not None
         call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
-        self._calls[call_id] = _Call(call.name or "", bool(call.id), part.thought_signature)
+        self._calls[call_id] = _Call(native_id=bool(call.id), signature=part.thought_signature)
         while len(self._calls) > _REMEMBERED_CALLS:
             self._calls.popitem(last=False)
         return ToolCall(id=call_id, name=call.name or "", arguments=json.dumps(call.args or {}))
 
     def config(self, messages: Sequence[ChatMessage], options: LLMOptions) -> types.GenerateContentConfig:
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
-        tools = [
-            types.Tool(
-                function_declarations=[
-                    types.FunctionDeclaration(
-                        name=t.name, description=t.description, parameters_json_schema=t.parameters
-                    )
-                    for t in options.tools
-                ]
+        declarations = [
+            types.FunctionDeclaration(
+                name=t.name, description=t.description, parameters_json_schema=t.parameters
             )
+            for t in options.tools
         ]
         return types.GenerateContentConfig(
             system_instruction=system or None,
             temperature=self.temperature if options.temperature is None else options.temperature,
             max_output_tokens=options.max_tokens or self.max_tokens,
-            tools=tools if options.tools else None,
+            tools=[types.Tool(function_declarations=declarations)] if declarations else None,
             # hark runs the tools itself: the SDK must never call anything on its own.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            # Nor reconnect behind hark's back: one request is one attempt.
+            automatic_continuation=False,
             response_mime_type="application/json" if options.json_schema is not None else None,
             response_json_schema=options.json_schema,
         )
@@ -227,7 +214,7 @@ class GeminiLLM:
         contents, config = self.contents(messages), self.config(messages, options)
         # total_timeout bounds the whole attempt, so a stream that trickles cannot run on forever.
         deadline = asyncio.get_running_loop().time() + self.total_timeout
-        finished = False
+        finished, response = False, None
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._client.aio.models.generate_content_stream(
@@ -255,11 +242,16 @@ class GeminiLLM:
             ) from exc
         except (genai_errors.APIError, httpx.HTTPError, ValueError) as exc:
             raise classify(exc, self.where, self.name) from exc
+        finally:  # Let go of the connection now when the caller stops early (a barge-in).
+            if (close := getattr(response, "aclose", None)) is not None:
+                await close()
 
     async def check(self) -> None:
         quick = types.HttpOptions(timeout=max(1, round(min(3.0, self.timeout) * 1000)))
         try:
-            await self._client.aio.models.get(model=self.model, config=types.GetModelConfig(http_options=quick))
+            await self._client.aio.models.get(
+                model=self.model, config=types.GetModelConfig(http_options=quick)
+            )
         except genai_errors.ClientError as exc:
             if exc.code != 404:  # An unknown model still means the API is reachable.
                 raise classify(exc, self.where, self.name) from exc

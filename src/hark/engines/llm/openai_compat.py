@@ -190,6 +190,9 @@ class OpenAICompatibleLLM:
                         yield call
             for call in calls.finish():
                 yield call
+        except openai.APIConnectionError as exc:
+            # After the response began this is a dropped connection, not an unreachable server.
+            raise EngineError(f"{self.where} dropped the stream", retryable=True, engine=self.name) from exc
         except openai.OpenAIError as exc:
             raise classify(exc, self.where, self.name) from exc
         except (json.JSONDecodeError, ValueError, KeyError, AttributeError) as exc:

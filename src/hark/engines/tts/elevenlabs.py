@@ -36,11 +36,15 @@ def provider_key(provider: ProviderConfig, default_env: str) -> str:
     return key
 
 
-def status_error(status: int, retry_after: str | None, where: str, engine: str, detail: str = "") -> EngineError:
+def status_error(
+    status: int, retry_after: str | None, where: str, engine: str, detail: str = ""
+) -> EngineError:
     """An HTTP error status as a hark error: rate limits, timeouts and 5xx are worth retrying."""
     message = f"{where} answered HTTP {status}" + (f": {detail}" if detail else "")
     retryable = status in RETRYABLE_STATUS or status >= 500
-    return EngineError(message, retryable=retryable, engine=engine, retry_after=parse_retry_after(retry_after))
+    return EngineError(
+        message, retryable=retryable, engine=engine, retry_after=parse_retry_after(retry_after)
+    )
 
 
 def whole_samples(data: bytes) -> tuple[bytes, bytes]:
@@ -66,7 +70,9 @@ class ElevenLabsTTS:
         name: str = "elevenlabs",
     ) -> None:
         if sample_rate not in PCM_RATES:
-            raise ConfigError(f"tts provider {name}: output_format pcm_{sample_rate} is not one of {PCM_RATES}")
+            raise ConfigError(
+                f"tts provider {name}: output_format pcm_{sample_rate} is not one of {PCM_RATES}"
+            )
         self.name, self.voice, self.model, self.sample_rate = name, voice, model, sample_rate
         self.base_url, self.timeout, self.total_timeout = base_url, timeout, total_timeout
         self.voice_settings = voice_settings
@@ -127,7 +133,11 @@ class ElevenLabsTTS:
                 if response.status_code != 200:
                     detail = (await response.aread())[:300].decode("utf-8", "replace")
                     raise status_error(
-                        response.status_code, response.headers.get("retry-after"), self.where, self.name, detail
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        self.where,
+                        self.name,
+                        detail,
                     )
             chunks = response.aiter_bytes()
             carry = b""

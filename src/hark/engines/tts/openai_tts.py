@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import openai
@@ -45,13 +45,14 @@ class OpenAITTS:
         self.timeout, self.total_timeout = timeout, total_timeout
         self.extra = extra or {}
         # The fallback chain decides about retries, so the SDK makes exactly one attempt. An httpx
-        # client of our own means a broken body raises httpx errors whichever SDK major is installed.
+        # client of our own means a broken body raises httpx errors whichever SDK major is installed
+        # (3.x is typed for its httpx2 fork but accepts httpx clients; hence the cast).
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=total_timeout,
-            http_client=httpx.AsyncClient(),
+            http_client=cast("Any", httpx.AsyncClient()),
         )
 
     @classmethod
@@ -60,7 +61,9 @@ class OpenAITTS:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"tts provider {provider.label}: base_url must be http:// or https://")
         # ``instructions`` (tone of voice; gpt-4o-mini-tts) and ``speed`` pass through as given.
-        extra = {key: provider.options[key] for key in ("instructions", "speed") if key in provider.options}
+        extra: dict[str, Any] = {
+            key: provider.options[key] for key in ("instructions", "speed") if key in provider.options
+        }
         return cls(
             api_key=provider_key(provider, KEY_ENV),
             base_url=base_url,
