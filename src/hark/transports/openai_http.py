@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hark.audio import AudioFormatError, change_speed, decode_audio_file
+from hark.audio import AudioFormatError, PCM16Resampler, change_speed, decode_audio_file
 from hark.engines.base import ChatMessage, LLMOptions, ToolCall, ToolSpec, Transcript
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline.sentences import SentenceSplitter
@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1")
 MAX_SPEECH_INPUT = 4096
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 STT_RATE = 16_000
+SPEECH_RATE = 24_000
 # OpenAI's voice names all map onto the configured voice, so clients written for OpenAI work.
 VOICES = frozenset(
     {
@@ -122,14 +123,16 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
     sentences = splitter.push(body.input) + splitter.flush()
 
     async def pcm() -> AsyncIterator[bytes]:
+        # OpenAI's formats are 24 kHz (raw pcm by definition), whatever the voice's own rate.
         for sentence in sentences:
             audio = b"".join([chunk async for chunk in tts.synthesize(sentence)])
             if body.speed != 1.0:
                 audio = await asyncio.to_thread(change_speed, audio, tts.sample_rate, body.speed)
-            yield audio
+            resampler = PCM16Resampler(tts.sample_rate, SPEECH_RATE)
+            yield resampler.process(audio) + resampler.process(b"", last=True)
 
     # Start synthesising before answering, so an engine failure is a proper error status.
-    stream = encode_stream(pcm(), body.response_format, tts.sample_rate)
+    stream = encode_stream(pcm(), body.response_format, SPEECH_RATE)
     try:
         first = await anext(stream, b"")
     except EngineError as exc:

@@ -42,7 +42,12 @@ class PiperTTS:
             self._voice: Any = PiperVoice.load(voice, config_path=config)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Piper voice {voice}: {exc}", engine=self.name) from exc
-        self._config: Any = SynthesisConfig(speaker_id=settings.speaker, length_scale=settings.length_scale)
+        self._config: Any = SynthesisConfig(
+            speaker_id=settings.speaker,
+            length_scale=settings.length_scale,
+            noise_scale=settings.noise_scale,
+            noise_w_scale=settings.noise_w_scale,
+        )
         self.sample_rate: int = int(self._voice.config.sample_rate)
         self._runner = BlockingRunner("tts", settings.workers)
 
