@@ -44,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    configure_logging(settings.server.log_level)
+    configure_logging(settings.server.log_level, settings.server.log_dir)
     host = settings.server.host
     shown = f"[{host}]" if ":" in host else host
     print(f"hark {__version__}: loading models ...", flush=True)

@@ -35,6 +35,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_dir: Path | None = None
+    """Write logs to LOG_DIR/hark.log (rotated); when unset or not writable, to stderr (journald)."""
     admin_key: SecretStr | None = None
     """Bearer token for the /admin API; without it the admin API is off."""
 

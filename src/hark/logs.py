@@ -7,7 +7,9 @@ Messages never carry transcripts, prompts, audio or secrets; callers pass number
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
+from pathlib import Path
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -21,10 +23,24 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def configure_logging(level: str, log_dir: Path | None = None) -> None:
+    formatter = KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    problem = None
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                log_dir / "hark.log", maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
+            )
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    handler.setFormatter(formatter)
     root = logging.getLogger("hark")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    if problem is not None:
+        root.warning(
+            "log_dir is not writable; logging to stderr", extra={"log_dir": str(log_dir), "error": problem}
+        )

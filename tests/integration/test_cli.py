@@ -36,7 +36,13 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
     assert shown["llm"]["api_key"] == "**********"
     assert shown["llm"]["model"] == "from-env"  # environment beats the file
     assert shown["vad"]["end_silence_ms"] == 500
-    assert shown["server"] == {"host": "127.0.0.1", "port": 8000, "log_level": "info", "admin_key": None}
+    assert shown["server"] == {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "log_level": "info",
+        "log_dir": None,
+        "admin_key": None,
+    }
 
 
 def test_invalid_value_stops_start_up_naming_the_key(tmp_path: Path) -> None:

@@ -364,7 +364,13 @@ def test_masked_never_contains_the_api_key_from_yaml(tmp_path: Path) -> None:
 def test_masked_is_plain_data() -> None:
     masked = load_settings().masked()
     assert sorted(masked) == ["conversation", "fallback", "llm", "server", "stt", "tts", "vad"]
-    assert masked["server"] == {"host": "127.0.0.1", "port": 8000, "log_level": "info", "admin_key": None}
+    assert masked["server"] == {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "log_level": "info",
+        "log_dir": None,
+        "admin_key": None,
+    }
     assert masked["llm"]["api_key"] is None
     assert masked["vad"]["model_path"] is None
 
