@@ -15,13 +15,15 @@ from fastapi.staticfiles import StaticFiles
 
 from hark import __version__
 from hark.config import Settings
-from hark.engines.loader import ECHO_SETTING, Engines, load_engines, warm_up
+from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
+from hark.meetings.service import MeetingService
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
 from hark.transports import admin, openai_http
+from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
 from hark.transports.tts_session import TTSSession
 
@@ -73,16 +75,20 @@ async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
     return LLMStatus(mode="llm", message=f"Answering with {settings.llm.model} ({engines.llm.name}).")
 
 
-def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI:
+def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = engines if engines is not None else await asyncio.to_thread(load_engines, settings)
+        built = prebuilt if prebuilt is not None else await asyncio.to_thread(prebuild, settings)
+        loaded = await assemble(settings, built)
         await warm_up(loaded)
         app.state.engines = loaded
         app.state.llm_status = await probe_llm(loaded, settings)
+        app.state.meetings = await MeetingService.create(settings, loaded)
         app.state.ready = True
         yield
         app.state.ready = False
+        # Meetings already stopped are processed to the end first: their jobs use the engines.
+        await app.state.meetings.aclose()
         # 1. Sessions have closed with their sockets.  2. Release the models.
         await loaded.aclose()
 
@@ -91,12 +97,17 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(admin.router)
     app.include_router(openai_http.router)
+    app.include_router(meetings_transport.router)
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/meeting", include_in_schema=False)
+    async def meeting_page() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "meeting.html"), headers={"Cache-Control": "no-cache"})
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -106,6 +117,9 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     @app.get("/ready")
     async def ready() -> JSONResponse:
         checks = {"models": bool(getattr(app.state, "ready", False))}
+        pool = app.state.engines.pool if checks["models"] else None
+        if pool is not None:
+            checks["workers"] = pool.ready
         status = 200 if all(checks.values()) else 503
         return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
 

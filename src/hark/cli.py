@@ -36,7 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hark.app import create_app
-    from hark.engines.loader import load_engines
+    from hark.engines.loader import prebuild
     from hark.logs import configure_logging
 
     settings = _load(args.config)
@@ -49,11 +49,11 @@ def serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"hark {__version__}: loading models ...", flush=True)
     try:
-        engines = load_engines(settings)
+        prebuilt = prebuild(settings)
     except (ConfigError, MissingDependency) as exc:
         print(f"hark: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, engines=engines)
+    app = create_app(settings, prebuilt=prebuilt)
     print(f"hark {__version__}: serving http://{shown}:{settings.server.port}", flush=True)
     uvicorn.run(
         app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False

@@ -235,6 +235,19 @@ class WorkflowConfig(_Section):
     attempts: int = Field(5, ge=1, le=20)
 
 
+class WorkerSettings(_Section):
+    """Local CPU-heavy engines (faster-whisper, Piper) run in supervised worker processes."""
+
+    enabled: bool = True
+    processes: int = Field(0, ge=0, le=64)
+    """Worker processes; 0 means one per CPU core."""
+    queue_limit: int = Field(16, ge=1, le=10_000)
+    """Requests that may wait for a worker; beyond it callers get 503 / an error event."""
+    request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    """A request running longer is taken as a hang: the worker is killed and restarted."""
+    start_timeout_s: float = Field(120.0, gt=0.0, le=3600.0)
+
+
 class MeetingSettings(_Section):
     data_dir: Path = Path("data/meetings")
     encryption_keys: list[SecretStr] = Field(default_factory=list)
@@ -274,6 +287,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = ConversationSettings()
     fallback: FallbackSettings = FallbackSettings()
     meetings: MeetingSettings = MeetingSettings()
+    workers: WorkerSettings = WorkerSettings()
 
     @classmethod
     def settings_customise_sources(

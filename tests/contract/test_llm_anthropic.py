@@ -3,82 +3,40 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pytest
 
-from hark.config import ProviderConfig, Settings
-from hark.engines import registry
-from hark.engines.base import LLM, ChatMessage, LLMChunk, LLMOptions, ToolCall, ToolSpec
+from hark.config import Settings
+from hark.engines.base import ChatMessage, LLMOptions, ToolCall
 from hark.engines.llm.anthropic import JSON_INSTRUCTION, AnthropicLLM
-from hark.errors import ConfigError, EngineError, EngineUnavailable
-from tests.contract.faults import Fault
-from tests.contract.servers.anthropic_server import REPLY, FakeAnthropic
-from tests.servers import ThreadedServer, free_port
+from tests.contract.harness import engine_factory
+from tests.contract.llm_contract import ASK, WEATHER, SDKLLMContract, collect, failure
+from tests.contract.servers.anthropic_server import FakeAnthropic
+from tests.contract.servers.common import REPLY, serving
+from tests.servers import ThreadedServer
 
 MODEL = "claude-stand-in"
-ASK = (ChatMessage("system", "Be brief."), ChatMessage("user", "What is the weather in Paris?"))
-WEATHER = ToolSpec(
-    "get_weather",
-    "Current weather for a city",
-    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-)
 Make = Callable[..., AnthropicLLM]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[FakeAnthropic, ThreadedServer]]:
-    fake = FakeAnthropic()
-    with ThreadedServer(fake.app()) as running:
-        yield fake, running
-        fake.closing = True
-
-
-@pytest.fixture
-def fake(server: tuple[FakeAnthropic, ThreadedServer]) -> FakeAnthropic:
-    server[0].reset()
-    return server[0]
+    with serving(FakeAnthropic()) as running:
+        yield running
 
 
 @pytest.fixture
 async def make(server: tuple[FakeAnthropic, ThreadedServer]) -> AsyncIterator[Make]:
-    engines: list[AnthropicLLM] = []
-
-    def build(base_url: str | None = None, **fields: Any) -> AnthropicLLM:
-        config: dict[str, Any] = {"api_key": "test-key", "model": MODEL, "timeout": 1.0, "total_timeout": 5.0}
-        config.update(fields)
-        provider = ProviderConfig(kind="anthropic", base_url=base_url or server[1].base_url, **config)
-        engines.append(AnthropicLLM.from_config(provider, Settings()))
-        return engines[-1]
-
-    yield build
-    for engine in engines:
-        await engine.aclose()
+    defaults = {"api_key": "test-key", "model": MODEL, "timeout": 1.0, "total_timeout": 5.0}
+    async with engine_factory(AnthropicLLM.from_config, "anthropic", server[1].base_url, **defaults) as build:
+        yield build
 
 
-async def collect(
-    llm: LLM, messages: tuple[ChatMessage, ...] = ASK, options: LLMOptions | None = None
-) -> list[LLMChunk]:
-    return [chunk async for chunk in llm.stream(messages, options)]
-
-
-async def failure(llm: LLM, messages: tuple[ChatMessage, ...] = ASK) -> tuple[list[LLMChunk], EngineError]:
-    """What streamed before the engine raised, and what it raised."""
-    chunks: list[LLMChunk] = []
-    with pytest.raises(EngineError) as caught:
-        async for chunk in llm.stream(messages):
-            chunks.append(chunk)
-    return chunks, caught.value
-
-
-async def test_text_streams_in_deltas(fake: FakeAnthropic, make: Make) -> None:
-    chunks = await collect(make())
-    assert len(chunks) > 3 and all(isinstance(c, str) for c in chunks)
-    assert "".join(str(c) for c in chunks) == REPLY
+class TestStreamingContract(SDKLLMContract):
+    engine, engine_class, model = "anthropic", AnthropicLLM, MODEL
+    key_envs = ("ANTHROPIC_API_KEY",)
+    sdk_module, extra = "anthropic", "anthropic"
 
 
 async def test_request_shape_and_auth(fake: FakeAnthropic, make: Make) -> None:
@@ -168,109 +126,9 @@ async def test_json_schema_becomes_a_system_instruction(fake: FakeAnthropic, mak
     assert system.endswith(JSON_INSTRUCTION + json.dumps(schema))
 
 
-@pytest.mark.parametrize(
-    ("fault", "status"),
-    [(Fault.HTTP_500, 500), (Fault.HTTP_429, 429)],
-)
-async def test_server_trouble_is_retryable(
-    fake: FakeAnthropic, make: Make, fault: Fault, status: int
-) -> None:
-    fake.faults.set(fault, retry_after=7)
-    chunks, error = await failure(make())
-    assert chunks == [] and error.retryable and str(status) in str(error)
-    assert error.engine == "anthropic"
-    assert error.retry_after == (7.0 if status == 429 else None)
-
-
-async def test_bad_request_and_bad_key_are_final(fake: FakeAnthropic, make: Make) -> None:
-    fake.fail_status = 400
-    _, error = await failure(make())
-    assert not error.retryable and "400" in str(error)
-    fake.fail_status = None
-    _, error = await failure(make(api_key="wrong-key"))
-    assert not error.retryable and "401" in str(error)
-
-
-async def test_connection_refused_is_unavailable(make: Make) -> None:
-    _, error = await failure(make(base_url=f"http://127.0.0.1:{free_port()}"))
-    assert isinstance(error, EngineUnavailable)
-
-
-@pytest.mark.parametrize("fault", [Fault.MALFORMED, Fault.DISCONNECT])
-async def test_broken_stream_raises_after_the_text_so_far(
-    fake: FakeAnthropic, make: Make, fault: Fault
-) -> None:
-    fake.faults.set(fault)
-    chunks, error = await failure(make())
-    text = "".join(str(c) for c in chunks)
-    assert text and REPLY.startswith(text) and text != REPLY
-    assert error.retryable and not isinstance(error, EngineUnavailable)
-
-
 async def test_error_event_mid_stream_is_retryable(fake: FakeAnthropic, make: Make) -> None:
     fake.error_event = "overloaded_error"
     chunks, error = await failure(make())
     text = "".join(str(c) for c in chunks)
     assert text and REPLY.startswith(text) and text != REPLY
     assert error.retryable and "error event" in str(error)
-
-
-async def test_stall_times_out(fake: FakeAnthropic, make: Make) -> None:
-    fake.faults.set(Fault.STALL)
-    started = time.monotonic()
-    _, error = await failure(make(timeout=1.0))
-    assert error.retryable and "timed out" in str(error)
-    assert time.monotonic() - started < 4
-
-
-async def test_slow_first_byte_within_the_timeout_is_fine(fake: FakeAnthropic, make: Make) -> None:
-    fake.faults.set(Fault.SLOW_FIRST_BYTE, delay=0.4)
-    assert "".join(str(c) for c in await collect(make(timeout=1.0))) == REPLY
-
-
-async def test_total_timeout_bounds_a_trickling_stream(fake: FakeAnthropic, make: Make) -> None:
-    fake.token_delay = 0.15
-    started = time.monotonic()
-    chunks, error = await failure(make(timeout=1.0, total_timeout=0.6))
-    assert chunks and error.retryable and "total_timeout" in str(error)
-    assert time.monotonic() - started < 2
-
-
-async def test_check(fake: FakeAnthropic, make: Make) -> None:
-    await make().check()
-    assert fake.requests == []  # models.list is not recorded as a chat request.
-    with pytest.raises(EngineUnavailable):
-        await make(base_url=f"http://127.0.0.1:{free_port()}").check()
-
-
-async def test_key_comes_from_anthropic_api_key(
-    fake: FakeAnthropic, make: Make, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
-        make(api_key=None)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    assert "".join(str(c) for c in await collect(make(api_key=None))) == REPLY
-
-
-def test_model_is_required() -> None:
-    with pytest.raises(ConfigError, match="model"):
-        AnthropicLLM.from_config(ProviderConfig(kind="anthropic", api_key="k"), Settings())
-
-
-async def test_registry_builds_it() -> None:
-    engine = registry.build("llm", ProviderConfig(kind="anthropic", api_key="k", model=MODEL), Settings())
-    assert isinstance(engine, AnthropicLLM) and isinstance(engine, LLM)
-    await engine.aclose()
-
-
-def test_missing_sdk_says_how_to_install_it() -> None:
-    code = (
-        "import sys; sys.modules['anthropic'] = None\n"
-        "from hark.config import ProviderConfig, Settings\n"
-        "from hark.engines.llm.anthropic import AnthropicLLM\n"
-        "AnthropicLLM.from_config(ProviderConfig(kind='anthropic', api_key='k', model='m'), Settings())\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "MissingDependency" in result.stderr and "pip install 'hark[anthropic]'" in result.stderr

@@ -6,23 +6,20 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import numpy as np
 import pytest
 
-from hark.audio import pcm16_to_float
 from hark.config import ProviderConfig, Settings
 from hark.engines import registry
 from hark.engines.base import STT, Float32Array
 from hark.engines.stt.deepgram import DeepgramSTT, InterimTranscript
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 from tests.contract.faults import Fault
+from tests.contract.harness import engine_factory
 from tests.contract.servers.deepgram_server import FakeDeepgram
-from tests.servers import free_port
-from tests.speech import speak
+from tests.contract.stt_contract import STTContract
 
-UTTERANCE = "Turn on the kitchen lights, and set a timer for ten minutes."
 Make = Callable[..., DeepgramSTT]
 
 
@@ -40,29 +37,30 @@ def fake(server: FakeDeepgram) -> FakeDeepgram:
 
 @pytest.fixture
 async def make(server: FakeDeepgram) -> AsyncIterator[Make]:
-    engines: list[DeepgramSTT] = []
-
-    def build(base_url: str | None = None, **fields: Any) -> DeepgramSTT:
-        config: dict[str, Any] = {"api_key": server.api_key, "timeout": 2.0, "total_timeout": 5.0}
-        config.update(fields)
-        provider = ProviderConfig(kind="deepgram", base_url=base_url or server.base_url, **config)
-        engines.append(DeepgramSTT.from_config(provider, Settings()))
-        return engines[-1]
-
-    yield build
-    for engine in engines:
-        await engine.aclose()
+    defaults = {"api_key": server.api_key, "timeout": 2.0, "total_timeout": 5.0}
+    async with engine_factory(DeepgramSTT.from_config, "deepgram", server.base_url, **defaults) as build:
+        yield build
 
 
-@pytest.fixture(scope="module")
-def pcm() -> bytes:
-    """Real speech (espeak-ng) at 16 kHz, as PCM16: what the server must receive byte for byte."""
-    return speak(UTTERANCE, rate=16000)
+class TestSTTContract(STTContract):
+    """HTTP_500 and HTTP_429 strike at the WebSocket upgrade."""
 
+    engine, engine_class, key_env = "deepgram", DeepgramSTT, "DEEPGRAM_API_KEY"
+    closed_url = "ws://127.0.0.1:{port}"
+    timed_out = "no result in time"
+    malformed = ("{this is not json", '{"type": "Results", "channel": {}}', "[1, 2]")
 
-@pytest.fixture
-def audio(pcm: bytes) -> Float32Array:
-    return pcm16_to_float(pcm)
+    async def test_stall_ends_at_the_result_timeout(
+        self, fake: FakeDeepgram, make: Make, audio: Float32Array
+    ) -> None:
+        await super().test_stall_ends_at_the_result_timeout(fake, make, audio)
+        assert len(fake.requests[0].audio) == audio.size * 2  # it failed waiting, not sending
+
+    def test_missing_key_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().test_missing_key_names_the_variable(monkeypatch)
+        monkeypatch.setenv("MY_STT_KEY", "from-env")
+        stt = DeepgramSTT.from_config(ProviderConfig(kind="deepgram", api_key_env="MY_STT_KEY"), Settings())
+        assert stt.listen_url == "wss://api.deepgram.com/v1/listen"
 
 
 async def test_transcribes_the_scripted_text_and_delivers_every_byte(
@@ -158,32 +156,6 @@ async def test_rejected_key_is_final(
     assert "Invalid credentials" in str(caught.value)
 
 
-async def test_http_500_on_upgrade_is_retryable(fake: FakeDeepgram, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.HTTP_500)
-    with pytest.raises(EngineError) as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable and not isinstance(caught.value, EngineUnavailable)
-    assert "500" in str(caught.value) and caught.value.engine == "deepgram"
-
-
-async def test_http_429_carries_retry_after(fake: FakeDeepgram, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.HTTP_429, retry_after=2)
-    with pytest.raises(EngineError) as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable and caught.value.retry_after == 2.0
-
-
-@pytest.mark.parametrize("payload", ["{this is not json", '{"type": "Results", "channel": {}}', "[1, 2]"])
-async def test_malformed_message_is_retryable(
-    fake: FakeDeepgram, make: Make, audio: Float32Array, payload: str
-) -> None:
-    fake.faults.set(Fault.MALFORMED)
-    fake.malformed = payload
-    with pytest.raises(EngineError, match="malformed") as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable
-
-
 async def test_disconnect_mid_stream_is_retryable(
     fake: FakeDeepgram, make: Make, audio: Float32Array
 ) -> None:
@@ -191,15 +163,6 @@ async def test_disconnect_mid_stream_is_retryable(
     with pytest.raises(EngineError, match="mid-way") as caught:
         await make().transcribe(audio)
     assert caught.value.retryable and not isinstance(caught.value, EngineUnavailable)
-
-
-async def test_stall_ends_at_the_result_timeout(fake: FakeDeepgram, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.STALL)
-    started = time.monotonic()
-    with pytest.raises(EngineError, match="no result in time") as caught:
-        await make(timeout=0.3, total_timeout=30).transcribe(audio)
-    assert caught.value.retryable and time.monotonic() - started < 2.0
-    assert len(fake.requests[0].audio) == audio.size * 2  # it failed waiting, not sending
 
 
 async def test_stall_ends_at_the_total_timeout(fake: FakeDeepgram, make: Make, audio: Float32Array) -> None:
@@ -217,19 +180,6 @@ async def test_stall_ends_at_the_total_timeout(fake: FakeDeepgram, make: Make, a
     assert time.monotonic() - started < 2.0
 
 
-@pytest.mark.parametrize(("delay", "ok"), [(0.2, True), (1.2, False)])
-async def test_slow_first_result(
-    fake: FakeDeepgram, make: Make, audio: Float32Array, delay: float, ok: bool
-) -> None:
-    fake.faults.set(Fault.SLOW_FIRST_BYTE, delay=delay)
-    stt = make(timeout=0.6)
-    if ok:
-        assert (await stt.transcribe(audio)).text == fake.transcript
-    else:
-        with pytest.raises(EngineError, match="no result in time"):
-            await stt.transcribe(audio)
-
-
 async def test_fault_applies_only_as_often_as_planned(
     fake: FakeDeepgram, make: Make, audio: Float32Array
 ) -> None:
@@ -241,14 +191,6 @@ async def test_fault_applies_only_as_often_as_planned(
     assert fake.faults.requests == 2
 
 
-async def test_closed_port_is_unavailable(make: Make, audio: Float32Array) -> None:
-    stt = make(base_url=f"ws://127.0.0.1:{free_port()}")
-    with pytest.raises(EngineUnavailable):
-        await stt.transcribe(audio)
-    with pytest.raises(EngineUnavailable):
-        await stt.check()
-
-
 async def test_check_is_authenticated_and_sends_no_audio(fake: FakeDeepgram, make: Make) -> None:
     await make().check()
     assert fake.project_checks == [f"Token {fake.api_key}"] and fake.requests == []
@@ -257,18 +199,6 @@ async def test_check_is_authenticated_and_sends_no_audio(fake: FakeDeepgram, mak
     assert not caught.value.retryable and not isinstance(caught.value, EngineUnavailable)
     fake.auth_status = 403  # A key scoped to transcription only: it can still serve.
     await make(api_key="wrong").check()
-
-
-def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="DEEPGRAM_API_KEY"):
-        DeepgramSTT.from_config(ProviderConfig(kind="deepgram"), Settings())
-    monkeypatch.delenv("MY_DG_KEY", raising=False)
-    with pytest.raises(ConfigError, match="MY_DG_KEY"):
-        DeepgramSTT.from_config(ProviderConfig(kind="deepgram", api_key_env="MY_DG_KEY"), Settings())
-    monkeypatch.setenv("MY_DG_KEY", "from-env")
-    stt = DeepgramSTT.from_config(ProviderConfig(kind="deepgram", api_key_env="MY_DG_KEY"), Settings())
-    assert stt.listen_url == "wss://api.deepgram.com/v1/listen"
 
 
 async def test_self_hosted_needs_no_key(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,59 +14,38 @@ from hark.config import ProviderConfig, Settings
 from hark.engines import registry
 from hark.engines.base import STT, Float32Array
 from hark.engines.stt.openai_stt import OpenAISTT
-from hark.errors import ConfigError, EngineError, EngineUnavailable
+from hark.errors import ConfigError, EngineError
 from tests.contract.faults import Fault
+from tests.contract.harness import engine_factory
+from tests.contract.servers.common import serving
 from tests.contract.servers.openai_stt_server import FakeOpenAISTT
-from tests.servers import ThreadedServer, free_port
+from tests.contract.stt_contract import STTContract
+from tests.servers import ThreadedServer
 from tests.speech import speak
 
-UTTERANCE = "Turn on the kitchen lights, and set a timer for ten minutes."
 Make = Callable[..., OpenAISTT]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[FakeOpenAISTT, ThreadedServer]]:
-    fake = FakeOpenAISTT()
-    with ThreadedServer(fake.app()) as srv:
-        try:
-            yield fake, srv
-        finally:
-            fake.closing = True
-
-
-@pytest.fixture
-def fake(server: tuple[FakeOpenAISTT, ThreadedServer]) -> FakeOpenAISTT:
-    server[0].reset()
-    return server[0]
+    with serving(FakeOpenAISTT()) as running:
+        yield running
 
 
 @pytest.fixture
 async def make(server: tuple[FakeOpenAISTT, ThreadedServer]) -> AsyncIterator[Make]:
-    engines: list[OpenAISTT] = []
-
-    def build(base_url: str | None = None, **fields: Any) -> OpenAISTT:
-        config: dict[str, Any] = {"api_key": server[0].api_key, "timeout": 2.0, "total_timeout": 5.0}
-        config.update(fields)
-        url = base_url or server[1].base_url + "/v1"
-        engines.append(
-            OpenAISTT.from_config(ProviderConfig(kind="openai", base_url=url, **config), Settings())
-        )
-        return engines[-1]
-
-    yield build
-    for engine in engines:
-        await engine.aclose()
+    defaults = {"api_key": server[0].api_key, "timeout": 2.0, "total_timeout": 5.0}
+    async with engine_factory(
+        OpenAISTT.from_config, "openai", server[1].base_url + "/v1", **defaults
+    ) as build:
+        yield build
 
 
-@pytest.fixture(scope="module")
-def pcm() -> bytes:
-    """Real speech (espeak-ng) at 16 kHz, as PCM16: what the WAV must carry byte for byte."""
-    return speak(UTTERANCE, rate=16000)
-
-
-@pytest.fixture
-def audio(pcm: bytes) -> Float32Array:
-    return pcm16_to_float(pcm)
+class TestSTTContract(STTContract):
+    engine, engine_class, key_env = "openai", OpenAISTT, "OPENAI_API_KEY"
+    closed_url = "http://127.0.0.1:{port}/v1"
+    timed_out = "timed out"
+    malformed = (b"{this is not json", b'{"transcript": "wrong shape"}', b'{"text": 42}')
 
 
 async def test_transcribes_and_uploads_a_valid_wav(
@@ -77,7 +55,7 @@ async def test_transcribes_and_uploads_a_valid_wav(
     assert isinstance(stt, STT) and stt.sample_rate == 16000
     assert not stt.capabilities.streaming and not stt.capabilities.interim_results
     transcript = await stt.transcribe(audio)
-    assert transcript.text == fake.text
+    assert transcript.text == fake.transcript
     assert transcript.language == "en"
     assert transcript.duration_s == pytest.approx(len(pcm) / 2 / 16000)
     [upload] = fake.uploads
@@ -130,32 +108,6 @@ async def test_rejected_key_is_final(fake: FakeOpenAISTT, make: Make, audio: Flo
     assert not caught.value.retryable and "401" in str(caught.value)
 
 
-async def test_http_500_is_retryable(fake: FakeOpenAISTT, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.HTTP_500)
-    with pytest.raises(EngineError) as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable and not isinstance(caught.value, EngineUnavailable)
-    assert "500" in str(caught.value) and caught.value.engine == "openai"
-
-
-async def test_http_429_carries_retry_after(fake: FakeOpenAISTT, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.HTTP_429, retry_after=3)
-    with pytest.raises(EngineError) as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable and caught.value.retry_after == 3.0
-
-
-@pytest.mark.parametrize("body", [b"{this is not json", b'{"transcript": "wrong shape"}', b'{"text": 42}'])
-async def test_malformed_response_is_retryable(
-    fake: FakeOpenAISTT, make: Make, audio: Float32Array, body: bytes
-) -> None:
-    fake.faults.set(Fault.MALFORMED)
-    fake.malformed = body
-    with pytest.raises(EngineError, match="malformed") as caught:
-        await make().transcribe(audio)
-    assert caught.value.retryable
-
-
 async def test_disconnect_mid_response_is_retryable(
     fake: FakeOpenAISTT, make: Make, audio: Float32Array
 ) -> None:
@@ -163,14 +115,6 @@ async def test_disconnect_mid_response_is_retryable(
     with pytest.raises(EngineError) as caught:
         await make().transcribe(audio)
     assert caught.value.retryable  # The SDK calls a cut connection a connection error.
-
-
-async def test_stall_ends_at_the_timeout(fake: FakeOpenAISTT, make: Make, audio: Float32Array) -> None:
-    fake.faults.set(Fault.STALL)
-    started = time.monotonic()
-    with pytest.raises(EngineError, match="timed out") as caught:
-        await make(timeout=0.3, total_timeout=30).transcribe(audio)
-    assert caught.value.retryable and time.monotonic() - started < 2.0
 
 
 async def test_stall_ends_at_the_total_timeout(fake: FakeOpenAISTT, make: Make, audio: Float32Array) -> None:
@@ -181,42 +125,12 @@ async def test_stall_ends_at_the_total_timeout(fake: FakeOpenAISTT, make: Make, 
     assert caught.value.retryable and time.monotonic() - started < 2.0
 
 
-@pytest.mark.parametrize(("delay", "ok"), [(0.2, True), (1.2, False)])
-async def test_slow_answer(
-    fake: FakeOpenAISTT, make: Make, audio: Float32Array, delay: float, ok: bool
-) -> None:
-    fake.faults.set(Fault.SLOW_FIRST_BYTE, delay=delay)
-    stt = make(timeout=0.6)
-    if ok:
-        assert (await stt.transcribe(audio)).text == fake.text
-    else:
-        with pytest.raises(EngineError, match="timed out"):
-            await stt.transcribe(audio)
-
-
 async def test_check(fake: FakeOpenAISTT, make: Make) -> None:
     await make().check()
     assert fake.model_checks == [f"Bearer {fake.api_key}"] and fake.uploads == []
     with pytest.raises(EngineError) as caught:
         await make(api_key="wrong").check()
     assert not caught.value.retryable
-
-
-async def test_closed_port_is_unavailable(make: Make, audio: Float32Array) -> None:
-    stt = make(base_url=f"http://127.0.0.1:{free_port()}/v1")
-    with pytest.raises(EngineUnavailable):
-        await stt.transcribe(audio)
-    with pytest.raises(EngineUnavailable):
-        await stt.check()
-
-
-def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        OpenAISTT.from_config(ProviderConfig(kind="openai"), Settings())
-    monkeypatch.delenv("MY_STT_KEY", raising=False)
-    with pytest.raises(ConfigError, match="MY_STT_KEY"):
-        OpenAISTT.from_config(ProviderConfig(kind="openai", api_key_env="MY_STT_KEY"), Settings())
 
 
 async def test_local_server_needs_no_key(
@@ -241,6 +155,6 @@ async def test_registry_builds_it(fake: FakeOpenAISTT, server: tuple[FakeOpenAIS
     stt = registry.build("stt", provider, Settings())
     try:
         assert isinstance(stt, OpenAISTT) and stt.name == "whisper"
-        assert (await stt.transcribe(pcm16_to_float(speak("hello", rate=16000)))).text == fake.text
+        assert (await stt.transcribe(pcm16_to_float(speak("hello", rate=16000)))).text == fake.transcript
     finally:
         await stt.aclose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -14,12 +13,9 @@ from hark.config import ProviderConfig, Settings
 from hark.engines.base import TTS
 from hark.engines.tts.espeak import EspeakTTS, parse_wav_header
 from hark.errors import ConfigError, EngineError, EngineUnavailable
+from tests.contract.servers.common import collect
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="apt-get install espeak-ng")
-
-
-async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
-    return [chunk async for chunk in chunks]
 
 
 def make(**fields: Any) -> EspeakTTS:

@@ -209,7 +209,7 @@ async def test_stt_chain_budget_and_fallback() -> None:
     assert transcript.text == "from the second"
     assert chain.status()[0]["circuit"] == "open"
     bad = FallbackSTT([(cfg("bad"), FakeSTT(fail=EngineError("400", retryable=False)))], FAST)
-    with pytest.raises(EngineError, match="every stt provider failed: bad \\(final\\)"):
+    with pytest.raises(EngineError, match="every stt provider failed: bad \\(final: 400\\)"):
         await bad.transcribe(np.zeros(1600, dtype=np.float32))
 
 

@@ -192,11 +192,18 @@ class Chain(Generic[E]):
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2.0**attempt)
         return float(ceiling * self._jitter())
 
-    def _exhausted(self, errors: list[str], what: str) -> EngineError:
-        detail = "; ".join(errors) or "no provider"
-        if all(e.endswith("(unavailable)") or e.endswith("(timeout)") for e in errors):
-            return EngineUnavailable(f"every {what} provider failed: {detail}", engine="fallback")
-        return EngineError(f"every {what} provider failed: {detail}", retryable=True, engine="fallback")
+    def _exhausted(
+        self, errors: list[tuple[str, str, str]], what: str, wait_hint: float | None
+    ) -> EngineError:
+        """The error when every provider failed; it carries the longest Retry-After any gave
+        (a busy worker pool gives one), so HTTP callers can answer 503 with it."""
+        detail = (
+            "; ".join(f"{label} ({reason}: {message})" for label, reason, message in errors) or "no provider"
+        )
+        message = f"every {what} provider failed: {detail}"
+        if all(reason in ("unavailable", "timeout") for _, reason, _ in errors):
+            return EngineUnavailable(message, engine="fallback")
+        return EngineError(message, retryable=True, engine="fallback", retry_after=wait_hint)
 
     async def aclose(self) -> None:
         if self._probe_task is not None:
@@ -229,7 +236,8 @@ class _Streaming(Chain[E]):
     """Shared by LLM and TTS: streams whose first item has a budget and must never be replayed."""
 
     async def _stream(self, open_stream: Callable[[E], AsyncIterator[T]], what: str) -> AsyncIterator[T]:
-        errors: list[str] = []
+        errors: list[tuple[str, str, str]] = []
+        wait_hint: float | None = None
         for provider in self.candidates():
             attempt = 0
             while True:
@@ -263,13 +271,15 @@ class _Streaming(Chain[E]):
                             retryable=False,
                             engine=provider.label,
                         ) from exc
-                    errors.append(f"{provider.label} ({failure_reason(exc)})")
+                    errors.append((provider.label, failure_reason(exc), str(exc)))
+                    if isinstance(exc, EngineError) and exc.retry_after is not None:
+                        wait_hint = max(wait_hint or 0.0, exc.retry_after)
                     delay = self._retry_delay(attempt, exc)
                     if delay is None:
                         break
                     await self._sleep(delay)
                     attempt += 1
-        raise self._exhausted(errors, what)
+        raise self._exhausted(errors, what, wait_hint)
 
 
 class FallbackLLM(_Streaming[LLM]):
@@ -326,7 +336,8 @@ class FallbackSTT(Chain[STT]):
         )
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        errors: list[str] = []
+        errors: list[tuple[str, str, str]] = []
+        wait_hint: float | None = None
         for provider in self.candidates():
             attempt = 0
             while True:
@@ -337,7 +348,9 @@ class FallbackSTT(Chain[STT]):
                         transcript = await provider.engine.transcribe(audio, language=language)
                 except (EngineError, TimeoutError, OSError) as exc:
                     self._failed(provider, exc)
-                    errors.append(f"{provider.label} ({failure_reason(exc)})")
+                    errors.append((provider.label, failure_reason(exc), str(exc)))
+                    if isinstance(exc, EngineError) and exc.retry_after is not None:
+                        wait_hint = max(wait_hint or 0.0, exc.retry_after)
                     delay = self._retry_delay(attempt, exc)
                     if delay is None:
                         break
@@ -346,4 +359,4 @@ class FallbackSTT(Chain[STT]):
                     continue
                 self._succeeded(provider, started)
                 return transcript
-        raise self._exhausted(errors, "stt")
+        raise self._exhausted(errors, "stt", wait_hint)

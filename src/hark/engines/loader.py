@@ -1,10 +1,17 @@
-"""Build the engines the settings ask for, once per process; every session shares them."""
+"""Build the engines the settings ask for, once per process; every session shares them.
+
+Two steps. ``prebuild`` (blocking, before the server starts) constructs every engine that runs
+in this process, so a bad provider config stops start-up with a clear message. ``assemble``
+(async, in the server's lifespan) starts the worker pool for the local CPU-heavy engines and
+puts each stage's chain together.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,10 +21,23 @@ from hark.engines import registry
 from hark.engines.base import VAD
 from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from hark.errors import ConfigError, EngineError, MissingDependency
+from hark.workers import POOLED_KINDS, WorkerPool, default_processes, pooled_engines
 
 log = logging.getLogger("hark.engines")
 
 ECHO_SETTING = "HARK_LLM_BASE_URL=http://127.0.0.1:11434/v1 HARK_LLM_MODEL=llama3.2"
+# In-process engines cheap to warm (no paid request): they get one tiny inference at start.
+LOCAL_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper"), ("tts", "espeak")})
+
+Slot = tuple[str, int]
+"""(stage, index into that stage's providers)."""
+
+
+@dataclass(slots=True)
+class Prebuilt:
+    vad: VAD
+    engines: dict[Slot, Any]
+    pooled: list[tuple[Slot, ProviderConfig]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -26,45 +46,107 @@ class Engines:
     stt: FallbackSTT
     tts: FallbackTTS
     llm: FallbackLLM | None
+    pool: WorkerPool | None = None
+    local: list[Any] = field(default_factory=list)
+    """In-process local engines, warmed at start."""
 
     async def aclose(self) -> None:
+        # 1. The chains (and their probes and in-process engines).  2. The worker processes.
         for engine in (self.llm, self.tts, self.stt, self.vad):
             if engine is not None:
                 await engine.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
 
 
-def load_engines(settings: Settings) -> Engines:
-    """Blocking: loads the models. Call it off the event loop."""
+def stage_providers(settings: Settings) -> dict[str, list[ProviderConfig]]:
+    return {"stt": settings.stt.providers, "tts": settings.tts.providers, "llm": settings.llm.chain()}
+
+
+def prebuild(settings: Settings) -> Prebuilt:
+    """Blocking: construct the in-process engines (loading local models unless pooled)."""
     started = time.perf_counter()
     vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
-    stt = FallbackSTT(_build("stt", settings.stt.providers, settings), settings.fallback)
-    tts = FallbackTTS(_build("tts", settings.tts.providers, settings), settings.fallback)
-    chain = settings.llm.chain()
-    llm = FallbackLLM(_build("llm", chain, settings), settings.fallback) if chain else None
-    log.info("engines loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
-    return Engines(vad=vad, stt=stt, tts=tts, llm=llm)
+    built: dict[Slot, Any] = {}
+    pooled: list[tuple[Slot, ProviderConfig]] = []
+    for stage, providers in stage_providers(settings).items():
+        for index, provider in enumerate(providers):
+            if settings.workers.enabled and (stage, provider.kind) in POOLED_KINDS:
+                registry.resolve(registry.STAGES[stage], provider.kind, f"{stage}.providers")
+                pooled.append(((stage, index), provider))
+                continue
+            try:
+                built[(stage, index)] = registry.build(stage, provider, settings)
+            except (EngineError, MissingDependency, ConfigError) as exc:
+                raise ConfigError(f"{stage}.providers[{index}] ({provider.label}): {exc}") from exc
+    log.info(
+        "engines built", extra={"seconds": round(time.perf_counter() - started, 2), "pooled": len(pooled)}
+    )
+    return Prebuilt(vad=vad, engines=built, pooled=pooled)
 
 
-def _build(
-    stage: str, providers: list[ProviderConfig], settings: Settings
-) -> list[tuple[ProviderConfig, Any]]:
-    built = []
-    for index, provider in enumerate(providers):
-        try:
-            built.append((provider, registry.build(stage, provider, settings)))
-        except (EngineError, MissingDependency, ConfigError) as exc:
-            raise ConfigError(f"{stage}.providers[{index}] ({provider.label}): {exc}") from exc
-    return built
+def worker_settings(settings: Settings, processes: int) -> Settings:
+    """What each worker loads with: its share of the cores, one inference at a time."""
+    stt = settings.stt.model_copy(
+        update={"workers": 1, "threads": settings.stt.threads or max(1, (os.cpu_count() or 1) // processes)}
+    )
+    tts = settings.tts.model_copy(update={"workers": 1})
+    return settings.model_copy(update={"stt": stt, "tts": tts})
+
+
+async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
+    """Start the worker pool (when any engine is pooled) and build each stage's chain."""
+    engines = dict(prebuilt.engines)
+    pool: WorkerPool | None = None
+    if prebuilt.pooled:
+        processes = settings.workers.processes or default_processes()
+        pool = WorkerPool(
+            [(stage, provider) for (stage, _), provider in prebuilt.pooled],
+            worker_settings(settings, processes),
+            processes=processes,
+            queue_limit=settings.workers.queue_limit,
+            request_timeout_s=settings.workers.request_timeout_s,
+            start_timeout_s=settings.workers.start_timeout_s,
+        )
+        started = time.perf_counter()
+        await pool.start()
+        log.info(
+            "workers ready",
+            extra={"processes": processes, "seconds": round(time.perf_counter() - started, 2)},
+        )
+        for (slot, _), proxy in zip(prebuilt.pooled, pooled_engines(pool), strict=True):
+            engines[slot] = proxy
+    chains: dict[str, list[tuple[ProviderConfig, Any]]] = {
+        stage: [(provider, engines[(stage, index)]) for index, provider in enumerate(providers)]
+        for stage, providers in stage_providers(settings).items()
+    }
+    local = [
+        engines[(stage, index)]
+        for stage, providers in stage_providers(settings).items()
+        for index, provider in enumerate(providers)
+        if (stage, provider.kind) in LOCAL_KINDS and (stage, index) in prebuilt.engines
+    ]
+    return Engines(
+        vad=prebuilt.vad,
+        stt=FallbackSTT(chains["stt"], settings.fallback),
+        tts=FallbackTTS(chains["tts"], settings.fallback),
+        llm=FallbackLLM(chains["llm"], settings.fallback) if chains["llm"] else None,
+        pool=pool,
+        local=local,
+    )
 
 
 async def warm_up(engines: Engines) -> None:
-    """One tiny inference per engine, so the first user does not pay for lazy initialisation."""
+    """One tiny inference per local in-process engine and the VAD, so the first user does not
+    pay for lazy initialisation. Remote providers are not warmed: that would be a paid request."""
     started = time.perf_counter()
-    silence = np.zeros(engines.stt.sample_rate // 2, dtype=np.float32)
     try:
-        await engines.stt.transcribe(silence)
-        async for _ in engines.tts.synthesize("Ready."):
-            pass
+        for engine in engines.local:
+            if hasattr(engine, "transcribe"):
+                await engine.transcribe(np.zeros(engine.sample_rate // 2, dtype=np.float32))
+            else:
+                async for _ in engine.synthesize("Ready."):
+                    pass
         stream = engines.vad.new_stream()
         await engines.vad.probabilities(stream, [np.zeros(engines.vad.chunk_samples, dtype=np.float32)])
     except EngineError as exc:

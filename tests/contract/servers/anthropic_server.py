@@ -1,119 +1,17 @@
-"""A loopback Anthropic Messages API (``POST /v1/messages``, streamed as server-sent events),
-and the scaffolding every LLM stand-in shares: a scripted reply, recorded requests and the
-``FaultPlan`` vocabulary, served as bytes paced by hand so a fault can cut or spoil a stream."""
+"""A loopback Anthropic Messages API: ``POST /v1/messages``, streamed as server-sent events."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from tests.contract.faults import Fault, FaultPlan
-
-REPLY = "Paris is sunny and mild today. You will not need an umbrella."
-
-ErrorFactory = Callable[[int, dict[str, str]], Response]
-
-
-@dataclass
-class FakeLLM:
-    """Knobs shared by every LLM stand-in. Tests set them, never patch hark."""
-
-    api_key: str = "test-key"
-    reply: str = REPLY
-    """Streamed a word at a time."""
-    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    """Calls (name, arguments) the reply makes after its text."""
-    token_delay: float = 0.0
-    fail_status: int | None = None
-    """Answer every request with this HTTP status (the provider's error shape)."""
-    faults: FaultPlan = field(default_factory=FaultPlan)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    closing: bool = False
-    """Set when the server shuts down, so a stalled handler lets go."""
-
-    def reset(self) -> None:
-        fresh = type(self)()
-        for name in ("reply", "tool_calls", "token_delay", "fail_status", "faults"):
-            setattr(self, name, getattr(fresh, name))
-        self.requests.clear()
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
-
-    def words(self) -> list[str]:
-        words = self.reply.split(" ") if self.reply else []
-        return [w if i == 0 else " " + w for i, w in enumerate(words)]
-
-    async def record(self, request: Request) -> Any:
-        body = await request.json()
-        self.requests.append(
-            {
-                "path": request.url.path,
-                "query": dict(request.query_params),
-                "headers": dict(request.headers),
-                "body": body,
-            }
-        )
-        return body
-
-    async def stall(self, request: Request, limit: float = 30.0) -> None:
-        """Hold the request unanswered until the client gives up (or the server closes)."""
-        deadline = time.monotonic() + limit
-        while not self.closing and time.monotonic() < deadline and not await request.is_disconnected():
-            await asyncio.sleep(0.02)
-
-    async def refuse(self, request: Request, fault: Fault, error: ErrorFactory) -> Response | None:
-        """The answer for a failing request, or None when it is to be served."""
-        if self.fail_status is not None:
-            return error(self.fail_status, {})
-        if fault is Fault.STALL:
-            await self.stall(request)
-            return Response(status_code=504)
-        if fault is Fault.HTTP_500:
-            return error(500, {})
-        if fault is Fault.HTTP_429:
-            return error(429, {"Retry-After": f"{self.faults.retry_after:g}"})
-        return None
-
-
-class SSEResponse(Response):
-    """Server-sent events written by hand: DISCONNECT drops the connection halfway, MALFORMED
-    swaps the middle frame for ``garbage``, SLOW_FIRST_BYTE holds the headers back."""
-
-    def __init__(self, fake: FakeLLM, frames: list[bytes], fault: Fault, garbage: bytes) -> None:
-        super().__init__(media_type="text/event-stream")
-        self.fake, self.frames, self.fault, self.garbage = fake, frames, fault, garbage
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fault is Fault.SLOW_FIRST_BYTE:
-            await asyncio.sleep(self.fake.faults.delay)
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        cut = len(self.frames) // 2
-        for index, frame in enumerate(self.frames):
-            if index == cut and self.fault is Fault.DISCONNECT:
-                return  # The body never completes: uvicorn drops the connection.
-            if index == cut and self.fault is Fault.MALFORMED:
-                await send({"type": "http.response.body", "body": self.garbage, "more_body": True})
-                break
-            if index and self.fake.token_delay:
-                await asyncio.sleep(self.fake.token_delay)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-# --- Anthropic -------------------------------------------------------------------------------
+from tests.contract.servers.common import FakeLLM, SSEResponse
 
 GARBAGE = b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": <html>\n\n'
 """A frame with a real event name (the SDK skips nameless ones) and data that is not JSON."""

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.contract.servers.anthropic_server import FakeLLM, SSEResponse
+from tests.contract.servers.common import FakeLLM, SSEResponse
 
 DEPLOYMENT = "gpt-4o-mini-prod"
 GARBAGE = b'data: {"choices": [{"delta": <html>\n\n'

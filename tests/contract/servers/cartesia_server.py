@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tests.contract.faults import Fault
-from tests.contract.servers.elevenlabs_server import FakeTTS
+from tests.contract.servers.common import FakeTTS
 
 VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
 

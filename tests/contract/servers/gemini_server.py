@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.contract.servers.anthropic_server import FakeLLM, SSEResponse
+from tests.contract.servers.common import FakeLLM, SSEResponse
 
 GARBAGE = b'data: {"candidates": [{"content": <html>\r\n\r\n'
 _STATUS = {

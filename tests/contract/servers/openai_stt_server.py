@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import time
 import wave
 from dataclasses import dataclass, field
 from email import policy
@@ -23,11 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.contract.faults import Fault, FaultPlan
-
-
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": None}}, status, headers=headers)
+from tests.contract.faults import Fault
+from tests.contract.servers.common import FakeProvider, openai_denied, openai_error
 
 
 def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Any]]:
@@ -79,47 +75,34 @@ class TruncatedJSON(Response):
 
 
 @dataclass
-class FakeOpenAISTT:
+class FakeOpenAISTT(FakeProvider):
     api_key: str = "sk-test-stt"
-    text: str = "Turn on the kitchen lights. And set a timer for ten minutes."
+    transcript: str = "Turn on the kitchen lights. And set a timer for ten minutes."
     malformed: bytes = b"{this is not json"
     """The 200 body a MALFORMED fault sends; JSON of the wrong shape works too."""
-    faults: FaultPlan = field(default_factory=FaultPlan)
     uploads: list[Upload] = field(default_factory=list)
     model_checks: list[str | None] = field(default_factory=list)
-    closing: bool = False
-    """Set when the server shuts down, so a stalled handler lets go."""
 
     def reset(self) -> None:
         self.faults.set(Fault.NONE)
         self.faults.requests = 0
-        self.text, self.malformed = FakeOpenAISTT.text, FakeOpenAISTT.malformed
+        self.transcript, self.malformed = FakeOpenAISTT.transcript, FakeOpenAISTT.malformed
         self.uploads.clear()
         self.model_checks.clear()
-
-    def _denied(self, request: Request) -> Response | None:
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return _error(401, "invalid_request_error", "Incorrect API key provided")
-        return None
-
-    async def _stall(self, request: Request, limit: float = 30.0) -> None:
-        deadline = time.monotonic() + limit
-        while not self.closing and time.monotonic() < deadline and not await request.is_disconnected():
-            await asyncio.sleep(0.02)
 
     async def transcriptions(self, request: Request) -> Response:
         fault = self.faults.take()
         try:
             fields, files = parse_multipart(request.headers.get("content-type", ""), await request.body())
         except ValueError:
-            return _error(400, "invalid_request_error", "expected multipart/form-data")
+            return openai_error(400, {}, "invalid_request_error", "expected multipart/form-data")
         filename, content_type, wav = files.get("file", (None, None, b""))
         upload = Upload(request.headers.get("authorization"), fields, filename, content_type, wav, fault)
         self.uploads.append(upload)
-        if (denied := self._denied(request)) is not None:
+        if (denied := openai_denied(request, self.api_key)) is not None:
             return denied
         if (problem := self._check_wav(upload)) is not None:
-            return _error(400, "invalid_request_error", problem)
+            return openai_error(400, {}, "invalid_request_error", problem)
         return await self._answer(request, upload)
 
     def _check_wav(self, upload: Upload) -> str | None:
@@ -139,14 +122,8 @@ class FakeOpenAISTT:
 
     async def _answer(self, request: Request, upload: Upload) -> Response:
         fault = upload.fault
-        if fault is Fault.STALL:
-            await self._stall(request)
-            return Response(status_code=504)
-        if fault is Fault.HTTP_500:
-            return _error(500, "server_error", "injected server error")
-        if fault is Fault.HTTP_429:
-            retry = {"Retry-After": str(self.faults.retry_after)}
-            return _error(429, "rate_limit_error", "Rate limit reached", retry)
+        if (refused := await self.refuse(request, fault, openai_error)) is not None:
+            return refused
         if fault is Fault.MALFORMED:
             return Response(self.malformed, media_type="application/json")
         if fault is Fault.DISCONNECT:
@@ -155,11 +132,11 @@ class FakeOpenAISTT:
             await asyncio.sleep(self.faults.delay)
         seconds = len(upload.pcm) / 2 / 16000
         usage: dict[str, Any] = {"type": "duration", "seconds": round(seconds, 3)}
-        return JSONResponse({"text": self.text, "usage": usage})
+        return JSONResponse({"text": self.transcript, "usage": usage})
 
     async def models(self, request: Request) -> Response:
         self.model_checks.append(request.headers.get("authorization"))
-        if (denied := self._denied(request)) is not None:
+        if (denied := openai_denied(request, self.api_key)) is not None:
             return denied
         model = {"id": "gpt-4o-mini-transcribe", "object": "model", "created": 0, "owned_by": "test"}
         return JSONResponse({"object": "list", "data": [model]})

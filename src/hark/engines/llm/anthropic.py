@@ -9,13 +9,24 @@ sent: the API version SDK 2.x speaks (2026-10-21) rejects every sampling paramet
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
-from hark.errors import ConfigError, EngineError, EngineUnavailable, MissingDependency, parse_retry_after
+from hark.engines.provider_common import (
+    Deadlines,
+    llm_model,
+    merged_turns,
+    require_api_key,
+    require_sdk,
+    sdk_error,
+    status_error,
+    system_prompt,
+    tool_arguments,
+    unfinished,
+)
+from hark.errors import EngineError
 
 try:
     import anthropic
@@ -42,71 +53,48 @@ KEY_ENV = "ANTHROPIC_API_KEY"
 JSON_INSTRUCTION = (
     "Answer only with one JSON value that matches this JSON schema, with no other text and no code fences:\n"
 )
-_RETRYABLE_STATUS = {408, 409, 429}
 
 
 def classify(exc: Exception, where: str, engine: str) -> EngineError:
     """Map SDK and transport exceptions onto hark's retryable/final errors."""
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return EngineError(f"{where} timed out", retryable=True, engine=engine)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return EngineUnavailable(f"cannot connect to {where}", engine=engine)
-    if isinstance(exc, httpx2.TransportError):
-        return EngineError(f"the stream from {where} broke off", retryable=True, engine=engine)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         if status < 400:  # An ``error`` event inside a started stream, e.g. overloaded_error.
             return EngineError(f"{where} sent an error event", retryable=True, engine=engine)
-        return EngineError(
-            f"{where} answered HTTP {status}",
-            retryable=status in _RETRYABLE_STATUS or status >= 500,
-            engine=engine,
-            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
-        )
-    if isinstance(exc, ValueError):  # Undecodable JSON in an event.
-        return EngineError(f"{where} sent a malformed stream", retryable=True, engine=engine)
-    return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+        return status_error(status, exc.response.headers.get("retry-after"), where, engine)
+    # A ValueError is undecodable JSON in an event.
+    return sdk_error(
+        exc,
+        where,
+        engine,
+        timeout=(anthropic.APITimeoutError, httpx2.TimeoutException),
+        unreachable=anthropic.APIConnectionError,
+        broken=httpx2.TransportError,
+    )
 
 
-def _json_object(arguments: str) -> Any:
-    """A tool call's arguments as the object Anthropic wants back (``{}`` if they were not JSON)."""
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
+    # The API refuses empty text blocks, e.g. beside an assistant's tool calls.
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    return blocks + [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_arguments(c.arguments)}
+        for c in m.tool_calls
+    ]
 
 
 def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Turns as content blocks. Consecutive turns of one role are merged, because every result of
-    one assistant turn's tool calls must come back in the single user turn that follows it."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            continue
-        role = "user" if m.role == "tool" else m.role
-        if m.role == "tool":
-            blocks = [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
-        else:  # The API refuses empty text blocks, e.g. beside an assistant's tool calls.
-            blocks = [{"type": "text", "text": m.content}] if m.content else []
-            blocks += [
-                {"type": "tool_use", "id": c.id, "name": c.name, "input": _json_object(c.arguments)}
-                for c in m.tool_calls
-            ]
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
+    """Turns as content blocks, consecutive turns of one role merged (see ``merged_turns``)."""
+    turns = merged_turns(messages, _blocks, "assistant")
+    return [{"role": role, "content": blocks} for role, blocks in turns]
 
 
 def wire_system(messages: Sequence[ChatMessage], options: LLMOptions) -> str:
-    parts = [m.content for m in messages if m.role == "system" and m.content]
+    parts = [system_prompt(messages)]
     if options.json_schema is not None:
         parts.append(JSON_INSTRUCTION + json.dumps(options.json_schema))
-    return "\n\n".join(parts)
+    return "\n\n".join(part for part in parts if part)
 
 
 class _Blocks:
@@ -144,8 +132,7 @@ class AnthropicLLM:
         max_tokens: int = 400,
         name: str = "anthropic",
     ) -> None:
-        if _IMPORT_ERROR is not None:
-            raise MissingDependency("anthropic", "pip install 'hark[anthropic]'") from _IMPORT_ERROR
+        require_sdk(_IMPORT_ERROR, "anthropic", "pip install 'hark[anthropic]'")
         self.name = name
         self.base_url = base_url
         self.model = model
@@ -160,22 +147,11 @@ class AnthropicLLM:
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> AnthropicLLM:
-        if _IMPORT_ERROR is not None:
-            raise MissingDependency("anthropic", "pip install 'hark[anthropic]'") from _IMPORT_ERROR
-        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            provider = provider.model_copy(update={"api_key_env": KEY_ENV})
-        api_key = provider.secret()
-        if not api_key:
-            raise ConfigError(
-                f"llm provider {provider.label}: no API key; set {provider.api_key_env or KEY_ENV} "
-                "(or api_key_env, api_key_file or api_key)"
-            )
-        model = provider.model or settings.llm.model
-        if model == "default":
-            raise ConfigError(f"llm provider {provider.label}: set model, e.g. claude-haiku-4-5")
+        require_sdk(_IMPORT_ERROR, "anthropic", "pip install 'hark[anthropic]'")
+        api_key = require_api_key(provider, KEY_ENV, "llm")
         return cls(
             api_key=api_key,
-            model=model,
+            model=llm_model(provider, settings, "claude-haiku-4-5"),
             base_url=provider.base_url or DEFAULT_BASE_URL,
             timeout=provider.timeout,
             total_timeout=provider.total_timeout,
@@ -207,28 +183,19 @@ class AnthropicLLM:
     ) -> AsyncIterator[LLMChunk]:
         request = self.request(messages, options or LLMOptions())
         # total_timeout bounds the whole attempt, so a stream that trickles cannot run on forever.
-        deadline = asyncio.get_running_loop().time() + self.total_timeout
+        deadlines = Deadlines.total(self.total_timeout)
         response = None
         blocks = _Blocks()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with deadlines.wait():
                 response = await self._client.messages.create(**request, stream=True)
-            events = aiter(response)
-            while True:
-                async with asyncio.timeout_at(deadline):
-                    event = await anext(events, None)
-                if event is None:
-                    break
+            async for event in deadlines.each(aiter(response)):
                 for chunk in blocks.feed(event):
                     yield chunk
             if not blocks.finished:
                 raise EngineError(f"{self.where} ended the stream early", retryable=True, engine=self.name)
         except TimeoutError as exc:
-            raise EngineError(
-                f"{self.where} did not finish within {self.total_timeout:g}s (total_timeout)",
-                retryable=True,
-                engine=self.name,
-            ) from exc
+            raise unfinished(self.where, self.total_timeout, self.name) from exc
         except (anthropic.AnthropicError, httpx2.HTTPError, ValueError) as exc:
             raise classify(exc, self.where, self.name) from exc
         finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import openai
 
 from hark.engines.llm.openai_compat import OpenAICompatibleLLM
+from hark.engines.provider_common import require_api_key
 from hark.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,14 +34,7 @@ class AzureOpenAILLM(OpenAICompatibleLLM):
             )
         if deployment is None:
             raise ConfigError(f"llm provider {label}: model is required for kind azure (the deployment name)")
-        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            provider = provider.model_copy(update={"api_key_env": KEY_ENV})
-        api_key = provider.secret()
-        if not api_key:
-            raise ConfigError(
-                f"llm provider {label}: no API key; set {provider.api_key_env or KEY_ENV} "
-                "(or api_key_env, api_key_file or api_key)"
-            )
+        api_key = require_api_key(provider, KEY_ENV, "llm")
         api_version = str(provider.options.get("api_version", DEFAULT_API_VERSION))
         # As for every OpenAI-compatible provider, the fallback chain decides about retries.
         client = openai.AsyncAzureOpenAI(

@@ -9,7 +9,6 @@ whether or not aiohttp happens to be installed, and the base URL can point at a 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -21,7 +20,19 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
-from hark.errors import ConfigError, EngineError, EngineUnavailable, MissingDependency, parse_retry_after
+from hark.engines.provider_common import (
+    Deadlines,
+    api_key,
+    llm_model,
+    merged_turns,
+    require_sdk,
+    retryable_status,
+    sdk_error,
+    system_prompt,
+    tool_arguments,
+    unfinished,
+)
+from hark.errors import ConfigError, EngineError, parse_retry_after
 
 try:
     from google import genai
@@ -37,30 +48,29 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-_RETRYABLE_STATUS = {408, 409, 429}
 _REMEMBERED_CALLS = 256
 
 
 def classify(exc: Exception, where: str, engine: str) -> EngineError:
     """Map SDK and transport exceptions onto hark's retryable/final errors."""
-    if isinstance(exc, httpx.TimeoutException):
-        return EngineError(f"{where} timed out", retryable=True, engine=engine)
-    if isinstance(exc, httpx.ConnectError):
-        return EngineUnavailable(f"cannot connect to {where}", engine=engine)
-    if isinstance(exc, httpx.TransportError):
-        return EngineError(f"the stream from {where} broke off", retryable=True, engine=engine)
     if isinstance(exc, genai_errors.APIError):
         status = exc.code or 500
         headers = getattr(exc.response, "headers", None) or {}
         return EngineError(
             f"{where} answered HTTP {status} {exc.status or ''}".rstrip(),
-            retryable=status in _RETRYABLE_STATUS or status >= 500,
+            retryable=retryable_status(status),
             engine=engine,
             retry_after=parse_retry_after(headers.get("retry-after")),
         )
-    if isinstance(exc, ValueError):  # Undecodable JSON, or JSON that is not a response.
-        return EngineError(f"{where} sent a malformed stream", retryable=True, engine=engine)
-    return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+    # A ValueError is undecodable JSON, or JSON that is not a response.
+    return sdk_error(
+        exc,
+        where,
+        engine,
+        timeout=httpx.TimeoutException,
+        unreachable=httpx.ConnectError,
+        broken=httpx.TransportError,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +96,7 @@ class GeminiLLM:
         max_tokens: int = 400,
         name: str = "gemini",
     ) -> None:
-        if _IMPORT_ERROR is not None:
-            raise MissingDependency("google-genai", "pip install 'hark[gemini]'") from _IMPORT_ERROR
+        require_sdk(_IMPORT_ERROR, "google-genai", "pip install 'hark[gemini]'")
         self.name = name
         self.base_url = base_url
         self.model = model
@@ -112,20 +121,14 @@ class GeminiLLM:
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> GeminiLLM:
-        if _IMPORT_ERROR is not None:
-            raise MissingDependency("google-genai", "pip install 'hark[gemini]'") from _IMPORT_ERROR
-        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            env = next((e for e in KEY_ENVS if os.environ.get(e)), None)
-            provider = provider.model_copy(update={"api_key_env": env})
-        if not (api_key := provider.secret()):
-            wanted = provider.api_key_env or " or ".join(KEY_ENVS)
+        require_sdk(_IMPORT_ERROR, "google-genai", "pip install 'hark[gemini]'")
+        key, env = api_key(provider, next((e for e in KEY_ENVS if os.environ.get(e)), None))
+        if not key:
+            wanted = env or " or ".join(KEY_ENVS)
             raise ConfigError(f"llm provider {provider.label}: no API key; set {wanted} (or api_key)")
-        model = provider.model or settings.llm.model
-        if model == "default":
-            raise ConfigError(f"llm provider {provider.label}: set model, e.g. gemini-2.5-flash")
         return cls(
-            api_key=api_key,
-            model=model,
+            api_key=key,
+            model=llm_model(provider, settings, "gemini-2.5-flash"),
             base_url=provider.base_url or DEFAULT_BASE_URL,
             timeout=provider.timeout,
             total_timeout=provider.total_timeout,
@@ -139,30 +142,22 @@ class GeminiLLM:
         return f"Gemini at {self.base_url}"
 
     def contents(self, messages: Sequence[ChatMessage]) -> list[types.Content]:
-        """Turns as parts; consecutive turns of one role are merged (the results of parallel calls
-        belong in one turn)."""
+        """Turns as parts, consecutive turns of one role merged (see ``merged_turns``)."""
         names = {c.id: c.name for m in messages for c in m.tool_calls}
-        out: list[types.Content] = []
-        for m in messages:
-            if m.role == "system":
-                continue
-            if m.role == "tool":
-                result = _json_value(m.content)
-                response = types.FunctionResponse(
-                    id=self._sent_id(m.tool_call_id or ""),
-                    name=names.get(m.tool_call_id or "", ""),
-                    response=result if isinstance(result, dict) else {"output": result},
-                )
-                parts = [types.Part(function_response=response)]
-            else:
-                parts = [types.Part(text=m.content)] if m.content else []
-                parts += [self._call_part(c) for c in m.tool_calls]
-            role = "model" if m.role == "assistant" else "user"
-            if parts and out and out[-1].role == role and out[-1].parts is not None:
-                out[-1].parts.extend(parts)
-            elif parts:
-                out.append(types.Content(role=role, parts=parts))
-        return out
+
+        def parts(m: ChatMessage) -> list[types.Part]:
+            if m.role != "tool":
+                text = [types.Part(text=m.content)] if m.content else []
+                return text + [self._call_part(c) for c in m.tool_calls]
+            result = _json_value(m.content)
+            response = types.FunctionResponse(
+                id=self._sent_id(m.tool_call_id or ""),
+                name=names.get(m.tool_call_id or "", ""),
+                response=result if isinstance(result, dict) else {"output": result},
+            )
+            return [types.Part(function_response=response)]
+
+        return [types.Content(role=role, parts=p) for role, p in merged_turns(messages, parts, "model")]
 
     def _sent_id(self, call_id: str) -> str | None:
         """Ids Gemini gave (or another provider did) go back; ids hark made up stay with hark."""
@@ -171,9 +166,8 @@ class GeminiLLM:
 
     def _call_part(self, call: ToolCall) -> types.Part:
         known = self._calls.get(call.id)
-        args = _json_value(call.arguments or "{}")
         function_call = types.FunctionCall(
-            id=self._sent_id(call.id), name=call.name, args=args if isinstance(args, dict) else {}
+            id=self._sent_id(call.id), name=call.name, args=tool_arguments(call.arguments)
         )
         return types.Part(function_call=function_call, thought_signature=known.signature if known else None)
 
@@ -187,7 +181,7 @@ class GeminiLLM:
         return ToolCall(id=call_id, name=call.name or "", arguments=json.dumps(call.args or {}))
 
     def config(self, messages: Sequence[ChatMessage], options: LLMOptions) -> types.GenerateContentConfig:
-        system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
+        system = system_prompt(messages)
         declarations = [
             types.FunctionDeclaration(
                 name=t.name, description=t.description, parameters_json_schema=t.parameters
@@ -213,18 +207,14 @@ class GeminiLLM:
         options = options or LLMOptions()
         contents, config = self.contents(messages), self.config(messages, options)
         # total_timeout bounds the whole attempt, so a stream that trickles cannot run on forever.
-        deadline = asyncio.get_running_loop().time() + self.total_timeout
+        deadlines = Deadlines.total(self.total_timeout)
         finished, response = False, None
         try:
-            async with asyncio.timeout_at(deadline):
+            async with deadlines.wait():
                 response = await self._client.aio.models.generate_content_stream(
                     model=self.model, contents=contents, config=config
                 )
-            while True:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await anext(response, None)
-                if chunk is None:
-                    break
+            async for chunk in deadlines.each(response):
                 for candidate in (chunk.candidates or [])[:1]:
                     finished = finished or candidate.finish_reason is not None
                     for part in (candidate.content.parts if candidate.content else None) or []:
@@ -235,11 +225,7 @@ class GeminiLLM:
             if not finished:
                 raise EngineError(f"{self.where} ended the stream early", retryable=True, engine=self.name)
         except TimeoutError as exc:
-            raise EngineError(
-                f"{self.where} did not finish within {self.total_timeout:g}s (total_timeout)",
-                retryable=True,
-                engine=self.name,
-            ) from exc
+            raise unfinished(self.where, self.total_timeout, self.name) from exc
         except (genai_errors.APIError, httpx.HTTPError, ValueError) as exc:
             raise classify(exc, self.where, self.name) from exc
         finally:  # Let go of the connection now when the caller stops early (a barge-in).

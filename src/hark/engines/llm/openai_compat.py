@@ -13,12 +13,11 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
 from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
-from hark.errors import ConfigError, EngineError, EngineUnavailable, parse_retry_after
+from hark.engines.provider_common import status_error
+from hark.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
     from hark.config import ProviderConfig, Settings
-
-_RETRYABLE_STATUS = {408, 409, 429}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +43,19 @@ def classify(exc: Exception, where: str, engine: str) -> EngineError:
     if isinstance(exc, openai.APIConnectionError):
         return EngineUnavailable(f"cannot connect to {where}", engine=engine)
     if isinstance(exc, openai.APIStatusError):
-        retryable = exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
-        return EngineError(
-            f"{where} answered HTTP {exc.status_code}",
-            retryable=retryable,
-            engine=engine,
-            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
-        )
+        return status_error(exc.status_code, exc.response.headers.get("retry-after"), where, engine)
     return EngineError(f"{where} failed: {type(exc).__name__}", retryable=True, engine=engine)
+
+
+async def check_models(client: openai.AsyncOpenAI, budget: float, where: str, engine: str) -> None:
+    """GET /models: free and authenticated, so it proves reachability and the key without a paid
+    request. A server without /models (some compatible ones) is reachable, which is what counts."""
+    try:
+        await client.models.list(timeout=min(3.0, budget))
+    except openai.NotFoundError:
+        return
+    except openai.OpenAIError as exc:
+        raise classify(exc, where, engine) from exc
 
 
 def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
@@ -143,7 +147,8 @@ class OpenAICompatibleLLM:
         base_url = provider.base_url or preset.base_url
         if base_url is None:
             raise ConfigError(f"llm provider {provider.label}: base_url is required for kind {provider.kind}")
-        if provider.api_key_env is None and preset.key_env is not None and provider.api_key is None:
+        configured = provider.api_key_env or provider.api_key or provider.api_key_file
+        if not configured and preset.key_env is not None:
             provider = provider.model_copy(update={"api_key_env": preset.key_env})
         return cls(
             base_url=base_url,
@@ -203,12 +208,7 @@ class OpenAICompatibleLLM:
             await response.close()
 
     async def check(self) -> None:
-        try:
-            await self._client.models.list(timeout=min(3.0, self.timeout))
-        except openai.NotFoundError:
-            return  # Some servers have no /models; reachable is what matters here.
-        except openai.OpenAIError as exc:
-            raise classify(exc, self.where, self.name) from exc
+        await check_models(self._client, self.timeout, self.where, self.name)
 
     async def aclose(self) -> None:
         await self._client.close()

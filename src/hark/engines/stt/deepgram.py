@@ -21,7 +21,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 
 from hark.audio import float_to_pcm16
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
-from hark.errors import ConfigError, EngineError, EngineUnavailable, parse_retry_after
+from hark.engines.provider_common import api_key, status_error
+from hark.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
     from hark.config import ProviderConfig, Settings
@@ -40,7 +41,6 @@ _FIXED_PARAMS = {
     "interim_results": "true",
     "punctuate": "true",
 }
-_RETRYABLE_STATUS = {408, 409, 429}
 _WS_SCHEME = {"http": "ws", "https": "wss"}
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 
@@ -99,15 +99,13 @@ class DeepgramSTT:
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> DeepgramSTT:
-        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            provider = provider.model_copy(update={"api_key_env": KEY_ENV})
         base_url = provider.base_url or DEFAULT_BASE_URL
-        key = provider.secret()
+        key, env = api_key(provider, KEY_ENV)
         # Deepgram's cloud always wants a key: say so at start-up rather than on the first turn.
         if key is None and (urlsplit(base_url).hostname or "").endswith("deepgram.com"):
             raise ConfigError(
                 f"stt provider {provider.label}: no Deepgram API key; set the "
-                f"{provider.api_key_env or KEY_ENV} environment variable (or api_key_file / api_key)"
+                f"{env} environment variable (or api_key_file / api_key)"
             )
         return cls(
             api_key=key,
@@ -197,12 +195,7 @@ class DeepgramSTT:
         return EngineError(f"{self.where} {what}", retryable=retryable, engine=self.name)
 
     def _rejected(self, status: int, detail: str | None, retry_after: str | None) -> EngineError:
-        return EngineError(
-            f"{self.where} answered HTTP {status}" + (f": {detail}" if detail else ""),
-            retryable=status in _RETRYABLE_STATUS or status >= 500,
-            engine=self.name,
-            retry_after=parse_retry_after(retry_after),
-        )
+        return status_error(status, retry_after, self.where, self.name, detail)
 
     async def _exchange(
         self, ws: ClientConnection, audio: AsyncIterator[Float32Array], budget: asyncio.Timeout, emit: Emit

@@ -16,7 +16,8 @@ import openai
 
 from hark.audio import float_to_pcm16
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
-from hark.engines.llm.openai_compat import classify
+from hark.engines.llm.openai_compat import check_models, classify
+from hark.engines.provider_common import api_key
 from hark.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -79,15 +80,13 @@ class OpenAISTT:
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> OpenAISTT:
-        if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-            provider = provider.model_copy(update={"api_key_env": KEY_ENV})
         base_url = provider.base_url or DEFAULT_BASE_URL
-        key = provider.secret()
+        key, env = api_key(provider, KEY_ENV)
         # OpenAI's own endpoint always wants a key: say so at start-up, not on the first turn.
         if key is None and urlsplit(base_url).hostname == "api.openai.com":
             raise ConfigError(
                 f"stt provider {provider.label}: no OpenAI API key; set the "
-                f"{provider.api_key_env or KEY_ENV} environment variable (or api_key_file / api_key)"
+                f"{env} environment variable (or api_key_file / api_key)"
             )
         return cls(
             api_key=key,
@@ -137,12 +136,7 @@ class OpenAISTT:
 
     async def check(self) -> None:
         """GET /models: free, authenticated, sends no audio."""
-        try:
-            await self._client.models.list(timeout=min(3.0, self.timeout))
-        except openai.NotFoundError:
-            return  # Some compatible servers have no /models; reachable is what matters here.
-        except openai.OpenAIError as exc:
-            raise classify(exc, self.where, self.name) from exc
+        await check_models(self._client, self.timeout, self.where, self.name)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from hark.engines.base import TTSCapabilities
-from hark.engines.tts.elevenlabs import provider_key, status_error, whole_samples
+from hark.engines.provider_common import TOO_EARLY, Deadlines, pcm16_stream, require_api_key, status_error
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class CartesiaTTS:
         # An https:// base (as for Cartesia's REST API) names the same host as its wss:// socket.
         base_url = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         return cls(
-            api_key=provider_key(provider, KEY_ENV),
+            api_key=require_api_key(provider, KEY_ENV, "tts"),
             voice=provider.voice,
             base_url=base_url,
             model=provider.model or DEFAULT_MODEL,
@@ -81,6 +81,9 @@ class CartesiaTTS:
     def _error(self, message: str, *, retryable: bool = True) -> EngineError:
         return EngineError(f"{self.where} {message}", retryable=retryable, engine=self.name)
 
+    def _status_error(self, status: int, retry_after: str | None, detail: str) -> EngineError:
+        return status_error(status, retry_after, self.where, self.name, detail, also_retryable=TOO_EARLY)
+
     async def _connect(self) -> ClientConnection:
         # A connection per utterance: one handshake of latency, but no demultiplexer shared between
         # concurrent sessions and nothing stale to recover after a network blip.
@@ -92,7 +95,7 @@ class CartesiaTTS:
             response = exc.response
             detail = response.body.decode("utf-8", "replace")[:300] if response.body else ""
             retry_after = response.headers.get("Retry-After")
-            raise status_error(response.status_code, retry_after, self.where, self.name, detail) from exc
+            raise self._status_error(response.status_code, retry_after, detail) from exc
         except InvalidURI as exc:
             raise ConfigError(f"tts provider {self.name}: invalid base_url {self.base_url}") from exc
         except (OSError, InvalidHandshake) as exc:
@@ -126,39 +129,30 @@ class CartesiaTTS:
             status = message.get("status_code")
             detail = message.get("message") or message.get("error") or message.get("title") or "error"
             if isinstance(status, int) and status >= 400:
-                raise status_error(status, None, self.where, self.name, str(detail)[:300])
+                raise self._status_error(status, None, str(detail)[:300])
             raise self._error(f"reported an error: {str(detail)[:300]}")
         return b""  # timestamps, flush_done and future message types carry no audio
+
+    async def _received_audio(self, ws: ClientConnection) -> AsyncIterator[bytes]:
+        """The audio of each message until the one that says the stream is done."""
+        while (audio := self._audio(await ws.recv())) is not None:
+            if audio:  # Messages without audio do not start the stream.
+                yield audio
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
-        now = asyncio.get_running_loop().time()
-        end = now + self.total_timeout
-        first = min(end, now + self.timeout)
-        started = False
+        deadlines = Deadlines(self.timeout, self.total_timeout)
         ws: ClientConnection | None = None
         try:
-            async with asyncio.timeout_at(first):
+            async with deadlines.wait():
                 ws = await self._connect()
                 await ws.send(self._request(text))
-            carry = b""
-            while True:
-                # The deadline wraps only the wait, never a yield.
-                async with asyncio.timeout_at(end if started else first):
-                    raw = await ws.recv()
-                audio = self._audio(raw)
-                if audio is None:
-                    break
-                started = started or bool(audio)
-                pcm, carry = whole_samples(carry + audio)
-                if pcm:
-                    yield pcm
-            if carry:
-                raise self._error("sent audio that is not whole PCM16 samples")
+            audio = self._received_audio(ws)
+            async for pcm in pcm16_stream(audio, deadlines, self.where, self.name, "audio"):
+                yield pcm
         except TimeoutError as exc:
-            stage = "mid-stream" if started else "before the first byte"
-            raise self._error(f"timed out {stage}") from exc
+            raise deadlines.timed_out(self.where, self.name) from exc
         except ConnectionClosed as exc:
             raise self._error("closed the stream before it was done") from exc
         finally:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from hark.engines.base import TTSCapabilities
-from hark.errors import ConfigError, EngineError, EngineUnavailable, parse_retry_after
+from hark.engines.provider_common import TOO_EARLY, Deadlines, pcm16_stream, require_api_key, status_error
+from hark.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
     from hark.config import ProviderConfig, Settings
@@ -19,38 +19,6 @@ DEFAULT_MODEL = "eleven_flash_v2_5"
 KEY_ENV = "ELEVENLABS_API_KEY"
 PCM_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 """The ``pcm_<rate>`` output formats ElevenLabs offers (44100 and up need a paid tier)."""
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-
-
-def provider_key(provider: ProviderConfig, default_env: str) -> str:
-    """The provider's API key, read from ``default_env`` unless the config names another source."""
-    if provider.api_key_env is None and provider.api_key is None and provider.api_key_file is None:
-        provider = provider.model_copy(update={"api_key_env": default_env})
-    key = provider.secret()
-    if not key:
-        source = provider.api_key_env or default_env
-        raise ConfigError(
-            f"tts provider {provider.label}: no API key; set the environment variable {source} "
-            "(or api_key_env, api_key_file or api_key in the provider's config)"
-        )
-    return key
-
-
-def status_error(
-    status: int, retry_after: str | None, where: str, engine: str, detail: str = ""
-) -> EngineError:
-    """An HTTP error status as a hark error: rate limits, timeouts and 5xx are worth retrying."""
-    message = f"{where} answered HTTP {status}" + (f": {detail}" if detail else "")
-    retryable = status in RETRYABLE_STATUS or status >= 500
-    return EngineError(
-        message, retryable=retryable, engine=engine, retry_after=parse_retry_after(retry_after)
-    )
-
-
-def whole_samples(data: bytes) -> tuple[bytes, bytes]:
-    """Split off an odd trailing byte: network chunks need not end on a sample boundary."""
-    cut = len(data) - len(data) % 2
-    return data[:cut], data[cut:]
 
 
 class ElevenLabsTTS:
@@ -95,7 +63,7 @@ class ElevenLabsTTS:
         if not rate.isdigit():
             raise ConfigError(f"tts provider {provider.label}: output_format must be pcm_<rate>, not {fmt!r}")
         return cls(
-            api_key=provider_key(provider, KEY_ENV),
+            api_key=require_api_key(provider, KEY_ENV, "tts"),
             voice=provider.voice,
             base_url=base_url,
             model=provider.model or DEFAULT_MODEL,
@@ -110,6 +78,12 @@ class ElevenLabsTTS:
     def where(self) -> str:
         return f"ElevenLabs at {self.base_url}"
 
+    def _status_error(self, response: httpx.Response, detail: str = "") -> EngineError:
+        retry_after = response.headers.get("retry-after")
+        return status_error(
+            response.status_code, retry_after, self.where, self.name, detail, also_retryable=TOO_EARLY
+        )
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
@@ -122,44 +96,18 @@ class ElevenLabsTTS:
             params={"output_format": f"pcm_{self.sample_rate}"},
             json=body,
         )
-        now = asyncio.get_running_loop().time()
-        end = now + self.total_timeout
-        first = min(end, now + self.timeout)
-        started = False
+        deadlines = Deadlines(self.timeout, self.total_timeout)
         response: httpx.Response | None = None
         try:
-            async with asyncio.timeout_at(first):
+            async with deadlines.wait():
                 response = await self._client.send(request, stream=True)
                 if response.status_code != 200:
                     detail = (await response.aread())[:300].decode("utf-8", "replace")
-                    raise status_error(
-                        response.status_code,
-                        response.headers.get("retry-after"),
-                        self.where,
-                        self.name,
-                        detail,
-                    )
-            chunks = response.aiter_bytes()
-            carry = b""
-            while True:
-                # The deadline wraps only the wait, never a yield, so the consumer's time is its own.
-                async with asyncio.timeout_at(end if started else first):
-                    chunk = await anext(chunks, None)
-                if chunk is None:
-                    break
-                started = True
-                pcm, carry = whole_samples(carry + chunk)
-                if pcm:
-                    yield pcm
-            if carry:
-                raise EngineError(
-                    f"{self.where} sent a stream that is not whole PCM16 samples",
-                    retryable=True,
-                    engine=self.name,
-                )
+                    raise self._status_error(response, detail)
+            async for pcm in pcm16_stream(response.aiter_bytes(), deadlines, self.where, self.name):
+                yield pcm
         except TimeoutError as exc:
-            stage = "mid-stream" if started else "before the first byte"
-            raise EngineError(f"{self.where} timed out {stage}", retryable=True, engine=self.name) from exc
+            raise deadlines.timed_out(self.where, self.name) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise EngineUnavailable(f"cannot connect to {self.where}", engine=self.name) from exc
         except httpx.HTTPError as exc:
@@ -179,9 +127,7 @@ class ElevenLabsTTS:
         if response.status_code in (401, 403) and "missing_permissions" in response.text:
             return  # A key scoped to text-to-speech only may not read voices; it is still valid.
         if response.status_code != 200:
-            raise status_error(
-                response.status_code, response.headers.get("retry-after"), self.where, self.name
-            )
+            raise self._status_error(response)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from hark.engines.base import TTSCapabilities
-from hark.engines.tts.elevenlabs import whole_samples
+from hark.engines.provider_common import Deadlines, whole_samples
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -88,6 +88,11 @@ class EspeakTTS:
     async def check(self) -> None:
         self._executable()
 
+    @staticmethod
+    async def _reads(stdout: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        while chunk := await stdout.read(8192):
+            yield chunk
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
@@ -95,9 +100,7 @@ class EspeakTTS:
         # No shell; "--" ends the options, so a text such as "-v xx" is spoken, not obeyed.
         # A NUL cannot travel in an argument, and is silence anyway.
         args += ["--", text.replace("\0", " ")]
-        now = asyncio.get_running_loop().time()
-        end = now + self.total_timeout
-        first = min(end, now + self.timeout)
+        deadlines = Deadlines(self.timeout, self.total_timeout)
         try:
             process = await asyncio.create_subprocess_exec(
                 self._executable(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -106,15 +109,9 @@ class EspeakTTS:
             raise EngineUnavailable(f"cannot run {self.binary}: {exc}; {INSTALL}", engine=self.name) from exc
         assert process.stdout is not None and process.stderr is not None
         header: bytes | None = b""  # None once the WAV header is behind us.
-        carry, started = b"", False
+        carry = b""
         try:
-            while True:
-                # The deadline wraps only the read, never a yield.
-                async with asyncio.timeout_at(end if started else first):
-                    chunk = await process.stdout.read(8192)
-                if not chunk:
-                    break
-                started = True
+            async for chunk in deadlines.each(self._reads(process.stdout)):
                 if header is not None:
                     header += chunk
                     parsed = parse_wav_header(header)
@@ -130,7 +127,7 @@ class EspeakTTS:
                 pcm, carry = whole_samples(carry + chunk)
                 if pcm:
                     yield pcm
-            async with asyncio.timeout_at(end):
+            async with asyncio.timeout_at(deadlines.end):
                 errors = await process.stderr.read()
                 status = await process.wait()
             if status != 0:

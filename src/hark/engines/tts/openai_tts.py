@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -10,8 +9,8 @@ import httpx
 import openai
 
 from hark.engines.base import TTSCapabilities
-from hark.engines.llm.openai_compat import classify
-from hark.engines.tts.elevenlabs import provider_key, whole_samples
+from hark.engines.llm.openai_compat import check_models, classify
+from hark.engines.provider_common import Deadlines, pcm16_stream, require_api_key
 from hark.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ class OpenAITTS:
             key: provider.options[key] for key in ("instructions", "speed") if key in provider.options
         }
         return cls(
-            api_key=provider_key(provider, KEY_ENV),
+            api_key=require_api_key(provider, KEY_ENV, "tts"),
             base_url=base_url,
             model=provider.model or DEFAULT_MODEL,
             voice=provider.voice or DEFAULT_VOICE,
@@ -82,40 +81,20 @@ class OpenAITTS:
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if not text.strip():
             return
-        now = asyncio.get_running_loop().time()
-        end = now + self.total_timeout
-        first = min(end, now + self.timeout)
-        started = False
+        deadlines = Deadlines(self.timeout, self.total_timeout)
         request = self._client.audio.speech.with_streaming_response.create(
             model=self.model, voice=self.voice, input=text, response_format="pcm", **self.extra
         )
         try:
-            async with asyncio.timeout_at(first):
+            async with deadlines.wait():
                 response = await request.__aenter__()
             try:
-                chunks = response.iter_bytes()
-                carry = b""
-                while True:
-                    # The deadline wraps only the wait, never a yield.
-                    async with asyncio.timeout_at(end if started else first):
-                        chunk = await anext(chunks, None)
-                    if chunk is None:
-                        break
-                    started = True
-                    pcm, carry = whole_samples(carry + chunk)
-                    if pcm:
-                        yield pcm
+                async for pcm in pcm16_stream(response.iter_bytes(), deadlines, self.where, self.name):
+                    yield pcm
             finally:
                 await request.__aexit__(None, None, None)
-            if carry:
-                raise EngineError(
-                    f"{self.where} sent a stream that is not whole PCM16 samples",
-                    retryable=True,
-                    engine=self.name,
-                )
         except TimeoutError as exc:
-            stage = "mid-stream" if started else "before the first byte"
-            raise EngineError(f"{self.where} timed out {stage}", retryable=True, engine=self.name) from exc
+            raise deadlines.timed_out(self.where, self.name) from exc
         except openai.OpenAIError as exc:
             raise classify(exc, self.where, self.name) from exc
         except httpx.HTTPError as exc:
@@ -125,12 +104,7 @@ class OpenAITTS:
 
     async def check(self) -> None:
         # Listing models is free and proves reachability and the key; no speech is paid for.
-        try:
-            await self._client.models.list(timeout=min(3.0, self.timeout))
-        except openai.NotFoundError:
-            return  # Some compatible servers have no /models; reachable is what matters here.
-        except openai.OpenAIError as exc:
-            raise classify(exc, self.where, self.name) from exc
+        await check_models(self._client, self.timeout, self.where, self.name)
 
     async def aclose(self) -> None:
         await self._client.close()

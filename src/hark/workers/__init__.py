@@ -1,0 +1,29 @@
+"""CPU-heavy engines (STT, TTS) in a supervised pool of worker processes.
+
+pool = WorkerPool([("stt", stt_provider), ("tts", tts_provider)], settings,
+                  processes=default_processes(), queue_limit=16, request_timeout_s=30)
+await pool.start()                   # every worker built and warmed its engines
+stt, tts = pooled_engines(pool)      # STT / TTS protocol proxies; the parent holds no model
+...
+await pool.aclose()
+"""
+
+from hark.workers.child import EngineInfo
+from hark.workers.pool import PoolBusy, WorkerPool, default_processes
+from hark.workers.proxy import PooledSTT, PooledTTS, pooled_engine, pooled_engines
+
+POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper")})
+"""Provider kinds worth a worker process: local, CPU-heavy models. Remote kinds stay in-process
+(they wait on the network, and warming them would cost a paid request)."""
+
+__all__ = [
+    "POOLED_KINDS",
+    "EngineInfo",
+    "PoolBusy",
+    "PooledSTT",
+    "PooledTTS",
+    "WorkerPool",
+    "default_processes",
+    "pooled_engine",
+    "pooled_engines",
+]

@@ -1,0 +1,549 @@
+"""A supervised pool of engine worker processes: the parent's side.
+
+The parent holds no model. Each worker is a spawned process that built every pooled engine once
+and warmed it (see ``hark.workers.child``); the pool hands it one request at a time, matched by
+id, and replaces it when it dies or hangs. Requests beyond the workers wait in a bounded queue;
+past ``queue_limit`` they are refused with :class:`PoolBusy` (HTTP 503 + Retry-After upstream).
+
+Threads and the loop: each worker's pipe is owned by a *courier* thread (the loop never blocks
+on a pipe); every state change happens on the event loop, so the pool needs no locks. A worker's
+death is seen through its process ``sentinel``, watched with ``loop.add_reader``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from statistics import fmean
+from typing import Any, Literal
+
+from hark.config import ProviderConfig, Settings
+from hark.engines import registry
+from hark.errors import EngineError, EngineUnavailable
+from hark.workers import child
+from hark.workers.child import EngineInfo, Factory
+
+log = logging.getLogger("hark.workers")
+
+ENGINE = "workers"
+DEFAULT_SERVICE_S = 1.0
+"""Assumed seconds per request for Retry-After before any request has been timed."""
+EXIT_WAIT_S = 2.0
+"""How long a child gets to close its engines after its pipe closes, before SIGKILL."""
+RESTART_BACKOFF_S = (0.5, 30.0)
+"""First and longest delay between failed restarts (a missing model must not spin the CPU)."""
+
+
+def default_processes() -> int:
+    """One worker per CPU core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class PoolBusy(EngineError):
+    """Every worker is busy and ``queue_limit`` requests are already waiting.
+
+    ``retry_after`` estimates, from recent service times, when the backlog will have drained."""
+
+    retry_after: float
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retryable=True, engine=ENGINE, retry_after=retry_after)
+
+
+@dataclass(eq=False)
+class _Request:
+    id: int
+    stage_index: int
+    method: str
+    payload: Any
+    future: asyncio.Future[Any]
+    started: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+
+class _Courier(threading.Thread):
+    """Owns the parent's end of one worker's pipe.
+
+    A pipe write blocks until the child reads (audio and PCM exceed the pipe buffer) and a read
+    blocks until a whole pickled message has arrived, so a stopped or hung child would freeze
+    the event loop. Only this thread waits; what it receives reaches the loop through
+    ``call_soon_threadsafe``. The protocol is strictly turn by turn, so one thread does both."""
+
+    def __init__(
+        self, conn: Connection, loop: asyncio.AbstractEventLoop, deliver: Callable[[tuple[Any, ...]], None]
+    ) -> None:
+        super().__init__(name="hark-worker-courier", daemon=True)
+        self._conn = conn
+        self._loop = loop
+        self._deliver = deliver
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def send(self, job: tuple[Any, ...]) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """Close the pipe once the current exchange ends (at once when idle): the child exits."""
+        self._jobs.put(None)
+
+    def run(self) -> None:
+        try:
+            self._post(self._conn.recv())  # "ready" or "failed"
+            while (job := self._jobs.get()) is not None:
+                self._conn.send(job)
+                self._post(self._conn.recv())
+        except (EOFError, OSError):
+            pass  # the child is gone; its sentinel tells the pool
+        except Exception as exc:  # an unreadable message: the pool retires the worker
+            self._post(("broken", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._conn.close()
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._deliver, message)
+
+
+class _Worker:
+    def __init__(self, process: BaseProcess, loop: asyncio.AbstractEventLoop) -> None:
+        self.process = process
+        self.pid: int = process.pid or 0
+        self.state: Literal["starting", "idle", "busy", "retired"] = "starting"
+        self.current: _Request | None = None
+        self.warmed: asyncio.Future[list[EngineInfo]] = loop.create_future()
+        self.served = False
+        """It warmed up and took requests: its death calls for a replacement."""
+        self.courier: _Courier
+
+
+class WorkerPool:
+    """Processes that each hold every engine in ``stage_providers``; requests run one per worker.
+
+    ``stage_providers`` lists ``(stage, provider)`` pairs (``"stt"`` or ``"tts"``); a request
+    names its engine by index in that list. ``factory`` builds an engine in the child; it must be
+    a module-level function (it is pickled by reference)."""
+
+    def __init__(
+        self,
+        stage_providers: Sequence[tuple[str, ProviderConfig]],
+        settings: Settings,
+        *,
+        processes: int,
+        queue_limit: int,
+        request_timeout_s: float,
+        start_timeout_s: float = 120.0,
+        factory: Factory = registry.build,
+    ) -> None:
+        if processes < 1 or queue_limit < 0 or request_timeout_s <= 0 or start_timeout_s <= 0:
+            raise ValueError("processes >= 1, queue_limit >= 0 and positive timeouts are required")
+        if not stage_providers:
+            raise ValueError("a worker pool needs at least one engine")
+        try:
+            pickle.dumps(factory)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ValueError(f"factory must be a module-level function: {exc}") from exc
+        self.stages = [stage for stage, _ in stage_providers]
+        """Each engine's stage, in request-index order."""
+        self.processes = processes
+        self.queue_limit = queue_limit
+        self.request_timeout_s = request_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.restarts = 0
+        """Workers replaced since start (crashes and hangs)."""
+        self._factory = factory
+        # Plain data for the child, which re-validates it; secrets dump masked (local engines need none).
+        self._settings_data = settings.model_dump(mode="json")
+        self._stages = [(stage, provider.model_dump(mode="json")) for stage, provider in stage_providers]
+        # Spawn, never fork: the parent runs threads (executors, couriers) a fork would copy mid-state.
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._couriers: list[_Courier] = []
+        self._queue: deque[_Request] = deque()
+        self._ids = itertools.count(1)
+        self._service_s: deque[float] = deque(maxlen=32)
+        self._infos: list[EngineInfo] = []
+        self._phase: Literal["new", "starting", "running", "draining", "closed"] = "new"
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Future[None] | None = None
+        self._changed = asyncio.Event()
+        """Set whenever a request ends or a worker exits; shutdown waits on it."""
+
+    # -- what the rest of hark reads ------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Every worker warmed at start-up, and at least one can serve now."""
+        return self._phase == "running" and self.size > 0
+
+    @property
+    def size(self) -> int:
+        """Live, warmed workers (idle or busy)."""
+        return sum(1 for w in self._workers if w.state in ("idle", "busy"))
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for w in self._workers if w.state == "busy")
+
+    def pids(self, *, busy_only: bool = False) -> list[int]:
+        states = ("busy",) if busy_only else ("idle", "busy")
+        return [w.pid for w in self._workers if w.state in states]
+
+    def engine_info(self, stage_index: int) -> EngineInfo:
+        """Name, sample rate and capabilities of an engine, as its workers reported them."""
+        if not self._infos:
+            raise RuntimeError("the worker pool has not started")
+        return self._infos[stage_index]
+
+    @property
+    def _supervising(self) -> bool:
+        """Dead workers are replaced: from start-up until shutdown stops the restarts."""
+        return self._phase in ("starting", "running", "draining")
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn every worker and wait until each has built and warmed its engines.
+
+        Raises EngineError (with the child's reason) when any worker cannot start."""
+        if self._phase != "new":
+            raise RuntimeError("a WorkerPool starts once")
+        self._phase = "starting"
+        started = time.monotonic()
+        try:
+            # The children load their models in parallel.
+            results = await asyncio.gather(
+                *(self._start_one() for _ in range(self.processes)), return_exceptions=True
+            )
+        except BaseException:  # cancelled: no half-started pool left behind
+            await self.aclose(grace_s=0.0)
+            raise
+        infos = [r.warmed.result() for r in results if isinstance(r, _Worker)]
+        if len(infos) < self.processes:
+            await self.aclose(grace_s=0.0)
+            raise next(r for r in results if isinstance(r, BaseException))
+        self._infos = infos[0]
+        self._phase = "running"
+        log.info(
+            "worker pool ready",
+            extra={"processes": self.processes, "seconds": round(time.monotonic() - started, 2)},
+        )
+
+    async def _start_one(self) -> _Worker:
+        """Spawn a worker and wait for its warm-up. EngineError, the worker retired, on failure."""
+        try:
+            worker = self._spawn()
+        except OSError as exc:  # out of processes or file descriptors
+            raise EngineError(f"cannot start a worker process: {exc}", engine=ENGINE) from exc
+        try:
+            async with asyncio.timeout(self.start_timeout_s):
+                await worker.warmed
+        except TimeoutError:
+            error = EngineError(f"worker did not warm up within {self.start_timeout_s:g} s", engine=ENGINE)
+            self._retire(worker, error)
+            raise error from None
+        except EngineError as error:  # it reported a failure, or died
+            self._retire(worker, error)
+            raise
+        return worker
+
+    def _spawn(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=child.main,
+            args=(child_end, self._settings_data, self._stages, self._factory),
+            name="hark-worker",
+            daemon=True,  # never outlive the parent, even when aclose was skipped
+        )
+        # Synchronous on purpose: spawn execs a fresh interpreter and writes it a few KB of
+        # arguments (~15 ms); the model loading happens in the child, off this loop.
+        try:
+            process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()  # the child holds its own copy; ours would keep EOF from ever arriving
+        worker = _Worker(process, loop)
+        worker.courier = _Courier(parent_end, loop, lambda message: self._on_message(worker, message))
+        worker.courier.start()
+        self._couriers = [c for c in self._couriers if c.is_alive()] + [worker.courier]
+        loop.add_reader(process.sentinel, self._on_exit, worker)
+        self._workers.append(worker)
+        return worker
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def call(self, stage_index: int, method: str, payload: Any) -> Any:
+        """Run ``method`` on engine ``stage_index`` in a worker; its result or EngineError.
+
+        Raises PoolBusy when every worker is busy and the queue is full. Cancelling the caller
+        (barge-in, a timeout) removes a waiting request; a running one finishes in its worker
+        and its result is dropped: killing the worker would cost a model reload."""
+        self.admit()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        request = _Request(next(self._ids), stage_index, method, payload, future)
+        self._queue.append(request)
+        self._dispatch()
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(request)  # still waiting: it never runs, and frees its slot
+                self._changed.set()
+            raise
+
+    def admit(self) -> None:
+        """Raise what :meth:`call` would raise at once: PoolBusy when the queue is full,
+        EngineUnavailable when the pool is not running. HTTP handlers can call it before
+        entering a fallback chain, which would turn PoolBusy into a generic EngineError."""
+        if self._phase != "running":
+            raise EngineUnavailable("the worker pool is not running", engine=ENGINE)
+        if len(self._queue) >= self.queue_limit and not any(w.state == "idle" for w in self._workers):
+            raise self._busy()
+
+    def _busy(self) -> PoolBusy:
+        per_request = fmean(self._service_s) if self._service_s else DEFAULT_SERVICE_S
+        backlog = len(self._queue) + self.in_flight
+        retry_after = min(60.0, max(0.1, per_request * backlog / max(1, self.size)))
+        return PoolBusy(
+            f"all {self.processes} engine workers are busy and {len(self._queue)} requests are waiting; "
+            f"retry in about {retry_after:.1f} s",
+            retry_after=retry_after,
+        )
+
+    def _dispatch(self) -> None:
+        """Hand waiting requests to idle workers, oldest first."""
+        for worker in self._workers:
+            if worker.state != "idle":
+                continue
+            while self._queue and self._queue[0].future.done():
+                self._queue.popleft()  # its caller gave up
+            if not self._queue:
+                return
+            self._assign(worker, self._queue.popleft())
+
+    def _assign(self, worker: _Worker, request: _Request) -> None:
+        worker.state = "busy"
+        worker.current = request
+        request.started = time.monotonic()
+        request.timer = asyncio.get_running_loop().call_later(
+            self.request_timeout_s, self._on_timeout, worker, request
+        )
+        worker.courier.send((request.id, request.stage_index, request.method, request.payload))
+
+    def _engine_name(self, request: _Request) -> str:
+        return self._infos[request.stage_index].name if self._infos else ENGINE
+
+    # -- what the children say --------------------------------------------------------------
+
+    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        if worker.state == "retired":
+            return  # late words from a worker already given up on
+        kind = message[0]
+        if kind == "ready":
+            _, infos, warm_s = message
+            worker.state, worker.served = "idle", True
+            log.info("worker warmed", extra={"pid": worker.pid, "warm_s": round(warm_s, 2)})
+            if not worker.warmed.done():
+                worker.warmed.set_result(infos)
+            self._dispatch()
+        elif kind == "failed":
+            # The child exits by itself; whoever awaits its start-up reports the reason.
+            if not worker.warmed.done():
+                failed = EngineError(f"worker start-up failed: {message[1]}", engine=ENGINE)
+                worker.warmed.set_exception(failed)
+        elif kind == "broken":
+            broken = EngineError(f"worker sent an unreadable reply ({message[1]})", retryable=True)
+            self._retire(worker, broken)
+        else:
+            self._on_reply(worker, message)
+
+    def _on_reply(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        request = worker.current
+        if request is None or request.id != message[0]:
+            return
+        self._release(worker, request)
+        self._service_s.append(time.monotonic() - request.started)
+        if not request.future.done():  # else its caller gave up (barge-in): the result is dropped
+            if message[1] == "ok":
+                request.future.set_result(message[2])
+            else:
+                request.future.set_exception(
+                    EngineError(message[2], retryable=bool(message[3]), engine=self._engine_name(request))
+                )
+        self._dispatch()
+
+    def _release(self, worker: _Worker, request: _Request) -> None:
+        self._changed.set()
+        worker.current = None
+        if worker.state == "busy":
+            worker.state = "idle"
+        if request.timer is not None:
+            request.timer.cancel()
+
+    # -- supervision ------------------------------------------------------------------------
+
+    def _on_timeout(self, worker: _Worker, request: _Request) -> None:
+        if worker.current is not request:
+            return
+        log.warning(
+            "worker hung; killing it",
+            extra={"pid": worker.pid, "request": request.id, "timeout_s": self.request_timeout_s},
+        )
+        self._retire(
+            worker,
+            EngineError(
+                f"worker process {worker.pid} did not finish {request.method} within "
+                f"{self.request_timeout_s:g} s; it was killed and is being restarted",
+                retryable=True,
+                engine=self._engine_name(request),
+            ),
+        )
+
+    def _retire(self, worker: _Worker, error: EngineError) -> None:
+        """Take a worker out of service, fail its request, SIGKILL it; its sentinel reaps it."""
+        if worker.state == "retired":
+            return
+        worker.state = "retired"
+        self._fail_current(worker, error)
+        if not worker.warmed.done():
+            worker.warmed.set_exception(error)
+        worker.courier.stop()
+        worker.process.kill()  # a hung engine may not answer anything gentler
+
+    def _fail_current(self, worker: _Worker, error: EngineError) -> None:
+        request = worker.current
+        if request is None:
+            return
+        self._release(worker, request)
+        if not request.future.done():
+            request.future.set_exception(error)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        """The child's sentinel became readable: it has exited. Reap it, fail its request,
+        and (if it had been serving) start a replacement."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(worker.process.sentinel)
+        worker.process.join()  # already exited: returns at once, leaves no zombie
+        code = worker.process.exitcode
+        self._workers.remove(worker)
+        self._changed.set()
+        worker.courier.stop()
+        if worker.state != "retired":
+            request = worker.current
+            doing = f"running {request.method} (request {request.id})" if request else worker.state
+            error = EngineError(
+                f"worker process died ({_exit_status(code)}) while {doing}",
+                retryable=True,
+                engine=self._engine_name(request) if request else ENGINE,
+            )
+            if worker.served and self._phase != "closed":  # at shutdown, exiting is the point
+                log.warning("worker died", extra={"pid": worker.pid, "exit_code": code, "while": doing})
+            self._retire(worker, error)
+        if worker.served and self._supervising:
+            task = loop.create_task(self._replace())
+            self._replacing.add(task)
+            task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self) -> None:
+        """Start a worker in place of a dead one; keep trying, backing off, while it fails."""
+        delay, longest = RESTART_BACKOFF_S
+        while self._supervising:
+            started = time.monotonic()
+            try:
+                worker = await self._start_one()
+            except EngineError as exc:
+                log.error("worker restart failed", extra={"error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(longest, delay * 2)
+                continue
+            self.restarts += 1
+            seconds = round(time.monotonic() - started, 2)
+            log.info("worker restarted", extra={"pid": worker.pid, "seconds": seconds})
+            return
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def aclose(self, grace_s: float = 5.0) -> None:
+        """Stop the pool; requests already accepted get ``grace_s`` to finish. Idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown(grace_s))
+        # Shielded: a caller that stops waiting must not leave children half shut down.
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self, grace_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        # 1. Refuse new requests (call() checks the phase); restarts may still serve the queue.
+        self._phase = "draining"
+        # 2. Let accepted requests, waiting and running, finish within the grace period.
+        await self._wait_until(lambda: not self._queue and not self.in_flight, grace_s)
+        # 3. No more restarts; a worker still starting is stopped with the rest.
+        self._phase = "closed"
+        for task in list(self._replacing):
+            task.cancel()
+        await asyncio.gather(*self._replacing, return_exceptions=True)
+        # 4. Whatever did not finish fails now. A worker mid-request or mid-load would not read
+        #    an EOF soon: SIGKILL it. An idle one gets its pipe closed: it sees EOF, closes its
+        #    engines and exits.
+        closed = EngineUnavailable("the worker pool shut down before this request ran", engine=ENGINE)
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(closed)
+        for worker in list(self._workers):
+            if not worker.warmed.done():
+                worker.warmed.cancel()  # nobody awaits it any more
+            if worker.state in ("starting", "busy"):
+                self._retire(worker, closed)
+            else:
+                worker.courier.stop()
+        # 5. Give them a moment, then SIGKILL; _on_exit reaps each (join), so no zombies remain.
+        await self._wait_until(lambda: not self._workers, EXIT_WAIT_S)
+        for worker in self._workers:
+            worker.process.kill()
+        await self._wait_until(lambda: not self._workers, EXIT_WAIT_S)
+        for worker in list(self._workers):  # not expected: a process the kernel would not end
+            loop.remove_reader(worker.process.sentinel)
+            await asyncio.to_thread(worker.process.join, EXIT_WAIT_S)
+            self._workers.remove(worker)
+        # 6. The couriers end when their pipes close.
+        couriers, self._couriers = self._couriers, []
+        await asyncio.to_thread(_join_all, couriers, EXIT_WAIT_S)
+
+    async def _wait_until(self, done: Callable[[], bool], seconds: float) -> None:
+        """Wait until ``done()`` (re-checked whenever a request or a worker ends), or ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not done():
+                    self._changed.clear()
+                    await self._changed.wait()
+
+
+def _join_all(threads: list[_Courier], seconds: float) -> None:
+    for thread in threads:
+        thread.join(seconds)
+
+
+def _exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"exit code {code}, {signal.Signals(-code).name}"
+    return f"exit code {code}"
