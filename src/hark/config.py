@@ -235,6 +235,47 @@ class WorkflowConfig(_Section):
     attempts: int = Field(5, ge=1, le=20)
 
 
+class SecuritySettings(_Section):
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys accepted as ``Authorization: Bearer`` on REST and WebSocket. Empty: auth is off,
+    which hark allows only when bound to loopback."""
+    token_secret: SecretStr | None = None
+    """Signs the short-lived browser session tokens (JWT); a random one per process when unset."""
+    token_ttl_s: int = Field(60, ge=5, le=3600)
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to open WebSockets (e.g. https://app.example.com); empty: same host only."""
+    max_sessions: int = Field(100, ge=1, le=100_000)
+    rate_limit_per_minute: int = Field(120, ge=1, le=1_000_000)
+    """New sessions and REST requests per minute, per key and per client address."""
+    max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_audio_speed: float = Field(2.0, ge=1.0, le=100.0)
+    """Audio faster than this many times real time is throttled."""
+    idle_timeout_s: float = Field(60.0, gt=0.0, le=86_400.0)
+    ping_interval_s: float = Field(20.0, gt=0.0, le=3600.0)
+    ping_timeout_s: float = Field(20.0, gt=0.0, le=3600.0)
+    outbound_buffer_bytes: int = Field(256 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    drain_timeout_s: float = Field(30.0, ge=0.0, le=3600.0)
+    """On SIGTERM, how long turns in progress may take to finish before sessions are closed."""
+
+
+class RedisSettings(_Section):
+    url: SecretStr | None = None
+    """redis://host:6379/0 — session state, history and rate limits shared across instances;
+    unset: in memory (one instance)."""
+    key_prefix: str = Field("hark:", max_length=64)
+    resume_ttl_s: int = Field(300, ge=10, le=86_400)
+    """How long a disconnected session can be resumed with its token."""
+    timeout_s: float = Field(2.0, gt=0.0, le=60.0)
+
+
+class ObservabilitySettings(_Section):
+    log_format: Literal["text", "json"] = "text"
+    debug_fields: bool = False
+    """Include transcripts in explicitly marked debug log fields. Off: they never appear."""
+    otel_endpoint: str | None = None
+    """OTLP endpoint for per-turn traces (needs the opentelemetry extra)."""
+
+
 class WorkerSettings(_Section):
     """Local CPU-heavy engines (faster-whisper, Piper) run in supervised worker processes."""
 
@@ -288,6 +329,9 @@ class Settings(BaseSettings):
     fallback: FallbackSettings = FallbackSettings()
     meetings: MeetingSettings = MeetingSettings()
     workers: WorkerSettings = WorkerSettings()
+    security: SecuritySettings = SecuritySettings()
+    redis: RedisSettings = RedisSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def settings_customise_sources(

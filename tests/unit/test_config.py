@@ -363,7 +363,20 @@ def test_masked_never_contains_the_api_key_from_yaml(tmp_path: Path) -> None:
 
 def test_masked_is_plain_data() -> None:
     masked = load_settings().masked()
-    assert sorted(masked) == ["conversation", "fallback", "llm", "meetings", "server", "stt", "tts", "vad", "workers"]
+    assert sorted(masked) == [
+        "conversation",
+        "fallback",
+        "llm",
+        "meetings",
+        "observability",
+        "redis",
+        "security",
+        "server",
+        "stt",
+        "tts",
+        "vad",
+        "workers",
+    ]
     assert masked["server"] == {
         "host": "127.0.0.1",
         "port": 8000,
