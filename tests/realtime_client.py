@@ -27,6 +27,7 @@ class Received:
 class Recorder:
     events: list[Received] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
+    close_code: int | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def of(self, kind: str) -> list[Any]:
@@ -78,11 +79,16 @@ async def realtime(base_url: str, **session: Any) -> AsyncIterator[tuple[Any, Re
     async with client.realtime.connect(model="hark") as conn:
 
         async def pump() -> None:
-            async for event in conn:
-                now = time.monotonic()
-                if event.type == "response.output_audio.delta":
-                    recorder.audio += base64.b64decode(event.delta)
-                recorder.events.append(Received(now, event.type, event))
+            try:
+                async for event in conn:
+                    now = time.monotonic()
+                    if event.type == "response.output_audio.delta":
+                        recorder.audio += base64.b64decode(event.delta)
+                    recorder.events.append(Received(now, event.type, event))
+                    recorder._changed.set()
+            finally:
+                # The SDK hides the close frame; its websockets connection keeps the code.
+                recorder.close_code = getattr(getattr(conn, "_connection", None), "close_code", None)
                 recorder._changed.set()
 
         reader = asyncio.create_task(pump())

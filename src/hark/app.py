@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from hark import __version__
 from hark.config import Settings
+from hark.drain import Drainer
 from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
 from hark.meetings.service import MeetingService
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
 
     app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.drainer = Drainer(settings.security.drain_timeout_s)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(admin.router)
     app.include_router(openai_http.router)
@@ -116,7 +118,10 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        checks = {"models": bool(getattr(app.state, "ready", False))}
+        checks = {
+            "models": bool(getattr(app.state, "ready", False)),
+            "accepting": not app.state.drainer.draining,
+        }
         pool = app.state.engines.pool if checks["models"] else None
         if pool is not None:
             checks["workers"] = pool.ready
@@ -132,12 +137,18 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     async def realtime(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or []
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        drainer: Drainer = app.state.drainer
+        if drainer.draining:
+            await websocket.close(code=1013, reason="server is draining; try again shortly")
+            return
         model = websocket.query_params.get("model") or "hark"
         session = RealtimeSession(websocket, make_conversation(app, settings), app.state.llm_status, model)
         log.info("session opened", extra={"session": session.id})
+        drainer.register(session)
         try:
             await session.run()
         finally:
+            drainer.unregister(session)
             log.info("session closed", extra={"session": session.id})
 
     return app

@@ -36,6 +36,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hark.app import create_app
+    from hark.drain import DrainingServer
     from hark.engines.loader import prebuild
     from hark.logs import configure_logging
 
@@ -55,9 +56,16 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, prebuilt=prebuilt)
     print(f"hark {__version__}: serving http://{shown}:{settings.server.port}", flush=True)
-    uvicorn.run(
-        app, host=host, port=settings.server.port, log_level=settings.server.log_level, access_log=False
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        access_log=False,
+        # Drain first (see hark.drain); then give connections a moment before cutting them.
+        timeout_graceful_shutdown=5,
     )
+    DrainingServer(config, app.state.drainer).run()
     return 0
 
 

@@ -220,6 +220,12 @@ class Conversation:
     # -- responses -----------------------------------------------------------------------
 
     @property
+    def idle(self) -> bool:
+        """No turn in progress: nobody speaking, nothing being transcribed or said."""
+        transcribing = self._transcribing is not None and not self._transcribing.done()
+        return not (self.listener.in_speech or transcribing or self.responding)
+
+    @property
     def responding(self) -> bool:
         return self._response_task is not None and not self._response_task.done()
 

@@ -8,6 +8,7 @@ import collections
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -45,6 +46,10 @@ class Outbox:
         self._items = collections.deque(kept)
         return dropped
 
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
     async def get(self) -> dict[str, Any]:
         while not self._items:
             self._ready.clear()
@@ -66,6 +71,7 @@ class RealtimeSession:
         self._config = self.conversation.config
         self._turn = TurnDetectionState()
         self._audio_in: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+        self._writing = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -115,10 +121,13 @@ class RealtimeSession:
     async def _write(self) -> None:
         while True:
             event = await self.outbox.get()
+            self._writing = True
             try:
                 await self.ws.send_text(json.dumps(event, separators=(",", ":")))
             except (WebSocketDisconnect, RuntimeError):
                 return
+            finally:
+                self._writing = False
 
     async def _consume_audio(self) -> None:
         while (pcm := await self._audio_in.get()) is not None:
@@ -131,6 +140,15 @@ class RealtimeSession:
                 )
             finally:
                 self._audio_in.task_done()
+
+    async def drain(self, deadline: float) -> None:
+        """Server shutdown: let the turn in progress finish, then close with 1001."""
+        # Polled: "idle" is derived from several tasks, and this runs once, at shutdown.
+        while not self.conversation.idle and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        while (self.outbox.pending or self._writing) and time.monotonic() < deadline + 1.0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await close_quietly(self.ws, 1001, "server is restarting; reconnect")
 
     def _error(self, error: rp.ProtocolError) -> None:
         self.outbox.put(rp.error_event(error))
