@@ -44,3 +44,9 @@ class MeetingResult(BaseModel):
     actions: list[ActionItem] = Field(default_factory=list)
     diarization: str = "none"
     """How speakers were told apart, e.g. "pyannote", "spectral-clustering", "single-speaker"."""
+    diarization_error: str | None = None
+    """Why diarisation fell back (pyannote or clustering failed); None when it ran as chosen."""
+    error: str | None = None
+    """Why processing failed, when ``status`` is "failed"."""
+    speakers: list[str] = Field(default_factory=list)
+    """The speaker labels in the transcript, in order of first appearance."""

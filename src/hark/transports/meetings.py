@@ -1,0 +1,430 @@
+"""Meetings over the wire: ``WebSocket /v1/meetings/stream`` and ``/v1/meetings/{id}``.
+
+The stream (see ``docs/meetings.md``): the client sends ``start`` (JSON), binary PCM16 mono
+frames, then ``stop``; the server answers ``started``, ``partial_transcript`` events while audio
+arrives, ``stopped``, and one ``final`` with the whole result. A bad message gets an ``error``
+event and the connection goes on. After ``final`` the same connection may start another meeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hark.audio import PCM16Resampler
+from hark.errors import EngineError
+from hark.meetings.models import MeetingResult
+from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
+from hark.pipeline.sentences import split_sentences
+from hark.storage.recordings import StorageError
+
+log = logging.getLogger("hark.transports.meetings")
+
+router = APIRouter()
+
+MAX_EVENT_CHARS = 64 * 1024
+MAX_FRAME_BYTES = 1024 * 1024
+"""About 16 s of 16 kHz audio per binary frame; clients send 20-100 ms."""
+MAX_QUEUED = 512
+"""Frames and events waiting for processing before the socket stops being read (backpressure)."""
+SUMMARY_AUDIO_RATE = 24_000
+
+
+class StartEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["start"]
+    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
+    language: str | None = Field(None, min_length=2, max_length=16, pattern=r"^[A-Za-z-]+$")
+    """Spoken language for transcription; default: ``stt.language``."""
+    speakers: int | None = Field(None, ge=1, le=20)
+    """How many people speak, when known (otherwise diarisation decides)."""
+    max_minutes: float | None = Field(None, gt=0.0)
+    """A shorter limit than ``meetings.max_minutes`` (a longer one is capped to it)."""
+    event_id: str | None = Field(None, max_length=512)
+
+
+class StopEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["stop"]
+    event_id: str | None = Field(None, max_length=512)
+
+
+class ProtocolError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message, self.code, self.type, self.param, self.event_id = message, code, type, param, event_id
+
+    def event(self) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {
+                "type": self.type,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+                "event_id": self.event_id,
+            },
+        }
+
+
+def parse_event(text: str) -> StartEvent | StopEvent:
+    if len(text) > MAX_EVENT_CHARS:
+        raise ProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("event is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("event must be a JSON object", code="invalid_json")
+    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(
+            "event has no string 'type'", code="missing_required_parameter", param="type", event_id=event_id
+        )
+    model: type[StartEvent | StopEvent]
+    if kind == "start":
+        model = StartEvent
+    elif kind == "stop":
+        model = StopEvent
+    else:
+        raise ProtocolError(
+            f"unsupported event type {kind[:80]!r}; send 'start', audio frames, then 'stop'",
+            code="unknown_event_type",
+            param="type",
+            event_id=event_id,
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        message = "unknown option" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ProtocolError(
+            f"invalid {kind}: {param or 'event'}: {message}",
+            code="invalid_value",
+            param=param,
+            event_id=event_id,
+        ) from None
+
+
+_Command = (
+    tuple[Literal["start"], StartEvent]
+    | tuple[Literal["audio"], bytes]
+    | tuple[Literal["stop"], StopEvent]
+    | tuple[Literal["disconnect"], None]
+)
+
+
+class MeetingSession:
+    """One WebSocket connection. The reader only parses; one worker applies start, audio and
+    stop in the order they arrived, so a stop always comes after the audio sent before it."""
+
+    def __init__(self, websocket: WebSocket, service: MeetingService) -> None:
+        self.ws = websocket
+        self.service = service
+        self.meeting: Meeting | None = None
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._commands: asyncio.Queue[_Command] = asyncio.Queue(maxsize=MAX_QUEUED)
+        self._delivery: asyncio.Task[None] | None = None
+        self._connected = True
+        self._warned_idle_audio = False
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        worker = asyncio.create_task(self._work())
+        try:
+            await self._read()
+        finally:
+            # 1. Audio already received still belongs to the meeting: the worker applies it,
+            #    then finishes a meeting still recording (its result is stored; GET returns it).
+            self._connected = False
+            await self._commands.put(("disconnect", None))
+            with contextlib.suppress(Exception):
+                await worker
+            # 2. Nothing more goes to this client; processing continues in the service.
+            if self.meeting is not None:
+                self.meeting.emit = None
+            if self._delivery is not None:
+                self._delivery.cancel()
+            writer.cancel()
+            await asyncio.gather(writer, *(t for t in [self._delivery] if t), return_exceptions=True)
+
+    # -- socket --------------------------------------------------------------------------
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self._connected:
+            self._outbox.put_nowait(event)
+
+    async def _write(self) -> None:
+        while True:
+            event = await self._outbox.get()
+            try:
+                await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self._connected = False
+                return
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > MAX_FRAME_BYTES:
+                    self.send(
+                        ProtocolError(
+                            f"audio frame larger than {MAX_FRAME_BYTES} bytes", code="frame_too_large"
+                        ).event()
+                    )
+                elif len(data) % 2:
+                    self.send(
+                        ProtocolError(
+                            "PCM16 audio frames must have an even number of bytes; frame dropped",
+                            code="invalid_audio",
+                        ).event()
+                    )
+                elif data:
+                    await self._commands.put(("audio", data))
+                continue
+            text = message.get("text")
+            if text is None:
+                continue
+            try:
+                event = parse_event(text)
+            except ProtocolError as exc:
+                self.send(exc.event())
+                continue
+            if isinstance(event, StartEvent):
+                await self._commands.put(("start", event))
+            else:
+                await self._commands.put(("stop", event))
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            command = await self._commands.get()
+            try:
+                match command:
+                    case ("disconnect", None):
+                        if self.meeting is not None and self.meeting.status == "recording":
+                            self.service.finish(self.meeting, "disconnected")
+                        return
+                    case ("start", StartEvent() as start):
+                        await self._start(start)
+                    case ("audio", bytes() as pcm):
+                        await self._audio(pcm)
+                    case ("stop", StopEvent() as stop):
+                        self._stop_requested(stop)
+            except ProtocolError as exc:
+                self.send(exc.event())
+            except Exception:
+                log.exception("meeting command failed")
+                self.send(
+                    ProtocolError(
+                        "the server failed to handle that", code="server_error", type="server_error"
+                    ).event()
+                )
+
+    async def _start(self, event: StartEvent) -> None:
+        if self.meeting is not None:
+            state = "recording" if self.meeting.status == "recording" else "being processed"
+            raise ProtocolError(
+                f"meeting {self.meeting.id} is still {state}; send 'stop' and wait for 'final'",
+                code="already_started",
+                event_id=event.event_id,
+            )
+        try:
+            meeting = await self.service.begin(
+                sample_rate=event.sample_rate,
+                language=event.language,
+                speakers=event.speakers,
+                max_minutes=event.max_minutes,
+                emit=self.send,
+            )
+        except MeetingRefused as exc:
+            raise ProtocolError(
+                str(exc), code=exc.code, type="server_error", event_id=event.event_id
+            ) from None
+        self.meeting = meeting
+        self._warned_idle_audio = False
+        self.send(
+            {
+                "type": "started",
+                "meeting_id": meeting.id,
+                "sample_rate": event.sample_rate,
+                "max_seconds": meeting.max_s,
+                "diarization": self.service.diarizer.method,
+                "summary": self.service.engines.llm is not None,
+                "speak_summary": self.service.settings.meetings.speak_summary
+                and self.service.engines.llm is not None,
+                "event_id": event.event_id,
+            }
+        )
+
+    async def _audio(self, pcm: bytes) -> None:
+        meeting = self.meeting
+        if meeting is None:
+            if not self._warned_idle_audio:
+                self._warned_idle_audio = True
+                raise ProtocolError(
+                    "no meeting is recording; send {'type': 'start'} before audio "
+                    "(further frames are dropped without an error until then)",
+                    code="not_started",
+                )
+            return
+        if meeting.status != "recording":
+            return  # the tail of a stream that was already stopped
+        reason = await self.service.feed(meeting, pcm)
+        if reason is not None:
+            self._stop(meeting, reason)
+
+    def _stop_requested(self, event: StopEvent) -> None:
+        meeting = self.meeting
+        if meeting is None or meeting.status != "recording":
+            raise ProtocolError(
+                "no meeting is recording" if meeting is None else "the meeting has already stopped",
+                code="not_started",
+                event_id=event.event_id,
+            )
+        self._stop(meeting, "client")
+
+    def _stop(self, meeting: Meeting, reason: StopReason) -> None:
+        if reason == "max_length":
+            self.send(
+                {
+                    "type": "notice",
+                    "code": "max_length_reached",
+                    "message": f"the meeting reached its maximum length ({meeting.max_s / 60:g} min) and "
+                    "was stopped; further audio is ignored",
+                }
+            )
+        task = self.service.finish(meeting, reason)
+        self.send(
+            {
+                "type": "stopped",
+                "meeting_id": meeting.id,
+                "reason": reason,
+                "duration_s": round(meeting.duration_s, 2),
+            }
+        )
+        self._delivery = asyncio.create_task(self._deliver(meeting, task))
+
+    async def _deliver(self, meeting: Meeting, task: asyncio.Task[MeetingResult]) -> None:
+        try:
+            result = await asyncio.shield(task)
+        except Exception:
+            log.exception("meeting processing failed", extra={"meeting": meeting.id})
+            self.send(
+                ProtocolError(
+                    f"meeting {meeting.id} could not be processed",
+                    code="processing_failed",
+                    type="server_error",
+                ).event()
+            )
+            self.meeting = None
+            return
+        self.send({"type": "final", **result.model_dump(mode="json")})
+        self.meeting = None
+        if self.service.settings.meetings.speak_summary and result.summary and self._connected:
+            await self._speak(result.meeting_id, result.summary)
+
+    async def _speak(self, meeting_id: str, text: str) -> None:
+        """The summary read aloud through the TTS chain: ``summary_audio.delta`` events (PCM16
+        mono, base64, 24 kHz), then ``summary_audio.done``."""
+        tts = self.service.engines.tts
+        resampler = PCM16Resampler(tts.sample_rate, SUMMARY_AUDIO_RATE)
+        base = {"meeting_id": meeting_id, "sample_rate": SUMMARY_AUDIO_RATE}
+        try:
+            for sentence in split_sentences(text):
+                async for pcm in tts.synthesize(sentence):
+                    if out := resampler.process(pcm):
+                        self.send({"type": "summary_audio.delta", **base, "audio": _b64(out)})
+            if tail := resampler.process(b"", last=True):
+                self.send({"type": "summary_audio.delta", **base, "audio": _b64(tail)})
+        except EngineError as exc:
+            log.warning("the summary could not be spoken", extra={"meeting": meeting_id, "error": str(exc)})
+            self.send(
+                ProtocolError(
+                    f"the summary could not be spoken: {exc}", code="tts_failed", type="server_error"
+                ).event()
+            )
+            return
+        self.send({"type": "summary_audio.done", **base})
+
+
+def _b64(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode("ascii")
+
+
+def _service(request: Request | WebSocket) -> MeetingService:
+    service: MeetingService = request.app.state.meetings
+    return service
+
+
+def _error(status: int, message: str, code: str, type: str = "invalid_request_error") -> JSONResponse:
+    body = {"error": {"message": message, "type": type, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+@router.websocket("/v1/meetings/stream")
+async def meeting_stream(websocket: WebSocket) -> None:
+    await websocket.accept()
+    session = MeetingSession(websocket, _service(websocket))
+    await session.run()
+
+
+@router.get("/v1/meetings/{meeting_id}")
+async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
+    """The result (200); ``{"status": "recording" | "processing"}`` (202) while it is not ready."""
+    service = _service(request)
+    status = service.status(meeting_id)
+    if status is not None:
+        return JSONResponse({"meeting_id": meeting_id, "status": status}, status_code=202)
+    try:
+        result = await service.load(meeting_id)
+    except StorageError as exc:
+        log.error(
+            "a stored meeting could not be read", extra={"meeting": meeting_id, "error": type(exc).__name__}
+        )
+        return _error(500, f"the stored meeting cannot be read: {exc}", "storage_error", "server_error")
+    if result is None:
+        return _error(404, f"no meeting {meeting_id[:80]!r}", "meeting_not_found")
+    return JSONResponse(result)
+
+
+@router.delete("/v1/meetings/{meeting_id}")
+async def delete_meeting(meeting_id: str, request: Request) -> JSONResponse:
+    """Removes the recording and the result."""
+    service = _service(request)
+    try:
+        deleted = await service.delete(meeting_id)
+    except MeetingBusy as exc:
+        return _error(409, f"{exc}; delete it after 'final'", "meeting_in_progress")
+    except (OSError, StorageError) as exc:
+        return _error(500, f"the meeting could not be deleted: {exc}", "storage_error", "server_error")
+    if not deleted:
+        return _error(404, f"no meeting {meeting_id[:80]!r}", "meeting_not_found")
+    return JSONResponse({"meeting_id": meeting_id, "deleted": True})
