@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives: a second voice for test speech, and a browser.
-TEST_APT := espeak-ng chromium
+TEST_APT := espeak-ng chromium redis-server
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: run test install test-deps lint typecheck check bench clean
