@@ -23,6 +23,7 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
+from hark.state import StoreUnavailable, build_store
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
@@ -84,13 +85,16 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         await warm_up(loaded)
         app.state.engines = loaded
         app.state.llm_status = await probe_llm(loaded, settings)
+        app.state.store = build_store(settings)
         app.state.meetings = await MeetingService.create(settings, loaded)
         app.state.ready = True
         yield
         app.state.ready = False
-        # Meetings already stopped are processed to the end first: their jobs use the engines.
+        # 1. Sessions have closed with their sockets (after the drain).
+        # 2. Meetings already stopped are processed to the end: their jobs use the engines.
         await app.state.meetings.aclose()
-        # 1. Sessions have closed with their sockets.  2. Release the models.
+        # 3. The session store, then the models.
+        await app.state.store.aclose()
         await loaded.aclose()
 
     app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
@@ -125,6 +129,12 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         pool = app.state.engines.pool if checks["models"] else None
         if pool is not None:
             checks["workers"] = pool.ready
+        if settings.redis.url is not None and checks["models"]:
+            try:
+                await app.state.store.ping()
+                checks["redis"] = True
+            except StoreUnavailable:
+                checks["redis"] = False
         status = 200 if all(checks.values()) else 503
         return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
 
@@ -142,7 +152,14 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             await websocket.close(code=1013, reason="server is draining; try again shortly")
             return
         model = websocket.query_params.get("model") or "hark"
-        session = RealtimeSession(websocket, make_conversation(app, settings), app.state.llm_status, model)
+        session = RealtimeSession(
+            websocket,
+            make_conversation(app, settings),
+            app.state.llm_status,
+            model,
+            store=app.state.store,
+            resume_ttl_s=settings.redis.resume_ttl_s,
+        )
         log.info("session opened", extra={"session": session.id})
         drainer.register(session)
         try:

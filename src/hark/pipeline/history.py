@@ -44,6 +44,9 @@ class History:
                 return entry.message.content
         return None
 
+    def entries(self) -> list[tuple[str, ChatMessage]]:
+        return [(entry.item_id, entry.message) for entry in self._entries]
+
     def last_user_text(self) -> str | None:
         for entry in reversed(self._entries):
             if entry.message.role == "user":

@@ -17,6 +17,8 @@ from hark.audio import AudioFormatError, decode_base64_pcm16
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
 from hark.pipeline.turns import TurnConfig
+from hark.state import SessionState, SessionStore, StoreUnavailable
+from hark.state.resume import Checkpointer, issue, restore_history, resume, snapshot
 from hark.transports import realtime_protocol as rp
 
 log = logging.getLogger("hark.realtime")
@@ -61,9 +63,21 @@ class RealtimeSession:
     """One WebSocket connection. Maps client events onto the conversation and conversation events
     onto server events; a bad event gets an ``error`` naming its event_id and the session goes on."""
 
-    def __init__(self, websocket: WebSocket, conversation_factory: Any, llm_status: LLMStatus, model: str):
+    def __init__(
+        self,
+        websocket: WebSocket,
+        conversation_factory: Any,
+        llm_status: LLMStatus,
+        model: str,
+        *,
+        store: SessionStore | None = None,
+        resume_ttl_s: float = 300.0,
+    ):
         self.ws = websocket
         self.id = new_id("sess")
+        self._store = store
+        self._resume_ttl_s = resume_ttl_s
+        self._events_seen = 0
         self.model = model
         self.llm_status = llm_status
         self.outbox = Outbox()
@@ -72,6 +86,11 @@ class RealtimeSession:
         self._turn = TurnDetectionState()
         self._audio_in: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
         self._writing = False
+        self._checkpointer = (
+            Checkpointer(store, self.id, self._snapshot, on_error=self._store_failed)
+            if store is not None
+            else None
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -87,12 +106,16 @@ class RealtimeSession:
         )
         writer = asyncio.create_task(self._write())
         audio = asyncio.create_task(self._consume_audio())
+        await self._offer_resume_token()
         try:
             await self._read()
         finally:
-            # 1. Stop taking audio.  2. Stop the conversation's work.  3. Flush what is left.
+            # 1. Stop taking audio.  2. Stop the conversation's work.  3. Save what can be
+            # resumed.  4. Stop writing.
             audio.cancel()
             await self.conversation.aclose()
+            if self._checkpointer is not None:
+                await self._checkpointer.flush()
             writer.cancel()
             await asyncio.gather(audio, writer, return_exceptions=True)
 
@@ -112,6 +135,7 @@ class RealtimeSession:
                     )
                 )
                 continue
+            self._events_seen += 1
             try:
                 event = rp.parse_client_event(text)
                 await self._handle(event)
@@ -167,6 +191,7 @@ class RealtimeSession:
             case rp.SessionUpdate():
                 self._update_session(event)
                 self.outbox.put({"type": "session.updated", "session": self.session_object()})
+                self._checkpoint()
             case rp.InputAudioCommit():
                 await self._drain_audio()
                 try:
@@ -204,8 +229,12 @@ class RealtimeSession:
                     ) from None
                 except ValueError as exc:
                     raise rp.ProtocolError(str(exc), event_id=event.event_id, param="audio_end_ms") from None
+                self._checkpoint()
             case rp.ItemCreate():
                 self._create_item(event)
+                self._checkpoint()
+            case rp.Resume():
+                await self._resume(event)
 
     async def _drain_audio(self) -> None:
         """Let appended audio reach the conversation before a commit or clear acts on it."""
@@ -250,13 +279,82 @@ class RealtimeSession:
                     param=f"session.audio.{direction}.format",
                 )
         if audio.input is not None and "turn_detection" in audio.input.model_fields_set:
-            detection = audio.input.turn_detection
-            self._turn = TurnDetectionState.from_wire(detection, self._config.turn)
-            self.conversation.set_turn_detection(detection is not None)
-            self.conversation.auto_respond = detection is None or detection.create_response
-            self.conversation.interrupt = detection is None or detection.interrupt_response
-            if detection is not None:
-                self.conversation.listener.configure(self._turn.config, prefix_ms=self._turn.prefix_ms)
+            self._apply_turn_detection(audio.input.turn_detection)
+
+    def _apply_turn_detection(self, detection: rp.TurnDetection | None) -> None:
+        self._turn = TurnDetectionState.from_wire(detection, self._config.turn)
+        self.conversation.set_turn_detection(detection is not None)
+        self.conversation.auto_respond = detection is None or detection.create_response
+        self.conversation.interrupt = detection is None or detection.interrupt_response
+        if detection is not None:
+            self.conversation.listener.configure(self._turn.config, prefix_ms=self._turn.prefix_ms)
+
+    # -- resume (hark's addition) --------------------------------------------------------
+
+    def _snapshot(self) -> SessionState:
+        wire = self.session_object()["audio"]["input"]["turn_detection"]
+        return snapshot(
+            self.conversation.history.entries(),
+            instructions=self.conversation.instructions,
+            turn_detection=wire,
+        )
+
+    def _checkpoint(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.request()
+
+    def _store_failed(self, exc: StoreUnavailable) -> None:
+        log.warning("session store unavailable", extra={"session": self.id, "operation": exc.operation})
+        self._error(rp.ProtocolError(str(exc), code="session_store_unavailable", type="server_error"))
+
+    async def _offer_resume_token(self) -> None:
+        if self._store is None:
+            return
+        try:
+            token = await issue(self._store, self.id, self._resume_ttl_s)
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            return
+        self.outbox.put(
+            {"type": "hark.resume_token", "token": token.token, "expires_at": int(token.expires_at)}
+        )
+        self._checkpoint()  # so even a session that ends before its first turn can be resumed
+
+    async def _resume(self, event: rp.Resume) -> None:
+        if self._store is None or self._checkpointer is None:
+            raise rp.ProtocolError(
+                "this server keeps no sessions to resume", code="resume_unavailable", event_id=event.event_id
+            )
+        if self._events_seen != 1:
+            raise rp.ProtocolError(
+                "hark.resume must be the first event", code="resume_not_first", event_id=event.event_id
+            )
+        try:
+            resumed = await resume(self._store, event.token, new_session_id=self.id, ttl_s=self._resume_ttl_s)
+        except StoreUnavailable as exc:
+            raise rp.ProtocolError(
+                str(exc), code="session_store_unavailable", type="server_error", event_id=event.event_id
+            ) from None
+        if resumed is None:
+            raise rp.ProtocolError(
+                "the resume token is unknown, used or expired; this is a new session",
+                code="resume_token_invalid",
+                event_id=event.event_id,
+            )
+        restore_history(resumed.state, self.conversation.history)
+        self.conversation.instructions = resumed.state.instructions
+        wire = resumed.state.turn_detection
+        self._apply_turn_detection(rp.TurnDetection.model_validate(wire) if wire is not None else None)
+        items = len(self.conversation.history.entries())
+        self.outbox.put({"type": "session.updated", "session": self.session_object()})
+        self.outbox.put(
+            {"type": "hark.resumed", "previous_session_id": resumed.previous_session_id, "items": items}
+        )
+        token = resumed.token
+        self.outbox.put(
+            {"type": "hark.resume_token", "token": token.token, "expires_at": int(token.expires_at)}
+        )
+        log.info("session resumed", extra={"session": self.id, "items": items})
 
     def session_object(self) -> dict[str, Any]:
         detection = None
@@ -361,6 +459,7 @@ class RealtimeSession:
                     }
                 )
             case ev.TranscriptFinal(item_id, text):
+                self._checkpoint()
                 put(
                     {
                         "type": "conversation.item.input_audio_transcription.completed",
@@ -433,6 +532,7 @@ class RealtimeSession:
         )
 
     def _response_done(self, event: ev.ResponseDone) -> None:
+        self._checkpoint()
         put = self.outbox.put
         rid, iid = event.response_id, event.item_id
         put({"type": "response.output_audio.done", **_part(rid, iid)})

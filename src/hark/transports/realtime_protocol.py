@@ -141,6 +141,13 @@ class ItemCreate(_Event):
     previous_item_id: str | None = None
 
 
+class Resume(_Event):
+    """hark's addition: continue a session that was disconnected (first event only)."""
+
+    type: Literal["hark.resume"]
+    token: str = Field(min_length=1, max_length=512)
+
+
 ClientEvent = Annotated[
     SessionUpdate
     | InputAudioAppend
@@ -150,7 +157,8 @@ ClientEvent = Annotated[
     | ResponseCancel
     | OutputAudioClear
     | ItemTruncate
-    | ItemCreate,
+    | ItemCreate
+    | Resume,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientEvent] = TypeAdapter(ClientEvent)
@@ -166,6 +174,7 @@ KNOWN_TYPES = frozenset(
         OutputAudioClear,
         ItemTruncate,
         ItemCreate,
+        Resume,
     )
 )
 
