@@ -25,6 +25,7 @@ log = logging.getLogger("hark.realtime")
 
 SAMPLE_RATE = 24_000
 MAX_APPEND_BYTES = 15 * 1024 * 1024
+MAX_CONSECUTIVE_FAILURES = 3
 VOICE = "hark"
 
 
@@ -86,6 +87,8 @@ class RealtimeSession:
         self._turn = TurnDetectionState()
         self._audio_in: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
         self._writing = False
+        self._failures = 0
+        self._closing: asyncio.Task[None] | None = None
         self._checkpointer = (
             Checkpointer(store, self.id, self._snapshot, on_error=self._store_failed)
             if store is not None
@@ -470,6 +473,7 @@ class RealtimeSession:
                     }
                 )
             case ev.TranscriptFailed(item_id, message):
+                self._turn_failed("transcription")
                 put(
                     {
                         "type": "conversation.item.input_audio_transcription.failed",
@@ -531,8 +535,29 @@ class RealtimeSession:
             }
         )
 
+    def _turn_failed(self, stage: str) -> None:
+        """Engine failures in a row mean this session cannot be served: after more than
+        MAX_CONSECUTIVE_FAILURES of them it is closed, with the reason, rather than left mute."""
+        self._failures += 1
+        if self._failures > MAX_CONSECUTIVE_FAILURES and self._closing is None:
+            reason = f"{self._failures} turns in a row failed ({stage} engines unavailable)"
+            self._error(rp.ProtocolError(reason, code="session_failed", type="server_error"))
+            log.warning(
+                "closing a session that keeps failing", extra={"session": self.id, "failures": self._failures}
+            )
+            self._closing = asyncio.create_task(self._close_after_flush(1011, "engines unavailable"))
+
+    async def _close_after_flush(self, code: int, reason: str) -> None:
+        while self.outbox.pending or self._writing:  # noqa: ASYNC110 - once, on the way out
+            await asyncio.sleep(0.01)
+        await close_quietly(self.ws, code, reason)
+
     def _response_done(self, event: ev.ResponseDone) -> None:
         self._checkpoint()
+        if event.status == "failed":
+            self._turn_failed("llm or tts")
+        elif event.status == "completed":
+            self._failures = 0
         put = self.outbox.put
         rid, iid = event.response_id, event.item_id
         put({"type": "response.output_audio.done", **_part(rid, iid)})
