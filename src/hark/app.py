@@ -19,6 +19,10 @@ from hark.drain import Drainer
 from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
 from hark.meetings.service import MeetingService
+from hark.observability.jsonlog import session_scope
+from hark.observability.metrics import Metrics
+from hark.observability.metrics import router as metrics_router
+from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
@@ -96,9 +100,15 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         # 3. The session store, then the models.
         await app.state.store.aclose()
         await loaded.aclose()
+        app.state.metrics.close()
 
     app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics(
+        lambda: getattr(app.state, "engines", None),
+        tracer=TurnTracer.from_endpoint(settings.observability.otel_endpoint),
+    )
+    app.include_router(metrics_router)
     app.state.drainer = Drainer(settings.security.drain_timeout_s)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(admin.router)
@@ -159,14 +169,23 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             model,
             store=app.state.store,
             resume_ttl_s=settings.redis.resume_ttl_s,
+            metrics=app.state.metrics,
         )
-        log.info("session opened", extra={"session": session.id})
-        drainer.register(session)
-        try:
-            await session.run()
-        finally:
-            drainer.unregister(session)
-            log.info("session closed", extra={"session": session.id})
+        metrics: Metrics = app.state.metrics
+        with session_scope(session.id):
+            log.info("session opened", extra={"session": session.id})
+            metrics.session_opened("realtime")
+            drainer.register(session)
+            reason = "client"
+            try:
+                await session.run()
+            except Exception:
+                reason = "error"
+                raise
+            finally:
+                drainer.unregister(session)
+                metrics.session_closed("realtime", "shutdown" if drainer.draining else reason)
+                log.info("session closed", extra={"session": session.id})
 
     return app
 

@@ -11,20 +11,32 @@ import logging.handlers
 import sys
 from pathlib import Path
 
+from hark.observability.jsonlog import JsonFormatter, SessionContextFilter, redact, safe_fields
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 class KeyValueFormatter(logging.Formatter):
+    debug_fields = False
+    """Let ``debug_*`` fields through (``observability.debug_fields``)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        line = redact(super().format(record))
+        fields = safe_fields(record, debug_fields=self.debug_fields)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         return line
 
 
-def configure_logging(level: str, log_dir: Path | None = None) -> None:
-    formatter = KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(
+    level: str, log_dir: Path | None = None, *, log_format: str = "text", debug_fields: bool = False
+) -> None:
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JsonFormatter(debug_fields=debug_fields)
+    else:
+        formatter = KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter.debug_fields = debug_fields
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     problem = None
     if log_dir is not None:
@@ -36,10 +48,16 @@ def configure_logging(level: str, log_dir: Path | None = None) -> None:
         except OSError as exc:
             problem = exc.strerror or type(exc).__name__
     handler.setFormatter(formatter)
+    handler.addFilter(SessionContextFilter())
     root = logging.getLogger("hark")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # uvicorn's own lines (a WebSocket's path with its query string) follow the same rules.
+    server = logging.getLogger("uvicorn")
+    server.handlers[:] = [handler]
+    server.setLevel(level.upper())
+    server.propagate = False
     if problem is not None:
         root.warning(
             "log_dir is not writable; logging to stderr", extra={"log_dir": str(log_dir), "error": problem}

@@ -61,6 +61,7 @@ def test_known_types() -> None:
                 "output_audio_buffer.clear",
                 "conversation.item.truncate",
                 "conversation.item.create",
+                "hark.resume",
             }
         )
         == KNOWN_TYPES

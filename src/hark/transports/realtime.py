@@ -14,6 +14,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hark.audio import AudioFormatError, decode_base64_pcm16
+from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
 from hark.pipeline.turns import TurnConfig
@@ -73,8 +74,10 @@ class RealtimeSession:
         *,
         store: SessionStore | None = None,
         resume_ttl_s: float = 300.0,
+        metrics: Metrics | None = None,
     ):
         self.ws = websocket
+        self.metrics = metrics
         self.id = new_id("sess")
         self._store = store
         self._resume_ttl_s = resume_ttl_s
@@ -178,6 +181,8 @@ class RealtimeSession:
         await close_quietly(self.ws, 1001, "server is restarting; reconnect")
 
     def _error(self, error: rp.ProtocolError) -> None:
+        if self.metrics is not None:
+            self.metrics.error(error.code)
         self.outbox.put(rp.error_event(error))
 
     # -- client events -------------------------------------------------------------------
@@ -396,6 +401,8 @@ class RealtimeSession:
     # -- conversation events -------------------------------------------------------------
 
     def _on_event(self, event: ev.Event) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(event)
         put = self.outbox.put
         match event:
             case ev.ResponseAudio(response_id, item_id, pcm):
@@ -473,6 +480,8 @@ class RealtimeSession:
                     }
                 )
             case ev.TranscriptFailed(item_id, message):
+                if self.metrics is not None:
+                    self.metrics.error("transcription_failed")
                 self._turn_failed("transcription")
                 put(
                     {
