@@ -27,6 +27,7 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
+from hark.security import HandshakeGuard, Security, client_secrets_router, principal_of
 from hark.state import StoreUnavailable, build_store
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
@@ -82,6 +83,11 @@ async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
 
 
 def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastAPI:
+    # Built here, not in the lifespan, so the guard can share it (it connects lazily).
+    store = build_store(settings)
+    shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
+    security = Security.from_settings(settings, store=shared)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = prebuilt if prebuilt is not None else await asyncio.to_thread(prebuild, settings)
@@ -89,7 +95,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         await warm_up(loaded)
         app.state.engines = loaded
         app.state.llm_status = await probe_llm(loaded, settings)
-        app.state.store = build_store(settings)
+        app.state.store = store
         app.state.meetings = await MeetingService.create(settings, loaded)
         app.state.ready = True
         yield
@@ -114,6 +120,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.include_router(admin.router)
     app.include_router(openai_http.router)
     app.include_router(meetings_transport.router)
+    app.include_router(client_secrets_router(security.tokens))
+    app.state.security = security
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
@@ -162,6 +170,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             await websocket.close(code=1013, reason="server is draining; try again shortly")
             return
         model = websocket.query_params.get("model") or "hark"
+        principal = principal_of(websocket.scope)
         session = RealtimeSession(
             websocket,
             make_conversation(app, settings),
@@ -170,6 +179,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             store=app.state.store,
             resume_ttl_s=settings.redis.resume_ttl_s,
             metrics=app.state.metrics,
+            session_id=principal.session_id if principal is not None else None,
+            limits=settings.security,
         )
         metrics: Metrics = app.state.metrics
         with session_scope(session.id):
@@ -187,6 +198,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
                 metrics.session_closed("realtime", "shutdown" if drainer.draining else reason)
                 log.info("session closed", extra={"session": session.id})
 
+    # Outermost of the app's own middleware: every upgrade is checked before any route accepts it.
+    app.add_middleware(HandshakeGuard, settings=settings, security=security)
     return app
 
 

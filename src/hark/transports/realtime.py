@@ -14,10 +14,12 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hark.audio import AudioFormatError, decode_base64_pcm16
+from hark.config import SecuritySettings
 from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
 from hark.pipeline.turns import TurnConfig
+from hark.security import CLOSE_IDLE, CLOSE_SLOW_CONSUMER, AudioThrottle, IdleTimer, OutboundBudget, Verdict
 from hark.state import SessionState, SessionStore, StoreUnavailable
 from hark.state.resume import Checkpointer, issue, restore_history, resume, snapshot
 from hark.transports import realtime_protocol as rp
@@ -31,34 +33,63 @@ VOICE = "hark"
 
 
 class Outbox:
-    """Server events waiting for the socket. Queued reply audio can be dropped on barge-in."""
+    """Server events waiting for the socket, serialized, at most ``limit_bytes`` of them: reply
+    audio over the budget is dropped (oldest queued audio first makes room for control events);
+    when control events alone exceed it, ``overflow`` is set and the session closes. Queued reply
+    audio can also be dropped on barge-in."""
 
-    def __init__(self) -> None:
-        self._items: collections.deque[tuple[str | None, dict[str, Any]]] = collections.deque()
+    def __init__(self, limit_bytes: int = 256 * 1024) -> None:
+        self._items: collections.deque[tuple[str | None, str]] = collections.deque()
         self._ready = asyncio.Event()
         self._counter = 0
+        self.budget = OutboundBudget(limit_bytes)
+        self.overflow = asyncio.Event()
 
     def put(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
         self._counter += 1
         event["event_id"] = f"event_{self._counter}"
-        self._items.append((audio_of, event))
+        text = json.dumps(event, separators=(",", ":"))
+        verdict = self.budget.offer(len(text), audio=audio_of is not None)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.CLOSE:
+            self.overflow.set()
+            return
+        self._items.append((audio_of, text))
+        while self.budget.excess and self._evict_oldest_audio():
+            pass
         self._ready.set()
 
+    def _evict_oldest_audio(self) -> bool:
+        for index, (response_id, text) in enumerate(self._items):
+            if response_id is not None:
+                del self._items[index]
+                self.budget.discard(len(text), audio=True)
+                return True
+        return False
+
     def drop_audio(self, response_id: str) -> int:
-        kept = [(r, e) for r, e in self._items if r != response_id]
+        kept: collections.deque[tuple[str | None, str]] = collections.deque()
+        for item in self._items:
+            if item[0] == response_id:
+                self.budget.sent(len(item[1]), audio=True)
+            else:
+                kept.append(item)
         dropped = len(self._items) - len(kept)
-        self._items = collections.deque(kept)
+        self._items = kept
         return dropped
 
     @property
     def pending(self) -> int:
         return len(self._items)
 
-    async def get(self) -> dict[str, Any]:
+    async def get(self) -> str:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()[1]
+        audio_of, text = self._items.popleft()
+        self.budget.sent(len(text), audio=audio_of is not None)
+        return text
 
 
 class RealtimeSession:
@@ -75,16 +106,21 @@ class RealtimeSession:
         store: SessionStore | None = None,
         resume_ttl_s: float = 300.0,
         metrics: Metrics | None = None,
+        session_id: str | None = None,
+        limits: SecuritySettings | None = None,
     ):
         self.ws = websocket
         self.metrics = metrics
-        self.id = new_id("sess")
+        self.id = session_id or new_id("sess")
+        limits = limits or SecuritySettings()
+        self.throttle = AudioThrottle(limits.max_audio_speed, burst_s=2.0, sample_rate=SAMPLE_RATE)
+        self.idle = IdleTimer(limits.idle_timeout_s, time.monotonic())
         self._store = store
         self._resume_ttl_s = resume_ttl_s
         self._events_seen = 0
         self.model = model
         self.llm_status = llm_status
-        self.outbox = Outbox()
+        self.outbox = Outbox(limits.outbound_buffer_bytes)
         self.conversation: Conversation = conversation_factory(self._on_event)
         self._config = self.conversation.config
         self._turn = TurnDetectionState()
@@ -113,9 +149,25 @@ class RealtimeSession:
         writer = asyncio.create_task(self._write())
         audio = asyncio.create_task(self._consume_audio())
         await self._offer_resume_token()
+        reader = asyncio.create_task(self._read())
+        idle = asyncio.create_task(self._watch_idle())
+        overflow = asyncio.create_task(self.outbox.overflow.wait())
         try:
-            await self._read()
+            done, _ = await asyncio.wait({reader, idle, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            if overflow in done:
+                log.info("closing a session whose client is not reading", extra={"session": self.id})
+                writer.cancel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await close_quietly(self.ws, CLOSE_SLOW_CONSUMER, "client too slow")
+            elif idle in done:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await close_quietly(self.ws, CLOSE_IDLE, "idle timeout")
         finally:
+            for task in (reader, idle, overflow):
+                task.cancel()
+            await asyncio.gather(reader, idle, overflow, return_exceptions=True)
             # 1. Stop taking audio.  2. Stop the conversation's work.  3. Save what can be
             # resumed.  4. Stop writing.
             audio.cancel()
@@ -142,6 +194,7 @@ class RealtimeSession:
                 )
                 continue
             self._events_seen += 1
+            self.idle.touch(time.monotonic())
             try:
                 event = rp.parse_client_event(text)
                 await self._handle(event)
@@ -150,10 +203,10 @@ class RealtimeSession:
 
     async def _write(self) -> None:
         while True:
-            event = await self.outbox.get()
+            text = await self.outbox.get()
             self._writing = True
             try:
-                await self.ws.send_text(json.dumps(event, separators=(",", ":")))
+                await self.ws.send_text(text)
             except (WebSocketDisconnect, RuntimeError):
                 return
             finally:
@@ -170,6 +223,17 @@ class RealtimeSession:
                 )
             finally:
                 self._audio_in.task_done()
+
+    async def _watch_idle(self) -> None:
+        """Returns once the client has sent nothing for idle_timeout_s while no reply is running."""
+        while True:
+            now = time.monotonic()
+            if self.idle.expired(now):
+                if self.conversation.idle:
+                    log.info("closing an idle session", extra={"session": self.id})
+                    return
+                self.idle.touch(now)  # a reply is running: the client is listening
+            await asyncio.sleep(self.idle.remaining(time.monotonic()) + 0.01)
 
     async def drain(self, deadline: float) -> None:
         """Server shutdown: let the turn in progress finish, then close with 1001."""
@@ -195,6 +259,11 @@ class RealtimeSession:
                 except AudioFormatError as exc:
                     raise rp.ProtocolError(str(exc), event_id=event.event_id, param="audio") from None
                 if pcm:
+                    # Faster than max_audio_speed × real time (after a 2 s burst): stop reading
+                    # for a while, so the client's own socket pushes back.
+                    pause = self.throttle.push(pcm, time.monotonic())
+                    if pause:
+                        await asyncio.sleep(pause)
                     await self._audio_in.put(pcm)
             case rp.SessionUpdate():
                 self._update_session(event)

@@ -1,0 +1,91 @@
+"""Authentication, session tokens, limits and the WebSocket handshake guard (see docs/security.md).
+
+Pure cores (:mod:`~hark.security.auth`, :mod:`~hark.security.tokens`,
+:mod:`~hark.security.limits`) and one thin ASGI shell (:mod:`~hark.security.guard`).
+"""
+
+from __future__ import annotations
+
+from hark.security.auth import (
+    ANONYMOUS,
+    AuthError,
+    KeyRing,
+    Principal,
+    authenticate,
+    check_startup,
+    is_loopback,
+)
+from hark.security.guard import (
+    CLOSE_IDLE,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    HandshakeGuard,
+    Security,
+    install_denial_log_filter,
+    origin_allowed,
+    principal_of,
+)
+from hark.security.limits import (
+    AudioThrottle,
+    IdleTimer,
+    MemoryRateLimiter,
+    OutboundBudget,
+    RateLimiter,
+    SessionCap,
+    StoreRateLimiter,
+    TokenBucket,
+    Verdict,
+    WindowCounter,
+)
+from hark.security.tokens import (
+    Claims,
+    JtiStore,
+    MemoryJtiStore,
+    MintedToken,
+    StoreJtiStore,
+    TokenError,
+    TokenIssuer,
+    client_secrets_router,
+    scope_for,
+)
+
+__all__ = [
+    "ANONYMOUS",
+    "CLOSE_IDLE",
+    "CLOSE_SLOW_CONSUMER",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TRY_AGAIN",
+    "CLOSE_UNAUTHORIZED",
+    "AudioThrottle",
+    "AuthError",
+    "Claims",
+    "HandshakeGuard",
+    "IdleTimer",
+    "JtiStore",
+    "KeyRing",
+    "MemoryJtiStore",
+    "MemoryRateLimiter",
+    "MintedToken",
+    "OutboundBudget",
+    "Principal",
+    "RateLimiter",
+    "Security",
+    "SessionCap",
+    "StoreJtiStore",
+    "StoreRateLimiter",
+    "TokenBucket",
+    "TokenError",
+    "TokenIssuer",
+    "Verdict",
+    "WindowCounter",
+    "authenticate",
+    "check_startup",
+    "client_secrets_router",
+    "install_denial_log_filter",
+    "is_loopback",
+    "origin_allowed",
+    "principal_of",
+    "scope_for",
+]
