@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_APT := espeak-ng chromium redis-server
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test install test-deps lint typecheck check bench clean
+.PHONY: run test install test-deps lint typecheck check bench bench-quick clean
 
 run: $(STAMP)
 	@echo "hark: starting on http://$(HOST):$(PORT)"
@@ -39,6 +39,15 @@ test-deps:
 		echo "hark: installing test packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# Benchmarks (docs/benchmarks.md): `make bench`, or `make bench-quick` for a run under 5 minutes.
+bench: $(STAMP)
+	$(PIP) install -q -e '.[bench]'
+	$(BIN)/hark bench --json bench.json
+
+bench-quick: $(STAMP)
+	$(PIP) install -q -e '.[bench]'
+	$(BIN)/hark bench --quick --json bench.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

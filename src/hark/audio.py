@@ -51,13 +51,15 @@ def pcm16_duration_ms(n_bytes: int, sample_rate: int) -> float:
 class Resampler:
     """Streaming mono resampler; passes audio through untouched when the rates match."""
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, *, quality: str = "HQ") -> None:
         if in_rate <= 0 or out_rate <= 0:
             raise AudioFormatError(f"invalid sample rate {in_rate} -> {out_rate}")
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._stream = (
-            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+            None
+            if in_rate == out_rate
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
         )
 
     def process(self, audio: Float32Array, *, last: bool = False) -> Float32Array:

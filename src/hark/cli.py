@@ -1,4 +1,4 @@
-"""`hark serve | config`."""
+"""`hark serve | config | bench`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     show = commands.add_parser("config", help="print the effective configuration, secrets masked")
     show.add_argument("--config", help="YAML config file (also HARK_CONFIG)")
+    bench = commands.add_parser("bench", help="measure latency, capacity and throughput (docs/benchmarks.md)")
+    bench.add_argument("--quick", action="store_true", help="a shortened run (under 5 minutes)")
+    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bench.add_argument(
+        "--only", metavar="LIST", help="comma-separated: overhead,pipecat,capacity,bargein,local,speech"
+    )
+    bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
+    bench.add_argument("--no-docs", action="store_true", help="do not write the report")
     return parser
 
 
@@ -39,13 +47,24 @@ def serve(args: argparse.Namespace) -> int:
     from hark.drain import DrainingServer
     from hark.engines.loader import prebuild
     from hark.logs import configure_logging
+    from hark.security import check_startup, install_denial_log_filter
 
     settings = _load(args.config)
     if args.host:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    configure_logging(settings.server.log_level, settings.server.log_dir)
+    configure_logging(
+        settings.server.log_level,
+        settings.server.log_dir,
+        log_format=settings.observability.log_format,
+        debug_fields=settings.observability.debug_fields,
+    )
+    try:
+        check_startup(settings)
+    except ConfigError as exc:
+        print(f"hark: {exc}", file=sys.stderr)
+        return 2
     host = settings.server.host
     shown = f"[{host}]" if ":" in host else host
     print(f"hark {__version__}: loading models ...", flush=True)
@@ -62,9 +81,14 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         log_level=settings.server.log_level,
         access_log=False,
+        log_config=None,  # uvicorn logs through hark's handler (see configure_logging)
         # Drain first (see hark.drain); then give connections a moment before cutting them.
         timeout_graceful_shutdown=5,
+        ws_max_size=settings.security.max_frame_bytes,
+        ws_ping_interval=settings.security.ping_interval_s,
+        ws_ping_timeout=settings.security.ping_timeout_s,
     )
+    install_denial_log_filter()  # after uvicorn.Config, which sets up uvicorn's loggers
     DrainingServer(config, app.state.drainer).run()
     return 0
 
@@ -79,4 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "bench":
+        from hark.bench.runner import main as bench_main
+
+        return bench_main(args)
     return show_config(args)

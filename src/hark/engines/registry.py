@@ -16,6 +16,8 @@ STT_ENGINES = {
     "faster-whisper": "hark.engines.stt.faster_whisper:FasterWhisperSTT",
     "deepgram": "hark.engines.stt.deepgram:DeepgramSTT",
     "openai": "hark.engines.stt.openai_stt:OpenAISTT",
+    # Fixed-delay fakes for `hark bench` (no model, no network).
+    "scripted": "hark.bench.fakes:ScriptedSTT",
 }
 TTS_ENGINES = {
     "piper": "hark.engines.tts.piper:PiperTTS",
@@ -23,6 +25,7 @@ TTS_ENGINES = {
     "cartesia": "hark.engines.tts.cartesia:CartesiaTTS",
     "openai": "hark.engines.tts.openai_tts:OpenAITTS",
     "espeak": "hark.engines.tts.espeak:EspeakTTS",
+    "scripted": "hark.bench.fakes:ScriptedTTS",
 }
 LLM_ENGINES = {
     "openai": _OPENAI_LLM,
@@ -35,6 +38,7 @@ LLM_ENGINES = {
     "anthropic": "hark.engines.llm.anthropic:AnthropicLLM",
     "gemini": "hark.engines.llm.gemini:GeminiLLM",
     "llama-cpp": "hark.engines.llm.llama_cpp:LlamaCppLLM",
+    "scripted": "hark.bench.fakes:ScriptedLLM",
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
 

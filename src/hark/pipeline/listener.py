@@ -16,6 +16,8 @@ from hark.audio import Resampler, pcm16_to_float
 from hark.engines.base import VAD, Float32Array
 from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
 
+INPUT_QUALITY = "QQ"
+
 
 @dataclass(frozen=True, slots=True)
 class TurnBoundary:
@@ -33,7 +35,9 @@ class Listener:
         self._chunk = vad.chunk_samples
         self._stream = vad.new_stream()
         self._turns = TurnDetector(config)
-        self._resampler = Resampler(input_rate, self.rate)
+        # Quick quality: HQ's filter holds back ~20 ms of input, which the turn's end waits for;
+        # speech for VAD and Whisper loses nothing audible at QQ (docs/benchmarks.md).
+        self._resampler = Resampler(input_rate, self.rate, quality=INPUT_QUALITY)
         self._pending = np.zeros(0, dtype=np.float32)
         self._chunk_index = 0
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
@@ -62,7 +66,7 @@ class Listener:
 
     def set_input_rate(self, rate: int) -> None:
         if rate != self._resampler.in_rate:
-            self._resampler = Resampler(rate, self.rate)
+            self._resampler = Resampler(rate, self.rate, quality=INPUT_QUALITY)
 
     def utterance(self) -> Float32Array:
         if not self._utterance:

@@ -1,0 +1,178 @@
+"""Scenario 3: how many streaming sessions one hark process serves on one core.
+
+The server is pinned to core 0 (``sched_setaffinity``, what ``taskset -c 0`` does) and the bench
+client to the other cores. Sessions are added in steps; every session streams 20 ms frames at
+real time and takes turns (speech, the scripted reply of ~3.7 s of audio, a pause). At each step,
+over a measuring window: overhead per turn (as in scenario 1), playback underruns (reply audio
+arriving after the client's playback buffer ran dry), the server's CPU seconds per
+session-second and its resident memory. The ramp stops at the first step with overhead p99 over
+50 ms or any underrun, or when the client itself falls behind (then the figure is the client's
+limit, and says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from typing import Any
+
+from hark.bench import stats
+from hark.bench.audio import Utterance, frames
+from hark.bench.client import Session
+from hark.bench.fakes import Script
+from hark.bench.overhead import hark_turn
+from hark.bench.server import cpu_seconds, hark_server, rss_mb, scripted_env
+
+P99_LIMIT_MS = 50.0
+CLIENT_LATE_MS = 15.0
+MS_PER_CHAR = 60.0  # ~3.7 s of reply audio: long enough to be paced, so underruns can show
+
+
+def underruns(session: Session, *, after: int = 0) -> int:
+    """Reply audio that arrived after the client's playback buffer ran dry, within one reply.
+    Only replies that began after event ``after`` count (a reply seen from its middle has no
+    buffer to judge by)."""
+    count = 0
+    by_response: dict[str, list[tuple[float, int]]] = {}
+    started_before: set[str] = set()
+    for index, r in enumerate(session.events):
+        rid = r.data.get("response_id") if r.type == "audio" else None
+        if not rid:
+            continue
+        if index < after:
+            started_before.add(rid)
+        elif rid not in started_before:
+            by_response.setdefault(rid, []).append((r.at, r.data["bytes"]))
+    for chunks in by_response.values():
+        end = None
+        for at, size in chunks:
+            duration = size / 2 / 24_000
+            if end is None:
+                end = at + duration
+            elif at > end + 0.005:
+                count += 1
+                end = at + duration
+            else:
+                end += duration
+    return count
+
+
+async def _ramp(
+    url: str, steps: list[int], speech: Utterance, pid: int, window_s: float, log: Any
+) -> dict[str, Any]:
+    script = Script(stt_final_ms=0.0)
+    rng = random.Random(3)
+    sessions: list[Session] = []
+    workers: list[asyncio.Task[None]] = []
+    turns: list[tuple[float, Any]] = []
+    stop = asyncio.Event()
+
+    async def worker(session: Session) -> None:
+        encoded = [session.encode(f) for f in frames(speech.pcm)]
+        await asyncio.sleep(rng.uniform(0.2, 4.0))
+        while not stop.is_set():
+            turn = await hark_turn(session, encoded, script=script, end_silence_ms=300)
+            turns.append((time.monotonic(), turn))
+            if session.error:
+                return
+            await asyncio.sleep(rng.uniform(0.3, 1.5))
+
+    await asyncio.sleep(1.0)
+    baseline_rss = rss_mb(pid)
+    results: list[dict[str, Any]] = []
+    try:
+        for target in steps:
+            while len(sessions) < target:
+                session = Session(url, compression=None)
+                await session.start()
+                sessions.append(session)
+                workers.append(asyncio.create_task(worker(session)))
+            await asyncio.sleep(4.0)  # let the new sessions settle into their turns
+            marks = [s.mark() for s in sessions]
+            late_marks = [len(s.lateness_ms) for s in sessions]
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(window_s)
+            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            rss = rss_mb(pid)
+            window = [t for at, t in turns if t0 <= at <= t1]
+            ok = [t.overhead_ms for t in window if t.ok and t.overhead_ms is not None]
+            lateness = [v for s, m in zip(sessions, late_marks, strict=True) for v in s.lateness_ms[m:]]
+            step: dict[str, Any] = {
+                "sessions": target,
+                "turns": len(window),
+                "turns_failed": sum(1 for t in window if not t.ok),
+                "overhead_ms": stats.summary(ok),
+                "underruns": sum(underruns(s, after=m) for s, m in zip(sessions, marks, strict=True)),
+                "cpu_ms_per_session_second": round((cpu1 - cpu0) * 1000.0 / (target * (t1 - t0)), 2),
+                "cpu_busy": round((cpu1 - cpu0) / (t1 - t0), 3),
+                "rss_mb": round(rss, 1),
+                "mb_per_session": round((rss - baseline_rss) / target, 3),
+                "client_lateness_ms": stats.summary(lateness, (50, 99)),
+                "errors": sorted({s.error for s in sessions if s.error})[:3],
+            }
+            p99 = step["overhead_ms"]["p99"]
+            client_late = (step["client_lateness_ms"]["p99"] or 0.0) > CLIENT_LATE_MS
+            step["passed"] = bool(
+                ok
+                and p99 is not None
+                and p99 <= P99_LIMIT_MS
+                and step["underruns"] == 0
+                and not step["errors"]
+            )
+            step["client_bound"] = client_late
+            results.append(step)
+            log(
+                f"  {target} sessions: overhead p50 {step['overhead_ms']['p50']} p99 {p99} ms, "
+                f"underruns {step['underruns']}, "
+                f"{step['cpu_ms_per_session_second']} ms CPU per session-second, {step['rss_mb']} MB"
+                + (" (client fell behind)" if client_late else "")
+            )
+            if not step["passed"] or client_late:
+                break
+    finally:
+        stop.set()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+    return {"baseline_rss_mb": round(baseline_rss, 1), "steps": results}
+
+
+def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = print) -> dict[str, Any]:
+    cores = sorted(os.sched_getaffinity(0))
+    server_cpu = {cores[0]}
+    client_cpu = set(cores[1:]) or set(cores)
+    env = scripted_env(tts_ms_per_char=MS_PER_CHAR)
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, client_cpu)
+    try:
+        with hark_server(env, cpu=server_cpu) as server:
+            url = server.ws_base + "/v1/realtime?model=hark"
+            ramp = asyncio.run(_ramp(url, steps, speech, server.pid, window_s, log))
+    finally:
+        os.sched_setaffinity(0, original)
+    passed = [s for s in ramp["steps"] if s["passed"]]
+    best = passed[-1] if passed else None
+    last = ramp["steps"][-1] if ramp["steps"] else None
+    cpu_ms = best["cpu_ms_per_session_second"] if best else None
+    return {
+        "server_cpu": sorted(server_cpu),
+        "client_cpu": sorted(client_cpu),
+        "window_s": window_s,
+        **ramp,
+        "sessions_per_core": best["sessions"] if best else 0,
+        "limited_by": (
+            None
+            if last is None
+            else "server"
+            if not last["passed"]
+            else "client"
+            if last["client_bound"]
+            else "steps"  # every step passed: the ramp ran out of steps, not capacity
+        ),
+        "cpu_ms_per_session_second": cpu_ms,
+        "sessions_per_core_by_cpu": round(1000.0 / cpu_ms) if cpu_ms else None,
+        "mb_per_session": best["mb_per_session"] if best else None,
+    }

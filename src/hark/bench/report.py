@@ -1,0 +1,291 @@
+"""What a bench run leaves behind: the JSON, a markdown table, docs/benchmarks.md and its plots."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SPEED_WORK_START = "<!-- speed-work:start -->"
+SPEED_WORK_END = "<!-- speed-work:end -->"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and count (from /proc/cpuinfo), memory (from /proc/meminfo), OS and Python."""
+    model, cores = None, os.cpu_count()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": model or platform.processor() or "unknown",
+        "cores": cores,
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores,
+        "memory_gib": memory_gib,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _pick(summary: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    if not summary or summary.get("n", 0) == 0:
+        return None
+    return {k: summary.get(k) for k in keys}
+
+
+def _check(value: float | None, limit: float, *, at_least: bool = False) -> bool | None:
+    if value is None:
+        return None
+    return value >= limit if at_least else value <= limit
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it was met (None: not measured)."""
+    o, p = result.get("overhead_ms") or {}, result.get("pipecat_overhead_ms") or {}
+    b = result.get("bargein_ms") or {}
+    v = result.get("local_voice_to_voice_ms") or {}
+    s = result.get("speech_ttfb_ms") or {}
+    third = round(p["p50"] / 3, 1) if p.get("p50") is not None else None
+    ratio_met = None if third is None or o.get("p50") is None else o["p50"] <= third
+    bargein_limit = (result.get("details", {}).get("bargein") or {}).get("target_ms", 116)
+    spc = result.get("sessions_per_core")
+    cpu = result.get("cpu_ms_per_session_second")
+    mb = result.get("mb_per_session")
+    rows = [
+        ("overhead p50", o.get("p50"), "≤ 5 ms", _check(o.get("p50"), 5)),
+        ("overhead p99", o.get("p99"), "≤ 15 ms", _check(o.get("p99"), 15)),
+        ("overhead p50 vs Pipecat", o.get("p50"), f"≤ ⅓ of Pipecat's p50 ({third} ms)", ratio_met),
+        ("sessions per core (Silero VAD)", spc, "≥ 100", _check(spc, 100, at_least=True)),
+        ("CPU per session-second", cpu, "≤ 10 ms", _check(cpu, 10)),
+        ("memory per session", mb, "≤ 20 MB", _check(mb, 20)),
+        (
+            "barge-in (to last reply frame) p50",
+            b.get("p50"),
+            f"≤ {bargein_limit} ms (VAD start 96 ms + 20)",
+            _check(b.get("p50"), bargein_limit),
+        ),
+        ("local voice-to-voice p50", v.get("p50"), "≤ 700 ms", _check(v.get("p50"), 700)),
+        ("speech first byte p50", s.get("p50"), "≤ 100 ms", _check(s.get("p50"), 100)),
+    ]
+    return [{"figure": f, "value": val, "target": t, "met": met} for f, val, t, met in rows]
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """The figures the issue names, from the scenarios' details."""
+    out: dict[str, Any] = {}
+    hark = (details.get("overhead") or {}).get("hark") or {}
+    pipecat = (details.get("overhead") or {}).get("pipecat") or {}
+    out["overhead_ms"] = _pick(hark.get("overhead_ms"), ("p50", "p95", "p99"))
+    out["pipecat_overhead_ms"] = _pick(pipecat.get("overhead_ms"), ("p50", "p95", "p99"))
+    if out["pipecat_overhead_ms"] is None:
+        out["pipecat_unavailable"] = (details.get("overhead") or {}).get("errors", {}).get("pipecat")
+    out["overhead_excluding_input_resampler_ms"] = _pick(
+        hark.get("overhead_after_resampler_ms"), ("p50", "p95", "p99")
+    )
+    out["pipecat_overhead_excluding_input_resampler_ms"] = _pick(
+        pipecat.get("overhead_after_resampler_ms"), ("p50", "p95", "p99")
+    )
+    out["server_overhead_ms"] = _pick(hark.get("server_overhead_ms"), ("p50", "p95", "p99"))
+    o, p = out["overhead_ms"], out["pipecat_overhead_ms"]
+    out["overhead_ratio_p50"] = round(o["p50"] / p["p50"], 3) if o and p and p["p50"] else None
+    capacity = details.get("capacity") or {}
+    out["sessions_per_core"] = capacity.get("sessions_per_core")
+    out["cpu_ms_per_session_second"] = capacity.get("cpu_ms_per_session_second")
+    out["mb_per_session"] = capacity.get("mb_per_session")
+    out["bargein_ms"] = _pick((details.get("bargein") or {}).get("bargein_ms"), ("p50", "p95", "p99"))
+    local = (details.get("local") or {}).get("v2v") or {}
+    first = local.get("workers") or local.get("in_process") or {}
+    out["local_voice_to_voice_ms"] = _pick(first.get("voice_to_voice_ms"), ("p50", "p95"))
+    speech = (details.get("local") or {}).get("speech") or {}
+    if speech:
+        from hark.bench import stats
+
+        p50s = [v["ttfb_ms"]["p50"] for v in speech.values() if v["ttfb_ms"]["p50"] is not None]
+        out["speech_ttfb_ms"] = {
+            "p50": round(stats.percentile(p50s, 50), 1) if p50s else None,
+            "worst_format_p50": max(p50s) if p50s else None,
+            "by_format": {fmt: _pick(v["ttfb_ms"], ("p50", "p95")) for fmt, v in speech.items()},
+            "rtf_by_format": {fmt: v["rtf"]["p50"] for fmt, v in speech.items()},
+        }
+    else:
+        out["speech_ttfb_ms"] = None
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items() if not isinstance(v, dict))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| figure | measured | target | met |", "|---|---|---|---|"]
+    for row in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        lines.append(f"| {row['figure']} | {_fmt(row['value'])} | {row['target']} | {met} |")
+    return "\n".join(lines)
+
+
+def figures_table(result: dict[str, Any]) -> str:
+    keys = [
+        ("overhead_ms", "hark overhead per turn (ms)"),
+        ("pipecat_overhead_ms", "Pipecat overhead per turn (ms)"),
+        ("overhead_ratio_p50", "hark p50 / Pipecat p50"),
+        ("overhead_excluding_input_resampler_ms", "hark overhead less the input resampler's hold (ms)"),
+        ("pipecat_overhead_excluding_input_resampler_ms", "Pipecat overhead less its resampler's hold (ms)"),
+        ("server_overhead_ms", "hark server-side overhead, from hark.latency (ms)"),
+        ("sessions_per_core", "sessions per core"),
+        ("cpu_ms_per_session_second", "CPU ms per session-second"),
+        ("mb_per_session", "MB per session"),
+        ("bargein_ms", "barge-in (ms)"),
+        ("local_voice_to_voice_ms", "local voice-to-voice (ms)"),
+    ]
+    lines = ["| figure | value |", "|---|---|"]
+    for key, label in keys:
+        lines.append(f"| {label} | {_fmt(result.get(key))} |")
+    speech = result.get("speech_ttfb_ms") or {}
+    for fmt, row in (speech.get("by_format") or {}).items():
+        rtf = (speech.get("rtf_by_format") or {}).get(fmt)
+        lines.append(f"| speech first byte, {fmt} (ms) | {_fmt(row)}; RTF {_fmt(rtf)} |")
+    return "\n".join(lines)
+
+
+def plots(result: dict[str, Any], directory: Path) -> list[Path]:
+    """PNG histograms of the latency distributions (matplotlib, imported only here)."""
+    try:
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    details = result["details"]
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        path = directory / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+
+    turns = (details.get("overhead") or {}).get("turns") or {}
+    if turns:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for name, rows in turns.items():
+            ok = [t for t in rows if t["ok"]]
+            if ok:
+                left.hist([t["overhead_ms"] for t in ok], bins=40, alpha=0.6, label=f"{name} (n={len(ok)})")
+                right.hist([t["voice_to_voice_ms"] for t in ok], bins=40, alpha=0.6, label=name)
+        left.set(title="Framework overhead per turn", xlabel="ms")
+        right.set(title="Voice-to-voice with the fakes (incl. VAD wait)", xlabel="ms")
+        left.legend()
+        right.legend()
+        save(fig, "overhead.png")
+    capacity = details.get("capacity") or {}
+    steps = capacity.get("steps") or []
+    if steps:
+        fig, left = plt.subplots(figsize=(6, 3.6))
+        n = [s["sessions"] for s in steps]
+        left.plot(n, [s["overhead_ms"]["p99"] for s in steps], "o-", label="overhead p99 (ms)")
+        left.plot(n, [s["cpu_ms_per_session_second"] for s in steps], "s-", label="CPU ms / session-second")
+        left.axhline(50, color="grey", linestyle=":", linewidth=1)
+        left.set(title="One core: sessions vs overhead and CPU", xlabel="concurrent sessions")
+        left.legend()
+        save(fig, "capacity.png")
+    bargein = details.get("bargein") or {}
+    ok = [t for t in bargein.get("turns", []) if t.get("ok")]
+    if ok:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for key in ("vad_ms", "stop_signal_ms", "bargein_ms"):
+            ax.hist([t[key] for t in ok], bins=20, alpha=0.6, label=key)
+        ax.set(title="Barge-in, from the first interrupting sample", xlabel="ms")
+        ax.legend()
+        save(fig, "bargein.png")
+    local = (details.get("local") or {}).get("turns") or {}
+    if local:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for name, values in local.items():
+            if values:
+                ax.hist(values, bins=15, alpha=0.6, label=name)
+        ax.set(title="Local voice-to-voice (tiny.en, Piper, fake LLM)", xlabel="ms")
+        ax.legend()
+        save(fig, "local_v2v.png")
+    return written
+
+
+def speed_work(existing: str) -> str:
+    """The speed-work log from an existing docs/benchmarks.md (kept across runs)."""
+    match = re.search(re.escape(SPEED_WORK_START) + r"(.*?)" + re.escape(SPEED_WORK_END), existing, re.S)
+    return match.group(1).strip() if match else ""
+
+
+def write_docs(result: dict[str, Any], path: Path, *, method: str, default_log: str) -> list[Path]:
+    """Write ``path`` (method, machine, figures, targets) and its plots beside it; the speed-work
+    log between its markers is kept from the previous version."""
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    log = speed_work(previous) or default_log.strip()
+    images = plots(result, path.parent / "benchmarks")
+    m = result["machine"]
+    rel: Callable[[Path], str] = lambda p: os.path.relpath(p, path.parent)  # noqa: E731
+    quick = " --quick" if result["quick"] else ""
+    caveat = "**Quick run**: fewer turns and capacity steps than a full run; treat the tails as rough."
+    text = f"""# Benchmarks
+
+Generated by `hark bench{quick}` on {result["date"]} (hark {result["version"]}).
+Rerun with `make bench` (or `hark bench --json bench.json`); `hark bench --quick` takes under five
+minutes. Everything above the speed-work log is rewritten by each run.
+
+## Latest figures
+
+{caveat if result["quick"] else ""}
+{result.get("note") or ""}
+
+{table(result)}
+
+{figures_table(result)}
+
+{"".join(f"![{p.stem}]({rel(p)})" + chr(10) + chr(10) for p in images)}
+## Machine
+
+| | |
+|---|---|
+| CPU | {m["cpu"]} |
+| cores | {m["cores"]} (usable: {m["usable_cores"]}) |
+| memory | {m["memory_gib"]} GiB |
+| OS, Python | {m["os"]}, Python {m["python"]} |
+| load average at the start | {_fmt(m["load_average"])} |
+
+{method.strip()}
+
+## Speed work
+
+{SPEED_WORK_START}
+{log}
+{SPEED_WORK_END}
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
+    return [path, *images]
