@@ -116,9 +116,12 @@ class FakeSTT:
     stall: bool = False
     healthy: bool = True
     calls: int = 0
+    durations: list[float] = field(default_factory=list)
+    """Seconds of audio in each call."""
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         self.calls += 1
+        self.durations.append(len(audio) / self.sample_rate)
         if self.stall:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)

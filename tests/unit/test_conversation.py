@@ -212,3 +212,27 @@ async def test_truncate_keeps_the_words_played() -> None:
     assert h.conversation.history.text_of(done.item_id) == "Alpha beta"
     assert h.of(ev.ItemTruncated)[0].audio_end_ms == 300
     await h.conversation.aclose()
+
+
+async def test_the_transcript_is_made_during_the_end_of_turn_silence() -> None:
+    """Speculative end of turn: transcription starts at the first short silence; when the turn
+    ends on that silence, its result is the final transcript (no second transcription)."""
+    h = Harness(stt=FakeSTT(text="what time is it", delay=0.15))
+    await h.say(ms=600, then_quiet=400)
+    await h.done()
+    assert h.stt.calls == 1
+    assert 0.6 <= h.stt.durations[0] < 1.2
+
+
+async def test_a_pause_inside_a_turn_is_not_its_end() -> None:
+    h = Harness()
+    for piece in (tone(400), quiet(150), tone(400), quiet(400)):
+        for offset in range(0, len(piece), 1920):
+            await h.conversation.push_audio(piece[offset : offset + 1920])
+            await asyncio.sleep(0)  # audio arrives over time: tasks get to run in between
+    await h.done()
+    assert len(h.of(ev.SpeechStarted)) == 1 and len(h.of(ev.SpeechStopped)) == 1
+    # One speculative transcription per pause; the one at the real end is the final transcript
+    # and covers both stretches of speech.
+    assert h.stt.calls == 2
+    assert h.stt.durations[-1] > h.stt.durations[0] + 0.4

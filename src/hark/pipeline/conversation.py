@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall
+from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall, Transcript
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.history import History
@@ -91,6 +91,8 @@ class Conversation:
         self._last_item_id: str | None = None
         self._speech_start_ms = 0
         self._partial_task: asyncio.Task[None] | None = None
+        self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
+        """(position of the silence it started at, its transcription)."""
         self._partial_text = ""
         self._partial_at_ms = 0
         self._transcribing: asyncio.Task[str | None] | None = None
@@ -113,12 +115,15 @@ class Conversation:
         for boundary in await self.listener.push(pcm):
             if boundary.event is TurnEvent.SPEECH_STARTED:
                 self._speech_started(boundary)
+            elif boundary.event is TurnEvent.PAUSED:
+                self._paused(boundary)
             else:
                 self._speech_stopped(boundary)
         if self.listener.in_speech and self.config.partial_interval_ms:
             self._maybe_partial()
 
     def _speech_started(self, boundary: TurnBoundary) -> None:
+        self._cancel_speculative()
         if self.interrupt:
             self._barge_in()
         self._item_id = new_id("item")
@@ -128,11 +133,34 @@ class Conversation:
         self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
         self._set_state(ConversationState.LISTENING)
 
+    def _paused(self, boundary: TurnBoundary) -> None:
+        """A short silence: transcribe what was said so far now, while the end-of-turn silence
+        runs on. If the turn ends on this silence the result is the final transcript; if the user
+        goes on, it is thrown away (speculative end of turn)."""
+        if self._item_id is None:
+            return
+        self._cancel_speculative()
+        self._cancel_partial()
+        audio = self.listener.utterance()
+        task = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
+        self._speculative = (boundary.audio_ms, task)
+
+    def _cancel_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative[1].cancel()
+            self._speculative = None
+
     def _speech_stopped(self, boundary: TurnBoundary) -> None:
         item_id = self._item_id or new_id("item")
         self._item_id = None
         self._emit(ev.SpeechStopped(item_id, boundary.audio_ms))
-        self._commit(item_id, end_of_speech=boundary.wall_time)
+        speculative = None
+        if self._speculative is not None and self._speculative[0] == boundary.audio_ms:
+            # The turn ended on the silence the speculative transcription started at.
+            speculative = self._speculative[1]
+            self._speculative = None
+        self._cancel_speculative()
+        self._commit(item_id, end_of_speech=boundary.wall_time, speculative=speculative)
 
     def commit(self) -> str:
         """Commit what was appended (client-side turn detection). Raises ValueError when empty."""
@@ -152,14 +180,16 @@ class Conversation:
         if self.machine.state is ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)
 
-    def _commit(self, item_id: str, *, end_of_speech: float) -> None:
+    def _commit(
+        self, item_id: str, *, end_of_speech: float, speculative: asyncio.Task[Transcript] | None = None
+    ) -> None:
         audio = self.listener.take_utterance()
         self._cancel_partial()
         self._emit(ev.InputCommitted(item_id, self._last_item_id))
         self._last_item_id = item_id
         detected = time.monotonic()
         previous = self._transcribing
-        self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous))
+        self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
         if self.auto_respond:
             self._set_state(ConversationState.THINKING)
             self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
@@ -169,6 +199,8 @@ class Conversation:
     # -- transcription -------------------------------------------------------------------
 
     def _maybe_partial(self) -> None:
+        if self._speculative is not None and not self._speculative[1].done():
+            return  # the speculative transcription is this moment's partial
         heard_ms = self.listener.utterance_ms()
         if self._partial_task is not None or heard_ms - self._partial_at_ms < self.config.partial_interval_ms:
             return
@@ -200,13 +232,23 @@ class Conversation:
             self._partial_task = None
 
     async def _transcribe(
-        self, item_id: str, audio: Float32Array, previous: asyncio.Task[str | None] | None
+        self,
+        item_id: str,
+        audio: Float32Array,
+        previous: asyncio.Task[str | None] | None,
+        speculative: asyncio.Task[Transcript] | None = None,
     ) -> str | None:
         if previous is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await previous
         try:
-            transcript = await self._stt.transcribe(audio, language=self.config.language)
+            if speculative is not None:
+                try:
+                    transcript = await speculative
+                except (EngineError, asyncio.CancelledError):
+                    transcript = await self._stt.transcribe(audio, language=self.config.language)
+            else:
+                transcript = await self._stt.transcribe(audio, language=self.config.language)
         except EngineError as exc:
             log.warning("transcription failed", extra={"engine": exc.engine, "retryable": exc.retryable})
             self._emit(ev.TranscriptFailed(item_id, str(exc)))
@@ -423,6 +465,7 @@ class Conversation:
 
     async def aclose(self) -> None:
         self._cancel_partial()
+        self._cancel_speculative()
         tasks = [t for t in (self._response_task, self._transcribing) if t is not None]
         for task in tasks:
             task.cancel()

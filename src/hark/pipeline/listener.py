@@ -17,6 +17,8 @@ from hark.engines.base import VAD, Float32Array
 from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
 
 INPUT_QUALITY = "QQ"
+PAUSE_MS = 96
+"""Silence after which a pause is reported: the moment a speculative transcription can start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Listener:
         # Every stored chunk is exactly chunk_samples long; the newest max_turn_s are kept.
         self._max_chunks = max(1, int(max_turn_s * self.rate) // self._chunk)
         self._utterance: collections.deque[Float32Array] = collections.deque(maxlen=self._max_chunks)
+        self._pause_chunks = max(1, round(PAUSE_MS / config.chunk_ms))
         self.vad_enabled = True
         """Without VAD (client-side turn detection) every sample joins the utterance until commit."""
 
@@ -59,7 +62,9 @@ class Listener:
 
     def configure(self, config: TurnConfig, *, prefix_ms: int) -> None:
         """New turn-detection settings (session.update); a turn in progress is forgotten."""
-        self._turns = TurnDetector(config)
+        # Chunk indexes go on from where they are: boundaries are positions in the whole input.
+        self._turns = TurnDetector(config, start_index=self._chunk_index)
+        self._pause_chunks = max(1, round(PAUSE_MS / config.chunk_ms))
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
         self._recent = collections.deque(self._recent, maxlen=prefix_chunks + 1)
         self._utterance.clear()
@@ -103,6 +108,9 @@ class Listener:
             else:
                 self._recent.append(chunk)
             if detection is None:
+                silence, silence_start = self._turns.silence_run
+                if silence == self._pause_chunks:
+                    boundaries.append(self._boundary(Detection(TurnEvent.PAUSED, silence_start)))
                 continue
             if detection.event is TurnEvent.SPEECH_STARTED:
                 self._utterance = collections.deque(self._recent, maxlen=self._max_chunks)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 class TurnEvent(enum.Enum):
     SPEECH_STARTED = "speech_started"
     SPEECH_STOPPED = "speech_stopped"
+    PAUSED = "paused"
+    """A short silence inside a turn (the listener reports it; the turn may still go on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +40,18 @@ class TurnDetector:
     """Speech starts after ``start_ms`` of consecutive speech chunks and stops after
     ``end_silence_ms`` of silence (hysteresis between threshold and off_threshold)."""
 
-    def __init__(self, config: TurnConfig) -> None:
+    def __init__(self, config: TurnConfig, *, start_index: int = 0) -> None:
         self.config = config
         self._start_chunks = max(1, round(config.start_ms / config.chunk_ms))
         self._end_chunks = max(1, round(config.end_silence_ms / config.chunk_ms))
         self._max_chunks = max(1, round(config.max_turn_ms / config.chunk_ms))
-        self._index = -1
+        self._index = start_index - 1
         self.reset()
+
+    @property
+    def silence_run(self) -> tuple[int, int]:
+        """(chunks of silence so far in this turn, index where that silence began)."""
+        return (self._silence, self._silence_start) if self.in_speech else (0, 0)
 
     def reset(self) -> None:
         """Forget any turn in progress; chunk indexes keep counting."""
