@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 
 from hark import __version__
@@ -89,8 +90,26 @@ def serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.security.ping_timeout_s,
     )
     install_denial_log_filter()  # after uvicorn.Config, which sets up uvicorn's loggers
-    DrainingServer(config, app.state.drainer).run()
+    server = DrainingServer(config, app.state.drainer)
+    server.run(sockets=[listening_socket(host, settings.server.port)])
     return 0
+
+
+SEND_BUFFER_BYTES = 64 * 1024
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, with a fixed send buffer that accepted connections inherit. Left to
+    auto-tune, the kernel lets megabytes (a minute of reply audio) pile up for a client that has
+    stopped reading, where hark's own outbound budget cannot see them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def show_config(args: argparse.Namespace) -> int:

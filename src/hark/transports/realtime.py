@@ -347,7 +347,8 @@ class RealtimeSession:
             return
         for direction, spec in (("input", audio.input), ("output", audio.output)):
             fmt = spec.format if spec is not None else None
-            if fmt is not None and (fmt.type != "audio/pcm" or (fmt.rate or SAMPLE_RATE) != SAMPLE_RATE):
+            rate = fmt.rate if fmt is not None and fmt.rate is not None else SAMPLE_RATE
+            if fmt is not None and (fmt.type != "audio/pcm" or rate != SAMPLE_RATE):
                 raise rp.ProtocolError(
                     f"unsupported {direction} format {fmt.type} at {fmt.rate} Hz; "
                     "hark speaks audio/pcm at 24000 Hz",
