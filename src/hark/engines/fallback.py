@@ -56,6 +56,20 @@ def failure_reason(exc: BaseException) -> str:
     return "error"
 
 
+@dataclass
+class _Tally:
+    """What one request's failed attempts said: (provider, reason, message), and the longest
+    Retry-After among them."""
+
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+    wait_hint: float | None = None
+
+    def add(self, label: str, exc: BaseException) -> None:
+        self.errors.append((label, failure_reason(exc), str(exc)))
+        if isinstance(exc, EngineError) and exc.retry_after is not None:
+            self.wait_hint = max(self.wait_hint or 0.0, exc.retry_after)
+
+
 class CircuitBreaker:
     """Closed until ``threshold`` consecutive failures (or one stall); then open until reset."""
 
@@ -192,18 +206,23 @@ class Chain(Generic[E]):
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2.0**attempt)
         return float(ceiling * self._jitter())
 
-    def _exhausted(
-        self, errors: list[tuple[str, str, str]], what: str, wait_hint: float | None
-    ) -> EngineError:
+    async def _retry(self, tally: _Tally, provider: Provider[E], attempt: int, exc: BaseException) -> bool:
+        """Note a failed attempt; wait and return True when the same provider should try again."""
+        tally.add(provider.label, exc)
+        delay = self._retry_delay(attempt, exc)
+        if delay is None:
+            return False
+        await self._sleep(delay)
+        return True
+
+    def _exhausted(self, tally: _Tally, what: str) -> EngineError:
         """The error when every provider failed; it carries the longest Retry-After any gave
         (a busy worker pool gives one), so HTTP callers can answer 503 with it."""
-        detail = (
-            "; ".join(f"{label} ({reason}: {message})" for label, reason, message in errors) or "no provider"
-        )
-        message = f"every {what} provider failed: {detail}"
-        if all(reason in ("unavailable", "timeout") for _, reason, _ in errors):
+        detail = "; ".join(f"{label} ({reason}: {message})" for label, reason, message in tally.errors)
+        message = f"every {what} provider failed: {detail or 'no provider'}"
+        if all(reason in ("unavailable", "timeout") for _, reason, _ in tally.errors):
             return EngineUnavailable(message, engine="fallback")
-        return EngineError(message, retryable=True, engine="fallback", retry_after=wait_hint)
+        return EngineError(message, retryable=True, engine="fallback", retry_after=tally.wait_hint)
 
     async def aclose(self) -> None:
         if self._probe_task is not None:
@@ -236,8 +255,7 @@ class _Streaming(Chain[E]):
     """Shared by LLM and TTS: streams whose first item has a budget and must never be replayed."""
 
     async def _stream(self, open_stream: Callable[[E], AsyncIterator[T]], what: str) -> AsyncIterator[T]:
-        errors: list[tuple[str, str, str]] = []
-        wait_hint: float | None = None
+        tally = _Tally()
         for provider in self.candidates():
             attempt = 0
             while True:
@@ -271,15 +289,10 @@ class _Streaming(Chain[E]):
                             retryable=False,
                             engine=provider.label,
                         ) from exc
-                    errors.append((provider.label, failure_reason(exc), str(exc)))
-                    if isinstance(exc, EngineError) and exc.retry_after is not None:
-                        wait_hint = max(wait_hint or 0.0, exc.retry_after)
-                    delay = self._retry_delay(attempt, exc)
-                    if delay is None:
+                    if not await self._retry(tally, provider, attempt, exc):
                         break
-                    await self._sleep(delay)
                     attempt += 1
-        raise self._exhausted(errors, what, wait_hint)
+        raise self._exhausted(tally, what)
 
 
 class FallbackLLM(_Streaming[LLM]):
@@ -336,8 +349,7 @@ class FallbackSTT(Chain[STT]):
         )
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        errors: list[tuple[str, str, str]] = []
-        wait_hint: float | None = None
+        tally = _Tally()
         for provider in self.candidates():
             attempt = 0
             while True:
@@ -348,15 +360,10 @@ class FallbackSTT(Chain[STT]):
                         transcript = await provider.engine.transcribe(audio, language=language)
                 except (EngineError, TimeoutError, OSError) as exc:
                     self._failed(provider, exc)
-                    errors.append((provider.label, failure_reason(exc), str(exc)))
-                    if isinstance(exc, EngineError) and exc.retry_after is not None:
-                        wait_hint = max(wait_hint or 0.0, exc.retry_after)
-                    delay = self._retry_delay(attempt, exc)
-                    if delay is None:
+                    if not await self._retry(tally, provider, attempt, exc):
                         break
-                    await self._sleep(delay)
                     attempt += 1
                     continue
                 self._succeeded(provider, started)
                 return transcript
-        raise self._exhausted(errors, "stt", wait_hint)
+        raise self._exhausted(tally, "stt")
