@@ -3,11 +3,9 @@
 import { AudioEngine } from "./audio.js";
 import { pcm16FromBase64, RealtimeClient, realtimeUrl } from "./realtime.js";
 import { formatMs, TranscriptView } from "./transcript.js";
-import { LevelMeter } from "./visualizer.js";
+import { $, sharedElements, showConnection, showState, showTalkButton, talkMeter, toaster } from "./common.js";
 
 const MAX_EVENTS = 300;
-const TOAST_MS = 7000;
-const MAX_TOASTS = 4;
 
 const STATE_LABELS = {
   idle: "Idle",
@@ -15,14 +13,6 @@ const STATE_LABELS = {
   listening: "Listening",
   thinking: "Thinking",
   speaking: "Speaking",
-};
-
-const CONNECTION_LABELS = {
-  offline: "Not connected",
-  connecting: "Connecting…",
-  connected: "Connected",
-  lost: "Connection lost",
-  error: "Server unreachable",
 };
 
 const SESSION_UPDATE = {
@@ -65,14 +55,8 @@ window.hark = hark;
 
 // ---- elements -------------------------------------------------------------------------------
 
-const $ = (id) => document.getElementById(id);
 const ui = {
-  talk: $("talk"),
-  talkLabel: document.querySelector("#talk .talk__label"),
-  state: $("state"),
-  stateLabel: document.querySelector("#state .state__label"),
-  conn: $("conn"),
-  connLabel: document.querySelector("#conn .conn__label"),
+  ...sharedElements(),
   modeChip: $("mode-chip"),
   banner: $("llm-banner"),
   bannerMessage: $("llm-banner-message"),
@@ -82,15 +66,12 @@ const ui = {
   conversation: $("conversation"),
   transcript: $("transcript"),
   latency: $("latency"),
-  meter: $("meter"),
   clear: $("clear"),
-  toasts: $("toasts"),
 };
 
 const transcript = new TranscriptView(ui.conversation, ui.transcript, hark.transcripts);
-const meter = new LevelMeter(ui.meter, (level) => {
-  ui.talk.style.setProperty("--level", level.toFixed(3));
-});
+const meter = talkMeter(ui);
+const toast = toaster(ui.toasts);
 
 let session = null;
 let bannerDismissed = false;
@@ -100,75 +81,19 @@ let bannerDismissed = false;
 function setState(state) {
   if (!STATE_LABELS[state]) return;
   hark.state = state;
-  ui.state.dataset.state = state;
   // The server is "idle" between turns: with the microphone open that means ready to listen.
-  ui.stateLabel.textContent = state === "idle" && session ? "Ready" : STATE_LABELS[state];
-  document.body.dataset.state = state;
-  meter.refreshColors();
+  showState(ui, meter, { state, label: state === "idle" && session ? "Ready" : STATE_LABELS[state] });
 }
 
 function setConnection(status) {
-  hark.connection = status;
-  ui.conn.dataset.status = status;
-  ui.connLabel.textContent = CONNECTION_LABELS[status] || status;
+  showConnection(ui, hark, status);
 }
 
 function setRunning(mode) {
   // mode: "stopped" | "starting" | "running"
   hark.running = mode === "running";
-  ui.talk.dataset.running = mode === "stopped" ? "false" : mode === "starting" ? "starting" : "true";
-  ui.talk.setAttribute("aria-pressed", String(mode !== "stopped"));
-  ui.talkLabel.textContent = mode === "stopped" ? "Start" : mode === "starting" ? "Starting…" : "Stop";
+  showTalkButton(ui, mode);
   document.body.classList.toggle("is-running", mode !== "stopped");
-}
-
-function toast(message, { kind = "error", detail = "" } = {}) {
-  const text = String(message || "Something went wrong");
-  for (const existing of ui.toasts.children) {
-    if (existing.dataset.message === text) {
-      const count = Number(existing.dataset.count || "1") + 1;
-      existing.dataset.count = String(count);
-      existing.querySelector(".toast__count").textContent = `×${count}`;
-      clearTimeout(existing._timer);
-      existing._timer = setTimeout(() => dismissToast(existing), TOAST_MS);
-      return;
-    }
-  }
-  const node = document.createElement("div");
-  node.className = `toast toast--${kind}`;
-  node.dataset.testid = `toast-${kind}`;
-  node.dataset.message = text;
-  node.setAttribute("role", kind === "error" ? "alert" : "status");
-  const body = document.createElement("div");
-  body.className = "toast__body";
-  const msg = document.createElement("p");
-  msg.className = "toast__message";
-  msg.textContent = text;
-  body.append(msg);
-  if (detail) {
-    const d = document.createElement("p");
-    d.className = "toast__detail";
-    d.textContent = detail;
-    body.append(d);
-  }
-  const count = document.createElement("span");
-  count.className = "toast__count";
-  const close = document.createElement("button");
-  close.className = "icon-btn toast__close";
-  close.type = "button";
-  close.setAttribute("aria-label", "Dismiss");
-  close.innerHTML = '<svg aria-hidden="true"><use href="#i-close"/></svg>';
-  close.addEventListener("click", () => dismissToast(node));
-  node.append(body, count, close);
-  ui.toasts.append(node);
-  while (ui.toasts.children.length > MAX_TOASTS) ui.toasts.firstElementChild.remove();
-  node._timer = setTimeout(() => dismissToast(node), TOAST_MS);
-}
-
-function dismissToast(node) {
-  clearTimeout(node._timer);
-  node.classList.add("toast--leaving");
-  setTimeout(() => node.remove(), 200);
 }
 
 function showLatency(event) {

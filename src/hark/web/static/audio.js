@@ -22,6 +22,52 @@ export function describeAudioError(err) {
   return (err && err.message) || String(err);
 }
 
+/** Ask for the microphone (mono, with the browser's voice processing); rejects with a readable Error. */
+export function requestMicrophone() {
+  return navigator.mediaDevices
+    .getUserMedia({
+      audio: {
+        echoCancellation: true,
+        noiseSuppression: true,
+        autoGainControl: true,
+        channelCount: { ideal: 1 },
+      },
+      video: false,
+    })
+    .catch((err) => {
+      throw new Error(describeAudioError(err));
+    });
+}
+
+/**
+ * Feed `stream` through the "hark-capture" worklet (its module already added to `ctx`), which
+ * posts PCM16 chunks at `targetRate`: onChunk(msg) gets each {type: "chunk", pcm, rms}.
+ * Returns the nodes: {source, capture, sink}.
+ */
+export function connectCapture(ctx, stream, { targetRate, chunkMs, onChunk }) {
+  const source = ctx.createMediaStreamSource(stream);
+  const capture = new AudioWorkletNode(ctx, "hark-capture", {
+    numberOfInputs: 1,
+    numberOfOutputs: 1,
+    outputChannelCount: [1],
+    channelCount: 1,
+    channelCountMode: "explicit",
+    channelInterpretation: "speakers",
+    processorOptions: { targetRate, chunkMs },
+  });
+  capture.port.onmessage = (event) => {
+    const msg = event.data;
+    if (msg && msg.type === "chunk") onChunk(msg);
+  };
+  // The capture node outputs silence; a muted sink keeps it pulled in every browser.
+  const sink = ctx.createGain();
+  sink.gain.value = 0;
+  source.connect(capture);
+  capture.connect(sink);
+  sink.connect(ctx.destination);
+  return { source, capture, sink };
+}
+
 export class AudioEngine {
   /**
    * @param {{onChunk: (pcm: ArrayBuffer) => void, onLevel: (rms: number) => void,
@@ -60,15 +106,7 @@ export class AudioEngine {
     this.ctx = ctx;
     const resumed = ctx.resume();
     try {
-      const streamPromise = navigator.mediaDevices.getUserMedia({
-        audio: {
-          echoCancellation: true,
-          noiseSuppression: true,
-          autoGainControl: true,
-          channelCount: { ideal: 1 },
-        },
-        video: false,
-      });
+      const streamPromise = requestMicrophone();
       const modules = Promise.all([
         ctx.audioWorklet.addModule(captureUrl.href),
         ctx.audioWorklet.addModule(playbackUrl.href),
@@ -78,7 +116,7 @@ export class AudioEngine {
         stream = await streamPromise;
       } catch (err) {
         modules.catch(() => {});
-        throw new Error(describeAudioError(err));
+        throw err;
       }
       this.stream = stream;
       await modules;
@@ -93,29 +131,14 @@ export class AudioEngine {
       this.player.port.onmessage = (event) => this.onPlayerMessage(event.data);
       this.player.connect(ctx.destination);
 
-      this.source = ctx.createMediaStreamSource(stream);
-      this.capture = new AudioWorkletNode(ctx, "hark-capture", {
-        numberOfInputs: 1,
-        numberOfOutputs: 1,
-        outputChannelCount: [1],
-        channelCount: 1,
-        channelCountMode: "explicit",
-        channelInterpretation: "speakers",
-        processorOptions: { targetRate: WIRE_RATE, chunkMs: CHUNK_MS },
-      });
-      this.capture.port.onmessage = (event) => {
-        const msg = event.data;
-        if (msg && msg.type === "chunk") {
+      ({ source: this.source, capture: this.capture, sink: this.sink } = connectCapture(ctx, stream, {
+        targetRate: WIRE_RATE,
+        chunkMs: CHUNK_MS,
+        onChunk: (msg) => {
           this.handlers.onLevel(msg.rms);
           this.handlers.onChunk(msg.pcm);
-        }
-      };
-      // The capture node outputs silence; a muted sink keeps it pulled in every browser.
-      this.sink = ctx.createGain();
-      this.sink.gain.value = 0;
-      this.source.connect(this.capture);
-      this.capture.connect(this.sink);
-      this.sink.connect(ctx.destination);
+        },
+      }));
       await resumed;
       if (ctx.state !== "running") await ctx.resume();
     } catch (err) {

@@ -1,13 +1,11 @@
 // hark meetings page: microphone → /v1/meetings/stream → live transcript, then the summary,
 // decisions and action items. Audio goes up as binary PCM16 mono frames at 16 kHz.
 
-import { describeAudioError } from "./audio.js";
-import { LevelMeter } from "./visualizer.js";
+import { connectCapture, requestMicrophone } from "./audio.js";
+import { $, sharedElements, showConnection, showState, showTalkButton, talkMeter, toaster } from "./common.js";
 
 const RATE = 16000;
 const CHUNK_MS = 40;
-const TOAST_MS = 7000;
-const MAX_TOASTS = 4;
 const SPEAKER_HUES = [252, 152, 24, 200, 330, 88, 280, 0];
 
 const STATE_LABELS = {
@@ -17,14 +15,6 @@ const STATE_LABELS = {
   thinking: "Processing",
   speaking: "Reading summary",
   done: "Done",
-};
-
-const CONNECTION_LABELS = {
-  offline: "Not connected",
-  connecting: "Connecting…",
-  connected: "Connected",
-  lost: "Connection lost",
-  error: "Server unreachable",
 };
 
 // ---- testing hook: live, plain data ------------------------------------------------------
@@ -43,14 +33,8 @@ window.harkMeeting = meeting;
 
 // ---- elements -------------------------------------------------------------------------------
 
-const $ = (id) => document.getElementById(id);
 const ui = {
-  talk: $("talk"),
-  talkLabel: document.querySelector("#talk .talk__label"),
-  state: $("state"),
-  stateLabel: document.querySelector("#state .state__label"),
-  conn: $("conn"),
-  connLabel: document.querySelector("#conn .conn__label"),
+  ...sharedElements(),
   scroller: $("scroller"),
   empty: $("empty"),
   meeting: $("meeting"),
@@ -71,13 +55,10 @@ const ui = {
   remove: $("delete"),
   clock: $("clock"),
   stats: $("stats"),
-  meter: $("meter"),
-  toasts: $("toasts"),
 };
 
-const meter = new LevelMeter(ui.meter, (level) => {
-  ui.talk.style.setProperty("--level", level.toFixed(3));
-});
+const meter = talkMeter(ui);
+const toast = toaster(ui.toasts);
 
 let session = null;
 let clockTimer = 0;
@@ -93,84 +74,22 @@ function clock(seconds) {
 
 function setState(state) {
   meeting.state = state;
-  ui.state.dataset.state = state === "done" ? "idle" : state;
-  ui.stateLabel.textContent = STATE_LABELS[state] || state;
-  document.body.dataset.state = state;
-  meter.refreshColors();
+  showState(ui, meter, { state, indicator: state === "done" ? "idle" : state, label: STATE_LABELS[state] || state });
 }
 
 function setConnection(status) {
-  meeting.connection = status;
-  ui.conn.dataset.status = status;
-  ui.connLabel.textContent = CONNECTION_LABELS[status] || status;
+  showConnection(ui, meeting, status);
 }
 
 function setRunning(mode) {
   // mode: "stopped" | "starting" | "running" | "stopping"
-  ui.talk.dataset.running = mode === "stopped" ? "false" : mode === "running" ? "true" : "starting";
-  ui.talk.setAttribute("aria-pressed", String(mode !== "stopped"));
-  ui.talk.disabled = mode === "stopping";
-  ui.talkLabel.textContent = {
-    stopped: "Start",
-    starting: "Starting…",
-    running: "Stop",
-    stopping: "Stopping…",
-  }[mode];
+  showTalkButton(ui, mode);
 }
 
 function setStat(key, value) {
   const dd = ui.stats.querySelector(`dd[data-key="${key}"]`);
   if (dd) dd.textContent = value;
   ui.stats.classList.add("has-data");
-}
-
-function toast(message, { kind = "error", detail = "" } = {}) {
-  const text = String(message || "Something went wrong");
-  for (const existing of ui.toasts.children) {
-    if (existing.dataset.message === text) {
-      const count = Number(existing.dataset.count || "1") + 1;
-      existing.dataset.count = String(count);
-      existing.querySelector(".toast__count").textContent = `×${count}`;
-      clearTimeout(existing._timer);
-      existing._timer = setTimeout(() => dismissToast(existing), TOAST_MS);
-      return;
-    }
-  }
-  const node = document.createElement("div");
-  node.className = `toast toast--${kind}`;
-  node.dataset.testid = `toast-${kind}`;
-  node.dataset.message = text;
-  node.setAttribute("role", kind === "error" ? "alert" : "status");
-  const body = document.createElement("div");
-  body.className = "toast__body";
-  const msg = document.createElement("p");
-  msg.className = "toast__message";
-  msg.textContent = text;
-  body.append(msg);
-  if (detail) {
-    const d = document.createElement("p");
-    d.className = "toast__detail";
-    d.textContent = detail;
-    body.append(d);
-  }
-  const count = document.createElement("span");
-  count.className = "toast__count";
-  const close = document.createElement("button");
-  close.className = "icon-btn toast__close";
-  close.type = "button";
-  close.setAttribute("aria-label", "Dismiss");
-  close.innerHTML = '<svg aria-hidden="true"><use href="#i-close"/></svg>';
-  close.addEventListener("click", () => dismissToast(node));
-  node.append(body, count, close);
-  ui.toasts.append(node);
-  while (ui.toasts.children.length > MAX_TOASTS) ui.toasts.firstElementChild.remove();
-  node._timer = setTimeout(() => dismissToast(node), TOAST_MS);
-}
-
-function dismissToast(node) {
-  clearTimeout(node._timer);
-  node.classList.add("toast--leaving");
-  setTimeout(() => node.remove(), 200);
 }
 
 function scrollToEnd() {
@@ -373,41 +292,21 @@ async function openMicrophone(s) {
   const ctx = new AudioContext({ latencyHint: "interactive" });
   s.ctx = ctx;
   const resumed = ctx.resume();
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: { ideal: 1 } },
-      video: false,
-    });
-  } catch (err) {
-    throw new Error(describeAudioError(err));
-  }
+  const stream = await requestMicrophone();
   s.stream = stream;
   await ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url).href);
-  const source = ctx.createMediaStreamSource(stream);
-  const capture = new AudioWorkletNode(ctx, "hark-capture", {
-    numberOfInputs: 1,
-    numberOfOutputs: 1,
-    outputChannelCount: [1],
-    channelCount: 1,
-    channelCountMode: "explicit",
-    channelInterpretation: "speakers",
-    processorOptions: { targetRate: RATE, chunkMs: CHUNK_MS },
+  const { capture } = connectCapture(ctx, stream, {
+    targetRate: RATE,
+    chunkMs: CHUNK_MS,
+    onChunk: (msg) => {
+      if (s !== session) return;
+      meter.push(msg.rms);
+      if (s.recording && s.ws && s.ws.readyState === WebSocket.OPEN) {
+        s.ws.send(msg.pcm);
+        meeting.sentAudioBytes += msg.pcm.byteLength;
+      }
+    },
   });
-  capture.port.onmessage = (event) => {
-    const msg = event.data;
-    if (!msg || msg.type !== "chunk" || s !== session) return;
-    meter.push(msg.rms);
-    if (s.recording && s.ws && s.ws.readyState === WebSocket.OPEN) {
-      s.ws.send(msg.pcm);
-      meeting.sentAudioBytes += msg.pcm.byteLength;
-    }
-  };
-  const sink = ctx.createGain();
-  sink.gain.value = 0;
-  source.connect(capture);
-  capture.connect(sink);
-  sink.connect(ctx.destination);
   s.capture = capture;
   await resumed;
 }
