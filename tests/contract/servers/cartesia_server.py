@@ -90,11 +90,12 @@ class FakeCartesia(FakeTTS):
             error = {"type": "error", "done": True, "status_code": self.fail_status, "context_id": context}
             await connection.send(json.dumps(error | {"title": "Injected", "message": "injected failure"}))
             return True
+        generation = self.generation
         if fault is Fault.SLOW_FIRST_BYTE:
             await asyncio.sleep(self.faults.delay)
         text, rate = request["transcript"], int(fmt["sample_rate"])
         limit = self.half(text, rate) if fault is Fault.DISCONNECT else None
-        async for piece in self.play(text, rate, limit=limit):
+        async for piece in self.play(text, rate, limit=limit, generation=generation):
             data = base64.b64encode(piece).decode()
             chunk = {"type": "chunk", "data": data, "done": False, "status_code": 206, "context_id": context}
             await connection.send(json.dumps(chunk | {"step_time": 12.5}))

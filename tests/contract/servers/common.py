@@ -130,6 +130,9 @@ class FakeTTS(FakeProvider):
     """When set up, the stream holds after its first piece until the event is set."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     streams: list[Stream] = field(default_factory=list)
+    generation: int = 0
+    """Bumped by reset(): a request from an earlier test that the server is still answering (one
+    its client gave up on, say) must not add its stream to the next test's record."""
 
     def reset(self) -> None:
         fresh = type(self)()
@@ -137,6 +140,7 @@ class FakeTTS(FakeProvider):
             setattr(self, name, getattr(fresh, name))
         self.requests.clear()
         self.streams.clear()
+        self.generation += 1
 
     @property
     def last(self) -> Stream:
@@ -148,10 +152,14 @@ class FakeTTS(FakeProvider):
     def _size(self, total: int) -> int:
         return max(1, total // self.pieces) | 1
 
-    async def play(self, text: str, rate: int, *, limit: int | None = None) -> AsyncIterator[bytes]:
-        """The audio for ``text`` in odd-sized, paced pieces; ``limit`` stops after that many."""
+    async def play(
+        self, text: str, rate: int, *, limit: int | None = None, generation: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The audio for ``text`` in odd-sized, paced pieces; ``limit`` stops after that many.
+        ``generation``: the fake's generation when the request arrived (recorded only if current)."""
         stream = Stream(text)
-        self.streams.append(stream)
+        if generation is None or generation == self.generation:
+            self.streams.append(stream)
         pcm = self.audio(text, rate)
         size = self._size(len(pcm))
         for index, start in enumerate(range(0, len(pcm), size)):
@@ -183,6 +191,7 @@ class AudioResponse(Response):
     def __init__(self, fake: FakeTTS, text: str, rate: int, fault: Fault, media_type: str) -> None:
         super().__init__(media_type=media_type)
         self.fake, self.text, self.rate, self.fault = fake, text, rate, fault
+        self.generation = fake.generation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fault is Fault.SLOW_FIRST_BYTE:
@@ -190,7 +199,7 @@ class AudioResponse(Response):
         headers = [(b"content-type", self.media_type.encode())]  # type: ignore[union-attr]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         limit = self.fake.half(self.text, self.rate) if self.fault is Fault.DISCONNECT else None
-        async for piece in self.fake.play(self.text, self.rate, limit=limit):
+        async for piece in self.fake.play(self.text, self.rate, limit=limit, generation=self.generation):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         if self.fault is Fault.DISCONNECT:
             return  # The body never completes: uvicorn drops the connection.
