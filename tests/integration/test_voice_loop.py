@@ -141,18 +141,22 @@ async def test_health_answers_quickly_during_a_long_transcription(hark_server: H
     ]
     long_speech = b"".join(speak(sentence) + silence(400) for sentence in sentences)
     assert len(long_speech) / 2 / 24_000 > 12
-    async with realtime(hark_server.base_url, audio={"input": {"turn_detection": None}}) as (conn, rec):
+    async with (
+        realtime(hark_server.base_url, audio={"input": {"turn_detection": None}}) as (conn, rec),
+        httpx.AsyncClient(base_url=hark_server.base_url) as http,
+    ):
+        # Connect first: the probe measures the server's answer, not this client's TCP set-up.
+        assert (await http.get("/health")).status_code == 200
         await send_audio(conn, long_speech, realtime_pace=False)
         await conn.input_audio_buffer.commit()
         await rec.wait_for("input_audio_buffer.committed")
         timings = []
-        async with httpx.AsyncClient(base_url=hark_server.base_url) as http:
-            while not rec.of("conversation.item.input_audio_transcription.completed"):
-                started = time.monotonic()
-                response = await http.get("/health")
-                timings.append(time.monotonic() - started)
-                assert response.status_code == 200
-                await asyncio.sleep(0.05)
+        while not rec.of("conversation.item.input_audio_transcription.completed"):
+            started = time.monotonic()
+            response = await http.get("/health")
+            timings.append(time.monotonic() - started)
+            assert response.status_code == 200
+            await asyncio.sleep(0.05)
         final = rec.of("conversation.item.input_audio_transcription.completed")[0]
     assert {"mother", "dragon", "paris"} <= words(final.transcript)
     assert len(timings) >= 3, "the transcription finished before /health could be probed"
