@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hark.audio import Resampler, pcm16_to_float
+from hark.audio import pcm16_to_float
 from hark.engines.base import VAD, Float32Array
 from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
+from hark.polyphase import CausalResampler
 
-INPUT_QUALITY = "QQ"
 PAUSE_MS = 96
 """Silence after which a pause is reported: the moment a speculative transcription can start."""
 
@@ -37,9 +37,9 @@ class Listener:
         self._chunk = vad.chunk_samples
         self._stream = vad.new_stream()
         self._turns = TurnDetector(config)
-        # Quick quality: HQ's filter holds back ~20 ms of input, which the turn's end waits for;
-        # speech for VAD and Whisper loses nothing audible at QQ (docs/benchmarks.md).
-        self._resampler = Resampler(input_rate, self.rate, quality=INPUT_QUALITY)
+        # Causal: a look-ahead filter would hold back the input's last samples, and the VAD chunk
+        # that ends a turn would wait for the next frame to complete (docs/benchmarks.md).
+        self._resampler = CausalResampler(input_rate, self.rate)
         self._pending = np.zeros(0, dtype=np.float32)
         self._chunk_index = 0
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
@@ -71,7 +71,7 @@ class Listener:
 
     def set_input_rate(self, rate: int) -> None:
         if rate != self._resampler.in_rate:
-            self._resampler = Resampler(rate, self.rate, quality=INPUT_QUALITY)
+            self._resampler = CausalResampler(rate, self.rate)
 
     def utterance(self) -> Float32Array:
         if not self._utterance:
