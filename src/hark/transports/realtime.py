@@ -33,13 +33,14 @@ VOICE = "hark"
 
 
 class Outbox:
-    """Server events waiting for the socket, serialized, at most ``limit_bytes`` of them: reply
-    audio over the budget is dropped (oldest queued audio first makes room for control events);
-    when control events alone exceed it, ``overflow`` is set and the session closes. Queued reply
-    audio can also be dropped on barge-in."""
+    """Server messages waiting for the socket, serialized, at most ``limit_bytes`` of them: JSON
+    events as text, reply audio as JSON events or (``audio=binary``) raw PCM frames. Reply audio
+    over the budget is dropped (oldest queued audio first makes room for control events); when
+    control events alone exceed it, ``overflow`` is set and the session closes. Queued reply audio
+    can also be dropped on barge-in."""
 
     def __init__(self, limit_bytes: int = 256 * 1024) -> None:
-        self._items: collections.deque[tuple[str | None, str]] = collections.deque()
+        self._items: collections.deque[tuple[str | None, str | bytes]] = collections.deque()
         self._ready = asyncio.Event()
         self._counter = 0
         self.budget = OutboundBudget(limit_bytes)
@@ -48,28 +49,34 @@ class Outbox:
     def put(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
         self._counter += 1
         event["event_id"] = f"event_{self._counter}"
-        text = json.dumps(event, separators=(",", ":"))
-        verdict = self.budget.offer(len(text), audio=audio_of is not None)
+        self._queue(json.dumps(event, separators=(",", ":")), audio_of)
+
+    def put_audio(self, pcm: bytes, *, audio_of: str) -> None:
+        """Reply audio as one binary frame (no event, so no event_id)."""
+        self._queue(pcm, audio_of)
+
+    def _queue(self, message: str | bytes, audio_of: str | None) -> None:
+        verdict = self.budget.offer(len(message), audio=audio_of is not None)
         if verdict is Verdict.DROP:
             return
         if verdict is Verdict.CLOSE:
             self.overflow.set()
             return
-        self._items.append((audio_of, text))
+        self._items.append((audio_of, message))
         while self.budget.excess and self._evict_oldest_audio():
             pass
         self._ready.set()
 
     def _evict_oldest_audio(self) -> bool:
-        for index, (response_id, text) in enumerate(self._items):
+        for index, (response_id, message) in enumerate(self._items):
             if response_id is not None:
                 del self._items[index]
-                self.budget.discard(len(text), audio=True)
+                self.budget.discard(len(message), audio=True)
                 return True
         return False
 
     def drop_audio(self, response_id: str) -> int:
-        kept: collections.deque[tuple[str | None, str]] = collections.deque()
+        kept: collections.deque[tuple[str | None, str | bytes]] = collections.deque()
         for item in self._items:
             if item[0] == response_id:
                 self.budget.sent(len(item[1]), audio=True)
@@ -83,13 +90,13 @@ class Outbox:
     def pending(self) -> int:
         return len(self._items)
 
-    async def get(self) -> str:
+    async def get(self) -> str | bytes:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        audio_of, text = self._items.popleft()
-        self.budget.sent(len(text), audio=audio_of is not None)
-        return text
+        audio_of, message = self._items.popleft()
+        self.budget.sent(len(message), audio=audio_of is not None)
+        return message
 
 
 class RealtimeSession:
@@ -121,6 +128,11 @@ class RealtimeSession:
         self.model = model
         self.llm_status = llm_status
         self.outbox = Outbox(limits.outbound_buffer_bytes)
+        self._wire_error: rp.ProtocolError | None = None
+        try:
+            self.binary_audio = rp.audio_wire(websocket.query_params.get("audio")) == "binary"
+        except rp.ProtocolError as exc:
+            self.binary_audio, self._wire_error = False, exc
         self.conversation: Conversation = conversation_factory(self._on_event)
         self._config = self.conversation.config
         self._turn = TurnDetectionState()
@@ -146,6 +158,8 @@ class RealtimeSession:
                 "setting": self.llm_status.setting,
             }
         )
+        if self._wire_error is not None:
+            self._error(self._wire_error)
         writer = asyncio.create_task(self._write())
         audio = asyncio.create_task(self._consume_audio())
         await self._offer_resume_token()
@@ -185,28 +199,27 @@ class RealtimeSession:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None:
-                self._error(
-                    rp.ProtocolError(
-                        "binary frames are not supported; send JSON events", code="invalid_frame"
-                    )
-                )
-                continue
             self._events_seen += 1
             self.idle.touch(time.monotonic())
+            text = message.get("text")
             try:
-                event = rp.parse_client_event(text)
-                await self._handle(event)
+                if text is None:
+                    # A binary frame is raw PCM16: input_audio_buffer.append without JSON and base64.
+                    await self._append(rp.binary_pcm(message.get("bytes") or b"", max_bytes=MAX_APPEND_BYTES))
+                else:
+                    await self._handle(rp.parse_client_event(text))
             except rp.ProtocolError as exc:
                 self._error(exc)
 
     async def _write(self) -> None:
         while True:
-            text = await self.outbox.get()
+            message = await self.outbox.get()
             self._writing = True
             try:
-                await self.ws.send_text(text)
+                if isinstance(message, str):
+                    await self.ws.send_text(message)
+                else:
+                    await self.ws.send_bytes(message)
             except (WebSocketDisconnect, RuntimeError):
                 return
             finally:
@@ -258,13 +271,7 @@ class RealtimeSession:
                     pcm = decode_base64_pcm16(event.audio, max_bytes=MAX_APPEND_BYTES)
                 except AudioFormatError as exc:
                     raise rp.ProtocolError(str(exc), event_id=event.event_id, param="audio") from None
-                if pcm:
-                    # Faster than max_audio_speed × real time (after a 2 s burst): stop reading
-                    # for a while, so the client's own socket pushes back.
-                    pause = self.throttle.push(pcm, time.monotonic())
-                    if pause:
-                        await asyncio.sleep(pause)
-                    await self._audio_in.put(pcm)
+                await self._append(pcm)
             case rp.SessionUpdate():
                 self._update_session(event)
                 self.outbox.put({"type": "session.updated", "session": self.session_object()})
@@ -312,6 +319,16 @@ class RealtimeSession:
                 self._checkpoint()
             case rp.Resume():
                 await self._resume(event)
+
+    async def _append(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        # Faster than max_audio_speed × real time (after a 2 s burst): stop reading for a while,
+        # so the client's own socket pushes back.
+        pause = self.throttle.push(pcm, time.monotonic())
+        if pause:
+            await asyncio.sleep(pause)
+        await self._audio_in.put(pcm)
 
     async def _drain_audio(self) -> None:
         """Let appended audio reach the conversation before a commit or clear acts on it."""
@@ -475,6 +492,8 @@ class RealtimeSession:
             self.metrics.observe(event)
         put = self.outbox.put
         match event:
+            case ev.ResponseAudio(response_id, item_id, pcm) if self.binary_audio:
+                self.outbox.put_audio(pcm, audio_of=response_id)
             case ev.ResponseAudio(response_id, item_id, pcm):
                 put(
                     {

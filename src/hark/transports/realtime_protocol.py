@@ -229,6 +229,34 @@ def parse_client_event(text: str) -> ClientEvent:
         ) from None
 
 
+AUDIO_WIRES = ("json", "binary")
+"""How reply audio travels, chosen with the ``audio`` query parameter when connecting:
+``response.output_audio.delta`` events (base64 in JSON, the default) or binary frames of raw PCM."""
+
+
+def audio_wire(value: str | None) -> str:
+    if value is None or value == "":
+        return "json"
+    if value not in AUDIO_WIRES:
+        raise ProtocolError(
+            f"unknown audio wire {value[:40]!r}; use audio=binary or audio=json (the default is json)",
+            param="audio",
+        )
+    return value
+
+
+def binary_pcm(data: bytes, *, max_bytes: int) -> bytes:
+    """A binary client frame: raw PCM16 little-endian mono, refused as an append would be."""
+    if len(data) > max_bytes:
+        raise ProtocolError(f"binary audio frame exceeds {max_bytes} bytes", param="audio")
+    if len(data) % 2:
+        raise ProtocolError(
+            f"binary audio frame of {len(data)} bytes: PCM16 audio must have an even number of bytes",
+            param="audio",
+        )
+    return data
+
+
 def error_event(error: ProtocolError) -> dict[str, Any]:
     return {
         "type": "error",
