@@ -22,7 +22,7 @@ from hark.bench import stats
 from hark.bench.audio import Utterance, frames
 from hark.bench.client import Session
 from hark.bench.fakes import Script
-from hark.bench.overhead import hark_turn
+from hark.bench.overhead import HARK_BINARY_PATH, hark_turn
 from hark.bench.server import cpu_seconds, hark_server, rss_mb, scripted_env
 
 P99_LIMIT_MS = 50.0
@@ -85,7 +85,7 @@ async def _ramp(
     try:
         for target in steps:
             while len(sessions) < target:
-                session = Session(url, compression=None)
+                session = Session(url, wire="binary", compression=None)
                 await session.start()
                 sessions.append(session)
                 workers.append(asyncio.create_task(worker(session)))
@@ -149,7 +149,7 @@ def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = prin
     os.sched_setaffinity(0, client_cpu)
     try:
         with hark_server(env, cpu=server_cpu) as server:
-            url = server.ws_base + "/v1/realtime?model=hark"
+            url = server.ws_base + HARK_BINARY_PATH
             ramp = asyncio.run(_ramp(url, steps, speech, server.pid, window_s, log))
     finally:
         os.sched_setaffinity(0, original)

@@ -100,10 +100,16 @@ def pacer() -> Pacer:
     return _pacers[loop]
 
 
+HARK_WIRES = ("realtime", "binary")
+"""The wires that speak hark's Realtime protocol (its events, ``response.created`` and the rest)."""
+
+
 @dataclass
 class Session:
-    """One streaming session. ``wire``: "realtime" (hark's JSON events) or "raw" (binary PCM out,
-    binary PCM back, JSON text for markers: the Pipecat comparison)."""
+    """One streaming session. ``wire``: "realtime" (hark's JSON events, audio as base64 both
+    ways), "binary" (hark's events, audio as raw PCM binary frames both ways: connect with
+    ``audio=binary``) or "raw" (Pipecat: binary PCM both ways, JSON text for markers). Binary
+    reply audio on the "binary" wire is attributed to the response in progress."""
 
     url: str
     wire: str = "realtime"
@@ -121,6 +127,8 @@ class Session:
     _assigned: int = 0
     """Frames taken for sending so far (the index the next one gets)."""
     _silence: str | bytes = b""
+    _response_id: str | None = None
+    """The last ``response.created`` (binary reply audio belongs to it)."""
 
     def encode(self, pcm: bytes) -> str | bytes:
         return realtime_append(pcm) if self.wire == "realtime" else pcm
@@ -167,11 +175,14 @@ class Session:
                 now = time.monotonic()
                 if isinstance(message, bytes):
                     self.audio_bytes_received += len(message)
-                    self.events.append(Received(now, "audio", {"bytes": len(message)}))
+                    audio = {"response_id": self._response_id, "bytes": len(message)}
+                    self.events.append(Received(now, "audio", audio))
                 else:
                     data = json.loads(message)
                     kind = data.get("type", "")
-                    if kind == "response.output_audio.delta":
+                    if kind == "response.created":
+                        self._response_id = data["response"]["id"]
+                    elif kind == "response.output_audio.delta":
                         n = b64_pcm_bytes(data.get("delta", ""))
                         self.audio_bytes_received += n
                         data = {"response_id": data.get("response_id"), "bytes": n}

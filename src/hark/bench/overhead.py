@@ -16,11 +16,13 @@ from typing import Any
 
 from hark.bench import stats
 from hark.bench.audio import Utterance, frames
-from hark.bench.client import Received, Session, resampled_samples
+from hark.bench.client import HARK_WIRES, Received, Session, resampled_samples
 from hark.bench.fakes import Script, scripted_first_audio_ms
 from hark.bench.server import ServerProcess, hark_server, scripted_env
 
 TURN_TIMEOUT_S = 20.0
+HARK_BINARY_PATH = "/v1/realtime?model=hark&audio=binary"
+"""hark's Realtime endpoint with raw PCM both ways: the wire format Pipecat is driven with."""
 
 
 @dataclass(slots=True)
@@ -159,12 +161,12 @@ async def drive(
         nonlocal remaining
         session = Session(url, wire=wire)
         opened.append(session)
-        await session.start(ready_event="session.created" if wire == "realtime" else None)
+        await session.start(ready_event="session.created" if wire in HARK_WIRES else None)
         speech_frames = [session.encode(f) for f in frames(speech.pcm)]
         await asyncio.sleep(rng.uniform(0.3, 1.5))
         while remaining > 0:
             remaining -= 1
-            if wire == "realtime":
+            if wire in HARK_WIRES:
                 turn = await hark_turn(session, speech_frames, script=script, end_silence_ms=end_silence_ms)
             else:
                 turn = await pipecat_turn(session, speech_frames, script=script)
@@ -227,7 +229,7 @@ def run(
                 env = scripted_env(
                     stt_final_ms=delay, tts_ms_per_char=tts_ms_per_char, end_silence_ms=end_silence_ms
                 )
-                server, url, wire = hark_server(env), "", "realtime"
+                server, url, wire = hark_server(env), "", "binary"
             else:
                 server = pipecat_server(
                     script, end_silence_ms=end_silence_ms, tts_ms_per_char=tts_ms_per_char
@@ -236,7 +238,7 @@ def run(
             log(f"  {framework}: {per_delay} turns, STT final {delay:g} ms, {sessions} sessions")
             try:
                 with server:
-                    url = server.ws_base + ("/v1/realtime?model=hark" if wire == "realtime" else "/ws")
+                    url = server.ws_base + (HARK_BINARY_PATH if wire == "binary" else "/ws")
                     got = asyncio.run(
                         drive(
                             url,
