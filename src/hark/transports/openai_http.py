@@ -125,11 +125,17 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
     async def pcm() -> AsyncIterator[bytes]:
         # OpenAI's formats are 24 kHz (raw pcm by definition), whatever the voice's own rate.
         for sentence in sentences:
-            audio = b"".join([chunk async for chunk in tts.synthesize(sentence)])
-            if body.speed != 1.0:
-                audio = await asyncio.to_thread(change_speed, audio, tts.sample_rate, body.speed)
             resampler = PCM16Resampler(tts.sample_rate, SPEECH_RATE)
-            yield resampler.process(audio) + resampler.process(b"", last=True)
+            if body.speed != 1.0:  # the time stretch needs the whole sentence
+                audio = b"".join([chunk async for chunk in tts.synthesize(sentence)])
+                audio = await asyncio.to_thread(change_speed, audio, tts.sample_rate, body.speed)
+                yield resampler.process(audio) + resampler.process(b"", last=True)
+                continue
+            async for chunk in tts.synthesize(sentence):  # pieces as the engine has them
+                if out := resampler.process(chunk):
+                    yield out
+            if tail := resampler.process(b"", last=True):
+                yield tail
 
     # Start synthesising before answering, so an engine failure is a proper error status.
     stream = encode_stream(pcm(), body.response_format, SPEECH_RATE)

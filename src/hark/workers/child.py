@@ -9,6 +9,8 @@ Wire protocol on the pipe (pickled tuples, one reply per request, strictly in tu
 * parent → child: ``(request_id, stage_index, method, payload)``
   - ``"transcribe"``: payload ``(float32 audio, language | None)`` → result :class:`Transcript`
   - ``"synthesize"``: payload ``text`` → result ``bytes`` (the whole sentence's PCM16)
+  - ``"synthesize_stream"``: payload ``text`` → ``(request_id, "chunk", bytes)`` for each piece
+    of PCM16 as the engine yields it, then the reply, with result ``None``
 * child → parent: ``(request_id, "ok", result)`` or ``(request_id, "error", message, retryable)``
 
 The parent ends the child by closing its end of the pipe (the child sees EOF and exits), or by
@@ -104,20 +106,29 @@ def _info(stage: str, engine: Any) -> EngineInfo:
 def _serve(conn: Connection, runner: asyncio.Runner, engines: list[Any]) -> None:
     while True:
         request_id, index, method, payload = conn.recv()
-        reply = (request_id, *runner.run(_handle(engines[index], method, payload)))
+
+        def chunk(data: bytes, request_id: int = request_id) -> None:
+            conn.send((request_id, "chunk", data))
+
+        reply = (request_id, *runner.run(_handle(engines[index], method, payload, chunk)))
         try:
             conn.send(reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # nothing was written yet
             conn.send((request_id, "error", f"the worker cannot send its result: {_describe(exc)}", False))
 
 
-async def _handle(engine: Any, method: str, payload: Any) -> tuple[Any, ...]:
+async def _handle(engine: Any, method: str, payload: Any, chunk: Callable[[bytes], None]) -> tuple[Any, ...]:
     try:
         if method == "transcribe":
             audio, language = payload
             return ("ok", await engine.transcribe(audio, language=language))
         if method == "synthesize":
             return ("ok", b"".join([pcm async for pcm in engine.synthesize(payload)]))
+        if method == "synthesize_stream":
+            async for pcm in engine.synthesize(payload):
+                if pcm:
+                    chunk(pcm)
+            return ("ok", None)
         return ("error", f"unknown worker method {method!r}", False)
     except EngineError as exc:
         return ("error", str(exc), exc.retryable)

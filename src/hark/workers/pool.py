@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -38,6 +38,9 @@ from hark.workers import child
 from hark.workers.child import EngineInfo, Factory
 
 log = logging.getLogger("hark.workers")
+
+_END = object()
+"""Marks the end of a streaming request's pieces."""
 
 ENGINE = "workers"
 DEFAULT_SERVICE_S = 1.0
@@ -73,6 +76,8 @@ class _Request:
     future: asyncio.Future[Any]
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
+    chunks: asyncio.Queue[Any] | None = None
+    """Where a streaming request's pieces go, before its reply (see :meth:`WorkerPool.stream`)."""
 
 
 class _Courier(threading.Thread):
@@ -104,7 +109,9 @@ class _Courier(threading.Thread):
             self._post(self._conn.recv())  # "ready" or "failed"
             while (job := self._jobs.get()) is not None:
                 self._conn.send(job)
-                self._post(self._conn.recv())
+                while (message := self._conn.recv())[1] == "chunk":  # a streamed piece: more follow
+                    self._post(message)
+                self._post(message)
         except (EOFError, OSError):
             pass  # the child is gone; its sentinel tells the pool
         except Exception as exc:  # an unreadable message: the pool retires the worker
@@ -310,6 +317,29 @@ class WorkerPool:
                 self._changed.set()
             raise
 
+    async def stream(self, stage_index: int, method: str, payload: Any) -> AsyncIterator[Any]:
+        """Like :meth:`call`, for a method whose worker sends its result in pieces as it has
+        them (``"synthesize_stream"``): yields each piece. Closing the iterator early is a
+        cancellation: the worker finishes, and the rest is dropped."""
+        self.admit()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
+        request = _Request(next(self._ids), stage_index, method, payload, future, chunks=chunks)
+        future.add_done_callback(lambda _: chunks.put_nowait(_END))  # after every piece delivered
+        self._queue.append(request)
+        self._dispatch()
+        try:
+            while (piece := await chunks.get()) is not _END:
+                yield piece
+            future.result()  # the worker's error, if it failed
+        finally:
+            if not future.done():
+                future.cancel()  # later pieces and the reply are dropped
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(request)
+                    self._changed.set()
+
     def admit(self) -> None:
         """Raise what :meth:`call` would raise at once: PoolBusy when the queue is full,
         EngineUnavailable when the pool is not running. HTTP handlers can call it before
@@ -379,6 +409,10 @@ class WorkerPool:
     def _on_reply(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         request = worker.current
         if request is None or request.id != message[0]:
+            return
+        if message[1] == "chunk":  # a piece of a streaming request; the worker is still on it
+            if request.chunks is not None and not request.future.done():
+                request.chunks.put_nowait(message[2])
             return
         self._release(worker, request)
         self._service_s.append(time.monotonic() - request.started)
