@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from hark.engines.base import Float32Array, VADStream
+from hark.engines.base import Float32Array, ToolCall, ToolSpec, VADStream
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig
+from hark.pipeline.tools import Tool, Toolbox
 from hark.pipeline.turns import TurnConfig
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
@@ -53,6 +54,10 @@ class Harness:
     tts: FakeTTS = field(default_factory=lambda: FakeTTS(ms_per_char=10))
     stt: FakeSTT = field(default_factory=lambda: FakeSTT(text="what time is it"))
     events: list[ev.Event] = field(default_factory=list)
+    speculative_reply: bool = True
+    tools: Toolbox | None = None
+    llm_calls_at: dict[str, int] = field(default_factory=dict)
+    """LLM calls made when each kind of event was (last) emitted."""
     conversation: Conversation = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +70,7 @@ class Harness:
             partial_interval_ms=0,
             output_chunk_ms=50,
             output_lead_ms=200,
+            speculative_reply=self.speculative_reply,
         )
         self.conversation = Conversation(
             vad=LoudnessVAD(),
@@ -72,8 +78,20 @@ class Harness:
             tts=self.tts,
             llm=self.llm,
             config=config,
-            emit=self.events.append,
+            emit=self._record,
+            tools=self.tools,
         )
+
+    def _record(self, event: ev.Event) -> None:
+        self.events.append(event)
+        self.llm_calls_at[type(event).__name__] = len(self.llm.calls) if self.llm is not None else 0
+
+    async def say_live(self, *pieces: bytes) -> None:
+        """Audio at real-time pace, 40 ms at a time, so the conversation's tasks run in between."""
+        for piece in pieces:
+            for offset in range(0, len(piece), 1920):
+                await self.conversation.push_audio(piece[offset : offset + 1920])
+                await asyncio.sleep(0.04)
 
     async def say(self, ms: int = 600, then_quiet: int = 400) -> None:
         for piece in (tone(ms), quiet(then_quiet)):
@@ -236,3 +254,76 @@ async def test_a_pause_inside_a_turn_is_not_its_end() -> None:
     # and covers both stretches of speech.
     assert h.stt.calls == 2
     assert h.stt.durations[-1] > h.stt.durations[0] + 0.4
+
+
+async def test_the_reply_is_prepared_during_the_end_of_turn_silence() -> None:
+    """Speculative reply: at the first short silence the transcript is made and the LLM asked,
+    but nothing is sent until the turn ends on that silence; then the events are the usual ones."""
+    h = Harness(llm=FakeLLM(chunks=("Hello there. ", "How are you?"), first_delay=0.05))
+    await h.say_live(tone(600), quiet(400))
+    done = await h.done()
+    assert done.status == "completed" and done.text == "Hello there. How are you?"
+    assert h.llm is not None and len(h.llm.calls) == 1
+    assert h.llm_calls_at["SpeechStopped"] == 1  # asked before the turn was over
+    kinds = [type(e).__name__ for e in h.events if not isinstance(e, ev.ResponseAudio | ev.StateChanged)]
+    assert kinds == [
+        "SpeechStarted",
+        "SpeechStopped",
+        "InputCommitted",
+        "TranscriptFinal",
+        "ResponseStarted",
+        "ResponseText",
+        "ResponseText",
+        "Latency",
+        "ResponseDone",
+    ]
+    assert [(m.role, m.content) for m in h.llm.calls[0]] == [
+        ("system", "Be brief."),
+        ("user", "what time is it"),
+    ]
+    assert [(m.role, m.content) for _, m in h.conversation.history.entries()] == [
+        ("user", "what time is it"),
+        ("assistant", "Hello there. How are you?"),
+    ]
+    assert [e.state.value for e in h.of(ev.StateChanged)] == ["listening", "thinking", "speaking", "idle"]
+    await h.conversation.aclose()
+
+
+async def test_a_held_reply_is_dropped_without_a_trace_when_the_user_goes_on() -> None:
+    h = Harness(llm=FakeLLM(chunks=("Hello there. ", "How are you?"), first_delay=0.05))
+    await h.say_live(tone(400), quiet(150), tone(400), quiet(400))
+    await h.done()
+    assert h.llm is not None and len(h.llm.calls) == 2  # the held reply's, then the turn's
+    stopped = next(i for i, e in enumerate(h.events) if isinstance(e, ev.SpeechStopped))
+    before = [type(e).__name__ for e in h.events[:stopped]]
+    assert before == ["SpeechStarted", "StateChanged"]  # nothing of the held reply came out
+    assert len(h.of(ev.ResponseStarted)) == 1 and len(h.of(ev.ResponseDone)) == 1
+    assert [m.role for _, m in h.conversation.history.entries()] == ["user", "assistant"]
+    await h.conversation.aclose()
+
+
+async def test_a_held_reply_runs_no_tool_before_the_turn_ends() -> None:
+    runs: list[int] = []
+
+    async def record(args: dict[str, Any]) -> str:
+        runs.append(len(h.events))
+        return "noon"
+
+    spec = ToolSpec("clock", "The time.", {"type": "object", "properties": {}})
+    call = ToolCall("call_1", "clock", "{}")
+    h = Harness(llm=FakeLLM(chunks=(call, "It is noon.")), tools=Toolbox([Tool(spec, record)]))
+    await h.say_live(tone(400), quiet(150), tone(400), quiet(400))
+    await h.done()
+    stopped = next(i for i, e in enumerate(h.events) if isinstance(e, ev.SpeechStopped))
+    assert runs and all(at > stopped for at in runs)  # the held reply (dropped) ran none
+    await h.conversation.aclose()
+
+
+async def test_without_speculative_replies_the_llm_waits_for_the_end_of_the_turn() -> None:
+    h = Harness(speculative_reply=False)
+    await h.say_live(tone(600), quiet(400))
+    await h.done()
+    assert h.llm is not None and len(h.llm.calls) == 1
+    assert h.llm_calls_at["SpeechStopped"] == 0
+    assert h.stt.calls == 1  # the transcript is still made during the silence
+    await h.conversation.aclose()

@@ -43,6 +43,24 @@ class ConversationConfig:
     output_chunk_ms: int
     output_lead_ms: int
     language: str | None = None
+    speculative_reply: bool = True
+    """Start the reply (LLM and first TTS) at a pause, before the turn is known to be over."""
+
+
+@dataclass(slots=True)
+class _Speculation:
+    """What started at a pause inside a turn: a transcription of the speech so far and, once it
+    is in, a reply prepared from it but held back. If the turn ends on this pause both are used
+    as they are; if the user goes on, both are dropped without a trace."""
+
+    audio_ms: int
+    """Position of the silence it started at."""
+    transcript: asyncio.Task[Transcript]
+    reply: asyncio.Task[None] | None = None
+    text: str | None = None
+    """The transcript the held reply answers."""
+    release: Callable[[float | None, float], None] | None = None
+    """Set by the held reply once it runs: lets it speak (end_of_speech, detected)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +109,7 @@ class Conversation:
         self._last_item_id: str | None = None
         self._speech_start_ms = 0
         self._partial_task: asyncio.Task[None] | None = None
-        self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
-        """(position of the silence it started at, its transcription)."""
+        self._speculative: _Speculation | None = None
         self._partial_text = ""
         self._partial_at_ms = 0
         self._transcribing: asyncio.Task[str | None] | None = None
@@ -142,25 +159,55 @@ class Conversation:
         self._cancel_speculative()
         self._cancel_partial()
         audio = self.listener.utterance()
-        task = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
-        self._speculative = (boundary.audio_ms, task)
+        transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
+        speculation = _Speculation(boundary.audio_ms, transcript)
+        if self.auto_respond and self.config.speculative_reply and not self.responding:
+            speculation.reply = asyncio.create_task(self._respond_early(speculation))
+        self._speculative = speculation
 
     def _cancel_speculative(self) -> None:
         if self._speculative is not None:
-            self._speculative[1].cancel()
+            self._speculative.transcript.cancel()
+            if self._speculative.reply is not None:
+                self._speculative.reply.cancel()
             self._speculative = None
 
     def _speech_stopped(self, boundary: TurnBoundary) -> None:
         item_id = self._item_id or new_id("item")
         self._item_id = None
         self._emit(ev.SpeechStopped(item_id, boundary.audio_ms))
-        speculative = None
-        if self._speculative is not None and self._speculative[0] == boundary.audio_ms:
-            # The turn ended on the silence the speculative transcription started at.
-            speculative = self._speculative[1]
-            self._speculative = None
+        speculation = None
+        if self._speculative is not None and self._speculative.audio_ms == boundary.audio_ms:
+            # The turn ended on the silence the speculation started at.
+            speculation, self._speculative = self._speculative, None
         self._cancel_speculative()
-        self._commit(item_id, end_of_speech=boundary.wall_time, speculative=speculative)
+        if speculation is not None and self._release_early(item_id, speculation, boundary.wall_time):
+            return
+        if speculation is not None and speculation.reply is not None:
+            speculation.reply.cancel()
+        self._commit(
+            item_id,
+            end_of_speech=boundary.wall_time,
+            speculative=speculation.transcript if speculation is not None else None,
+        )
+
+    def _release_early(self, item_id: str, speculation: _Speculation, end_of_speech: float) -> bool:
+        """Let the held reply speak, if it is still good: its transcript is this turn's, nothing
+        else answers, and no earlier transcript is still to be reported (events stay in order)."""
+        reply, release, text = speculation.reply, speculation.release, speculation.text
+        if reply is None or reply.done() or release is None or not text:
+            return False
+        if self.responding or (self._transcribing is not None and not self._transcribing.done()):
+            return False
+        detected = time.monotonic()
+        self._accept_input(item_id)
+        self._emit(ev.TranscriptFinal(item_id, text))
+        self.history.add(item_id, "user", text)
+        self._transcribing = None
+        self._set_state(ConversationState.THINKING)
+        self._response_task = reply
+        release(end_of_speech, detected)
+        return True
 
     def commit(self) -> str:
         """Commit what was appended (client-side turn detection). Raises ValueError when empty."""
@@ -180,13 +227,17 @@ class Conversation:
         if self.machine.state is ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)
 
-    def _commit(
-        self, item_id: str, *, end_of_speech: float, speculative: asyncio.Task[Transcript] | None = None
-    ) -> None:
+    def _accept_input(self, item_id: str) -> Float32Array:
         audio = self.listener.take_utterance()
         self._cancel_partial()
         self._emit(ev.InputCommitted(item_id, self._last_item_id))
         self._last_item_id = item_id
+        return audio
+
+    def _commit(
+        self, item_id: str, *, end_of_speech: float, speculative: asyncio.Task[Transcript] | None = None
+    ) -> None:
+        audio = self._accept_input(item_id)
         detected = time.monotonic()
         previous = self._transcribing
         self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
@@ -199,7 +250,7 @@ class Conversation:
     # -- transcription -------------------------------------------------------------------
 
     def _maybe_partial(self) -> None:
-        if self._speculative is not None and not self._speculative[1].done():
+        if self._speculative is not None and not self._speculative.transcript.done():
             return  # the speculative transcription is this moment's partial
         heard_ms = self.listener.utterance_ms()
         if self._partial_task is not None or heard_ms - self._partial_at_ms < self.config.partial_interval_ms:
@@ -275,6 +326,9 @@ class Conversation:
         """Answer the conversation so far (response.create). Raises RuntimeError when busy."""
         if self.responding:
             raise RuntimeError("a response is already in progress")
+        if self._speculative is not None and self._speculative.reply is not None:
+            self._speculative.reply.cancel()  # the client's response replaces the held one
+            self._speculative.reply = None
         self._set_state(ConversationState.THINKING)
         pending = self._transcribing if self._transcribing and not self._transcribing.done() else None
         self._start_response(wait_for=pending, end_of_speech=None, detected=time.monotonic())
@@ -289,6 +343,20 @@ class Conversation:
             self._respond(response_id, item_id, wait_for, end_of_speech, detected)
         )
 
+    async def _respond_early(self, speculation: _Speculation) -> None:
+        """The held reply: waits for the speculative transcript, then prepares the answer to it.
+        Nothing is emitted until ``speculation.release`` is called at the end of the turn; until
+        then, a failure or an empty transcript just ends it (the turn then answers as usual)."""
+        try:
+            transcript = await asyncio.shield(speculation.transcript)
+        except EngineError:
+            return
+        text = transcript.text.strip()
+        if not text:
+            return
+        speculation.text = text
+        await self._respond(new_id("resp"), new_id("item"), None, None, time.monotonic(), early=speculation)
+
     async def _respond(
         self,
         response_id: str,
@@ -296,9 +364,13 @@ class Conversation:
         wait_for: asyncio.Task[str | None] | None,
         end_of_speech: float | None,
         detected: float,
+        *,
+        early: _Speculation | None = None,
     ) -> None:
         user_text: str | None = None
-        if wait_for is not None:
+        if early is not None:
+            user_text = early.text
+        elif wait_for is not None:
             # Shielded: a barge-in cancels this reply, not the transcript of what was said.
             user_text = await asyncio.shield(wait_for)
             if not user_text:
@@ -307,6 +379,7 @@ class Conversation:
                 return
         transcribed = time.monotonic()
         mode: Literal["llm", "echo"] = "llm" if self._llm is not None else "echo"
+        hold = asyncio.Event() if early is not None else None
         responder = Responder(
             self._tts,
             output_rate=self.output_rate,
@@ -314,43 +387,73 @@ class Conversation:
             lead_ms=self.config.output_lead_ms,
             on_text=lambda delta: self._emit(ev.ResponseText(response_id, item_id, delta)),
             on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
+            hold=hold,
         )
-        self._response = (response_id, item_id, responder)
-        self._replies[item_id] = responder
-        while len(self._replies) > 8:
-            self._replies.pop(next(iter(self._replies)))
-        self._emit(ev.ResponseStarted(response_id, item_id, mode))
+        opened = False
+
+        def open_response(speech_end: float | None, turn_detected: float) -> None:
+            nonlocal opened, end_of_speech, detected
+            end_of_speech, detected, opened = speech_end, turn_detected, True
+            self._response = (response_id, item_id, responder)
+            self._replies[item_id] = responder
+            while len(self._replies) > 8:
+                self._replies.pop(next(iter(self._replies)))
+            self._emit(ev.ResponseStarted(response_id, item_id, mode))
+            if hold is not None:
+                hold.set()
+
+        if early is None:
+            open_response(end_of_speech, detected)
+        else:
+            early.release = open_response
         status: Literal["completed", "cancelled", "failed"] = "completed"
         reason: str | None = None
         try:
-            await responder.run(self._reply_text(user_text))
+            await responder.run(self._reply_text(user_text, confirmed=hold))
         except asyncio.CancelledError:
             status, reason = "cancelled", "turn_detected"
             raise
         except EngineError as exc:
             status, reason = "failed", str(exc)
-            self._emit(ev.ConversationError("engine_error", reason))
+            if opened:
+                self._emit(ev.ConversationError("engine_error", reason))
         finally:
-            self._response = None
-            heard = responder.full_text() if status == "completed" else responder.heard()
-            if heard:
-                self.history.add(item_id, "assistant", heard)
-            self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
-            self._emit(
-                ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason)
-            )
-            if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
-                self._set_state(ConversationState.IDLE)
+            # A held reply never released leaves no trace: nothing was said, nothing is reported.
+            if opened:
+                self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
+                self._finish_response(response_id, item_id, responder, status, reason)
 
-    async def _reply_text(self, user_text: str | None) -> AsyncIterator[str]:
+    def _finish_response(
+        self,
+        response_id: str,
+        item_id: str,
+        responder: Responder,
+        status: Literal["completed", "cancelled", "failed"],
+        reason: str | None,
+    ) -> None:
+        self._response = None
+        heard = responder.full_text() if status == "completed" else responder.heard()
+        if heard:
+            self.history.add(item_id, "assistant", heard)
+        self._emit(ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason))
+        if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
+            self._set_state(ConversationState.IDLE)
+
+    async def _reply_text(
+        self, user_text: str | None, *, confirmed: asyncio.Event | None = None
+    ) -> AsyncIterator[str]:
         """The LLM's reply; the labelled echo when no LLM is configured or it cannot be reached
-        before its first word. A failure after the first word ends the turn (never replayed)."""
+        before its first word. A failure after the first word ends the turn (never replayed).
+
+        ``confirmed``: set once a held reply may act; until then it runs no tools (they may have
+        effects) and reports nothing, and its user message is not yet in the history."""
         if user_text is None:
             user_text = self.history.last_user_text()
         if self._llm is None:
             yield echo_reply(user_text, None)
             return
-        messages = self.history.messages(self.instructions)
+        pending = user_text if confirmed is not None and not confirmed.is_set() else None
+        messages = self.history.messages(self.instructions, pending_user=pending)
         tools = self._tools.specs if self._tools is not None else ()
         started = False
         try:
@@ -370,6 +473,8 @@ class Conversation:
                     return
                 # Words already spoken stay said; each call runs once and the LLM goes on from there.
                 messages = [*messages, ChatMessage("assistant", "".join(text), tool_calls=tuple(calls))]
+                if confirmed is not None:
+                    await confirmed.wait()
                 for call in calls:
                     log.info("tool call", extra={"tool": call.name})
                     result = await self._tools.run(call)
@@ -377,6 +482,8 @@ class Conversation:
         except EngineError as exc:
             if started:
                 raise
+            if confirmed is not None:
+                await confirmed.wait()
             log.warning("LLM unavailable, answering in echo mode", extra={"engine": exc.engine})
             self._emit(ev.ConversationError("llm_unavailable", f"no language model answered: {exc}"))
             reason = "unreachable" if isinstance(exc, EngineUnavailable) else "failed"

@@ -56,13 +56,25 @@ class History:
     def clear(self) -> None:
         self._entries.clear()
 
-    def messages(self, instructions: str | None = None) -> list[ChatMessage]:
+    def messages(
+        self, instructions: str | None = None, *, pending_user: str | None = None
+    ) -> list[ChatMessage]:
+        """What the LLM is sent. ``pending_user``: a user message not yet added (a speculative
+        reply), placed and trimmed as ``add`` would, without changing the history."""
         prompt = instructions or self.system_prompt
         system = [ChatMessage("system", prompt)] if prompt else []
-        return system + [entry.message for entry in self._entries]
+        entries = self._entries
+        if pending_user is not None:
+            entries = _newest_turns([*entries, _Entry("", ChatMessage("user", pending_user))], self.max_turns)
+        return system + [entry.message for entry in entries]
 
     def _trim(self) -> None:
-        # A turn is a user message and what answered it; keep the newest max_turns of them.
-        user_indexes = [i for i, e in enumerate(self._entries) if e.message.role == "user"]
-        if len(user_indexes) > self.max_turns:
-            self._entries = self._entries[user_indexes[-self.max_turns] :]
+        self._entries = _newest_turns(self._entries, self.max_turns)
+
+
+def _newest_turns(entries: list[_Entry], max_turns: int) -> list[_Entry]:
+    # A turn is a user message and what answered it; keep the newest max_turns of them.
+    user_indexes = [i for i, e in enumerate(entries) if e.message.role == "user"]
+    if len(user_indexes) > max_turns:
+        return entries[user_indexes[-max_turns] :]
+    return entries

@@ -42,8 +42,12 @@ class Responder:
         lead_ms: int,
         on_text: Callable[[str], None],
         on_audio: Callable[[bytes], None],
+        hold: asyncio.Event | None = None,
     ) -> None:
+        """``hold``: nothing is sent (text or audio) until it is set; the reply is prepared
+        meanwhile (a speculative reply waiting for the turn to end)."""
         self._tts = tts
+        self._hold = hold
         self._output_rate = output_rate
         self._chunk_bytes = max(2, output_rate * chunk_ms // 1000 * 2)
         self._lead_ms = lead_ms
@@ -118,6 +122,8 @@ class Responder:
 
     async def _send(self, audio: asyncio.Queue[tuple[str, bytes] | None]) -> None:
         while (item := await audio.get()) is not _END:
+            if self._hold is not None:
+                await self._hold.wait()
             sentence, pcm = item
             start_ms = self.clock.sent_ms
             duration_ms = pcm16_duration_ms(len(pcm), self._output_rate)
