@@ -138,6 +138,10 @@ class STTSettings(_Section):
     """Transcriptions that may run at once."""
     language: str | None = "en"
     beam_size: int = Field(1, ge=1, le=10)
+    encoder_window_s: float = Field(0.0, ge=0.0, le=30.0)
+    """0: Whisper encodes its full 30 s window for every transcription (most accurate). Otherwise
+    a short turn is encoded in max(this, its length + 3 s) seconds: ~3× faster for a few
+    seconds of speech, at some cost in accuracy (docs/benchmarks.md measures both)."""
     partial_interval_ms: int = Field(600, ge=0, le=10_000)
     """How often a partial transcript is made while the user speaks; 0 turns partials off."""
     providers: list[ProviderConfig] = Field(

