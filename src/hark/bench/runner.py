@@ -178,7 +178,7 @@ def run(
         details["local"] = local.run(
             turns=plan.local_turns if "local" in chosen else 0,
             speech_reps=plan.speech_reps if "speech" in chosen else 0,
-            workers_modes=(True, False) if "local" in chosen else (True,),
+            modes=tuple(local.MODES) if "local" in chosen else ("workers",),
             log=log,
         )
 
