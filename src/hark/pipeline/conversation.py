@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall, Transcript
 from hark.errors import EngineError, EngineUnavailable
@@ -59,6 +59,8 @@ class _Speculation:
     reply: asyncio.Task[None] | None = None
     text: str | None = None
     """The transcript the held reply answers."""
+    context: list[ChatMessage] | None = None
+    """What the held reply's LLM was sent; it may speak only if that is still the conversation."""
     release: Callable[[float | None, float], None] | None = None
     """Set by the held reply once it runs: lets it speak (end_of_speech, detected)."""
 
@@ -124,6 +126,8 @@ class Conversation:
         return self.listener.vad_enabled
 
     def set_turn_detection(self, enabled: bool) -> None:
+        # New turn-detection settings forget the turn in progress (here, or listener.configure).
+        self._cancel_speculative()
         if enabled != self.listener.vad_enabled:
             self.listener.reset()
             self.listener.vad_enabled = enabled
@@ -192,13 +196,16 @@ class Conversation:
         )
 
     def _release_early(self, item_id: str, speculation: _Speculation, end_of_speech: float) -> bool:
-        """Let the held reply speak, if it is still good: its transcript is this turn's, nothing
-        else answers, and no earlier transcript is still to be reported (events stay in order)."""
+        """Let the held reply speak, if it is still good: its transcript is this turn's, the turn
+        is to be answered, nothing else answers, no earlier transcript is still to be reported
+        (events stay in order) and the LLM was asked with the conversation as it is now."""
         reply, release, text = speculation.reply, speculation.release, speculation.text
-        if reply is None or reply.done() or release is None or not text:
+        if reply is None or reply.done() or release is None or not text or not self.auto_respond:
             return False
         if self.responding or (self._transcribing is not None and not self._transcribing.done()):
             return False
+        if speculation.context != self.history.messages(self.instructions, pending_user=text):
+            return False  # e.g. an earlier turn's words came in after the LLM was asked
         detected = time.monotonic()
         self._accept_input(item_id)
         self._emit(ev.TranscriptFinal(item_id, text))
@@ -215,6 +222,7 @@ class Conversation:
             raise ValueError(f"buffer too small: commit needs at least {MIN_COMMIT_MS} ms of audio")
         item_id = self._item_id or new_id("item")
         self._item_id = None
+        self._cancel_speculative()  # the commit, not a pause, ends the turn
         self._commit(item_id, end_of_speech=time.monotonic())
         self.listener.reset()  # a turn the VAD had open ends with the commit
         return item_id
@@ -222,6 +230,7 @@ class Conversation:
     def clear_input(self) -> None:
         self.listener.reset()
         self._cancel_partial()
+        self._cancel_speculative()
         self._item_id = None
         self._emit(ev.InputCleared())
         if self.machine.state is ConversationState.LISTENING:
@@ -355,6 +364,7 @@ class Conversation:
         if not text:
             return
         speculation.text = text
+        speculation.context = self.history.messages(self.instructions, pending_user=text)
         await self._respond(new_id("resp"), new_id("item"), None, None, time.monotonic(), early=speculation)
 
     async def _respond(
@@ -409,7 +419,8 @@ class Conversation:
         status: Literal["completed", "cancelled", "failed"] = "completed"
         reason: str | None = None
         try:
-            await responder.run(self._reply_text(user_text, confirmed=hold))
+            context = early.context if early is not None else None
+            await responder.run(self._reply_text(user_text, context, confirmed=hold))
         except asyncio.CancelledError:
             status, reason = "cancelled", "turn_detected"
             raise
@@ -440,20 +451,25 @@ class Conversation:
             self._set_state(ConversationState.IDLE)
 
     async def _reply_text(
-        self, user_text: str | None, *, confirmed: asyncio.Event | None = None
+        self,
+        user_text: str | None,
+        messages: list[ChatMessage] | None = None,
+        *,
+        confirmed: asyncio.Event | None = None,
     ) -> AsyncIterator[str]:
         """The LLM's reply; the labelled echo when no LLM is configured or it cannot be reached
         before its first word. A failure after the first word ends the turn (never replayed).
 
+        ``messages``: what to send the LLM; by default the history as it is now.
         ``confirmed``: set once a held reply may act; until then it runs no tools (they may have
-        effects) and reports nothing, and its user message is not yet in the history."""
+        effects) and reports nothing."""
         if user_text is None:
             user_text = self.history.last_user_text()
         if self._llm is None:
             yield echo_reply(user_text, None)
             return
-        pending = user_text if confirmed is not None and not confirmed.is_set() else None
-        messages = self.history.messages(self.instructions, pending_user=pending)
+        if messages is None:
+            messages = self.history.messages(self.instructions)
         tools = self._tools.specs if self._tools is not None else ()
         started = False
         try:
@@ -571,9 +587,13 @@ class Conversation:
             self._emit(ev.StateChanged(state))
 
     async def aclose(self) -> None:
-        self._cancel_partial()
-        self._cancel_speculative()
-        tasks = [t for t in (self._response_task, self._transcribing) if t is not None]
+        # Stop every task of the turn, a held reply included, and wait until they have stopped.
+        tasks: list[asyncio.Task[Any]] = [
+            t for t in (self._partial_task, self._response_task, self._transcribing) if t is not None
+        ]
+        if self._speculative is not None:
+            tasks += [t for t in (self._speculative.transcript, self._speculative.reply) if t is not None]
+        self._partial_task = self._response_task = self._speculative = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
