@@ -327,3 +327,15 @@ async def test_without_speculative_replies_the_llm_waits_for_the_end_of_the_turn
     assert h.llm_calls_at["SpeechStopped"] == 0
     assert h.stt.calls == 1  # the transcript is still made during the silence
     await h.conversation.aclose()
+
+
+async def test_a_cancelled_response_says_who_cancelled_it() -> None:
+    h = Harness(tts=FakeTTS(ms_per_char=40))
+    await h.say()
+    async with asyncio.timeout(5):
+        while not h.of(ev.ResponseAudio):
+            await asyncio.sleep(0.01)
+    assert h.conversation.cancel_response()
+    done = await h.done()
+    assert (done.status, done.reason) == ("cancelled", "client_cancelled")
+    await h.conversation.aclose()

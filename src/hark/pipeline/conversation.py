@@ -116,6 +116,8 @@ class Conversation:
         self._partial_at_ms = 0
         self._transcribing: asyncio.Task[str | None] | None = None
         self._response_task: asyncio.Task[None] | None = None
+        self._cancel_reasons: dict[asyncio.Task[None], str] = {}
+        """Why a response task was cancelled, for its response.done (read by the task itself)."""
         self._response: tuple[str, str, Responder] | None = None
         self._replies: dict[str, Responder] = {}
 
@@ -345,7 +347,7 @@ class Conversation:
     def _start_response(
         self, *, wait_for: asyncio.Task[str | None] | None, end_of_speech: float | None, detected: float
     ) -> None:
-        self._cancel_response(reason="superseded")
+        self._cancel_response(reason="turn_detected")  # a new turn replaces the reply in progress
         response_id = new_id("resp")
         item_id = new_id("item")
         self._response_task = asyncio.create_task(
@@ -422,7 +424,9 @@ class Conversation:
             context = early.context if early is not None else None
             await responder.run(self._reply_text(user_text, context, confirmed=hold))
         except asyncio.CancelledError:
-            status, reason = "cancelled", "turn_detected"
+            task = asyncio.current_task()
+            status = "cancelled"
+            reason = self._cancel_reasons.pop(task, "turn_detected") if task is not None else "turn_detected"
             raise
         except EngineError as exc:
             status, reason = "failed", str(exc)
@@ -562,7 +566,10 @@ class Conversation:
         return True
 
     def _cancel_response(self, *, reason: str) -> None:
+        for task in [t for t in self._cancel_reasons if t.done()]:
+            del self._cancel_reasons[task]  # cancelled before it ever ran
         if self._response_task is not None and not self._response_task.done():
+            self._cancel_reasons[self._response_task] = reason
             self._response_task.cancel()
         self._response_task = None
 
