@@ -56,6 +56,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         partial_interval_ms=settings.stt.partial_interval_ms,
         output_chunk_ms=settings.conversation.output_chunk_ms,
         output_lead_ms=settings.conversation.output_lead_ms,
+        speculative_transcript=settings.conversation.speculative_transcript,
         speculative_reply=settings.conversation.speculative_reply,
         language=settings.stt.language,
     )

@@ -219,12 +219,15 @@ class ConversationSettings(_Section):
     """Reply audio is sent in chunks of this length."""
     output_lead_ms: int = Field(600, ge=0, le=10_000)
     """How far reply audio may run ahead of real-time playback."""
+    speculative_transcript: bool = True
+    """At a short pause (96 ms of silence) inside a turn, transcribe what was said so far; if the
+    turn ends on that pause, that is the final transcript (made during the end-of-turn silence)."""
     speculative_reply: bool = True
-    """At a short pause (96 ms of silence) inside a turn, transcribe and start the reply (LLM and
-    the first sentence's TTS) without sending anything; when the turn ends on that pause it is
-    spoken at once, when the user goes on it is dropped. Faster answers, at the price of LLM
-    requests that are thrown away (each pause the user speaks on): turn it off when those are
-    billed and the cost matters more than the latency."""
+    """Needs ``speculative_transcript``. At that pause, also start the reply (LLM and the first
+    sentence's TTS) from the speculative transcript, without sending anything; when the turn
+    ends on that pause it is spoken at once, when the user goes on it is dropped. Faster
+    answers, at the price of LLM requests that are thrown away (each pause the user speaks on):
+    turn it off when those are billed and the cost matters more than the latency."""
     tools: list[Literal["current_time"]] = Field(default_factory=list)
     """Tools the LLM may call (its server must support OpenAI-style tools)."""
 

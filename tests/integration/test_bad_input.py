@@ -94,7 +94,7 @@ BAD_EVENTS: list[tuple[str, str | bytes, str]] = [
         json.dumps({"type": "response.cancel", "event_id": "e12"}),
         "response_cancel_not_active",
     ),
-    ("binary frame", b"\x00\x01\x02\x03", "invalid_frame"),
+    ("odd-length binary frame", b"\x00\x01\x02", "invalid_value"),
 ]
 
 

@@ -54,6 +54,11 @@ def session_update(rate: Any, *, direction: str = "input", kind: str = "audio/pc
 Case = tuple[str, Callable[[str], str | bytes], bool]
 
 
+def odd(text: str) -> bytes:
+    data = text.encode()
+    return data if len(data) % 2 else data + b" "
+
+
 def with_id(event: dict[str, Any]) -> Callable[[str], str]:
     return lambda event_id: json.dumps({**event, "event_id": event_id})
 
@@ -147,12 +152,9 @@ CASES: list[Case] = [
         ),
         True,
     ),
-    ("binary frame", lambda e: b"\x00\x01\x02" + e.encode(), False),
-    (
-        "binary frame: JSON bytes",
-        lambda e: json.dumps({"type": "response.create", "event_id": e}).encode(),
-        False,
-    ),
+    # Binary frames are raw PCM16: an odd number of bytes cannot be, whatever it holds.
+    ("binary frame: odd length", lambda e: b"\x00\x01\x02", False),
+    ("binary frame: JSON bytes, odd length", lambda e: odd(json.dumps({"type": "response.create"})), False),
     ("append: invalid base64", with_id({"type": "input_audio_buffer.append", "audio": "!!!"}), True),
     ("append: odd-length PCM16", with_id({"type": "input_audio_buffer.append", "audio": b64(b"abc")}), True),
     ("commit: empty buffer", with_id({"type": "input_audio_buffer.commit"}), True),

@@ -26,13 +26,14 @@ _resampled: list[int] = []
 
 
 def resampled_samples(frame: int) -> int:
-    """16 kHz samples hark's input resampler (24 → 16 kHz, soxr) has put out after input frame
+    """16 kHz samples hark's input resampler (24 → 16 kHz, causal FIR) has put out after input frame
     ``frame`` (0-based) of a session. The count depends only on how much audio went in, not on
     what it was, so one table serves every session."""
     if frame >= len(_resampled):
-        from hark.audio import Resampler, pcm16_to_float
+        from hark.audio import pcm16_to_float
+        from hark.polyphase import CausalResampler
 
-        resampler = Resampler(RATE, 16_000)
+        resampler = CausalResampler(RATE, 16_000)
         total, out = 0, []
         silent = pcm16_to_float(SILENT_FRAME)
         for _ in range(max(frame + 1, 2 * len(_resampled), 3000)):

@@ -225,9 +225,12 @@ def run(
             continue
         for delay in stt_delays:
             script = Script(stt_final_ms=delay)
-            if framework == "hark":
+            if framework in ("hark", "hark_speculative"):
                 env = scripted_env(
-                    stt_final_ms=delay, tts_ms_per_char=tts_ms_per_char, end_silence_ms=end_silence_ms
+                    stt_final_ms=delay,
+                    tts_ms_per_char=tts_ms_per_char,
+                    end_silence_ms=end_silence_ms,
+                    speculation=framework == "hark_speculative",
                 )
                 server, url, wire = hark_server(env), "", "binary"
             else:

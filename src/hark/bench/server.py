@@ -30,8 +30,12 @@ def scripted_env(
     tts_first_audio_ms: float = 100.0,
     tts_ms_per_char: float = 10.0,
     end_silence_ms: int = 300,
+    speculation: bool = False,
 ) -> dict[str, str]:
-    """Environment for a hark process with the fixed-delay fakes in every stage."""
+    """Environment for a hark process with the fixed-delay fakes in every stage. Speculation
+    (transcript and reply started at a pause, hark's default) is off unless asked for: it runs
+    the fakes during the end-of-turn silence, which the overhead formula assumes they are not."""
+    speculate = "true" if speculation else "false"
 
     def providers(options: dict[str, Any]) -> str:
         return json.dumps([{"kind": "scripted", "options": options}])
@@ -39,6 +43,8 @@ def scripted_env(
     return {
         "HARK_WORKERS_ENABLED": "false",
         "HARK_VAD_END_SILENCE_MS": str(end_silence_ms),
+        "HARK_CONVERSATION_SPECULATIVE_TRANSCRIPT": speculate,
+        "HARK_CONVERSATION_SPECULATIVE_REPLY": speculate,
         "HARK_STT_PROVIDERS": providers({"final_ms": stt_final_ms}),
         "HARK_LLM_PROVIDERS": providers({"first_token_ms": llm_first_token_ms, "token_ms": llm_token_ms}),
         "HARK_TTS_PROVIDERS": providers(

@@ -58,7 +58,6 @@ ERROR_CODES = (
     "input_audio_buffer_commit_empty",
     "invalid_api_key",
     "invalid_audio",
-    "invalid_frame",
     "invalid_json",
     "invalid_value",
     "item_not_found",

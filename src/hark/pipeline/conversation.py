@@ -43,6 +43,8 @@ class ConversationConfig:
     output_chunk_ms: int
     output_lead_ms: int
     language: str | None = None
+    speculative_transcript: bool = True
+    """Transcribe at a pause, before the turn is known to be over."""
     speculative_reply: bool = True
     """Start the reply (LLM and first TTS) at a pause, before the turn is known to be over."""
 
@@ -160,7 +162,7 @@ class Conversation:
         """A short silence: transcribe what was said so far now, while the end-of-turn silence
         runs on. If the turn ends on this silence the result is the final transcript; if the user
         goes on, it is thrown away (speculative end of turn)."""
-        if self._item_id is None:
+        if self._item_id is None or not self.config.speculative_transcript:
             return
         self._cancel_speculative()
         self._cancel_partial()
