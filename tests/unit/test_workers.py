@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hark.config import ProviderConfig, Settings
+from hark.config import ProviderConfig, Settings, STTSettings
+from hark.engines.loader import worker_settings
 from hark.errors import EngineError, EngineUnavailable
-from hark.workers import PoolBusy, PooledSTT, PooledTTS, WorkerPool, pooled_engines
+from hark.workers import PoolBusy, PooledSTT, PooledTTS, WorkerPool, available_cores, pooled_engines
 from hark.workers.testing import CRASH, FAIL, HANG, fake_audio, fake_factory
 
 REQUEST_TIMEOUT_S = 2.0
@@ -283,6 +284,13 @@ def test_factory_must_be_picklable() -> None:
             request_timeout_s=1.0,
             factory=lambda stage, provider, settings: None,
         )
+
+
+def test_each_worker_transcribes_on_every_core_one_request_at_a_time() -> None:
+    # Not cores // processes: a lone transcription, the common case, is faster on every core.
+    stt = worker_settings(Settings(stt=STTSettings(workers=4))).stt
+    assert (stt.threads, stt.workers) == (available_cores(), 1)
+    assert worker_settings(Settings(stt=STTSettings(threads=3))).stt.threads == 3
 
 
 async def _collect(stream: AsyncIterator[bytes]) -> bytes:

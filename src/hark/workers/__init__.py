@@ -9,7 +9,7 @@ await pool.aclose()
 """
 
 from hark.workers.child import EngineInfo
-from hark.workers.pool import PoolBusy, WorkerPool, default_processes
+from hark.workers.pool import PoolBusy, WorkerPool, available_cores, default_processes
 from hark.workers.proxy import PooledSTT, PooledTTS, pooled_engine, pooled_engines
 
 POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper")})
@@ -23,6 +23,7 @@ __all__ = [
     "PooledSTT",
     "PooledTTS",
     "WorkerPool",
+    "available_cores",
     "default_processes",
     "pooled_engine",
     "pooled_engines",

@@ -51,9 +51,14 @@ RESTART_BACKOFF_S = (0.5, 30.0)
 """First and longest delay between failed restarts (a missing model must not spin the CPU)."""
 
 
-def default_processes() -> int:
-    """One worker per CPU core this process may run on."""
+def available_cores() -> int:
+    """CPU cores this process may run on."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def default_processes() -> int:
+    """One worker per CPU core."""
+    return available_cores()
 
 
 class PoolBusy(EngineError):
