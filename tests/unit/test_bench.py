@@ -23,6 +23,7 @@ from hark.bench.fakes import (
     ScriptedTTS,
     first_sentence_token_index,
     scripted_first_audio_ms,
+    sleep_until,
     tokens,
 )
 from hark.config import ProviderConfig, Settings
@@ -137,6 +138,17 @@ def test_registry_builds_the_fakes_from_options() -> None:
         registry.build("stt", _provider(final_ms="soon"), settings)
     with pytest.raises(ConfigError):
         registry.build("tts", _provider(sample_rate=1), settings)
+    precise = registry.build("llm", _provider(precise=True), settings)
+    assert isinstance(precise, ScriptedLLM) and precise.precise and not llm.precise
+    with pytest.raises(ConfigError):
+        registry.build("llm", _provider(precise="yes"), settings)
+
+
+async def test_a_precise_wait_never_ends_before_its_deadline() -> None:
+    for _ in range(20):
+        deadline = time.monotonic() + 0.005
+        await sleep_until(deadline, precise=True)
+        assert time.monotonic() >= deadline
 
 
 async def test_stt_answers_after_its_delay() -> None:

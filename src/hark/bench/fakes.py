@@ -7,6 +7,11 @@ drift from one token to the next), and every one can be changed through ``provid
     HARK_STT_PROVIDERS='[{"kind": "scripted", "options": {"final_ms": 150}}]'
     HARK_LLM_PROVIDERS='[{"kind": "scripted", "options": {"first_token_ms": 200, "token_ms": 20}}]'
     HARK_TTS_PROVIDERS='[{"kind": "scripted", "options": {"first_audio_ms": 100}}]'
+
+With ``"precise": true`` every wait ends on its deadline rather than up to a millisecond after it
+(asyncio's timers wake on the selector's whole milliseconds, ~0.4 ms late on average): the last
+1.5 ms are spent yielding to the event loop. That costs CPU, so only the overhead scenario, which
+subtracts the scripted delays as exact, asks for it (for hark's fakes and Pipecat's alike).
 """
 
 from __future__ import annotations
@@ -90,11 +95,23 @@ def _number(options: Mapping[str, Any], key: str, default: float, *, label: str)
     return float(value)
 
 
-async def sleep_until(deadline: float) -> None:
+PRECISE_TAIL_S = 0.0015
+
+
+async def sleep_until(deadline: float, *, precise: bool = False) -> None:
     """Sleep to an absolute time.monotonic() deadline (no sleep when it has passed)."""
-    delay = deadline - time.monotonic()
+    delay = deadline - time.monotonic() - (PRECISE_TAIL_S if precise else 0.0)
     if delay > 0:
         await asyncio.sleep(delay)
+    while precise and time.monotonic() < deadline:  # noqa: ASYNC110 (polling the clock is the point)
+        await asyncio.sleep(0)  # other tasks run; this one is back on the next loop pass
+
+
+def _flag(options: Mapping[str, Any], key: str, *, label: str) -> bool:
+    value = options.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{label}: options.{key} must be true or false")
+    return value
 
 
 class ScriptedSTT:
@@ -103,8 +120,16 @@ class ScriptedSTT:
     sample_rate = 16_000
     capabilities = STTCapabilities(streaming=False)
 
-    def __init__(self, *, final_ms: float = 0.0, text: str = DEFAULT_TRANSCRIPT, name: str = "scripted"):
+    def __init__(
+        self,
+        *,
+        final_ms: float = 0.0,
+        text: str = DEFAULT_TRANSCRIPT,
+        name: str = "scripted",
+        precise: bool = False,
+    ):
         self.name = name
+        self.precise = precise
         self.final_ms = final_ms
         self.text = text
         self.calls = 0
@@ -116,12 +141,13 @@ class ScriptedSTT:
             final_ms=_number(options, "final_ms", 0.0, label=f"stt provider {provider.label}"),
             text=str(options.get("text", DEFAULT_TRANSCRIPT)),
             name=provider.label,
+            precise=_flag(options, "precise", label=f"stt provider {provider.label}"),
         )
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         started = time.monotonic()
         self.calls += 1
-        await sleep_until(started + self.final_ms / 1000.0)
+        await sleep_until(started + self.final_ms / 1000.0, precise=self.precise)
         return Transcript(self.text, language or "en", duration_s=len(audio) / self.sample_rate)
 
     async def check(self) -> None:
@@ -142,8 +168,10 @@ class ScriptedLLM:
         token_ms: float = 20.0,
         reply: str = DEFAULT_REPLY,
         name: str = "scripted",
+        precise: bool = False,
     ):
         self.name = name
+        self.precise = precise
         self.first_token_ms = first_token_ms
         self.token_ms = token_ms
         self.reply = reply
@@ -158,6 +186,7 @@ class ScriptedLLM:
             token_ms=_number(options, "token_ms", 20.0, label=label),
             reply=str(options.get("reply", DEFAULT_REPLY)),
             name=provider.label,
+            precise=_flag(options, "precise", label=label),
         )
 
     async def stream(
@@ -166,7 +195,8 @@ class ScriptedLLM:
         started = time.monotonic()
         self.calls += 1
         for index, token in enumerate(tokens(self.reply)):
-            await sleep_until(started + (self.first_token_ms + index * self.token_ms) / 1000.0)
+            deadline = started + (self.first_token_ms + index * self.token_ms) / 1000.0
+            await sleep_until(deadline, precise=self.precise)
             yield token
 
     async def check(self) -> None:
@@ -199,8 +229,10 @@ class ScriptedTTS:
         stream_ms: float = 0.0,
         sample_rate: int = 24_000,
         name: str = "scripted",
+        precise: bool = False,
     ):
         self.name = name
+        self.precise = precise
         self.first_audio_ms = first_audio_ms
         self.ms_per_char = ms_per_char
         self.stream_ms = stream_ms
@@ -220,6 +252,7 @@ class ScriptedTTS:
             stream_ms=_number(options, "stream_ms", 0.0, label=label),
             sample_rate=rate,
             name=provider.label,
+            precise=_flag(options, "precise", label=label),
         )
 
     def audio_for(self, text: str) -> bytes:
@@ -236,7 +269,7 @@ class ScriptedTTS:
         first = started + self.first_audio_ms / 1000.0
         for index, chunk in enumerate(pieces):
             offset = self.stream_ms * index / max(1, len(pieces) - 1) if len(pieces) > 1 else 0.0
-            await sleep_until(first + offset / 1000.0)
+            await sleep_until(first + offset / 1000.0, precise=self.precise)
             yield chunk
 
     async def check(self) -> None:

@@ -191,6 +191,7 @@ def pipecat_server(script: Script, *, end_silence_ms: float, tts_ms_per_char: fl
         "--tts-first-audio-ms", str(script.tts_first_audio_ms),
         "--tts-ms-per-char", str(tts_ms_per_char),
         "--end-silence-ms", str(end_silence_ms),
+        "--precise",
     ]  # fmt: skip
     return ServerProcess(command, env={"PIPECAT_ALLOWED_ORIGINS": ""})
 
@@ -231,6 +232,7 @@ def run(
                     tts_ms_per_char=tts_ms_per_char,
                     end_silence_ms=end_silence_ms,
                     speculation=framework == "hark_speculative",
+                    precise=True,
                 )
                 server, url, wire = hark_server(env), "", "binary"
             else:

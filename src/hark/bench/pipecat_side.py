@@ -136,7 +136,7 @@ def build_app(args: argparse.Namespace) -> Any:
     class ScriptedSTT(SegmentedSTTService):  # type: ignore[misc, unused-ignore]
         async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
             started = time.monotonic()
-            await sleep_until(started + args.stt_final_ms / 1000.0)
+            await sleep_until(started + args.stt_final_ms / 1000.0, precise=args.precise)
             yield TranscriptionFrame(DEFAULT_TRANSCRIPT, "", time_now_iso8601(), finalized=True)
 
     class ScriptedLLM(LLMService):  # type: ignore[misc, type-arg, unused-ignore]
@@ -150,7 +150,8 @@ def build_app(args: argparse.Namespace) -> Any:
             try:
                 for index, token in enumerate(tokens(args.reply)):
                     await sleep_until(
-                        started + (args.llm_first_token_ms + index * args.llm_token_ms) / 1000.0
+                        started + (args.llm_first_token_ms + index * args.llm_token_ms) / 1000.0,
+                        precise=args.precise,
                     )
                     await self._push_llm_text(token)
             finally:
@@ -174,7 +175,7 @@ def build_app(args: argparse.Namespace) -> Any:
         async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
             started = time.monotonic()
             pcm = tone(max(20.0, len(text) * args.tts_ms_per_char), 24_000)
-            await sleep_until(started + args.tts_first_audio_ms / 1000.0)
+            await sleep_until(started + args.tts_first_audio_ms / 1000.0, precise=args.precise)
             yield TTSAudioRawFrame(audio=pcm, sample_rate=24_000, num_channels=1, context_id=context_id)
 
     app = FastAPI()
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tts-ms-per-char", type=float, default=10.0)
     parser.add_argument("--end-silence-ms", type=float, default=300.0)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--precise", action="store_true", help="fakes end their waits on the deadline")
     args = parser.parse_args(argv)
     import uvicorn
 

@@ -31,6 +31,7 @@ def scripted_env(
     tts_ms_per_char: float = 10.0,
     end_silence_ms: int = 300,
     speculation: bool = False,
+    precise: bool = False,
 ) -> dict[str, str]:
     """Environment for a hark process with the fixed-delay fakes in every stage. Speculation
     (transcript and reply started at a pause, hark's default) is off unless asked for: it runs
@@ -38,7 +39,7 @@ def scripted_env(
     speculate = "true" if speculation else "false"
 
     def providers(options: dict[str, Any]) -> str:
-        return json.dumps([{"kind": "scripted", "options": options}])
+        return json.dumps([{"kind": "scripted", "options": {**options, "precise": precise}}])
 
     return {
         "HARK_WORKERS_ENABLED": "false",
