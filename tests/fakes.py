@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -69,6 +70,8 @@ class FakeTTS:
     chunk_ms: int = 100
     ms_per_char: int = 50
     first_delay: float = 0.0
+    piece_delay: float = 0.0
+    """Seconds between pieces: a TTS that needs time for each."""
     fail_before: EngineError | None = None
     fail_after: int | None = None
     fail_times: int | None = None
@@ -76,6 +79,8 @@ class FakeTTS:
     stall: bool = False
     healthy: bool = True
     texts: list[str] = field(default_factory=list)
+    yielded_at: list[float] = field(default_factory=list)
+    """time.monotonic() of every piece handed out."""
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.texts.append(text)
@@ -95,6 +100,9 @@ class FakeTTS:
             if fail_after is not None and index == fail_after:
                 raise EngineError("fake failure mid-stream", retryable=True, engine=self.name)
             n = min(step, total - start)
+            if index and self.piece_delay:
+                await asyncio.sleep(self.piece_delay)
+            self.yielded_at.append(time.monotonic())
             yield (np.full(n, 1000, dtype="<i2")).tobytes()
 
     async def check(self) -> None:

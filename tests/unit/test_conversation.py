@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class Harness:
     tools: Toolbox | None = None
     llm_calls_at: dict[str, int] = field(default_factory=dict)
     """LLM calls made when each kind of event was (last) emitted."""
+    first_audio_at: float | None = None
     conversation: Conversation = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +86,8 @@ class Harness:
 
     def _record(self, event: ev.Event) -> None:
         self.events.append(event)
+        if isinstance(event, ev.ResponseAudio) and self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
         self.llm_calls_at[type(event).__name__] = len(self.llm.calls) if self.llm is not None else 0
 
     async def say_live(self, *pieces: bytes) -> None:
@@ -168,13 +172,28 @@ async def test_llm_failure_after_words_ends_the_turn_without_repeating() -> None
 
 
 async def test_a_tts_failure_mid_sentence_retries_that_sentence_only() -> None:
+    """The first 100 ms of the sentence were passed on before the TTS failed: the sentence is
+    synthesised again and those 100 ms skipped, so the audio is the sentence once, whole."""
+    sentence = "A fairly long first sentence to speak."
     tts = FakeTTS(ms_per_char=10, fail_after=1, fail_times=1)
-    h = Harness(tts=tts, llm=FakeLLM(chunks=("A fairly long first sentence to speak.",)))
+    h = Harness(tts=tts, llm=FakeLLM(chunks=(sentence,)))
     await h.say()
     done = await h.done()
     assert done.status == "completed"
-    assert tts.texts == ["A fairly long first sentence to speak."] * 2
-    assert [e.delta for e in h.of(ev.ResponseText)] == ["A fairly long first sentence to speak."]
+    assert tts.texts == [sentence] * 2
+    assert [e.delta for e in h.of(ev.ResponseText)] == [sentence]
+    assert sum(len(e.pcm) for e in h.of(ev.ResponseAudio)) == RATE * 10 * len(sentence) // 1000 * 2
+
+
+async def test_a_sentence_is_sent_while_it_is_still_being_synthesised() -> None:
+    """Pieces go out as the TTS makes them: the first audio leaves before the last piece exists."""
+    tts = FakeTTS(ms_per_char=10, chunk_ms=100, piece_delay=0.05)
+    h = Harness(tts=tts, llm=FakeLLM(chunks=("A fairly long first sentence to speak.",)))
+    await h.say()
+    done = await h.done()
+    assert len(tts.yielded_at) == 4 and h.first_audio_at is not None
+    assert h.first_audio_at < tts.yielded_at[-1]  # the sentence was on its way before it was whole
+    assert done.text == "A fairly long first sentence to speak."
     await h.conversation.aclose()
 
 

@@ -1,17 +1,20 @@
 """One spoken reply: text stream → sentences → TTS → paced audio chunks.
 
 Three stages joined by small queues so the first sentence is spoken while the LLM is still
-writing the rest, and the next sentence is synthesised while the current one plays. Audio is
-sent at most ``lead_ms`` ahead of the listener's playhead, so a barge-in has little to take back
-and ``heard()`` knows which words were actually heard.
+writing the rest, and the next sentence is synthesised while the current one plays. A sentence's
+audio is passed on piece by piece as the TTS makes it, so its first words play before the rest
+is synthesised. Audio is sent at most ``lead_ms`` ahead of the listener's playhead, so a
+barge-in has little to take back and ``heard()`` knows which words were actually heard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hark.audio import Chunker, PCM16Resampler, pcm16_duration_ms
 from hark.engines.base import TTS
@@ -19,8 +22,15 @@ from hark.errors import EngineError
 from hark.pipeline.playback import PlaybackClock, Segment, heard_text
 from hark.pipeline.sentences import SentenceSplitter
 
+log = logging.getLogger("hark.responder")
+
 _END = None
 SENTENCE_ATTEMPTS = 2
+AUDIO_QUEUE_PIECES = 16
+"""Pieces of audio the synthesis stage may run ahead of the sending stage."""
+
+_Piece = tuple[Literal["start", "audio", "end"], str | bytes]
+"""("start", sentence), then ("audio", pcm) pieces, then ("end", sentence)."""
 
 
 @dataclass(slots=True)
@@ -68,7 +78,7 @@ class Responder:
     async def run(self, text: AsyncIterator[str]) -> None:
         """Speak ``text`` to the end. Cancel the task running this to stop at once."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        audio: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=2)
+        audio: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=AUDIO_QUEUE_PIECES)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._split(text, sentences))
@@ -97,43 +107,69 @@ class Responder:
         out.put_nowait(sentence)
 
     async def _synthesize(
-        self, sentences: asyncio.Queue[str | None], out: asyncio.Queue[tuple[str, bytes] | None]
+        self, sentences: asyncio.Queue[str | None], out: asyncio.Queue[_Piece | None]
     ) -> None:
         while (sentence := await sentences.get()) is not _END:
-            pcm = await self._sentence_audio(sentence)
-            resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
-            pcm = resampler.process(pcm) + resampler.process(b"", last=True)
-            if self.timings.first_audio_ready is None and pcm:
-                self.timings.first_audio_ready = time.monotonic()
-            await out.put((sentence, pcm))
+            await self._sentence_audio(sentence, out)
         await out.put(_END)
 
-    async def _sentence_audio(self, sentence: str) -> bytes:
-        """The whole sentence's audio. It is gathered before any of it is sent, so a TTS failure
-        part-way through costs nothing the listener heard, and the sentence is tried once more
-        (the chain moves on if that provider keeps failing)."""
+    async def _sentence_audio(self, sentence: str, out: asyncio.Queue[_Piece | None]) -> None:
+        """Pass one sentence's audio on as it comes. When the TTS fails part-way, the sentence is
+        synthesised once more (the chain moves on if that provider keeps failing) and the length
+        already passed on is skipped in the new audio: the listener hears neither a repeat nor a
+        gap (to within the new take's timing)."""
+        passed = 0
+        """Bytes of this sentence already handed to the sending stage."""
+        started = False
         for attempt in range(SENTENCE_ATTEMPTS):
+            resampler = PCM16Resampler(self._tts.sample_rate, self._output_rate)
+            skip = passed
             try:
-                return b"".join([piece async for piece in self._tts.synthesize(sentence)])
+                async for piece in self._tts.synthesize(sentence):
+                    pcm = resampler.process(piece)
+                    if skip:
+                        dropped = min(skip, len(pcm))
+                        pcm, skip = pcm[dropped:], skip - dropped
+                    if not pcm:
+                        continue
+                    if not started:
+                        started = True
+                        if self.timings.first_audio_ready is None:
+                            self.timings.first_audio_ready = time.monotonic()
+                        await out.put(("start", sentence))
+                    await out.put(("audio", pcm))
+                    passed += len(pcm)
+                tail = resampler.process(b"", last=True)
+                tail = tail[min(skip, len(tail)) :]
             except EngineError:
                 if attempt + 1 == SENTENCE_ATTEMPTS:
                     raise
-        raise AssertionError("unreachable")
+                if passed:
+                    log.warning("speech failed part-way through a sentence; synthesising the rest again")
+                continue
+            if not started:
+                await out.put(("start", sentence))  # its words are still the reply's text
+            if tail:
+                await out.put(("audio", tail))
+            await out.put(("end", sentence))
+            return
 
-    async def _send(self, audio: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+    async def _send(self, audio: asyncio.Queue[_Piece | None]) -> None:
+        chunker = Chunker(self._chunk_bytes)
         while (item := await audio.get()) is not _END:
             if self._hold is not None:
                 await self._hold.wait()
-            sentence, pcm = item
-            start_ms = self.clock.sent_ms
-            duration_ms = pcm16_duration_ms(len(pcm), self._output_rate)
-            self.segments.append(Segment(start_ms, start_ms + duration_ms, sentence))
-            self.spoken_text.append(sentence)
-            self._on_text(sentence if not self.spoken_text[:-1] else " " + sentence)
-            chunker = Chunker(self._chunk_bytes)
-            pieces = chunker.push(pcm)
-            if rest := chunker.flush():
-                pieces.append(rest)
+            kind, payload = item
+            if kind == "start":
+                sentence = str(payload)
+                self.segments.append(Segment(self.clock.sent_ms, self.clock.sent_ms, sentence))
+                self.spoken_text.append(sentence)
+                self._on_text(sentence if not self.spoken_text[:-1] else " " + sentence)
+                continue
+            if kind == "audio" and isinstance(payload, bytes):
+                pieces = chunker.push(payload)
+            else:  # the sentence's end: what is left of it goes out as a shorter chunk
+                pieces = [rest] if (rest := chunker.flush()) else []
             for piece in pieces:
                 delay = self.clock.wait_s(time.monotonic(), self._lead_ms)
                 if delay > 0:
@@ -142,4 +178,6 @@ class Responder:
                 if self.timings.first_audio_sent is None:
                     self.timings.first_audio_sent = now
                 self.clock.on_send(now, pcm16_duration_ms(len(piece), self._output_rate))
+                current = self.segments[-1]  # its end grows as its audio goes out
+                self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
                 self._on_audio(piece)
