@@ -87,8 +87,9 @@ confirmed speech (96 ms of speech over the threshold), and `framework_ms` = stop
 
 **5. Local voice-to-voice.** The real engines (faster-whisper tiny.en, Piper `en_US-joe-medium`)
 with the scripted LLM, one session, hark's defaults (speculative transcript and reply on), in
-three configurations: the worker pool (default), in process, and the worker pool with a 10 s
-Whisper encoder window (`HARK_STT_ENCODER_WINDOW_S=10`, off by default: faster, less accurate).
+three configurations: the worker pool (default), in process, and the worker pool with Whisper's
+full 30 s encoder window (`HARK_STT_ENCODER_WINDOW_S=0`; by default a short turn is encoded in
+10 s).
 Client-side, from the end of the speech to the first reply audio, so it includes the 300 ms
 end-of-turn silence. The headline figure is the default configuration's.
 
@@ -109,7 +110,7 @@ SCRIPTED_RUNS = {
 LOCAL_MODES = {
     "workers": "worker pool (default)",
     "in_process": "in process",
-    "workers_window_10s": "worker pool, 10 s Whisper window",
+    "workers_window_30s": "worker pool, Whisper's full 30 s window",
 }
 
 SPEED_WORK_START = "<!-- speed-work:start -->"
