@@ -221,7 +221,7 @@ class ConversationSettings(_Section):
     output_lead_ms: int = Field(600, ge=0, le=10_000)
     """How far reply audio may run ahead of real-time playback."""
     speculative_transcript: bool = True
-    """At a short pause (96 ms of silence) inside a turn, transcribe what was said so far; if the
+    """At a short pause (64 ms of silence) inside a turn, transcribe what was said so far; if the
     turn ends on that pause, that is the final transcript (made during the end-of-turn silence)."""
     speculative_reply: bool = True
     """Needs ``speculative_transcript``. At that pause, also start the reply (LLM and the first

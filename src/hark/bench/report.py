@@ -29,7 +29,7 @@ word, the first token 200 ms after the call, then one every 20 ms; TTS delivers 
 audio 100 ms after it is called. Workers are off (`HARK_WORKERS_ENABLED=false`) and the turn ends
 after 300 ms of silence (`HARK_VAD_END_SILENCE_MS=300`). For scenarios 1 and 3 hark's speculation
 is off (`HARK_CONVERSATION_SPECULATIVE_TRANSCRIPT=false`, `..._REPLY=false`): by default hark
-transcribes and starts the reply at the first 96 ms of silence, so the fakes' delays run during
+transcribes and starts the reply at the first 64 ms of silence, so the fakes' delays run during
 the end-of-turn wait and the formula below would subtract time hark never spent. Overhead is
 measured without it, like for like with Pipecat (which does not speculate); a third run with
 hark's defaults gives the voice-to-voice a user gets (`scripted_voice_to_voice_ms`).

@@ -17,8 +17,10 @@ from hark.engines.base import VAD, Float32Array
 from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
 from hark.polyphase import CausalResampler
 
-PAUSE_MS = 96
-"""Silence after which a pause is reported: the moment a speculative transcription can start."""
+PAUSE_MS = 64
+"""Silence after which a pause is reported: the moment a speculative transcription can start.
+Two VAD chunks: shorter gaps are mostly inside words; longer ones cost a speculation that is
+thrown away each time the user goes on (96 ms before: local voice-to-voice p50 703 → 608 ms)."""
 
 
 @dataclass(frozen=True, slots=True)
