@@ -17,6 +17,7 @@ from hark.engines.base import (
     STTCapabilities,
     Transcript,
     TTSCapabilities,
+    VADStream,
 )
 from hark.errors import EngineError
 
@@ -143,3 +144,32 @@ class FakeSTT:
 
     async def aclose(self) -> None:
         return None
+
+
+@dataclass
+class LoudnessVAD:
+    """Speech is whatever is loud: deterministic turns without a model."""
+
+    sample_rate: int = 16_000
+    chunk_samples: int = 512
+    calls: int = 0
+
+    def new_stream(self) -> VADStream:
+        return VADStream(state=np.zeros(1, dtype=np.float32), context=np.zeros(1, dtype=np.float32))
+
+    async def probabilities(self, stream: VADStream, chunks: Sequence[Float32Array]) -> list[float]:
+        self.calls += 1
+        return [1.0 if float(np.abs(c).mean()) > 0.05 else 0.0 for c in chunks]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def tone(ms: int, rate: int = 24_000) -> bytes:
+    """A loud 220 Hz tone, PCM16: speech to ``LoudnessVAD``."""
+    t = np.arange(rate * ms // 1000) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 12000).astype("<i2").tobytes()
+
+
+def quiet(ms: int, rate: int = 24_000) -> bytes:
+    return bytes(rate * ms // 1000 * 2)

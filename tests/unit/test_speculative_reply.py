@@ -10,49 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pytest
 
-from hark.engines.base import Float32Array, ToolCall, ToolSpec, VADStream
+from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import MAX_TOOL_ROUNDS, Conversation, ConversationConfig
 from hark.pipeline.tools import Tool, Toolbox
 from hark.pipeline.turns import TurnConfig
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, LoudnessVAD, quiet, tone
 
 RATE = 24_000
 PIECE = 1920  # 40 ms of PCM16 at 24 kHz
-
-
-@dataclass
-class LoudnessVAD:
-    """Speech is whatever is loud: deterministic turns without a model."""
-
-    sample_rate: int = 16_000
-    chunk_samples: int = 512
-
-    def new_stream(self) -> VADStream:
-        return VADStream(state=np.zeros(1, dtype=np.float32), context=np.zeros(1, dtype=np.float32))
-
-    async def probabilities(self, stream: VADStream, chunks: Sequence[Float32Array]) -> list[float]:
-        return [1.0 if float(np.abs(c).mean()) > 0.05 else 0.0 for c in chunks]
-
-    async def aclose(self) -> None:
-        return None
-
-
-def tone(ms: int) -> bytes:
-    t = np.arange(RATE * ms // 1000) / RATE
-    return (np.sin(2 * np.pi * 220 * t) * 12000).astype("<i2").tobytes()
-
-
-def quiet(ms: int) -> bytes:
-    return bytes(RATE * ms // 1000 * 2)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

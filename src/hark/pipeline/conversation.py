@@ -385,8 +385,9 @@ class Conversation:
         if early is not None:
             user_text = early.text
         elif wait_for is not None:
-            # Shielded: a barge-in cancels this reply, not the transcript of what was said.
-            user_text = await asyncio.shield(wait_for)
+            # Shielded: a barge-in cancels this reply, not the transcript of what was said. A
+            # transcript already in (it often is: its task ran first) costs no extra loop pass.
+            user_text = wait_for.result() if wait_for.done() else await asyncio.shield(wait_for)
             if not user_text:
                 # Noise, not words (or a failed transcription, already reported): nothing to answer.
                 self._set_state(ConversationState.IDLE)
