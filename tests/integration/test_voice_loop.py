@@ -96,9 +96,10 @@ async def test_barge_in_stops_reply_audio_and_keeps_only_heard_words(
         await send_audio(conn, silence(1500))
         mark = rec.mark()
         requests_at_mark = len(llm.requests)
-        interrupted_at = await send_audio(
-            conn, speak("Stop, stop. Tell me about London instead.") + silence(900)
-        )
+        # One breath: espeak-ng's "Stop, stop." ends in 430 ms of silence, a turn of its own, which
+        # the (speculative) reply would answer audibly before the rest came.
+        interrupt = speak("Stop and tell me about London instead.")
+        interrupted_at = await send_audio(conn, interrupt + silence(900))
         done = await rec.wait_for("response.done", lambda e: e.response.id == response_id)
         assert done.response.status == "cancelled"
         assert done.response.status_details.reason == "turn_detected"
