@@ -8,7 +8,6 @@ Wire protocol on the pipe (pickled tuples, one reply per request, strictly in tu
 * child → parent, once at start: ``("ready", [EngineInfo, ...], warm_s)`` or ``("failed", message)``
 * parent → child: ``(request_id, stage_index, method, payload)``
   - ``"transcribe"``: payload ``(float32 audio, language | None)`` → result :class:`Transcript`
-  - ``"synthesize"``: payload ``text`` → result ``bytes`` (the whole sentence's PCM16)
   - ``"synthesize_stream"``: payload ``text`` → ``(request_id, "chunk", bytes)`` for each piece
     of PCM16 as the engine yields it, then the reply, with result ``None``
 * child → parent: ``(request_id, "ok", result)`` or ``(request_id, "error", message, retryable)``
@@ -122,8 +121,6 @@ async def _handle(engine: Any, method: str, payload: Any, chunk: Callable[[bytes
         if method == "transcribe":
             audio, language = payload
             return ("ok", await engine.transcribe(audio, language=language))
-        if method == "synthesize":
-            return ("ok", b"".join([pcm async for pcm in engine.synthesize(payload)]))
         if method == "synthesize_stream":
             async for pcm in engine.synthesize(payload):
                 if pcm:

@@ -309,31 +309,21 @@ class WorkerPool:
         Raises PoolBusy when every worker is busy and the queue is full. Cancelling the caller
         (barge-in, a timeout) removes a waiting request; a running one finishes in its worker
         and its result is dropped: killing the worker would cost a model reload."""
-        self.admit()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        request = _Request(next(self._ids), stage_index, method, payload, future)
-        self._queue.append(request)
-        self._dispatch()
+        request = self._submit(stage_index, method, payload)
         try:
             return await request.future
         except asyncio.CancelledError:
-            with contextlib.suppress(ValueError):
-                self._queue.remove(request)  # still waiting: it never runs, and frees its slot
-                self._changed.set()
+            self._withdraw(request)
             raise
 
     async def stream(self, stage_index: int, method: str, payload: Any) -> AsyncIterator[Any]:
         """Like :meth:`call`, for a method whose worker sends its result in pieces as it has
         them (``"synthesize_stream"``): yields each piece. Closing the iterator early is a
         cancellation: the worker finishes, and the rest is dropped."""
-        self.admit()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
         chunks: asyncio.Queue[Any] = asyncio.Queue()
-        request = _Request(next(self._ids), stage_index, method, payload, future, chunks=chunks)
+        request = self._submit(stage_index, method, payload, chunks=chunks)
+        future = request.future
         future.add_done_callback(lambda _: chunks.put_nowait(_END))  # after every piece delivered
-        self._queue.append(request)
-        self._dispatch()
         try:
             while (piece := await chunks.get()) is not _END:
                 yield piece
@@ -341,9 +331,23 @@ class WorkerPool:
         finally:
             if not future.done():
                 future.cancel()  # later pieces and the reply are dropped
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(request)
-                    self._changed.set()
+                self._withdraw(request)
+
+    def _submit(
+        self, stage_index: int, method: str, payload: Any, *, chunks: asyncio.Queue[Any] | None = None
+    ) -> _Request:
+        self.admit()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        request = _Request(next(self._ids), stage_index, method, payload, future, chunks=chunks)
+        self._queue.append(request)
+        self._dispatch()
+        return request
+
+    def _withdraw(self, request: _Request) -> None:
+        """The caller gave up: a request still waiting never runs, and frees its slot."""
+        with contextlib.suppress(ValueError):
+            self._queue.remove(request)
+            self._changed.set()
 
     def admit(self) -> None:
         """Raise what :meth:`call` would raise at once: PoolBusy when the queue is full,
