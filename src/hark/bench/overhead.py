@@ -81,12 +81,16 @@ async def hark_turn(
         turn.error = "the VAD ended the turn inside the speech"
         return turn
     released = stats.completing_frame([resampled_samples(i) for i in range(decision + 8)], chunk)
-    turn.resampler_hold_ms = round((session.sent_at[released] - session.sent_at[decision]) * 1000.0, 2)
-    times = stats.TurnTimes(session.sent_at[last], session.sent_at[decision], audio.at, scripted)
-    turn.ok = True
-    turn.overhead_ms = round(times.overhead_ms, 2)
-    turn.voice_to_voice_ms = round(times.voice_to_voice_ms, 2)
-    turn.end_of_turn_wait_ms = round(times.end_of_turn_wait_ms, 2)
+    _measure(
+        turn,
+        session,
+        scripted,
+        first=first,
+        last=last,
+        decision=decision,
+        released=released,
+        audio_at=audio.at,
+    )
     server = {
         k: latency.data.get(k)
         for k in ("end_of_turn_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "voice_to_voice_ms")
@@ -95,7 +99,6 @@ async def hark_turn(
     v2v, eot = server["voice_to_voice_ms"], server["end_of_turn_ms"]
     if v2v is not None and eot is not None:
         turn.server_overhead_ms = round(stats.server_overhead_ms(v2v, eot, scripted), 2)
-    turn.send_lateness_ms = _late(session, first, decision)
     return turn
 
 
@@ -117,14 +120,41 @@ async def pipecat_turn(session: Session, speech: list[str | bytes], *, script: S
         turn.error = "the VAD ended the turn inside the speech"
         return turn
     released = int(stop.data["frame"])
-    turn.resampler_hold_ms = round((session.sent_at[released] - session.sent_at[decision]) * 1000.0, 2)
-    times = stats.TurnTimes(session.sent_at[last], session.sent_at[decision], audio.at, scripted)
+    _measure(
+        turn,
+        session,
+        scripted,
+        first=first,
+        last=last,
+        decision=decision,
+        released=released,
+        audio_at=audio.at,
+    )
+    return turn
+
+
+def _measure(
+    turn: Turn,
+    session: Session,
+    scripted: float,
+    *,
+    first: int,
+    last: int,
+    decision: int,
+    released: int,
+    audio_at: float,
+) -> None:
+    """The client-side figures of a turn that ended after its speech (both frameworks alike):
+    frames ``first``..``last`` held the speech, ``decision`` the VAD chunk that ended the turn,
+    ``released`` the frame that let the input resampler put that chunk out."""
+    sent = session.sent_at
+    turn.resampler_hold_ms = round((sent[released] - sent[decision]) * 1000.0, 2)
+    times = stats.TurnTimes(sent[last], sent[decision], audio_at, scripted)
     turn.ok = True
     turn.overhead_ms = round(times.overhead_ms, 2)
     turn.voice_to_voice_ms = round(times.voice_to_voice_ms, 2)
     turn.end_of_turn_wait_ms = round(times.end_of_turn_wait_ms, 2)
     turn.send_lateness_ms = _late(session, first, decision)
-    return turn
 
 
 async def _quiet(session: Session, seconds: float, *, limit: float = 20.0) -> None:
