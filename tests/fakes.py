@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from hark.engines.base import (
     VADStream,
 )
 from hark.errors import EngineError
+from hark.pipeline.conversation import Conversation, ConversationConfig
+from hark.pipeline.events import Event
+from hark.pipeline.tools import Toolbox
+from hark.pipeline.turns import TurnConfig
 
 
 @dataclass
@@ -173,3 +178,35 @@ def tone(ms: int, rate: int = 24_000) -> bytes:
 
 def quiet(ms: int, rate: int = 24_000) -> bytes:
     return bytes(rate * ms // 1000 * 2)
+
+
+def fake_conversation(
+    *,
+    stt: FakeSTT,
+    tts: FakeTTS,
+    llm: FakeLLM | None,
+    emit: Callable[[Event], None],
+    tools: Toolbox | None = None,
+    **config: Any,
+) -> Conversation:
+    """A conversation over the fakes and ``LoudnessVAD``, with quick test settings (a 200 ms
+    end-of-turn silence, 50 ms reply chunks); ``config`` overrides ConversationConfig fields."""
+    settings: dict[str, Any] = {
+        "system_prompt": "Be brief.",
+        "history_turns": 5,
+        "turn": TurnConfig(start_ms=64, end_silence_ms=200),
+        "prefix_ms": 100,
+        "max_turn_s": 10,
+        "partial_interval_ms": 0,
+        "output_chunk_ms": 50,
+        "output_lead_ms": 200,
+    }
+    return Conversation(
+        vad=LoudnessVAD(),
+        stt=stt,
+        tts=tts,
+        llm=llm,
+        config=ConversationConfig(**{**settings, **config}),
+        emit=emit,
+        tools=tools,
+    )

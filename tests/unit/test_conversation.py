@@ -10,10 +10,9 @@ from typing import Any
 from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
-from hark.pipeline.conversation import Conversation, ConversationConfig
+from hark.pipeline.conversation import Conversation
 from hark.pipeline.tools import Tool, Toolbox
-from hark.pipeline.turns import TurnConfig
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, LoudnessVAD, quiet, tone
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
 RATE = 24_000
 
@@ -32,25 +31,13 @@ class Harness:
     conversation: Conversation = field(init=False)
 
     def __post_init__(self) -> None:
-        config = ConversationConfig(
-            system_prompt="Be brief.",
-            history_turns=5,
-            turn=TurnConfig(start_ms=64, end_silence_ms=200),
-            prefix_ms=100,
-            max_turn_s=10,
-            partial_interval_ms=0,
-            output_chunk_ms=50,
-            output_lead_ms=200,
-            speculative_reply=self.speculative_reply,
-        )
-        self.conversation = Conversation(
-            vad=LoudnessVAD(),
+        self.conversation = fake_conversation(
             stt=self.stt,
             tts=self.tts,
             llm=self.llm,
-            config=config,
             emit=self._record,
             tools=self.tools,
+            speculative_reply=self.speculative_reply,
         )
 
     def _record(self, event: ev.Event) -> None:

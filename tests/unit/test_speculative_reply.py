@@ -19,10 +19,10 @@ import pytest
 from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
-from hark.pipeline.conversation import MAX_TOOL_ROUNDS, Conversation, ConversationConfig
+from hark.pipeline.conversation import MAX_TOOL_ROUNDS, Conversation
 from hark.pipeline.tools import Tool, Toolbox
 from hark.pipeline.turns import TurnConfig
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, LoudnessVAD, quiet, tone
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
 RATE = 24_000
 PIECE = 1920  # 40 ms of PCM16 at 24 kHz
@@ -49,25 +49,15 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.tasks_before = asyncio.all_tasks()
-        config = ConversationConfig(
-            system_prompt="Be brief.",
-            history_turns=self.history_turns,
-            turn=self.turn,
-            prefix_ms=100,
-            max_turn_s=10,
-            partial_interval_ms=0,
-            output_chunk_ms=50,
-            output_lead_ms=200,
-            speculative_reply=self.speculative_reply,
-        )
-        self.conversation = Conversation(
-            vad=LoudnessVAD(),
+        self.conversation = fake_conversation(
             stt=self.stt,
             tts=self.tts,
             llm=self.llm,
-            config=config,
             emit=self.events.append,
             tools=self.tools,
+            history_turns=self.history_turns,
+            turn=self.turn,
+            speculative_reply=self.speculative_reply,
         )
 
     @property
