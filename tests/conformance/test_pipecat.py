@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -20,24 +21,27 @@ from tests.servers import FakeChatLLM, HarkProcess
 pytestmark = pytest.mark.slow
 
 pytest.importorskip("pipecat", reason="pip install -e '.[conformance]' (make test does)")
-from pipecat.adapters.llm.schemas.function_schema import FunctionSchema  # noqa: E402
-from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema  # noqa: E402
-from pipecat.frames.frames import (  # noqa: E402
-    EndFrame,
-    ErrorFrame,
-    Frame,
-    InputAudioRawFrame,
-    LLMRunFrame,
-    TTSAudioRawFrame,
-)
-from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
-from pipecat.processors.aggregators.llm_context import LLMContext  # noqa: E402
-from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair  # noqa: E402
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
-from pipecat.services.llm_service import FunctionCallParams  # noqa: E402
-from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService  # noqa: E402
-from pipecat.workers.runner import WorkerRunner  # noqa: E402
+with warnings.catch_warnings():
+    # pipecat.audio.utils imports audioop, deprecated in Python 3.11 (pipecat's own choice).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+    from pipecat.frames.frames import (
+        EndFrame,
+        ErrorFrame,
+        Frame,
+        InputAudioRawFrame,
+        LLMRunFrame,
+        TTSAudioRawFrame,
+    )
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.services.llm_service import FunctionCallParams
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+    from pipecat.workers.runner import WorkerRunner
 
 CHUNK = 24_000 * 2 * 20 // 1000  # 20 ms, as a transport would deliver it
 
