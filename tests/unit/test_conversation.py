@@ -80,9 +80,11 @@ async def test_a_turn_from_speech_to_spoken_reply() -> None:
         "InputCommitted",
         "TranscriptFinal",
         "ResponseStarted",
+        "MessageStarted",
         "ResponseText",
         "ResponseText",
         "Latency",
+        "MessageDone",
         "ResponseDone",
     ]
     assert [e.state.value for e in h.of(ev.StateChanged)] == ["listening", "thinking", "speaking", "idle"]
@@ -247,9 +249,11 @@ async def test_the_reply_is_prepared_during_the_end_of_turn_silence() -> None:
         "InputCommitted",
         "TranscriptFinal",
         "ResponseStarted",
+        "MessageStarted",
         "ResponseText",
         "ResponseText",
         "Latency",
+        "MessageDone",
         "ResponseDone",
     ]
     assert [(m.role, m.content) for m in h.llm.calls[0]] == [
