@@ -7,6 +7,7 @@ answer to barge in on; anything else gets a short answer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -15,39 +16,28 @@ from tests.conformance import script
 from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer
 
 
-@pytest.fixture(scope="package")
-def stand_in() -> Iterator[tuple[FakeChatLLM, ThreadedServer]]:
-    llm = FakeChatLLM()
-    with ThreadedServer(llm.app()) as server:
-        yield llm, server
-
-
-@pytest.fixture(scope="package")
-def hark(
-    stand_in: tuple[FakeChatLLM, ThreadedServer], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HarkProcess]:
-    _, llm_server = stand_in
-    log = tmp_path_factory.mktemp("hark-conformance") / "server.log"
-    env = {
-        "HARK_LLM_BASE_URL": llm_server.base_url + "/v1",
-        "HARK_LLM_API_KEY": "sk-conformance",
-        "HARK_LLM_MODEL": "stand-in",
-    }
-    with HarkProcess(env=env, log_path=log) as server:
-        yield server
+@pytest.fixture
+def hark(hark_with_llm: HarkProcess) -> HarkProcess:
+    """The suite's hark answering through the stand-in (tests/conftest.py), shared with the
+    voice-loop tests: one process fewer to start."""
+    return hark_with_llm
 
 
 @pytest.fixture
-def llm(stand_in: tuple[FakeChatLLM, ThreadedServer]) -> FakeChatLLM:
-    """The stand-in, set to the script afresh for each test."""
-    llm, _ = stand_in
-    llm.reply = script.SHORT_ANSWER
-    llm.replies = []
-    llm.answers = {script.STORY_WORD: script.STORY}
-    llm.tool_call = (script.TOOL_NAME, script.TOOL_ARGUMENTS)
-    llm.tool_call_when = script.TOOL_WORD
-    llm.tool_reply = script.TOOL_REPLY
-    llm.token_delay = 0.0
-    llm.first_token_delay = 0.0
-    llm.requests.clear()
-    return llm
+def llm(fake_llm: tuple[FakeChatLLM, ThreadedServer]) -> Iterator[FakeChatLLM]:
+    """The shared stand-in, set to the script for one test and put back to its defaults after."""
+    llm, _ = fake_llm
+    script_knobs = {
+        "reply": script.SHORT_ANSWER,
+        "answers": {script.STORY_WORD: script.STORY},
+        "tool_call": (script.TOOL_NAME, script.TOOL_ARGUMENTS),
+        "tool_call_when": script.TOOL_WORD,
+        "tool_reply": script.TOOL_REPLY,
+    }
+    defaults = FakeChatLLM()
+    knobs = [f.name for f in dataclasses.fields(FakeChatLLM) if f.name not in ("requests", "tool_calls_made")]
+    for name in knobs:
+        setattr(llm, name, script_knobs.get(name, getattr(defaults, name)))
+    yield llm
+    for name in knobs:
+        setattr(llm, name, getattr(defaults, name))

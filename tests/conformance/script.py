@@ -30,7 +30,7 @@ STORY = " ".join(
 )
 SHORT_ANSWER = "Glad to help. Is there anything else?"
 THANKS = "Thank you, that is all for now."
-BARGE_IN = "Stop please. That is enough, thank you."
+BARGE_IN = "Please stop talking now."
 
 
 def spoken(text: str) -> bytes:

@@ -41,7 +41,7 @@ async def reply(session: RealtimeSession) -> tuple[list[lk.FunctionCall], list[t
         async for message in generation.message_stream:
 
             async def audio(stream: Any = message.audio_stream) -> int:
-                return sum(len(frame.data) * 2 async for frame in stream)
+                return sum([len(frame.data) * 2 async for frame in stream])
 
             text, audio_bytes = await asyncio.gather(_joined(message.text_stream), audio())
             found.append((message.message_id, text, audio_bytes))
