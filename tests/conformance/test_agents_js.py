@@ -54,6 +54,7 @@ async def test_two_turns_with_a_tool_and_one_history(
     # No error reached the SDK, nor any error event on the wire.
     assert result["errors"] == []
     assert script.error_events(events) == []
+    assert not [kind for kind in kinds if kind.startswith("hark.")], "hark's own events are opt-in"
 
     # The tool ran once, with the arguments the model gave, and its result was answered aloud.
     assert result["tool_calls"] == [json.loads(script.TOOL_ARGUMENTS)]

@@ -151,9 +151,18 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
     assert "error" not in raw_model_kinds and "exception" not in raw_model_kinds
     assert script.error_events(raw) == []
 
-    # The tool ran exactly once with the model's arguments.
+    # The tool ran exactly once with the model's arguments; the LLM was offered it as declared.
     assert calls == ["Paris"]
     assert len(seen.of("tool_start")) == len(seen.of("tool_end")) == 1
+    offered = [t["function"] for r in llm.requests for t in r["body"].get("tools") or []]
+    assert offered and {t["name"] for t in offered} == {script.TOOL_NAME}
+    assert all(t["parameters"]["properties"].keys() == {"city"} for t in offered)
+
+    # The LLM's last request carries the story only as far as it was played (hark drops an
+    # assistant message truncated to nothing), never all of it.
+    said = [m.get("content") or "" for m in llm.requests[-1]["body"]["messages"] if m["role"] == "assistant"]
+    told = [text for text in said if text and script.STORY.startswith(text.rstrip(".,… "))]
+    assert len(told) <= 1 and all(len(text) < len(script.STORY) for text in told)
 
     # The barge-in truncated the story on the server, and both spoken turns were heard.
     assert any(e["type"] == "conversation.item.truncated" for e in raw)
@@ -182,5 +191,6 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
         turns=3,
         tool_answer_audio_after_speech_ms=round((audio1[0] - spoke) * 1000),
         interrupted_after_speech_began_ms=round(interrupted_after * 1000),
+        story_chars_kept=f"{len(told[0]) if told else 0}/{len(script.STORY)}",
         server_events=len(raw),
     )

@@ -58,6 +58,7 @@ async def test_a_conversation_with_a_tool_and_no_fatal_error(
     # No error reached the pipeline, and none went over the wire (not even one Pipecat ignores).
     assert outcome.errors == []
     assert wire.of("error") == []
+    assert not [e for e in wire.from_server if e["type"].startswith("hark.")], "hark's own events are opt-in"
     assert wire.connections == 1
 
     # The registered tool ran once, with the model's arguments; its result was answered aloud.
