@@ -56,3 +56,7 @@ class InvalidValue(PipelineError):
 
 class Unsupported(PipelineError):
     code = "unsupported"
+
+
+class UnsupportedAudioFormat(Unsupported):
+    code = "unsupported_audio_format"

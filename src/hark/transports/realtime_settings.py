@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from hark.engines.base import ToolSpec
 from hark.pipeline.conversation import Conversation, ConversationConfig, new_id
-from hark.pipeline.errors import InvalidValue, Unsupported
+from hark.pipeline.errors import InvalidValue, Unsupported, UnsupportedAudioFormat
 from hark.pipeline.items import Item
 from hark.pipeline.options import ResponseOptions
 from hark.pipeline.turns import TurnConfig
@@ -105,8 +105,8 @@ class SessionSettings:
         )
 
 
-def _unsupported_format(direction: str, fmt: rp.AudioFormat) -> Unsupported:
-    return Unsupported(
+def _unsupported_format(direction: str, fmt: rp.AudioFormat) -> UnsupportedAudioFormat:
+    return UnsupportedAudioFormat(
         f"unsupported {direction} format {fmt.type} at {fmt.rate} Hz; hark speaks audio/pcm at 24000 Hz",
         param=f"session.audio.{direction}.format",
     )
