@@ -45,7 +45,6 @@ class Outcome:
     audio_frames: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)
     """Pipecat's own copy of the conversation (its LLMContext) at the end."""
-    answer_audio_after_last_chunk_ms: int | None = None
 
 
 class Recorder(FrameProcessor):  # type: ignore[misc]
@@ -122,10 +121,8 @@ async def converse(url: str, responses_done: Callable[[], int]) -> Outcome:
             chunk = pcm[offset : offset + CHUNK]
             await worker.queue_frame(InputAudioRawFrame(audio=chunk, sample_rate=24_000, num_channels=1))
             await asyncio.sleep(max(0.0, began + (index + 1) * 0.02 - time.monotonic()))
-        sent = time.monotonic()
         await until("the spoken turn's answer", lambda: responses_done() >= 3)
         await until("its audio", lambda: len(audio()) > audio_before)
-        outcome.answer_audio_after_last_chunk_ms = round((audio()[audio_before] - sent) * 1000)
         await asyncio.sleep(0.5)
         await worker.queue_frame(EndFrame())
 

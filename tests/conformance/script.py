@@ -62,6 +62,36 @@ def arrival_order(events: Iterable[Mapping[str, Any]]) -> list[str]:
     return [e["item"]["id"] for e in events if e.get("type") == "conversation.item.added"]
 
 
+AUDIO_DELTA = "response.output_audio.delta"
+
+
+def received(event: Mapping[str, Any], at: float) -> dict[str, Any]:
+    """A server event as the suite keeps it: with ``_at``, when the client got it (seconds, any
+    clock), and without the audio of an audio delta."""
+    kept = {k: v for k, v in event.items() if not (event.get("type") == AUDIO_DELTA and k == "delta")}
+    return {**kept, "_at": at}
+
+
+def latencies(events: Iterable[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Client-side figures from received events: for each end of speech, how long until reply
+    audio arrived; for each response that spoke, from response.created to its first audio."""
+    events = list(events)
+    stopped_to_audio: list[int] = []
+    created_to_audio: list[int] = []
+    created: dict[str, float] = {}
+    for index, event in enumerate(events):
+        kind = event.get("type")
+        if kind == "input_audio_buffer.speech_stopped":
+            later = [e["_at"] for e in events[index:] if e.get("type") == AUDIO_DELTA]
+            if later:
+                stopped_to_audio.append(round((later[0] - event["_at"]) * 1000))
+        elif kind == "response.created":
+            created[event["response"]["id"]] = event["_at"]
+        elif kind == AUDIO_DELTA and event.get("response_id") in created:
+            created_to_audio.append(round((event["_at"] - created.pop(event["response_id"])) * 1000))
+    return {"speech_stopped_to_audio_ms": stopped_to_audio, "created_to_audio_ms": created_to_audio}
+
+
 def error_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [e for e in events if e.get("type") == "error"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.conformance.script import received
 from tests.servers import free_port
 
 
@@ -27,7 +29,9 @@ class Wire:
     """hark's origin, ws://host:port."""
     port: int = field(default_factory=free_port)
     from_server: list[dict[str, Any]] = field(default_factory=list)
+    """Every server event (script.received: arrival time added, audio left out)."""
     from_client: list[dict[str, Any]] = field(default_factory=list)
+    """Every client event but audio appends."""
     connections: int = 0
 
     @property
@@ -58,11 +62,8 @@ class Wire:
                     async for message in source:
                         if isinstance(message, str):
                             event = json.loads(message)
-                            if event.get("type") not in (
-                                "response.output_audio.delta",
-                                "input_audio_buffer.append",
-                            ):
-                                log.append(event)
+                            if event.get("type") != "input_audio_buffer.append":
+                                log.append(received(event, time.monotonic()))
                         await sink.send(message)
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await sink.close()

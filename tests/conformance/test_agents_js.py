@@ -95,7 +95,7 @@ async def test_two_turns_with_a_tool_and_one_history(
         "agents-js",
         turns=len(result["turns"]),
         turn_ms=[t["ms"] for t in result["turns"]],
-        first_audio_ms=[t["first_audio_ms"] for t in result["turns"]],
         server_events=len(events),
+        **script.latencies(events),
         seconds=round(result["seconds"], 1),
     )

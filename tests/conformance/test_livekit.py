@@ -68,7 +68,10 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
     async with aiohttp.ClientSession() as http:
         model = RealtimeModel(base_url=hark.base_url + "/v1", api_key="none", model="hark", http_session=http)
         session = model.session()
-        session.on("openai_server_event_received", server_events.append)
+        session.on(
+            "openai_server_event_received",
+            lambda e: server_events.append(script.received(e, time.monotonic())),
+        )
         session.on("error", errors.append)
         waits: list[float] = []
         try:
@@ -152,7 +155,8 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
     assert all(content != JOKE_REQUEST for _, content in said_to_llm)
     script.figures(
         "livekit",
-        turns=4,
+        responses=4,
         generate_reply_returned_ms=[round(w * 1000) for w in waits],
+        **script.latencies(server_events),
         server_events=len(server_events),
     )

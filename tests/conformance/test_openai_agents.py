@@ -35,10 +35,10 @@ class Seen:
 
     def raw(self, after: int = 0) -> list[dict[str, Any]]:
         found = []
-        for _, event in self.events[after:]:
+        for at, event in self.events[after:]:
             data = getattr(event, "data", None) if event.type == "raw_model_event" else None
             if data is not None and data.type == "raw_server_event":
-                found.append(data.data)
+                found.append(script.received(data.data, at))
         return found
 
     def of(self, kind: str, after: int = 0) -> list[Any]:
@@ -116,7 +116,7 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
     async with conversation(hark, agent) as (session, seen):
         # Turn 1, spoken: the model calls the tool; the SDK runs it and the answer is spoken.
         turn1 = seen.mark()
-        spoke = await say(session, script.spoken(script.WEATHER_QUESTION))
+        await say(session, script.spoken(script.WEATHER_QUESTION))
         await seen.until("the tool's answer", lambda: len(seen.responses_done(turn1)) >= 2)
         audio1 = [t for t, e in seen.events[turn1:] if e.type == "audio"]
         call_response, answer = seen.responses_done(turn1)[:2]
@@ -189,7 +189,7 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
     script.figures(
         "openai-agents",
         turns=3,
-        tool_answer_audio_after_speech_ms=round((audio1[0] - spoke) * 1000),
+        **script.latencies(raw),
         interrupted_after_speech_began_ms=round(interrupted_after * 1000),
         story_chars_kept=f"{len(told[0]) if told else 0}/{len(script.STORY)}",
         server_events=len(raw),

@@ -114,5 +114,5 @@ async def test_a_conversation_with_a_tool_and_no_fatal_error(
         "pipecat",
         turns=2,
         server_events=len(wire.from_server),
-        answer_audio_after_last_chunk_ms=outcome.answer_audio_after_last_chunk_ms,
+        **script.latencies(wire.from_server),
     )

@@ -40,9 +40,10 @@ const turns = [];
 let audioBytes = 0;
 let toolEnds = 0;
 session.on('error', (e) => errors.push(describe(e)));
+// Kept as tests/conformance/script.py `received` keeps them: arrival time in `_at`, no audio.
 session.on('transport_event', (event) => {
-  if (event.type === 'response.output_audio.delta') return; // counted below, too many to keep
-  serverEvents.push(event);
+  const { delta, ...rest } = event;
+  serverEvents.push({ ...(event.type === 'response.output_audio.delta' ? rest : event), _at: elapsed() });
 });
 session.on('audio', (event) => {
   audioBytes += event.data.byteLength;
@@ -75,16 +76,8 @@ async function turn(name, send, responses, timeoutMs) {
   const audioBefore = audioBytes;
   const t0 = Date.now();
   await send();
-  let firstAudioMs = null;
-  await until(
-    `${name}: ${responses} response.done`,
-    () => {
-      if (firstAudioMs === null && audioBytes > audioBefore) firstAudioMs = Date.now() - t0;
-      return responsesDone() >= before + responses;
-    },
-    timeoutMs,
-  );
-  turns.push({ name, ms: Date.now() - t0, first_audio_ms: firstAudioMs, audio_bytes: audioBytes - audioBefore });
+  await until(`${name}: ${responses} response.done`, () => responsesDone() >= before + responses, timeoutMs);
+  turns.push({ name, ms: Date.now() - t0, audio_bytes: audioBytes - audioBefore });
 }
 
 let failure = null;
