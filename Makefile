@@ -9,6 +9,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives: a second voice for test speech, and a browser.
 TEST_APT := espeak-ng chromium redis-server
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# The JS client the conformance suite drives, installed from its lockfile.
+JS_DIR   := tests/conformance/js
+JS_STAMP := $(JS_DIR)/node_modules/.hark-installed
 
 .PHONY: run test install test-deps lint typecheck check bench bench-quick clean
 
@@ -16,7 +19,7 @@ run: $(STAMP)
 	@echo "hark: starting on http://$(HOST):$(PORT)"
 	$(BIN)/hark serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps $(JS_STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 install: $(STAMP)
@@ -27,10 +30,16 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hark needs Python 3.11+"'
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev]'
+	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev,conformance]'
 	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
 	touch $(STAMP)
+
+# Reinstalled only when the lockfile changes; npm's own cache keeps the tarballs.
+$(JS_STAMP): $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
 
 test-deps:
 	@missing=""; \

@@ -40,6 +40,20 @@ def _sse(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
+def _text(content: Any) -> str:
+    """A chat message's text, whether its content is a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    """The last user message's text, lower-cased; empty when there is none."""
+    users = [m for m in messages if m.get("role") == "user"]
+    return _text(users[-1].get("content")).lower() if users else ""
+
+
 @dataclass
 class FakeChatLLM:
     """Speaks the OpenAI chat-completions SSE format. Knobs instead of patches."""
@@ -49,14 +63,20 @@ class FakeChatLLM:
     token_delay: float = 0.0
     fail_status: int | None = None
     stall: bool = False
+    """Accept every request and never answer (models list included, so probes fail too)."""
     tool_call: tuple[str, str] | None = None
-    """(name, JSON arguments): asked for when the request offers tools and has no tool result yet."""
+    """(name, JSON arguments): asked for when the request offers that tool and has no tool result yet."""
+    tool_call_when: str | None = None
+    """Ask for ``tool_call`` only when the last user message holds this word (any case)."""
     tool_reply: str = "Here it is: {result}"
     """The answer once a tool result is in the messages."""
     replies: list[str] = field(default_factory=list)
     """Scripted replies, one per request, used before ``reply``."""
-    """Accept every request and never answer (models list included, so probes fail too)."""
+    answers: dict[str, str] = field(default_factory=dict)
+    """Replies chosen by a word in the last user message (any case), before ``replies``."""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls_made: int = 0
+    """Each call gets its own id: call_fake_1, call_fake_2, ..."""
 
     def tokens(self, text: str) -> list[str]:
         words = text.split(" ")
@@ -74,10 +94,12 @@ class FakeChatLLM:
         messages = body.get("messages") or []
         if messages and messages[-1].get("role") == "tool":
             text = self.tool_reply.format(result=messages[-1].get("content", ""))
-        elif self.tool_call is not None and body.get("tools"):
+        elif self._wants_tool(body):
             return StreamingResponse(
                 self._stream_tool_call(body.get("model", "fake")), media_type="text/event-stream"
             )
+        elif (answer := self._answer(messages)) is not None:
+            text = answer
         else:
             text = self.replies.pop(0) if self.replies else self.reply
         if not body.get("stream"):
@@ -85,6 +107,19 @@ class FakeChatLLM:
         return StreamingResponse(
             self._stream(body.get("model", "fake"), text), media_type="text/event-stream"
         )
+
+    def _wants_tool(self, body: dict[str, Any]) -> bool:
+        if self.tool_call is None:
+            return False
+        offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+        if self.tool_call[0] not in offered:
+            return False
+        heard = _last_user(body.get("messages") or [])
+        return self.tool_call_when is None or self.tool_call_when.lower() in heard
+
+    def _answer(self, messages: list[dict[str, Any]]) -> str | None:
+        heard = _last_user(messages)
+        return next((text for word, text in self.answers.items() if word.lower() in heard), None)
 
     def _completion(self, text: str) -> dict[str, Any]:
         return {
@@ -100,10 +135,11 @@ class FakeChatLLM:
     async def _stream_tool_call(self, model: str) -> AsyncIterator[bytes]:
         assert self.tool_call is not None
         name, arguments = self.tool_call
+        self.tool_calls_made += 1
         yield _sse(model, {"role": "assistant", "content": None})
         first = {
             "index": 0,
-            "id": "call_fake_1",
+            "id": f"call_fake_{self.tool_calls_made}",
             "type": "function",
             "function": {"name": name, "arguments": ""},
         }
