@@ -25,6 +25,7 @@ from hark.errors import EngineError
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.pipeline.sentences import split_sentences
+from hark.security.guard import hold_idle, owner_of
 from hark.storage.recordings import StorageError
 
 log = logging.getLogger("hark.transports.meetings")
@@ -140,6 +141,7 @@ class MeetingSession:
     def __init__(self, websocket: WebSocket, service: MeetingService) -> None:
         self.ws = websocket
         self.service = service
+        self.owner = owner_of(websocket.scope)
         self.meeting: Meeting | None = None
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._commands: asyncio.Queue[_Command] = asyncio.Queue(maxsize=MAX_QUEUED)
@@ -263,6 +265,7 @@ class MeetingSession:
                 speakers=event.speakers,
                 max_minutes=event.max_minutes,
                 emit=self.send,
+                owner=self.owner,
             )
         except MeetingRefused as exc:
             raise ProtocolError(
@@ -334,7 +337,8 @@ class MeetingSession:
 
     async def _deliver(self, meeting: Meeting, task: asyncio.Task[MeetingResult]) -> None:
         try:
-            result = await asyncio.shield(task)
+            with hold_idle(self.ws.scope):  # nothing to send until final: not idle
+                result = await asyncio.shield(task)
         except Exception:
             log.exception("meeting processing failed", extra={"meeting": meeting.id})
             self.send(
@@ -400,15 +404,14 @@ async def meeting_stream(websocket: WebSocket) -> None:
 async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """The result (200); ``{"status": "recording" | "processing"}`` (202) while it is not ready."""
     service = _service(request)
-    status = service.status(meeting_id)
+    owner = owner_of(request.scope)
+    status = service.status(meeting_id, owner)
     if status is not None:
         return JSONResponse({"meeting_id": meeting_id, "status": status}, status_code=202)
     try:
-        result = await service.load(meeting_id)
+        result = await service.load(meeting_id, owner)
     except StorageError as exc:
-        log.error(
-            "a stored meeting could not be read", extra={"meeting": meeting_id, "error": type(exc).__name__}
-        )
+        log.error("a stored meeting could not be read", extra={"error": type(exc).__name__})
         return _error(500, f"the stored meeting cannot be read: {exc}", "storage_error", "server_error")
     if result is None:
         return _error(404, f"no meeting {meeting_id[:80]!r}", "meeting_not_found")
@@ -420,7 +423,7 @@ async def delete_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """Removes the recording and the result."""
     service = _service(request)
     try:
-        deleted = await service.delete(meeting_id)
+        deleted = await service.delete(meeting_id, owner_of(request.scope))
     except MeetingBusy as exc:
         return _error(409, f"{exc}; delete it after 'final'", "meeting_in_progress")
     except (OSError, StorageError) as exc:
