@@ -169,14 +169,27 @@ def _raw(port: int) -> socket.socket:
 
 
 def _read_response(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Status line, headers and (by Content-Length) the body."""
     sock.settimeout(timeout)
     data = b""
-    while b"\r\n\r\n" not in data:
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
     return data
+
+
+def _length(data: bytes) -> int:
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _temp_files(directory: Path) -> dict[str, int]:
+    return {str(f): f.stat().st_size for f in directory.rglob("*") if f.is_file()}
 
 
 def _declared(port: int, path: str, length: int, content_type: str) -> tuple[bytes, float]:
@@ -232,6 +245,7 @@ def _status(response: bytes) -> int:
 def test_bodies_over_the_limit_are_refused_while_read(limited: HarkProcess, tmp_path: Path) -> None:
     assert limited.process is not None
     tmpdir = Path(limited.env["TMPDIR"])
+    temp_before = _temp_files(tmpdir)
     with PeakRSS(limited.process.pid) as rss:
         json_declared, json_s = _declared(
             limited.port, "/v1/realtime/client_secrets", 256 * 1024 * 1024, "application/json"
@@ -254,7 +268,7 @@ def test_bodies_over_the_limit_are_refused_while_read(limited: HarkProcess, tmp_
             "multipart/form-data; boundary=xyz",
             head,
         )
-    leftover = sum(f.stat().st_size for f in tmpdir.rglob("*") if f.is_file())
+    leftover = sum(size for name, size in _temp_files(tmpdir).items() if name not in temp_before)
     print(
         f"\n256 MiB JSON declared: {_status(json_declared)} in {json_s * 1000:.0f} ms; "
         f"1 GiB upload declared: {_status(upload_declared)} in {upload_s * 1000:.0f} ms; "
@@ -433,3 +447,6 @@ async def test_debug_logs_carry_no_keys_or_what_was_said(limited: HarkProcess) -
     assert debug_lines > 0
     for secret in (KEY_A, KEY_B, "tangerine", "Tangerine", "vault code"):
         assert secret not in log, secret
+    # The handshake and frames were logged, in their redacted form.
+    assert "openai-insecure-api-key.[redacted]" in log and "authorization: [redacted]" in log.lower()
+    assert "< TEXT [" in log

@@ -84,9 +84,9 @@ class MeetingIdFilter(logging.Filter):
         return _MEETING_ID.sub(lambda m: self.digest(m.group(0)), text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        meeting = getattr(record, "meeting", None)
-        if isinstance(meeting, str):
-            record.meeting = self._sub(meeting)
+        for name, value in list(vars(record).items()):  # ``meeting``, ``meeting_id`` ... fields
+            if isinstance(value, str) and "mtg_" in value and name not in ("msg", "message"):
+                setattr(record, name, self._sub(value))
         if isinstance(record.msg, str) and "mtg_" in record.msg:
             record.msg = self._sub(record.msg)
         if isinstance(record.args, tuple) and any(isinstance(a, str) and "mtg_" in a for a in record.args):

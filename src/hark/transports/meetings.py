@@ -300,7 +300,8 @@ class MeetingSession:
             return
         if meeting.status != "recording":
             return  # the tail of a stream that was already stopped
-        reason = await self.service.feed(meeting, pcm)
+        with hold_idle(self.ws.scope):  # a client ahead of the audio-rate throttle is not idle
+            reason = await self.service.feed(meeting, pcm)
         if reason is not None:
             self._stop(meeting, reason)
 
