@@ -224,3 +224,22 @@ def test_meeting_ids_become_digests() -> None:
 )
 def test_api_docs_are_off_beyond_loopback_by_default(host: str, setting: bool | None, served: bool) -> None:
     assert api_docs(Settings(server={"host": host, "api_docs": setting})) is served
+
+
+async def test_the_byte_gate_holds_the_reader_until_there_is_room() -> None:
+    import asyncio
+
+    from hark.security.limits import ByteGate
+
+    gate = ByteGate(1000)
+    await gate.enter(600)
+    await gate.enter(400)
+    blocked = asyncio.create_task(gate.enter(10))
+    await asyncio.sleep(0.01)
+    assert not blocked.done() and gate.queued == 1000
+    await gate.leave(600)
+    await asyncio.wait_for(blocked, 1)
+    assert gate.queued == 410 and gate.peak == 1000
+    await gate.leave(410)
+    await gate.enter(5000)  # larger than the limit, alone: passes
+    assert gate.queued == 5000

@@ -5,6 +5,7 @@ outbound buffer budget and the idle timer. Nothing here sleeps or does I/O; call
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -240,6 +241,31 @@ class PreAuthSlot:
         if not self.released:
             self.released = True
             self._budget._release(self._address)
+
+
+class ByteGate:
+    """Bytes received but not yet processed, at most ``limit_bytes``: :meth:`enter` waits (so
+    the reader stops reading and TCP holds the client back) until :meth:`leave` makes room. One
+    item larger than the limit still passes when nothing else is queued."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        if limit_bytes <= 0:
+            raise ValueError("limit_bytes must be positive")
+        self.limit = limit_bytes
+        self.queued = 0
+        self.peak = 0
+        self._room = asyncio.Condition()
+
+    async def enter(self, size: int) -> None:
+        async with self._room:
+            await self._room.wait_for(lambda: self.queued == 0 or self.queued + size <= self.limit)
+            self.queued += size
+            self.peak = max(self.peak, self.queued)
+
+    async def leave(self, size: int) -> None:
+        async with self._room:
+            self.queued = max(0, self.queued - size)
+            self._room.notify_all()
 
 
 # -- input audio pacing ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.pipeline.sentences import split_sentences
 from hark.security.guard import hold_idle, owner_of
+from hark.security.limits import ByteGate
 from hark.storage.recordings import StorageError
 
 log = logging.getLogger("hark.transports.meetings")
@@ -37,6 +38,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 """About 16 s of 16 kHz audio per binary frame; clients send 20-100 ms."""
 MAX_QUEUED = 512
 """Frames and events waiting for processing before the socket stops being read (backpressure)."""
+MAX_QUEUED_BYTES = 2 * 1024 * 1024
+"""... and audio bytes (about a minute at 16 kHz): 512 frames of up to 1 MiB would be 512 MiB."""
 SUMMARY_AUDIO_RATE = 24_000
 
 
@@ -145,6 +148,7 @@ class MeetingSession:
         self.meeting: Meeting | None = None
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._commands: asyncio.Queue[_Command] = asyncio.Queue(maxsize=MAX_QUEUED)
+        self._queued_audio = ByteGate(MAX_QUEUED_BYTES)
         self._delivery: asyncio.Task[None] | None = None
         self._connected = True
         self._warned_idle_audio = False
@@ -208,6 +212,7 @@ class MeetingSession:
                         ).event()
                     )
                 elif data:
+                    await self._queued_audio.enter(len(data))
                     await self._commands.put(("audio", data))
                 continue
             text = message.get("text")
@@ -237,6 +242,7 @@ class MeetingSession:
                     case ("start", StartEvent() as start):
                         await self._start(start)
                     case ("audio", bytes() as pcm):
+                        await self._queued_audio.leave(len(pcm))
                         await self._audio(pcm)
                     case ("stop", StopEvent() as stop):
                         self._stop_requested(stop)
