@@ -212,7 +212,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
                 log.info("session closed", extra={"session": session.id})
 
     # Inside the guard: a body is counted only once its request is authenticated.
-    app.add_middleware(BodyLimit, settings=settings.security)
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)
     # Outermost of the app's own middleware: every upgrade is checked before any route accepts it.
     app.add_middleware(HandshakeGuard, settings=settings, security=security)

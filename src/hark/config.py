@@ -45,6 +45,8 @@ class ServerSettings(_Section):
     """A new connection must send a request's headers within this (slow-header clients are cut);
     an open keep-alive connection idle for ``keep_alive_s`` is closed too."""
     keep_alive_s: int = Field(5, ge=1, le=600)
+    body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    """A request body that stops arriving for this long is answered 408."""
 
 
 class VADSettings(_Section):

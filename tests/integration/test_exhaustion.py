@@ -57,7 +57,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
         "HARK_SECURITY_API_KEYS": json.dumps([KEY_A, KEY_B]),
         "HARK_SECURITY_IDLE_TIMEOUT_S": str(BOUND_S),
         "HARK_SERVER_HEADER_TIMEOUT_S": str(BOUND_S),
-        "HARK_SERVER_KEEP_ALIVE_S": str(BOUND_S),
+        "HARK_SERVER_KEEP_ALIVE_S": str(int(BOUND_S)),
+        "HARK_SERVER_BODY_TIMEOUT_S": str(BOUND_S),
         "HARK_SECURITY_MAX_JOBS_PER_KEY": "2",
         "HARK_SERVER_LOG_LEVEL": "debug",
         "HARK_MEETINGS_DATA_DIR": str(directory / "meetings"),
@@ -368,14 +369,25 @@ def test_silent_and_slow_header_connections_are_closed(limited: HarkProcess) -> 
     with _raw(limited.port) as slow:
         slow.sendall(b"GET /health HTTP/1.1\r\n")
         slow_s = _closed_after(slow, b"X-Padding: " + b"a" * 100)
+    with _raw(limited.port) as slow_body:
+        slow_body.sendall(
+            f"POST /v1/realtime/client_secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY_A}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+        )
+        started = time.monotonic()
+        answer = _read_response(slow_body, timeout=15)
+        slow_body_s = time.monotonic() - started
+        assert _status(answer) == 408 and b"request_timeout" in answer, answer[:300]
     with _raw(limited.port) as keep_alive:
         keep_alive.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert _read_response(keep_alive).startswith(b"HTTP/1.1 200")
         keep_alive_s = _closed_after(keep_alive)
     print(
         f"\nbound {BOUND_S:.0f} s: silent connection closed after {silent_s:.2f} s, slow headers after "
-        f"{slow_s:.2f} s, idle keep-alive after {keep_alive_s:.2f} s"
+        f"{slow_s:.2f} s, idle keep-alive after {keep_alive_s:.2f} s, stalled body answered 408 after "
+        f"{slow_body_s:.2f} s"
     )
+    assert slow_body_s <= BOUND_S + SLACK_S
     assert silent_s <= BOUND_S + SLACK_S
     assert slow_s <= BOUND_S + SLACK_S
     assert keep_alive_s <= 2 * BOUND_S + SLACK_S
