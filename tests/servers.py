@@ -215,6 +215,10 @@ class HarkProcess:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
         # The suite makes many requests from one address; tests of the limit set their own.
         self.env["HARK_SECURITY_RATE_LIMIT_PER_MINUTE"] = "1000000"
+        # ... and the per-tenant cost budgets likewise (with auth off all of it is one tenant).
+        self.env["HARK_SECURITY_MAX_JOBS_PER_KEY"] = "1000"
+        self.env["HARK_SECURITY_TTS_CHARS_PER_MINUTE"] = "100000000"
+        self.env["HARK_SECURITY_STT_AUDIO_S_PER_MINUTE"] = "1000000"
         self.env.update(env or {})
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

@@ -27,8 +27,11 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig
-from hark.security import HandshakeGuard, Security, client_secrets_router, principal_of
+from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
+from hark.security.body import BodyLimit
+from hark.security.headers import SecurityHeaders
 from hark.state import StoreUnavailable, build_store
+from hark.state.resume import OwnedStore
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
@@ -110,7 +113,15 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         await loaded.aclose()
         app.state.metrics.close()
 
-    app = FastAPI(title="hark", version=__version__, lifespan=lifespan)
+    docs = api_docs(settings)
+    app = FastAPI(
+        title="hark",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics(
         lambda: getattr(app.state, "engines", None),
@@ -179,7 +190,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             make_conversation(app, settings),
             app.state.llm_status,
             model,
-            store=app.state.store,
+            store=OwnedStore(app.state.store, principal.owner if principal is not None else "anonymous"),
             resume_ttl_s=settings.redis.resume_ttl_s,
             metrics=app.state.metrics,
             session_id=principal.session_id if principal is not None else None,
@@ -201,9 +212,19 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
                 metrics.session_closed("realtime", "shutdown" if drainer.draining else reason)
                 log.info("session closed", extra={"session": session.id})
 
+    # Inside the guard: a body is counted only once its request is authenticated.
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)
     # Outermost of the app's own middleware: every upgrade is checked before any route accepts it.
     app.add_middleware(HandshakeGuard, settings=settings, security=security)
     return app
+
+
+def api_docs(settings: Settings) -> bool:
+    """Whether /docs, /redoc and /openapi.json are served: as ``server.api_docs`` says, by
+    default only on loopback (they describe every route to whoever asks)."""
+    enabled = settings.server.api_docs
+    return is_loopback(settings.server.host) if enabled is None else enabled
 
 
 def make_conversation(

@@ -49,6 +49,7 @@ def serve(args: argparse.Namespace) -> int:
     from hark.engines.loader import prebuild
     from hark.logs import configure_logging
     from hark.security import check_startup, install_denial_log_filter
+    from hark.security.slow import http_protocol
 
     settings = _load(args.config)
     if args.host:
@@ -60,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.server.log_dir,
         log_format=settings.observability.log_format,
         debug_fields=settings.observability.debug_fields,
+        log_ids=settings.observability.log_ids,
     )
     try:
         check_startup(settings)
@@ -88,6 +90,8 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=settings.security.max_frame_bytes,
         ws_ping_interval=settings.security.ping_interval_s,
         ws_ping_timeout=settings.security.ping_timeout_s,
+        timeout_keep_alive=settings.server.keep_alive_s,
+        http=http_protocol(settings.server.header_timeout_s),
     )
     install_denial_log_filter()  # after uvicorn.Config, which sets up uvicorn's loggers
     server = DrainingServer(config, app.state.drainer)

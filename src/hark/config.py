@@ -39,6 +39,14 @@ class ServerSettings(_Section):
     """Write logs to LOG_DIR/hark.log (rotated); when unset or not writable, to stderr (journald)."""
     admin_key: SecretStr | None = None
     """Bearer token for the /admin API; without it the admin API is off."""
+    api_docs: bool | None = None
+    """Serve /docs, /redoc and /openapi.json. Default (unset): only when bound to loopback."""
+    header_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    """A new connection must send a request's headers within this (slow-header clients are cut);
+    an open keep-alive connection idle for ``keep_alive_s`` is closed too."""
+    keep_alive_s: int = Field(5, ge=1, le=600)
+    body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    """A request body that stops arriving for this long is answered 408."""
 
 
 class VADSettings(_Section):
@@ -247,18 +255,53 @@ class WorkflowConfig(_Section):
     """JSONL file for ``kind: jsonl``."""
     timeout: float = Field(10.0, gt=0.0, le=120.0)
     attempts: int = Field(5, ge=1, le=20)
+    tenants: list[str] = Field(default_factory=list)
+    """Run only for meetings owned by these tenants (see ``security.api_keys``); empty: every
+    meeting, whoever owns it."""
+
+
+class APIKeyConfig(_Section):
+    """An API key with the tenant it belongs to. Keys of one tenant share its meetings, resume
+    tokens and budgets; a plain key is a tenant of its own."""
+
+    key: SecretStr
+    tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    def get_secret_value(self) -> str:
+        """The key, as ``SecretStr`` gives it, so a list of keys reads the same either way."""
+        return self.key.get_secret_value()
 
 
 class SecuritySettings(_Section):
-    api_keys: list[SecretStr] = Field(default_factory=list)
-    """Keys accepted as ``Authorization: Bearer`` on REST and WebSocket. Empty: auth is off,
-    which hark allows only when bound to loopback."""
+    api_keys: list[SecretStr | APIKeyConfig] = Field(default_factory=list)
+    """Keys accepted as ``Authorization: Bearer`` on REST and WebSocket: a string, or
+    ``{key: ..., tenant: name}``. Empty: auth is off, which hark allows only when bound to
+    loopback. What one tenant creates (meetings, resumable sessions) is invisible to the others."""
     token_secret: SecretStr | None = None
     """Signs the short-lived browser session tokens (JWT); a random one per process when unset."""
     token_ttl_s: int = Field(60, ge=5, le=3600)
     allowed_origins: list[str] = Field(default_factory=list)
     """Origins allowed to open WebSockets (e.g. https://app.example.com); empty: same host only."""
     max_sessions: int = Field(100, ge=1, le=100_000)
+    preauth_per_address: int = Field(8, ge=1, le=10_000)
+    """WebSockets from one address that may wait for first-message authentication at once; they
+    do not count against ``max_sessions`` until they authenticate."""
+    preauth_total: int = Field(64, ge=1, le=100_000)
+    """All WebSockets waiting for first-message authentication at once."""
+    auth_timeout_s: float = Field(3.0, gt=0.0, le=60.0)
+    """How long an upgraded WebSocket may take to send ``{"type": "hark.auth", ...}``."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    """Largest request body on JSON routes (refused with 413 while it is read)."""
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    """Largest audio file for transcriptions/translations (the multipart body may add 64 KiB)."""
+    max_upload_audio_s: float = Field(600.0, gt=0.0, le=6 * 3600.0)
+    """Longest audio an uploaded file may decode to; decoding stops there (413)."""
+    max_jobs_per_key: int = Field(4, ge=1, le=10_000)
+    """Speech, transcription and translation requests one tenant may have running at once."""
+    tts_chars_per_minute: int = Field(20_000, ge=1, le=100_000_000)
+    """Characters one tenant may have synthesised per minute (/v1/audio/speech), bursts included."""
+    stt_audio_s_per_minute: float = Field(1800.0, gt=0.0, le=1_000_000.0)
+    """Seconds of uploaded audio one tenant may have transcribed per minute."""
     rate_limit_per_minute: int = Field(120, ge=1, le=1_000_000)
     """New sessions and REST requests per minute, per key and per client address."""
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -286,6 +329,9 @@ class ObservabilitySettings(_Section):
     log_format: Literal["text", "json"] = "text"
     debug_fields: bool = False
     """Include transcripts in explicitly marked debug log fields. Off: they never appear."""
+    log_ids: bool = False
+    """Log meeting ids as they are. Off: INFO lines carry a per-process digest of the id instead,
+    so a log reader cannot fetch or delete a meeting with what the log shows."""
     otel_endpoint: str | None = None
     """OTLP endpoint for per-turn traces (needs the opentelemetry extra)."""
 

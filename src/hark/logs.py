@@ -29,8 +29,15 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str, log_dir: Path | None = None, *, log_format: str = "text", debug_fields: bool = False
+    level: str,
+    log_dir: Path | None = None,
+    *,
+    log_format: str = "text",
+    debug_fields: bool = False,
+    log_ids: bool = False,
 ) -> None:
+    from hark.security import loghygiene
+
     formatter: logging.Formatter
     if log_format == "json":
         formatter = JsonFormatter(debug_fields=debug_fields)
@@ -49,6 +56,8 @@ def configure_logging(
             problem = exc.strerror or type(exc).__name__
     handler.setFormatter(formatter)
     handler.addFilter(SessionContextFilter())
+    # Wire dumps (headers, frames) at debug and meeting ids are rewritten by their structure.
+    loghygiene.install(handler, log_ids=log_ids)
     root = logging.getLogger("hark")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

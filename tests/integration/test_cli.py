@@ -42,6 +42,10 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
         "log_level": "info",
         "log_dir": None,
         "admin_key": None,
+        "api_docs": None,
+        "header_timeout_s": 10.0,
+        "keep_alive_s": 5,
+        "body_timeout_s": 30.0,
     }
 
 

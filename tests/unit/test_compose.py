@@ -214,3 +214,15 @@ def test_traefik_terminates_tls_and_routes_websockets_to_hark(compose: dict[str,
     acme = load(COMPOSE_DIR / "docker-compose.acme.yml")
     resolver = acme["services"]["hark"]["labels"]["traefik.http.routers.hark.tls.certresolver"]
     assert "tlsChallenge" in static["certificatesResolvers"][resolver]["acme"]
+
+
+def test_hark_trusts_forwarded_addresses_from_traefik_only(compose: dict[str, Any]) -> None:
+    """With ``*`` any client could name the address its per-address limits are counted under."""
+    import ipaddress
+
+    trusted = compose["services"]["hark"]["environment"]["FORWARDED_ALLOW_IPS"]
+    traefik = compose["services"]["traefik"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert "*" not in trusted
+    assert trusted == traefik
+    assert ipaddress.ip_address(traefik) in ipaddress.ip_network(subnet)

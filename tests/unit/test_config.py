@@ -383,6 +383,10 @@ def test_masked_is_plain_data() -> None:
         "log_level": "info",
         "log_dir": None,
         "admin_key": None,
+        "api_docs": None,
+        "header_timeout_s": 10.0,
+        "keep_alive_s": 5,
+        "body_timeout_s": 30.0,
     }
     assert masked["llm"]["api_key"] is None
     assert masked["vad"]["model_path"] is None

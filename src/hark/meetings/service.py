@@ -8,6 +8,11 @@ gave it, and stop going anywhere once the client has gone.
 
 The work after stop runs in a task the service owns, not the connection, so it completes (and
 its result is stored, for ``GET /v1/meetings/{id}``) even when the client disconnects.
+
+Every meeting has an owner, the tenant of the credential that began it (see
+``hark.security.auth``). It is stored inside the (encrypted) result, and only the same owner
+can see, await or delete the meeting; for any other owner the meeting does not exist (the
+routes answer 404, not 403, so ids cannot be probed).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from hark.meetings.models import MeetingResult, TranscriptSegment
 from hark.meetings.orchestrator import Orchestrator, OrchestratorClosed
 from hark.meetings.segmenter import Segmenter, SegmenterConfig, SpeechSegment
 from hark.meetings.summary import summarise
+from hark.security.limits import AudioThrottle
 from hark.storage.recordings import MeetingStore, RecordingRefused, RecordingWriter, StorageError
 from hark.workflows import Workflow, build_workflows, run_workflows
 
@@ -47,6 +53,7 @@ WORKFLOW_LIMIT_S = 300.0
 """Longest the workflows may hold up a meeting's ``final`` event."""
 SWEEP_INTERVAL_S = 3600.0
 UNSAVED_KEPT = 100
+THROTTLE_BURST_S = 2.0
 
 Emit = Callable[[dict[str, Any]], None]
 StopReason = Literal["client", "max_length", "storage_error", "engine_error", "disconnected", "shutdown"]
@@ -89,6 +96,9 @@ class Meeting:
     speakers: int | None
     max_s: float
     emit: Emit | None
+    owner: str = ""
+    throttle: AudioThrottle | None = None
+    """Paces the client's audio to ``security.max_audio_speed`` × real time."""
     status: Literal["recording", "processing"] = "recording"
     segments: dict[int, SegmentRecord] = field(default_factory=dict)
     jobs: set[asyncio.Future[Any]] = field(default_factory=set)
@@ -119,6 +129,16 @@ class MeetingService:
         self.orchestrator = Orchestrator(workers=meetings.workers, batch_size=meetings.batch_size)
         self.diarizer = Diarizer(meetings.diarization_model, meetings.hf_token_env)
         self.workflows = build_workflows(settings) if workflows is None else list(workflows)
+        # build_workflows makes one workflow per configured entry, in order.
+        self._workflow_tenants: dict[int, frozenset[str]] = (
+            {
+                id(w): frozenset(c.tenants)
+                for w, c in zip(self.workflows, meetings.workflows, strict=True)
+                if c.tenants
+            }
+            if workflows is None
+            else {}
+        )
         vad = settings.vad
         self.segmenter_config = SegmenterConfig(
             threshold=vad.threshold,
@@ -210,6 +230,7 @@ class MeetingService:
         speakers: int | None = None,
         max_minutes: float | None = None,
         emit: Emit | None = None,
+        owner: str = "",
     ) -> Meeting:
         if self._closed:
             raise MeetingRefused("the server is shutting down", code="shutting_down")
@@ -232,6 +253,10 @@ class MeetingService:
             speakers=speakers,
             max_s=min(limit, max_minutes or limit) * 60.0,
             emit=emit,
+            owner=owner,
+            throttle=AudioThrottle(
+                self.settings.security.max_audio_speed, burst_s=THROTTLE_BURST_S, sample_rate=sample_rate
+            ),
         )
         self._active[meeting_id] = meeting
         log.info("meeting started", extra={"meeting": meeting_id, "sample_rate": sample_rate})
@@ -241,6 +266,12 @@ class MeetingService:
         """Client PCM16 for a recording meeting; returns why it must stop now, if it must."""
         if meeting.status != "recording":
             return None
+        if meeting.throttle is not None:
+            # Sleeping here stops the connection's reader (its queue fills), so a client sending
+            # faster than allowed is held back by TCP rather than buffered.
+            delay = meeting.throttle.push(pcm, time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
         audio = meeting.segmenter.resample(pcm)
         if audio.size and meeting.recording_ok:
             try:
@@ -376,7 +407,7 @@ class MeetingService:
         except Exception as exc:
             log.error("meeting processing failed", extra={"meeting": meeting.id, "error": type(exc).__name__})
             result = self._failed(meeting, exc)
-            await self._save(result)
+            await self._save(result, meeting.owner)
         finally:
             self._active.pop(meeting.id, None)
         log.info(
@@ -452,9 +483,14 @@ class MeetingService:
             speakers=list(dict.fromkeys(s.speaker for s in transcript if s.speaker)),
             error=f"{failed} speech segment(s) could not be transcribed" if failed else None,
         )
-        await self._save(result)
-        if self.workflows:
-            outcomes = await run_workflows(self.workflows, result, limit_s=WORKFLOW_LIMIT_S)
+        await self._save(result, meeting.owner)
+        workflows = [
+            w
+            for w in self.workflows
+            if id(w) not in self._workflow_tenants or meeting.owner in self._workflow_tenants[id(w)]
+        ]
+        if workflows:
+            outcomes = await run_workflows(workflows, result, limit_s=WORKFLOW_LIMIT_S)
             log.info(
                 "workflows ran",
                 extra={
@@ -477,8 +513,8 @@ class MeetingService:
             error=f"processing failed: {type(exc).__name__}: {str(exc)[:300]}",
         )
 
-    async def _save(self, result: MeetingResult) -> None:
-        data = result.model_dump(mode="json")
+    async def _save(self, result: MeetingResult, owner: str) -> None:
+        data = {**result.model_dump(mode="json"), OWNER_FIELD: owner}
         try:
             if self.store is None:
                 raise StorageError(self.store_error or "no store")
@@ -489,29 +525,37 @@ class MeetingService:
                 extra={"meeting": result.meeting_id, "error": type(exc).__name__},
             )
             result.error = f"the result could not be stored: {exc}"
-            self._unsaved[result.meeting_id] = result.model_dump(mode="json")
+            self._unsaved[result.meeting_id] = {**result.model_dump(mode="json"), OWNER_FIELD: owner}
             while len(self._unsaved) > UNSAVED_KEPT:
                 self._unsaved.popitem(last=False)
 
     # -- stored meetings ---------------------------------------------------------------------
 
-    def status(self, meeting_id: str) -> str | None:
-        """ "recording" or "processing" for a live meeting; None otherwise."""
+    def status(self, meeting_id: str, owner: str) -> str | None:
+        """ "recording" or "processing" for a live meeting of ``owner``; None otherwise."""
         meeting = self._active.get(meeting_id)
-        return meeting.status if meeting is not None else None
+        return meeting.status if meeting is not None and meeting.owner == owner else None
 
-    async def load(self, meeting_id: str) -> dict[str, Any] | None:
-        """The stored result; None when unknown. Raises StorageError when it cannot be read."""
-        if meeting_id in self._unsaved:
-            return self._unsaved[meeting_id]
-        if self.store is None or not _valid_id(meeting_id):
+    async def load(self, meeting_id: str, owner: str) -> dict[str, Any] | None:
+        """The stored result; None when unknown or not ``owner``'s. Raises StorageError when it
+        cannot be read."""
+        result = self._unsaved.get(meeting_id)
+        if result is None and self.store is not None and _valid_id(meeting_id):
+            result = await asyncio.to_thread(self.store.load_result, meeting_id)
+        if result is None or result.get(OWNER_FIELD, LEGACY_OWNER) != owner:
             return None
-        return await asyncio.to_thread(self.store.load_result, meeting_id)
+        return {k: v for k, v in result.items() if k != OWNER_FIELD}
 
-    async def delete(self, meeting_id: str) -> bool:
-        """Remove the meeting's audio and result. Raises MeetingBusy while it is live."""
-        if meeting_id in self._active:
-            raise MeetingBusy(f"meeting {meeting_id} is still {self._active[meeting_id].status}")
+    async def delete(self, meeting_id: str, owner: str) -> bool:
+        """Remove the meeting's audio and result if ``owner``'s. Raises MeetingBusy while it is
+        live. Raises StorageError when the result cannot be read to check its owner."""
+        live = self._active.get(meeting_id)
+        if live is not None:
+            if live.owner != owner:
+                return False
+            raise MeetingBusy(f"meeting {meeting_id} is still {live.status}")
+        if await self.load(meeting_id, owner) is None:
+            return False
         dropped = self._unsaved.pop(meeting_id, None) is not None
         if self.store is None or not _valid_id(meeting_id):
             return dropped
@@ -522,6 +566,10 @@ class MeetingService:
 
 
 _MEETING_ID = re.compile(r"mtg_[0-9a-f]{24}")
+OWNER_FIELD = "owner"
+"""Where a stored result keeps its owner (never returned by the API)."""
+LEGACY_OWNER = "anonymous"
+"""Results stored before meetings had owners: readable only while auth is off."""
 
 
 def _valid_id(meeting_id: str) -> bool:

@@ -9,6 +9,11 @@ Credentials are accepted in three places:
 
 API keys are compared in constant time (SHA-256 digests, every key checked). A principal is
 identified by ``key:<index>``, ``token:<jti>``, ``admin`` or ``anonymous``, never by a secret.
+
+Every principal belongs to a *tenant*: the ``tenant`` named beside its key in
+``security.api_keys``, else ``key_<first 16 hex digits of the key's SHA-256>`` (stable when keys
+are reordered or added); a session token belongs to the tenant of the key that minted it. What a
+tenant creates (meetings, resumable sessions) is owned by it and invisible to every other one.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from hark.config import SecuritySettings, Settings
+from hark.config import APIKeyConfig, SecuritySettings, Settings
 from hark.errors import ConfigError
 from hark.security.tokens import TokenError, TokenIssuer, looks_like_jwt, signing_key
 
@@ -43,9 +48,26 @@ class Principal:
     kind: PrincipalKind
     session_id: str | None = None
     """For a session token: the session it is bound to (``sess_...``)."""
+    tenant: str = ""
+    """Who owns what this principal creates (see the module doc); ``id`` when not set."""
+
+    @property
+    def owner(self) -> str:
+        return self.tenant or self.id
 
 
-ANONYMOUS = Principal("anonymous", "anonymous")
+ANONYMOUS = Principal("anonymous", "anonymous", tenant="anonymous")
+
+
+def tenant_of(key: SecretStr | APIKeyConfig) -> str:
+    """The tenant a configured key belongs to."""
+    if isinstance(key, APIKeyConfig):
+        return key.tenant
+    return "key_" + hashlib.sha256(key.get_secret_value().encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def key_secret(key: SecretStr | APIKeyConfig) -> SecretStr:
+    return key.key if isinstance(key, APIKeyConfig) else key
 
 
 class AuthError(Exception):
@@ -82,7 +104,7 @@ def check_startup(settings: Settings) -> None:
     Raises :class:`ConfigError` naming the setting."""
     security = settings.security
     for index, key in enumerate(security.api_keys):
-        value = key.get_secret_value()
+        value = key_secret(key).get_secret_value()
         if not value.strip() or value != value.strip():
             raise ConfigError(
                 f"security.api_keys[{index}] is empty or has surrounding whitespace (HARK_SECURITY_API_KEYS)"
@@ -113,23 +135,27 @@ def _digest(value: str) -> bytes:
 class KeyRing:
     """Accepted keys, each with the principal id it stands for; matched in constant time."""
 
-    def __init__(self, entries: Iterable[tuple[str, PrincipalKind, SecretStr | str]]) -> None:
+    def __init__(self, entries: Iterable[tuple[str, PrincipalKind, SecretStr | str, str]]) -> None:
+        """``entries``: (principal id, kind, secret, tenant)."""
         self._entries: list[tuple[Principal, bytes]] = []
-        for principal_id, kind, secret in entries:
+        for principal_id, kind, secret, tenant in entries:
             value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
             if value:
-                self._entries.append((Principal(principal_id, kind), _digest(value)))
+                self._entries.append((Principal(principal_id, kind, tenant=tenant), _digest(value)))
 
     @classmethod
     def api_keys(cls, settings: Settings | SecuritySettings) -> KeyRing:
         security = settings.security if isinstance(settings, Settings) else settings
-        return cls((f"key:{index}", "api_key", key) for index, key in enumerate(security.api_keys))
+        return cls(
+            (f"key:{index}", "api_key", key_secret(key), tenant_of(key))
+            for index, key in enumerate(security.api_keys)
+        )
 
     def with_entry(self, principal_id: str, kind: PrincipalKind, secret: SecretStr | str | None) -> KeyRing:
         ring = KeyRing(())
         ring._entries = list(self._entries)
         if secret is not None:
-            ring._entries.extend(KeyRing([(principal_id, kind, secret)])._entries)
+            ring._entries.extend(KeyRing([(principal_id, kind, secret, principal_id)])._entries)
         return ring
 
     def __len__(self) -> int:
@@ -211,7 +237,7 @@ async def verify_credential(
             claims = await tokens.verify(credential, kind=kind, session_id=session_id)
         except TokenError as exc:
             raise AuthError(exc.code, exc.reason) from None
-        return Principal(f"token:{claims.jti}", "token", claims.session_id)
+        return Principal(f"token:{claims.jti}", "token", claims.session_id, tenant=claims.tenant)
     raise AuthError("invalid_api_key", "incorrect API key provided")
 
 

@@ -12,7 +12,14 @@ WebSocket, in this order (each refusal is an HTTP response when the server suppo
 4. Credentials (when API keys are configured) → 401 (close 4001). A browser (it sends Origin)
    that presents none is upgraded and must send ``{"type": "hark.auth", "token": ...}`` first,
    within ``auth_timeout_s``; otherwise it is closed with 4001 before the application sees it.
+   Such a socket does not hold a session slot while it waits: it holds a place in a small
+   pre-auth budget (``preauth_per_address`` per client address, ``preauth_total`` in all; 503
+   ``preauth_limit`` beyond it) and takes a session slot only once authenticated (close 1013
+   when none is left).
 5. Per principal rate limit → 429 (close 1013).
+
+Once the application has the socket, a client that sends nothing for ``idle_timeout_s`` while
+nothing is sent to it either is closed (1000, ``idle timeout``): one policy for every endpoint.
 
 REST under ``/v1/`` and ``/admin/``: per address and per key rate limits (429), and an API key
 (401 with OpenAI's error body) when keys are configured; on ``/admin/`` the admin key is accepted
@@ -25,11 +32,13 @@ The application sees the principal in ``scope["state"]["hark_principal"]`` (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import math
-from collections.abc import MutableMapping
+import time
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +59,11 @@ from hark.security.auth import (
     strip_credentials,
     verify_credential,
 )
+from hark.security.budget import TenantBudget
 from hark.security.limits import (
     MemoryRateLimiter,
+    PreAuthBudget,
+    PreAuthSlot,
     RateLimiter,
     SessionCap,
     SessionSlot,
@@ -82,6 +94,7 @@ CLOSE_SLOW_CONSUMER = 1008
 """Suggested when the outbound budget says CLOSE (reason ``client too slow``)."""
 
 STATE_KEY = "hark_principal"
+IDLE_KEY = "hark_idle"
 
 _denied: contextvars.ContextVar[bool] = contextvars.ContextVar("hark_ws_denied", default=False)
 
@@ -96,6 +109,8 @@ class Security:
     cap: SessionCap
     keys: KeyRing
     admin_keys: KeyRing
+    preauth: PreAuthBudget
+    budget: TenantBudget
 
     @classmethod
     def from_settings(
@@ -125,6 +140,8 @@ class Security:
             cap=SessionCap(security.max_sessions),
             keys=keys,
             admin_keys=keys.with_entry("admin", "admin", settings.server.admin_key),
+            preauth=PreAuthBudget(security.preauth_per_address, security.preauth_total),
+            budget=TenantBudget.from_settings(security),
         )
 
 
@@ -133,6 +150,12 @@ def principal_of(scope: MutableMapping[str, Any]) -> Principal | None:
     state = scope.get("state") or {}
     principal = state.get(STATE_KEY)
     return principal if isinstance(principal, Principal) else None
+
+
+def owner_of(scope: MutableMapping[str, Any]) -> str:
+    """The tenant that owns what this request creates: ``anonymous`` when auth is off."""
+    principal = principal_of(scope)
+    return principal.owner if principal is not None else ANONYMOUS.owner
 
 
 # -- origins --------------------------------------------------------------------------------
@@ -230,13 +253,16 @@ class HandshakeGuard:
         settings: Settings,
         security: Security | None = None,
         *,
-        auth_timeout_s: float = 5.0,
+        auth_timeout_s: float | None = None,
         first_message_auth: bool = True,
     ) -> None:
         self.app = app
         self.settings = settings
         self.security = security if security is not None else Security.from_settings(settings)
-        self.auth_timeout_s = auth_timeout_s
+        self.auth_timeout_s = (
+            auth_timeout_s if auth_timeout_s is not None else settings.security.auth_timeout_s
+        )
+        self.idle_timeout_s = settings.security.idle_timeout_s
         self.first_message_auth = first_message_auth
         self.auth = auth_enabled(settings)
 
@@ -325,6 +351,18 @@ class HandshakeGuard:
             return await self._deny(
                 scope, send, 429, "too many new sessions; slow down", "rate_limit_exceeded", wait
             )
+        if self._waits_for_first_message(headers, scope, origin):
+            preauth = security.preauth.acquire(client_address(scope))
+            if preauth is None:
+                log.info("websocket refused", extra={"path": path, "status": 503, "reason": "preauth_limit"})
+                return await self._deny(
+                    scope, send, 503, "too many connections waiting to authenticate", "preauth_limit", 1.0
+                )
+            try:
+                await self._first_message(scope, receive, send, kind, preauth)
+            finally:
+                preauth.release()
+            return
         slot = security.cap.acquire()
         if slot is None:
             log.info("websocket refused", extra={"path": path, "status": 503, "reason": "session_cap"})
@@ -351,9 +389,8 @@ class HandshakeGuard:
                         "authentication required: an API key or session token",
                         "missing_credentials",
                     )
-            if principal is None:
-                await self._first_message(scope, receive, send, kind, slot)
-                return
+            if principal is None:  # not reached: see _waits_for_first_message
+                return await self._deny(scope, send, 401, "authentication required", "missing_credentials")
             if principal.kind != "anonymous":
                 wait = await security.limiter.hit(principal.id)
                 if wait:
@@ -363,6 +400,15 @@ class HandshakeGuard:
             await self._run(scope, receive, send, principal, slot)
         finally:
             slot.release()
+
+    def _waits_for_first_message(self, headers: Headers, scope: Scope, origin: str | None) -> bool:
+        """A browser upgrade with no credential, to be authenticated by its first message."""
+        if not (self.auth and self.first_message_auth and origin is not None):
+            return False
+        try:
+            return presented_credential(headers, scope.get("subprotocols") or []) is None
+        except AuthError:
+            return False  # a malformed Authorization header: refused on the usual path
 
     async def _credential(self, headers: Headers, scope: Scope, kind: str | None) -> Principal | None:
         credential = presented_credential(headers, scope.get("subprotocols") or [])
@@ -414,15 +460,28 @@ class HandshakeGuard:
         accepted: bool = False,
     ) -> None:
         """The application, with the slot released as soon as the connection ends. When the guard
-        has already accepted (first-message auth), the app's own accept is absorbed."""
+        has already accepted (first-message auth), the app's own accept is absorbed. Once the
+        socket is open, ``idle_timeout_s`` with no message either way closes it."""
         replay_connect = accepted
+        idle = IdleWatch(self.idle_timeout_s)
+        open_ = accepted
+        idled_out = False
 
         async def guarded_receive() -> Message:
-            nonlocal replay_connect
+            nonlocal replay_connect, idled_out
+            if idled_out:
+                return {"type": "websocket.disconnect", "code": CLOSE_IDLE, "reason": "idle timeout"}
             if replay_connect:
                 replay_connect = False
                 return {"type": "websocket.connect"}
-            message = await receive()
+            message = await idle.receive(receive) if open_ else await receive()
+            if message is None:
+                log.info("websocket closed", extra={"path": route_path(scope), "reason": "idle_timeout"})
+                idled_out = True
+                slot.release()
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": CLOSE_IDLE, "reason": "idle timeout"})
+                return {"type": "websocket.disconnect", "code": CLOSE_IDLE, "reason": "idle timeout"}
             if message["type"] == "websocket.disconnect":
                 slot.release()
             return message
@@ -431,8 +490,13 @@ class HandshakeGuard:
         swallow_body = False
 
         async def guarded_send(message: Message) -> None:
-            nonlocal pending_accept, swallow_body
+            nonlocal pending_accept, swallow_body, open_
             kind = message["type"]
+            if idled_out:
+                return  # the guard closed the socket; what the application still sends is dropped
+            idle.touch()
+            if kind == "websocket.accept":
+                open_ = True
             if pending_accept:
                 if kind == "websocket.accept":
                     pending_accept = False
@@ -448,10 +512,15 @@ class HandshakeGuard:
                 slot.release()
             await send(message)
 
-        await self.app(self._inner_scope(scope, principal), guarded_receive, guarded_send)
+        inner = self._inner_scope(scope, principal)
+        inner["state"][IDLE_KEY] = idle
+        try:
+            await self.app(inner, guarded_receive, guarded_send)
+        finally:
+            idle.cancel()
 
     async def _first_message(
-        self, scope: Scope, receive: Receive, send: Send, kind: str | None, slot: SessionSlot
+        self, scope: Scope, receive: Receive, send: Send, kind: str | None, preauth: PreAuthSlot
     ) -> None:
         path = route_path(scope)
         message = await receive()
@@ -486,4 +555,66 @@ class HandshakeGuard:
             return await refuse(CLOSE_UNAUTHORIZED, exc.code)
         if await self.security.limiter.hit(principal.id):
             return await refuse(CLOSE_TRY_AGAIN, "rate_limit_exceeded")
-        await self._run(scope, receive, send, principal, slot, accepted=True)
+        # Authenticated: the pre-auth place is given back for a session slot.
+        preauth.release()
+        slot = self.security.cap.acquire()
+        if slot is None:
+            return await refuse(CLOSE_TRY_AGAIN, "server_busy")
+        try:
+            await self._run(scope, receive, send, principal, slot, accepted=True)
+        finally:
+            slot.release()
+
+
+class IdleWatch:
+    """Reads from an ASGI ``receive`` with a deadline that any activity (a message either way,
+    see :meth:`touch`) pushes back. The read in flight is kept, never cancelled, across waits.
+    While the application holds it (:func:`hold_idle`: say, a meeting being processed after
+    ``stop``, with nothing to send until ``final``) the socket is not idle."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.last = time.monotonic()
+        self.holds = 0
+        self._pending: asyncio.Task[Message] | None = None
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    async def receive(self, receive: Receive) -> Message | None:
+        """The next message, or None once ``timeout_s`` passed without activity."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(receive())
+        while True:
+            remaining = self.last + self.timeout_s - time.monotonic()
+            if remaining <= 0 and self.holds:
+                self.touch()
+                continue
+            if remaining <= 0:
+                return None
+            done, _ = await asyncio.wait({self._pending}, timeout=remaining)
+            if done:
+                task, self._pending = self._pending, None
+                self.touch()
+                return task.result()
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+
+@contextlib.contextmanager
+def hold_idle(scope: MutableMapping[str, Any]) -> Iterator[None]:
+    """While inside, the guard's idle timeout does not close this WebSocket (no-op without the
+    guard in front)."""
+    watch = (scope.get("state") or {}).get(IDLE_KEY)
+    if not isinstance(watch, IdleWatch):
+        yield
+        return
+    watch.holds += 1
+    try:
+        yield
+    finally:
+        watch.holds -= 1
+        watch.touch()

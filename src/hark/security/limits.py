@@ -5,6 +5,7 @@ outbound buffer budget and the idle timer. Nothing here sleeps or does I/O; call
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -191,6 +192,80 @@ class SessionCap:
 
     def _release(self) -> None:
         self.current = max(0, self.current - 1)
+
+
+class PreAuthBudget:
+    """Places for WebSockets that are upgraded but not yet authenticated (first-message auth):
+    at most ``per_address`` from one client address and ``total`` in all. They are apart from
+    the :class:`SessionCap`, so sockets without credentials cannot take the places of
+    authenticated sessions; a socket takes a session slot only once it has authenticated."""
+
+    def __init__(self, per_address: int, total: int) -> None:
+        if per_address < 1 or total < 1:
+            raise ValueError("per_address and total must be at least 1")
+        self.per_address = per_address
+        self.total = total
+        self._held: dict[str, int] = {}
+        self.current = 0
+        self.refused = 0
+
+    def acquire(self, address: str) -> PreAuthSlot | None:
+        held = self._held.get(address, 0)
+        if self.current >= self.total or held >= self.per_address:
+            self.refused += 1
+            return None
+        self._held[address] = held + 1
+        self.current += 1
+        return PreAuthSlot(self, address)
+
+    def _release(self, address: str) -> None:
+        self.current = max(0, self.current - 1)
+        held = self._held.get(address, 0) - 1
+        if held > 0:
+            self._held[address] = held
+        else:
+            self._held.pop(address, None)
+
+
+class PreAuthSlot:
+    """One held place under a :class:`PreAuthBudget`; ``release`` is idempotent."""
+
+    __slots__ = ("_address", "_budget", "released")
+
+    def __init__(self, budget: PreAuthBudget, address: str) -> None:
+        self._budget = budget
+        self._address = address
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._budget._release(self._address)
+
+
+class ByteGate:
+    """Bytes received but not yet processed, at most ``limit_bytes``: :meth:`enter` waits (so
+    the reader stops reading and TCP holds the client back) until :meth:`leave` makes room. One
+    item larger than the limit still passes when nothing else is queued."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        if limit_bytes <= 0:
+            raise ValueError("limit_bytes must be positive")
+        self.limit = limit_bytes
+        self.queued = 0
+        self.peak = 0
+        self._room = asyncio.Condition()
+
+    async def enter(self, size: int) -> None:
+        async with self._room:
+            await self._room.wait_for(lambda: self.queued == 0 or self.queued + size <= self.limit)
+            self.queued += size
+            self.peak = max(self.peak, self.queued)
+
+    async def leave(self, size: int) -> None:
+        async with self._room:
+            self.queued = max(0, self.queued - size)
+            self._room.notify_all()
 
 
 # -- input audio pacing ---------------------------------------------------------------------

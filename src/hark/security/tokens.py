@@ -70,6 +70,9 @@ class Claims:
     issued_at: float
     not_before: float
     expires_at: float
+    tenant: str = ""
+    """The tenant of the key that minted the token (claim ``ten``); empty for tokens minted
+    without one (auth off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class TokenIssuer:
     def __repr__(self) -> str:
         return f"TokenIssuer(ttl_s={self.ttl_s})"
 
-    def mint(self, session_scope: str, ttl: float | None = None) -> MintedToken:
+    def mint(self, session_scope: str, ttl: float | None = None, *, tenant: str | None = None) -> MintedToken:
         """A token bound to ``session_scope`` (``<kind>:<session id>``, see :func:`scope_for`)."""
         kind, _, session_id = session_scope.partition(":")
         if kind not in KINDS or not session_id:
@@ -211,7 +214,16 @@ class TokenIssuer:
         now = int(self._clock())
         expires_at = now + max(1, round(ttl if ttl is not None else self.ttl_s))
         jti = uuid.uuid4().hex
-        claims = {"iss": ISSUER, "sub": session_scope, "jti": jti, "iat": now, "nbf": now, "exp": expires_at}
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": session_scope,
+            "jti": jti,
+            "iat": now,
+            "nbf": now,
+            "exp": expires_at,
+        }
+        if tenant:
+            claims["ten"] = tenant
         value = self._jwt.encode(claims, self._key, algorithm=ALGORITHM)
         return MintedToken(value=value, expires_at=expires_at, jti=jti, scope=session_scope)
 
@@ -257,6 +269,7 @@ class TokenIssuer:
             issued_at=float(claims["iat"]),
             not_before=float(claims["nbf"]),
             expires_at=float(claims["exp"]),
+            tenant=claims["ten"] if isinstance(claims.get("ten"), str) else "",
         )
 
     async def verify(self, token: str, *, kind: str, session_id: str | None = None) -> Claims:
@@ -318,7 +331,9 @@ def client_secrets_router(issuer: TokenIssuer) -> APIRouter:
         ttl = issuer.ttl_s
         if body.expires_after is not None:
             ttl = min(ttl, body.expires_after.seconds)
-        minted = issuer.mint(scope_for(body.session.type), ttl)
+        state = request.scope.get("state") or {}
+        principal = state.get("hark_principal")  # set by the guard (hark.security.guard.STATE_KEY)
+        minted = issuer.mint(scope_for(body.session.type), ttl, tenant=getattr(principal, "owner", None))
         return JSONResponse(
             {
                 "value": minted.value,

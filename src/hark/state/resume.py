@@ -14,6 +14,11 @@ The flow, with any store (the Redis one makes it work across instances):
    to the new connection's session id, deletes the old one and issues the next token. The old id is
    dead afterwards, so a late save by the old connection (say, a half-open socket on another
    instance that notices the disconnect only later) cannot overwrite the resumed conversation.
+
+A token is bound to the tenant whose credential created the session: each connection sees the
+store through an :class:`OwnedStore`, which stamps its tenant on every save and does not see
+states of any other tenant, so a token presented by another tenant resumes nothing (it is used up,
+and the client is told it is unknown, exactly as for a made-up one).
 """
 
 from __future__ import annotations
@@ -92,6 +97,42 @@ async def resume(store: SessionStore, token: str, *, new_session_id: str, ttl_s:
     if previous != new_session_id:
         await store.delete(previous)
     return Resumed(previous, new_session_id, state, next_token)
+
+
+class OwnedStore:
+    """A :class:`SessionStore` as one tenant sees it: its saves are stamped with ``owner``, and
+    states saved by anyone else load as None. Everything else passes through."""
+
+    def __init__(self, store: SessionStore, owner: str) -> None:
+        self.store = store
+        self.owner = owner
+
+    async def save(self, session_id: str, state: SessionState) -> None:
+        await self.store.save(session_id, state.model_copy(update={"owner": self.owner}))
+
+    async def load(self, session_id: str) -> SessionState | None:
+        state = await self.store.load(session_id)
+        if state is None or state.owner != self.owner:
+            return None
+        return state
+
+    async def issue_resume_token(self, session_id: str, ttl_s: float) -> str:
+        return await self.store.issue_resume_token(session_id, ttl_s)
+
+    async def redeem(self, token: str) -> str | None:
+        return await self.store.redeem(token)
+
+    async def delete(self, session_id: str) -> None:
+        await self.store.delete(session_id)
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def hit(self, key: str, limit: int, window_s: float) -> tuple[bool, float]:
+        return await self.store.hit(key, limit, window_s)
+
+    async def aclose(self) -> None:
+        """The shared store is closed by its owner (the app), not by one session's view."""
 
 
 class Checkpointer:

@@ -67,6 +67,9 @@ class SessionState(BaseModel):
     ``{}``: the server's defaults; None: turn detection is off (push-to-talk)."""
     updated_at: float = 0.0
     """Unix time of the last save; stamped by the store."""
+    owner: str | None = None
+    """The tenant whose credential created the session (see :class:`hark.state.resume.OwnedStore`);
+    only that tenant can resume it."""
 
 
 @runtime_checkable

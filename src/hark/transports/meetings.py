@@ -25,6 +25,8 @@ from hark.errors import EngineError
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.pipeline.sentences import split_sentences
+from hark.security.guard import hold_idle, owner_of
+from hark.security.limits import ByteGate
 from hark.storage.recordings import StorageError
 from hark.transports.outbox import Outbox
 from hark.transports.socket import Message, SocketLink
@@ -38,6 +40,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 """About 16 s of 16 kHz audio per binary frame; clients send 20-100 ms."""
 MAX_QUEUED = 512
 """Frames and events waiting for processing before the socket stops being read (backpressure)."""
+MAX_QUEUED_BYTES = 2 * 1024 * 1024
+"""... and audio bytes (about a minute at 16 kHz): 512 frames of up to 1 MiB would be 512 MiB."""
 SUMMARY_AUDIO_RATE = 24_000
 
 
@@ -144,10 +148,12 @@ class MeetingSession:
     ) -> None:
         self.ws = websocket
         self.service = service
+        self.owner = owner_of(websocket.scope)
         self.meeting: Meeting | None = None
         self.outbox = Outbox(limit_bytes, event_ids=False)
         self.link = SocketLink(websocket, self.outbox)
         self._commands: asyncio.Queue[_Command] = asyncio.Queue(maxsize=MAX_QUEUED)
+        self._queued_audio = ByteGate(MAX_QUEUED_BYTES)
         self._delivery: asyncio.Task[None] | None = None
         self._connected = True
         self._warned_idle_audio = False
@@ -195,6 +201,7 @@ class MeetingSession:
                 )
                 self.send(error.event())
             elif data:
+                await self._queued_audio.enter(len(data))
                 await self._commands.put(("audio", data))
             return
         text = message.get("text")
@@ -221,6 +228,7 @@ class MeetingSession:
                     case ("start", StartEvent() as start):
                         await self._start(start)
                     case ("audio", bytes() as pcm):
+                        await self._queued_audio.leave(len(pcm))
                         await self._audio(pcm)
                     case ("stop", StopEvent() as stop):
                         self._stop_requested(stop)
@@ -249,6 +257,7 @@ class MeetingSession:
                 speakers=event.speakers,
                 max_minutes=event.max_minutes,
                 emit=self.send,
+                owner=self.owner,
             )
         except MeetingRefused as exc:
             raise ProtocolError(
@@ -283,7 +292,8 @@ class MeetingSession:
             return
         if meeting.status != "recording":
             return  # the tail of a stream that was already stopped
-        reason = await self.service.feed(meeting, pcm)
+        with hold_idle(self.ws.scope):  # a client ahead of the audio-rate throttle is not idle
+            reason = await self.service.feed(meeting, pcm)
         if reason is not None:
             self._stop(meeting, reason)
 
@@ -320,7 +330,8 @@ class MeetingSession:
 
     async def _deliver(self, meeting: Meeting, task: asyncio.Task[MeetingResult]) -> None:
         try:
-            result = await asyncio.shield(task)
+            with hold_idle(self.ws.scope):  # nothing to send until final: not idle
+                result = await asyncio.shield(task)
         except Exception:
             log.exception("meeting processing failed", extra={"meeting": meeting.id})
             self.send(
@@ -389,15 +400,14 @@ async def meeting_stream(websocket: WebSocket) -> None:
 async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """The result (200); ``{"status": "recording" | "processing"}`` (202) while it is not ready."""
     service = _service(request)
-    status = service.status(meeting_id)
+    owner = owner_of(request.scope)
+    status = service.status(meeting_id, owner)
     if status is not None:
         return JSONResponse({"meeting_id": meeting_id, "status": status}, status_code=202)
     try:
-        result = await service.load(meeting_id)
+        result = await service.load(meeting_id, owner)
     except StorageError as exc:
-        log.error(
-            "a stored meeting could not be read", extra={"meeting": meeting_id, "error": type(exc).__name__}
-        )
+        log.error("a stored meeting could not be read", extra={"error": type(exc).__name__})
         return _error(500, f"the stored meeting cannot be read: {exc}", "storage_error", "server_error")
     if result is None:
         return _error(404, f"no meeting {meeting_id[:80]!r}", "meeting_not_found")
@@ -409,7 +419,7 @@ async def delete_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """Removes the recording and the result."""
     service = _service(request)
     try:
-        deleted = await service.delete(meeting_id)
+        deleted = await service.delete(meeting_id, owner_of(request.scope))
     except MeetingBusy as exc:
         return _error(409, f"{exc}; delete it after 'final'", "meeting_in_progress")
     except (OSError, StorageError) as exc:

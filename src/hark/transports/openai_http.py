@@ -18,11 +18,14 @@ from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
-from hark.audio import AudioFormatError, PCM16Resampler, change_speed, decode_audio_file
+from hark.audio import AudioFormatError, AudioTooLong, PCM16Resampler, change_speed, decode_audio_file
 from hark.engines.base import ChatMessage, LLMOptions, ToolCall, ToolSpec, Transcript
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline.sentences import SentenceSplitter
+from hark.security.budget import BudgetExceeded, Job
+from hark.security.guard import owner_of
 
 router = APIRouter(prefix="/v1")
 
@@ -98,6 +101,31 @@ def _engine_error(exc: EngineError, what: str) -> APIError:
     )
 
 
+def _start_job(request: Request) -> Job:
+    """A running-request place in the caller's tenant budget (429 when it has none left)."""
+    try:
+        return request.app.state.security.budget.start(owner_of(request.scope))  # type: ignore[no-any-return]
+    except BudgetExceeded as exc:
+        raise _budget_error(exc) from None
+
+
+def _charge(request: Request, resource: Literal["tts_chars", "stt_audio_s"], amount: float) -> None:
+    try:
+        request.app.state.security.budget.charge(owner_of(request.scope), resource, amount)
+    except BudgetExceeded as exc:
+        raise _budget_error(exc) from None
+
+
+def _budget_error(exc: BudgetExceeded) -> APIError:
+    return APIError(
+        429,
+        str(exc),
+        type="requests",
+        code=exc.code,
+        headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+    )
+
+
 # -- speech -----------------------------------------------------------------------------
 
 
@@ -114,10 +142,21 @@ class SpeechRequest(BaseModel):
 
 @router.post("/audio/speech")
 async def speech(request: Request, body: SpeechRequest) -> Response:
-    from hark.encoding import CONTENT_TYPES, encode_stream
-
     if body.voice not in VOICES:
         raise APIError(400, f"unknown voice {body.voice[:64]!r}; use one of {sorted(VOICES)}", param="voice")
+    job = _start_job(request)
+    try:
+        _charge(request, "tts_chars", len(body.input))
+        return await _speech(request, body, job)
+    except BaseException:
+        job.release()
+        raise
+
+
+async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
+    """The speech response; ``job`` is released when its body has been sent (or abandoned)."""
+    from hark.encoding import CONTENT_TYPES, encode_stream
+
     tts = request.app.state.engines.tts
     splitter = SentenceSplitter()
     sentences = splitter.push(body.input) + splitter.flush()
@@ -145,9 +184,12 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
         raise _engine_error(exc, "speech synthesis") from exc
 
     async def audio_body() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in stream:
-            yield chunk
+        try:
+            yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            job.release()
 
     if body.stream_format == "sse":
 
@@ -162,8 +204,12 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
             }
             yield f"data: {json.dumps(done)}\n\n".encode()
 
-        return StreamingResponse(events(), media_type="text/event-stream")
-    return StreamingResponse(audio_body(), media_type=CONTENT_TYPES[body.response_format])
+        return StreamingResponse(
+            events(), media_type="text/event-stream", background=BackgroundTask(job.release)
+        )
+    return StreamingResponse(
+        audio_body(), media_type=CONTENT_TYPES[body.response_format], background=BackgroundTask(job.release)
+    )
 
 
 # -- transcription and translation ------------------------------------------------------
@@ -172,10 +218,12 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
 TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 
 
-async def _read_upload(file: UploadFile) -> bytes:
-    data = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise APIError(413, f"the file exceeds {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", param="file")
+async def _read_upload(file: UploadFile, limit: int = MAX_UPLOAD_BYTES) -> bytes:
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise APIError(
+            413, f"the file exceeds {limit / (1024 * 1024):g} MB", param="file", code="file_too_large"
+        )
     return data
 
 
@@ -220,11 +268,25 @@ def render_transcript(transcript: Transcript, fmt: TranscriptFormat, task: str) 
 
 
 async def _transcribe(request: Request, file: UploadFile, language: str | None) -> Transcript:
-    data = await _read_upload(file)
+    job = _start_job(request)
     try:
-        audio = await asyncio.to_thread(decode_audio_file, data, STT_RATE)
+        return await _transcribe_job(request, file, language)
+    finally:
+        job.release()
+
+
+async def _transcribe_job(request: Request, file: UploadFile, language: str | None) -> Transcript:
+    limits = request.app.state.settings.security
+    data = await _read_upload(file, limits.max_upload_bytes)
+    try:
+        audio = await asyncio.to_thread(
+            decode_audio_file, data, STT_RATE, max_seconds=limits.max_upload_audio_s
+        )
+    except AudioTooLong as exc:
+        raise APIError(413, str(exc), param="file", code="audio_too_long") from None
     except AudioFormatError as exc:
         raise APIError(400, str(exc), param="file", code="invalid_audio") from None
+    _charge(request, "stt_audio_s", audio.size / STT_RATE)
     try:
         return await request.app.state.engines.stt.transcribe(audio, language=language)  # type: ignore[no-any-return]
     except EngineError as exc:
