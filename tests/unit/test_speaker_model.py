@@ -173,3 +173,26 @@ def test_espeak_voices_are_told_apart(embedder: CampPlusEmbedder) -> None:
     )
     assert eer <= 0.10
     assert scores[same].mean() - scores[~same].mean() > 0.3
+
+
+def test_two_voices_at_once_keep_the_louder_and_start_no_new_speaker(embedder: CampPlusEmbedder) -> None:
+    from hark.meetings.diarization_embeddings import Voice, attribute
+
+    def clip(text: str, voice: str) -> np.ndarray:
+        return np.frombuffer(speak(text, voice=voice, rate=RATE), dtype="<i2").astype(np.float32) / 32768.0
+
+    three = VOICES[:3]
+    turns = [(SENTENCES[n % 4], three[n % 3]) for n in range(9)]
+    vectors = embedder.embed([clip(text, voice) for text, voice in turns])
+    louder = clip("Please review the pull request before lunch tomorrow.", three[0])
+    quieter = clip("Our support team answered most tickets within a day.", three[1])
+    length = min(louder.size, quieter.size)
+    for gain in (0.5, 0.3):
+        (mixed,) = embedder.embed([louder[:length] + gain * quieter[:length]])
+        voices = [Voice(v, 3.0) for v in [*vectors, mixed]]
+        result = attribute(voices)
+        print(
+            f"\nsecond voice at {gain:g}x: cluster {result.clusters[-1]}, overlap flag {result.overlap[-1]}"
+        )
+        assert len(set(result.clusters)) == 3
+        assert result.clusters[-1] == result.clusters[0]

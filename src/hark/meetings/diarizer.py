@@ -9,7 +9,7 @@ result names the method that ran and, in ``error``, why a better one did not.
 Per segment, while the meeting goes on, :meth:`Diarizer.voice` computes what the method needs
 (the embedding runs in the worker pool next to the STT, or on a thread when workers are off) and
 a :class:`Live` tracker gives tentative labels for partial transcripts. After the meeting
-:meth:`Diarizer.diarize` settles the labels, keeping the live ones where they agree.
+:meth:`Diarizer.diarize` settles the labels (S1, S2, ... in order of first speech).
 """
 
 from __future__ import annotations
@@ -196,18 +196,17 @@ class Diarizer:
         speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
-        previous: Sequence[str | None] = (),
         meeting_id: str = "",
     ) -> Diarization:
-        """Settled labels for the transcript ``spans`` (seconds), stable against the ``previous``
-        (live) labels. ``audio`` yields the recording as 16 kHz PCM16 (only pyannote reads it)."""
+        """Settled labels for the transcript ``spans`` (seconds): S1, S2, ... in order of first
+        speech (see :func:`hark.meetings.speaker_names.carry_names` for the live labels' names). ``audio`` yields the recording as 16 kHz PCM16 (only pyannote reads it)."""
         if not spans:
             return Diarization([], METHOD_NONE)
         errors = [self.fallback_reason] if self.fallback_reason else []
         if self._pyannote is not None and audio is not None:
             try:
                 turns = await asyncio.to_thread(self._pyannote_turns, audio, speakers)
-                return self._settled(assign_turns(spans, turns), METHOD_PYANNOTE, errors, previous)
+                return self._settled(assign_turns(spans, turns), METHOD_PYANNOTE, errors)
             except Exception as exc:  # pragma: no cover - pyannote is optional
                 errors.append(f"pyannote failed: {type(exc).__name__}: {str(exc)[:200]}")
                 log.warning(
@@ -225,7 +224,7 @@ class Diarizer:
                         min_speakers=min_speakers,
                         max_speakers=max_speakers,
                     )
-                    labels = stable_labels(result.clusters, previous)
+                    labels = stable_labels(result.clusters)
                     return Diarization(
                         list(labels), METHOD_CAMPPLUS, "; ".join(errors) or None, result.overlap
                     )
@@ -242,7 +241,7 @@ class Diarizer:
         try:
             features = [v.feature if v is not None else None for v in voices]
             found: list[str | None] = await asyncio.to_thread(cluster_features, features, speakers=speakers)
-            return self._settled(found, METHOD_CLUSTERING, errors, previous)
+            return self._settled(found, METHOD_CLUSTERING, errors)
         except Exception as exc:
             errors.append(f"speaker clustering failed: {type(exc).__name__}: {str(exc)[:200]}")
             log.warning(
@@ -252,12 +251,10 @@ class Diarizer:
             return Diarization(["S1"] * len(spans), METHOD_SINGLE, "; ".join(errors))
 
     @staticmethod
-    def _settled(
-        labels: Sequence[str | None], method: str, errors: list[str], previous: Sequence[str | None]
-    ) -> Diarization:
+    def _settled(labels: Sequence[str | None], method: str, errors: list[str]) -> Diarization:
         ids: dict[str | None, int] = {}
         clusters = [ids.setdefault(label, len(ids)) for label in labels]
-        settled: list[str | None] = list(stable_labels(clusters, previous))
+        settled: list[str | None] = list(stable_labels(clusters))
         settled = [None if label is None else name for label, name in zip(labels, settled, strict=True)]
         return Diarization(settled, method, "; ".join(errors) or None)
 

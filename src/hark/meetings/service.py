@@ -33,7 +33,7 @@ from hark.meetings.diarizer import Diarizer, Live, SegmentVoice
 from hark.meetings.models import MeetingResult, TranscriptSegment
 from hark.meetings.orchestrator import Orchestrator, OrchestratorClosed
 from hark.meetings.segmenter import Segmenter, SegmenterConfig, SpeechSegment
-from hark.meetings.speaker_names import named_summary, valid_names
+from hark.meetings.speaker_names import carry_names, named_summary, valid_names
 from hark.meetings.summary import summarise
 from hark.storage.recordings import MeetingStore, RecordingRefused, RecordingWriter, StorageError
 from hark.workflows import Workflow, build_workflows, run_workflows
@@ -472,10 +472,9 @@ class MeetingService:
             speakers=meeting.speakers,
             min_speakers=meeting.min_speakers,
             max_speakers=meeting.max_speakers,
-            previous=[r.speaker for r in records],
             meeting_id=meeting.id,
         )
-        names = meeting.speaker_names
+        names = carry_names([r.speaker for r in records], diarization.labels, meeting.speaker_names)
         overlap = diarization.overlap or [False] * len(records)
         transcript = [
             TranscriptSegment(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from hark.errors import HarkError
 from hark.meetings.models import MeetingSummary
@@ -30,6 +30,26 @@ def valid_names(names: Mapping[str, str]) -> dict[str, str]:
             raise InvalidSpeakerNames(f"the name for {label} must be 1-{MAX_NAME_CHARS} printable characters")
         out[label] = name.strip()
     return out
+
+
+def carry_names(
+    live: Sequence[str | None], settled: Sequence[str | None], names: Mapping[str, str]
+) -> dict[str, str]:
+    """The client named tentative (live) labels; the settled labels may differ (two tentative
+    speakers were one voice, numbers closed up). Each name goes to the settled label most of
+    that live label's segments got, so a name keeps following the voice it was given to.
+    A name for a label nobody had live (given in ``start``) stays on that label."""
+    votes: dict[str, dict[str, int]] = {}
+    for before, after in zip(live, settled, strict=True):
+        if before is not None and after is not None:
+            votes.setdefault(before, {}).setdefault(after, 0)
+            votes[before][after] += 1
+    carried: dict[str, str] = {}
+    for label, name in names.items():
+        counts = votes.get(label)
+        target = max(counts, key=lambda k: counts[k]) if counts else label
+        carried.setdefault(target, name)
+    return carried
 
 
 def _rename(text: str, names: Mapping[str, str]) -> str:

@@ -140,6 +140,7 @@ class CamPlus:
 
     def __init__(self, state: dict[str, npt.NDArray[Any]]) -> None:
         self._state = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items() if v.ndim}
+        self._norms: dict[str, _Norm] = {}
         try:
             self._check()
         except KeyError as exc:
@@ -149,6 +150,12 @@ class CamPlus:
         return self._state[name]
 
     def _bn(self, prefix: str) -> _Norm:
+        norm = self._norms.get(prefix)
+        if norm is None:
+            norm = self._norms[prefix] = self._fold(prefix)
+        return norm
+
+    def _fold(self, prefix: str) -> _Norm:
         mean, var = self._w(prefix + ".running_mean"), self._w(prefix + ".running_var")
         weight = self._state.get(prefix + ".weight", np.ones_like(mean))
         bias = self._state.get(prefix + ".bias", np.zeros_like(mean))
