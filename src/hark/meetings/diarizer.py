@@ -199,7 +199,8 @@ class Diarizer:
         meeting_id: str = "",
     ) -> Diarization:
         """Settled labels for the transcript ``spans`` (seconds): S1, S2, ... in order of first
-        speech (see :func:`hark.meetings.speaker_names.carry_names` for the live labels' names). ``audio`` yields the recording as 16 kHz PCM16 (only pyannote reads it)."""
+        speech (:func:`hark.meetings.speaker_names.carry_names` maps the live labels' names onto
+        them). ``audio`` yields the recording as 16 kHz PCM16 (only pyannote reads it)."""
         if not spans:
             return Diarization([], METHOD_NONE)
         errors = [self.fallback_reason] if self.fallback_reason else []
