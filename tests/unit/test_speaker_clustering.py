@@ -129,3 +129,19 @@ def test_live_labels_are_tentative_and_report_what_changed() -> None:
     live.max_speakers = 1
     label, changed = live.add(3, voice(centres[1], rng))
     assert label == "S1" and changed == {1: "S1"}
+
+
+def test_a_turn_that_runs_into_the_next_is_flagged_by_its_halves() -> None:
+    rng = np.random.default_rng(7)
+    centres = speakers(2, seed=7)
+    voices = [voice(centres[t % 2], rng) for t in range(6)]
+    whole = voice(centres[0], rng)
+    first, second = voice(centres[0], rng), voice(centres[1], rng)
+    assert first.embedding is not None and second.embedding is not None and whole.embedding is not None
+    voices.append(Voice(whole.embedding, 6.0, (first.embedding, second.embedding)))
+    same = voice(centres[1], rng)
+    assert same.embedding is not None
+    voices.append(Voice(same.embedding, 6.0, (same.embedding, same.embedding)))
+    result = attribute(voices)
+    assert result.clusters[-2] == result.clusters[0] and result.overlap[-2]
+    assert result.clusters[-1] == result.clusters[1] and not result.overlap[-1]

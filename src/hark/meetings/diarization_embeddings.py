@@ -14,8 +14,9 @@ per speech segment.
   voice but less than its own turns do. It keeps that speaker and is flagged as overlap when
   it sits apart from the speaker's other segments, and when it would start a speaker of one
   segment it joins the established speaker it is closest to instead (never a new speaker made
-  of noise). Both are heuristics on one embedding per segment: an overlap of a second or two
-  inside a long turn goes unflagged.
+  of noise). A segment of :data:`HALVES_S` or more whose two halves sound like different
+  speakers (a turn that ran into the next without a pause) is flagged too. These are
+  heuristics: a second of overlap inside a turn may go unflagged, and a segment is never split.
 * **Settled labels.** :func:`stable_labels` maps clusters to the labels given before (live,
   tentatively) wherever they agree, so "S1" stays the first person who spoke and a name the
   client gave a label keeps pointing at the same voice; a new speaker gets a number never used.
@@ -36,6 +37,10 @@ on the test meetings of 1, 3 and 5 espeak-ng voices cut by the VAD: 0.30-0.36 fi
 count; 0.28 splits en+f3 (its segments are 0.2-0.4 apart), 0.38 merges en+f3 with en-us+f4."""
 RELIABLE_S = 2.0
 """Speech a segment needs for its embedding to take part in clustering."""
+HALVES_S = 4.0
+"""Segments with this much speech also get an embedding per half: when the halves belong to
+different speakers (one turn ran into the next without a pause, or two people spoke at once),
+the segment keeps its speaker (the longer or louder one) and is flagged as overlap."""
 OVERLAP_SIMILARITY = 0.72
 """A segment whose cosine similarity to the centroid of its speaker's other segments is below
 this is flagged as overlap. Measured on the VAD-cut test meetings: every single-voice segment
@@ -58,6 +63,8 @@ class Voice:
     embedding: Vector | None
     """Unit-length speaker embedding; None when the segment was too short or failed."""
     speech_s: float
+    halves: tuple[Vector, Vector] | None = None
+    """Embeddings of the first and the second half of a long segment (see :data:`HALVES_S`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,12 @@ def attribute(
         if index not in cluster:
             cluster[index] = ids[int(np.argmax(matrix @ vectors[row[index]]))]
     overlap |= _outliers(cluster, reliable, vectors, row)
+    for index in embedded:
+        halves = voices[index].halves
+        if halves is not None:
+            sides = {ids[int(np.argmax(matrix @ np.asarray(half, dtype=np.float64)))] for half in halves}
+            if len(sides) > 1:
+                overlap.add(index)
     labels: list[int] = []
     previous: int | None = None
     for index in range(n):

@@ -42,7 +42,7 @@ from hark.meetings.diarization import (
     cluster_features,
     speaker_feature,
 )
-from hark.meetings.diarization_embeddings import LiveSpeakers, Voice, attribute, stable_labels
+from hark.meetings.diarization_embeddings import HALVES_S, LiveSpeakers, Voice, attribute, stable_labels
 
 log = logging.getLogger("hark.meetings.diarization")
 
@@ -79,6 +79,10 @@ class SegmentVoice:
     feature: SpeakerFeature | None
     embedding: Float32Array | None
     speech_s: float
+    halves: tuple[Float32Array, Float32Array] | None = None
+
+    def for_clustering(self) -> Voice:
+        return Voice(self.embedding, self.speech_s, self.halves)
 
 
 def trim(audio: Float32Array) -> Float32Array:
@@ -110,7 +114,7 @@ class Live:
         """Blocking (a re-clustering): call it off the event loop. The label of segment
         ``index`` and the earlier segments whose label changed."""
         if self._embeddings is not None and voice is not None:
-            return self._embeddings.add(index, Voice(voice.embedding, voice.speech_s))
+            return self._embeddings.add(index, voice.for_clustering())
         label = self._features.label(voice.feature if voice is not None else None)
         if label is not None:
             self._given[index] = label
@@ -176,16 +180,25 @@ class Diarizer:
         it None (the segment then takes a neighbour's speaker), it never fails the segment."""
         feature = await asyncio.to_thread(speaker_feature, audio)
         embedding: Float32Array | None = None
+        halves: tuple[Float32Array, Float32Array] | None = None
         if self.uses_embeddings and self._embedder is not None:
+            speech = trim(audio)
+            clips = [speech]
+            if feature is not None and feature.speech_s >= HALVES_S:
+                middle = speech.size // 2
+                clips += [speech[:middle], speech[middle:]]
             try:
-                (embedding,) = await self._embedder.embed([trim(audio)])
+                embedding, *parts = await self._embedder.embed(clips)
+                first, second = parts if len(parts) == 2 else (None, None)
+                if first is not None and second is not None:
+                    halves = (first, second)
             except (EngineError, ValueError) as exc:
                 log.warning(
                     "speaker embedding failed for a segment",
                     extra={"meeting": meeting_id, "error": type(exc).__name__},
                 )
         speech_s = feature.speech_s if feature is not None else 0.0
-        return SegmentVoice(feature, embedding, speech_s)
+        return SegmentVoice(feature, embedding, speech_s, halves)
 
     async def diarize(
         self,
@@ -219,7 +232,7 @@ class Diarizer:
                 try:
                     result = await asyncio.to_thread(
                         attribute,
-                        [Voice(v.embedding, v.speech_s) if v else Voice(None, 0.0) for v in voices],
+                        [v.for_clustering() if v else Voice(None, 0.0) for v in voices],
                         threshold=self.threshold,
                         speakers=speakers,
                         min_speakers=min_speakers,
