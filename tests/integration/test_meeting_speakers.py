@@ -71,10 +71,14 @@ class Meeting:
     """(start s, end s, voice index) of each spoken turn."""
 
 
-def build(voices: list[str], order: list[int]) -> Meeting:
+def build(voices: list[str], order: list[int], *, bye: int | None = None) -> Meeting:
+    """The sentences in turn; with ``bye``, that voice closes with a one-word turn."""
     pcm = silence(300, RATE)
     turns = []
-    for sentence, voice in zip(SENTENCES, order, strict=False):
+    script = list(zip(SENTENCES, order, strict=False))
+    if bye is not None:
+        script.append(("Bye.", bye))
+    for sentence, voice in script:
         start = len(pcm) / 2 / RATE
         pcm += speak(sentence, voice=voices[voice], rate=RATE)
         turns.append((start, len(pcm) / 2 / RATE, voice))
@@ -223,14 +227,16 @@ async def test_three_voices_at_real_time_with_names_in_the_summary(
     assert "Owner unknown for: Review the pull request" in final["summary"]
 
 
-async def test_five_voices(server: HarkProcess) -> None:
-    meeting = build(FIVE, rotation(5, 20))
+async def test_five_voices_and_a_one_word_turn(server: HarkProcess) -> None:
+    meeting = build(FIVE, rotation(5, 20), bye=2)
     session = await run(server, meeting, realtime=False)
     final = session.of("final")[0]
     accuracy, said = turn_accuracy(meeting, final["transcript"])
     report("five voices", meeting, session, accuracy, said)
     assert len(final["speakers"]) == 5
     assert accuracy >= 0.9
+    # "Bye." is one turn of one of the five, not a sixth speaker and not dropped.
+    assert said[-1] is not None and said[-1] in said[:-1]
 
 
 async def test_one_voice_stays_one_speaker(server: HarkProcess) -> None:

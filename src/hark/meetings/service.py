@@ -222,6 +222,7 @@ class MeetingService:
         max_speakers: int | None = None,
         speaker_names: dict[str, str] | None = None,
     ) -> Meeting:
+        names = valid_names(speaker_names or {})  # InvalidSpeakerNames before anything is opened
         if self._closed:
             raise MeetingRefused("the server is shutting down", code="shutting_down")
         if self.store is None:
@@ -246,7 +247,7 @@ class MeetingService:
             live=self.diarizer.live(speakers=speakers, min_speakers=min_speakers, max_speakers=max_speakers),
             min_speakers=min_speakers,
             max_speakers=max_speakers,
-            speaker_names=valid_names(speaker_names or {}),
+            speaker_names=names,
         )
         self._active[meeting_id] = meeting
         log.info("meeting started", extra={"meeting": meeting_id, "sample_rate": sample_rate})

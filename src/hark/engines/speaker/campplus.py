@@ -53,6 +53,8 @@ BN_EPS = 1e-5
 SEGMENT_FRAMES = 100
 MIN_SAMPLES = 400 + 160 * 7
 """Shortest clip embedded (about 0.07 s): the head needs a few frames to convolve."""
+GROWTH = 32
+"""Channels each dense layer adds."""
 BLOCKS = ((12, 1), (24, 2), (16, 2))
 """(layers, dilation) of the three dense blocks."""
 
@@ -219,8 +221,17 @@ class CamPlus:
         )
         for number, (layers, dilation) in enumerate(BLOCKS, start=1):
             block = f"xvector.block{number}"
-            for layer in range(1, layers + 1):
-                x = np.concatenate([x, self._cam_layer(x, f"{block}.tdnnd{layer}", dilation)], axis=0)
+            # Dense connections: each layer reads every channel so far and appends GROWTH more,
+            # written into one buffer instead of concatenating (which copied it every layer).
+            start = x.shape[0]
+            grown = np.empty((start + layers * GROWTH, x.shape[1]), dtype=np.float32)
+            grown[:start] = x
+            for layer in range(layers):
+                end = start + layer * GROWTH
+                grown[end : end + GROWTH] = self._cam_layer(
+                    grown[:end], f"{block}.tdnnd{layer + 1}", dilation
+                )
+            x = grown
             transit = f"xvector.transit{number}"
             x = self._w(transit + ".linear.weight")[:, :, 0] @ self._bn(transit + ".nonlinear.batchnorm")(x)
         x = self._bn("xvector.out_nonlinear.batchnorm")(x)
