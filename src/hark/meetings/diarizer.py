@@ -146,7 +146,7 @@ class Diarizer:
         """Why the configured method cannot run (reported with every result)."""
         log.info("diarisation method chosen", extra={"method": self.method})
         if self.fallback_reason:
-            log.warning("diarisation falls back to a weaker method")
+            log.warning("diarisation falls back to a weaker method", extra={"reason": self.fallback_reason})
 
     @property
     def method(self) -> str:
