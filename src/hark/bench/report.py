@@ -96,6 +96,15 @@ end-of-turn silence. The headline figure is the default configuration's.
 **6. `/v1/audio/speech`.** Piper, the two-sentence reply, each `response_format`: time to the
 first body byte, and real-time factor (request time / audio duration).
 
+**7. Meetings** (`hark bench --only meetings`). Meetings of 2, 3, 4 and 5 espeak-ng voices
+(`en-us`, `en+f3`, `en-us+m7`, `en-us+f4`, `en+m1`; one meeting per size in a quick run, three
+in a full one), each with a one-word last turn and one turn that starts a second before the
+previous one ends, streamed to `hark serve` with its default engines (CAM++ in the worker pool)
+at 2x real time (quick) or real time (full). DER is frame-based (10 ms) with a 0.25 s collar
+and the best mapping of labels to voices; with overlap, a frame where two voices speak counts
+twice (hark gives one speaker per segment). Also the speaker-count error and the time from
+`stop` to `final` per minute of audio. No recordings of real people are in the corpus.
+
 Timing on a shared machine is noisy: other processes, CPU frequency changes and the client
 sharing the cores all show up in the tails. For figures to quote, run on a quiet machine.
 """
@@ -288,6 +297,18 @@ def figures_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def meetings_section(result: dict[str, Any]) -> str:
+    """Scenario 7 (meetings), when it ran."""
+    details = (result.get("details") or {}).get("meetings")
+    if not details:
+        return ""
+    if "error" in details:
+        return f"## Meetings: who spoke when\n\nThe meetings scenario failed: {details['error']}\n"
+    from hark.bench import meetings
+
+    return "## Meetings: who spoke when\n\n" + meetings.table(details) + "\n"
+
+
 def plots(result: dict[str, Any], directory: Path) -> list[Path]:
     """PNG histograms of the latency distributions (matplotlib, imported only here)."""
     try:
@@ -387,6 +408,7 @@ minutes. Everything above the speed-work log is rewritten by each run.
 {figures_table(result)}
 
 {"".join(f"![{p.stem}]({rel(p)})" + chr(10) + chr(10) for p in images)}
+{meetings_section(result)}
 ## Machine
 
 | | |

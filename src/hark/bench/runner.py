@@ -12,7 +12,7 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech")
+SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ def run(
     log: Callable[[str], None] = print,
     plan: Plan | None = None,
 ) -> dict[str, Any]:
-    from hark.bench import bargein, capacity, local, overhead, report
+    from hark.bench import bargein, capacity, local, meetings, overhead, report
     from hark.bench.audio import check_vad, utterance
 
     chosen = only if only else set(SCENARIOS)
@@ -103,6 +103,12 @@ def run(
             modes=tuple(local.MODES) if "local" in chosen else ("workers",),
             log=log,
         )
+    if "meetings" in chosen:
+        log("7. meetings: diarisation of 2-5-speaker espeak-ng meetings")
+        try:
+            details["meetings"] = meetings.run(quick=quick, log=log)
+        except Exception as exc:
+            details["meetings"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     result: dict[str, Any] = {
         "version": __version__,

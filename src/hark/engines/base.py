@@ -32,6 +32,12 @@ class TTSCapabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakerCapabilities:
+    dimensions: int = 192
+    """Length of each (unit) speaker embedding."""
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     text: str
     language: str | None = None

@@ -37,6 +37,7 @@ class Prebuilt:
     vad: VAD
     engines: dict[Slot, Any]
     pooled: list[tuple[Slot, ProviderConfig]] = field(default_factory=list)
+    speaker_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +49,10 @@ class Engines:
     pool: WorkerPool | None = None
     local: list[Any] = field(default_factory=list)
     """In-process local engines, warmed at start."""
+    speaker: Any = None
+    """The speaker-embedding engine for meetings (pooled or in-process); None when unused or
+    unavailable (``speaker_error`` says why)."""
+    speaker_error: str | None = None
 
     async def aclose(self) -> None:
         # 1. The chains (and their probes and in-process engines).  2. The worker processes.
@@ -78,10 +83,38 @@ def prebuild(settings: Settings) -> Prebuilt:
                 built[(stage, index)] = registry.build(stage, provider, settings)
             except (EngineError, MissingDependency, ConfigError) as exc:
                 raise ConfigError(f"{stage}.providers[{index}] ({provider.label}): {exc}") from exc
+    speaker_error = _prebuild_speaker(settings, built, pooled)
     log.info(
         "engines built", extra={"seconds": round(time.perf_counter() - started, 2), "pooled": len(pooled)}
     )
-    return Prebuilt(vad=vad, engines=built, pooled=pooled)
+    return Prebuilt(vad=vad, engines=built, pooled=pooled, speaker_error=speaker_error)
+
+
+SPEAKER_SLOT: Slot = ("speaker", 0)
+
+
+def _prebuild_speaker(
+    settings: Settings, built: dict[Slot, Any], pooled: list[tuple[Slot, ProviderConfig]]
+) -> str | None:
+    """The CAM++ embedder for meeting diarisation (also pyannote's fallback), pooled like the
+    STT when workers are on. A missing or damaged model is not fatal: meetings fall back to
+    model-free clustering and say why. Returns that reason, or None."""
+    meetings = settings.meetings
+    if meetings.diarization == "clustering":
+        return None
+    from hark.engines.speaker.campplus import CampPlusEmbedder, verify_model
+
+    provider = ProviderConfig(kind="campplus", model_path=meetings.speaker_model)
+    try:
+        verify_model(meetings.speaker_model)
+        if settings.workers.enabled:
+            pooled.append((SPEAKER_SLOT, provider))
+        else:
+            built[SPEAKER_SLOT] = CampPlusEmbedder(meetings.speaker_model)
+    except (EngineError, MissingDependency) as exc:
+        log.warning("speaker model unavailable; meetings cluster voice features instead")
+        return str(exc)
+    return None
 
 
 def worker_settings(settings: Settings) -> Settings:
@@ -135,6 +168,8 @@ async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
         llm=FallbackLLM(chains["llm"], settings.fallback) if chains["llm"] else None,
         pool=pool,
         local=local,
+        speaker=engines.get(SPEAKER_SLOT),
+        speaker_error=prebuilt.speaker_error,
     )
 
 

@@ -41,8 +41,9 @@ LLM_ENGINES = {
     "scripted": "hark.bench.fakes:ScriptedLLM",
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
+SPEAKER_ENGINES = {"campplus": "hark.engines.speaker.campplus:CampPlusEmbedder"}
 
-STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES}
+STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES, "speaker": SPEAKER_ENGINES}
 
 # Third-party packages that come with an extra, and the command that installs them.
 _EXTRAS = {

@@ -1,15 +1,14 @@
-"""Who spoke when: a pyannote pipeline when one is configured, else model-free clustering.
+"""Two of the diarisation methods (the third, CAM++ embeddings, is in
+:mod:`hark.meetings.diarization_embeddings`; :mod:`hark.meetings.diarizer` chooses among them):
 
-Two methods, chosen once at start-up (:func:`choose_method`):
-
-``pyannote``
-    ``pyannote.audio``'s speaker-diarization pipeline, used when it is installed *and* either
+``pyannote`` (explicit: ``meetings.diarization: pyannote``)
+    ``pyannote.audio``'s speaker-diarization pipeline, when it is installed *and* either
     ``meetings.diarization_model`` (a local pipeline directory or config file) or the token in
     ``meetings.hf_token_env`` (``HF_TOKEN``) is set. It runs over the whole recording after the
     meeting; each transcript segment takes the speaker that overlaps it most. pyannote needs
     torch and is not a dependency of hark: ``pip install pyannote.audio``.
 
-``clustering`` (the fallback, no model)
+``clustering`` (the last fallback, no model)
     Each speech segment gets a small voice feature: the median pitch of its voiced frames
     (autocorrelation) and the mean of its MFCCs (log-mel spectrum, DCT) over frames with speech
     energy. Segments are clustered agglomeratively (average linkage) with a distance threshold,
@@ -20,20 +19,17 @@ Two methods, chosen once at start-up (:func:`choose_method`):
     :data:`MIN_RELIABLE_S` of speech are too short for a stable feature and join the nearest
     cluster instead.
 
-When diarisation fails (pyannote raises, a feature cannot be computed), everything is labelled
-as one speaker and the reason is logged and reported in ``diarization_error``. Labels are
-``S1``, ``S2``, ... in the order speakers first speak.
+Labels are ``S1``, ``S2``, ... in the order speakers first speak.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +63,7 @@ THRESHOLD = 1.5
 PYANNOTE_DEFAULT = "pyannote/speaker-diarization-3.1"
 
 METHOD_PYANNOTE = "pyannote"
+METHOD_CAMPPLUS = "campplus"
 METHOD_CLUSTERING = "clustering"
 METHOD_SINGLE = "single-speaker"
 METHOD_NONE = "none"
@@ -93,6 +90,8 @@ class Diarization:
     method: str
     error: str | None = None
     """Why a better method was not used (a failure); None when it ran as configured."""
+    overlap: list[bool] = field(default_factory=list)
+    """Per label: the segment sounded like two people at once (empty: not detected)."""
 
 
 # -- features -----------------------------------------------------------------------------------
@@ -308,32 +307,16 @@ def _mean(centroid: SpeakerFeature, count: int, new: SpeakerFeature) -> SpeakerF
 # -- pyannote -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MethodChoice:
-    method: str
-    reason: str
-    source: str | None = None
-    """The pipeline to load (a local path, or the hub name used with the token)."""
-    token: str | None = None
-
-
-def choose_method(model_path: Path | None, token_env: str) -> MethodChoice:
+def choose_pyannote(model_path: Path | None, token_env: str) -> tuple[str | None, str | None, str | None]:
+    """(source, token, None) when pyannote can run, else (None, None, why not)."""
     token = os.environ.get(token_env) or None
     if model_path is None and token is None:
-        return MethodChoice(
-            METHOD_CLUSTERING,
-            f"no pyannote pipeline is configured (set meetings.diarization_model or {token_env}); "
-            "clustering voice features instead",
-        )
+        return None, None, f"pyannote needs meetings.diarization_model or {token_env}"
     try:
         import pyannote.audio  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
-        return MethodChoice(
-            METHOD_CLUSTERING,
-            "pyannote.audio is not installed (pip install pyannote.audio); clustering voice features instead",
-        )
-    source = str(model_path) if model_path is not None else PYANNOTE_DEFAULT
-    return MethodChoice(METHOD_PYANNOTE, f"pyannote pipeline {source}", source=source, token=token)
+        return None, None, "pyannote.audio is not installed (pip install pyannote.audio)"
+    return (str(model_path) if model_path is not None else PYANNOTE_DEFAULT), token, None
 
 
 class PyannoteDiarizer:  # pragma: no cover - needs pyannote.audio and torch, not installed in CI
@@ -384,65 +367,3 @@ def assign_turns(
         if name is not None:
             names.setdefault(name, f"S{len(names) + 1}")
     return [names[s] if s is not None else None for s in raw]
-
-
-class Diarizer:
-    """The method chosen at start-up, with the fallbacks described in the module docstring."""
-
-    def __init__(self, model_path: Path | None, token_env: str) -> None:
-        self.choice = choose_method(model_path, token_env)
-        self._pyannote = (
-            PyannoteDiarizer(self.choice.source or PYANNOTE_DEFAULT, self.choice.token)
-            if self.choice.method == METHOD_PYANNOTE
-            else None
-        )
-        log.info("diarisation method chosen", extra={"method": self.choice.method})
-        if self.choice.method != METHOD_PYANNOTE:
-            log.info(self.choice.reason)
-
-    @property
-    def method(self) -> str:
-        return self.choice.method
-
-    async def diarize(
-        self,
-        spans: Sequence[tuple[float, float]],
-        features: Sequence[SpeakerFeature | None],
-        *,
-        audio: Callable[[], Iterable[bytes]] | None = None,
-        speakers: int | None = None,
-        meeting_id: str = "",
-    ) -> Diarization:
-        """Labels for the transcript ``spans`` (seconds). ``audio`` yields the recording as
-        16 kHz PCM16 (only pyannote reads it)."""
-        if not spans:
-            return Diarization([], METHOD_NONE)
-        error: str | None = None
-        if self._pyannote is not None and audio is not None:
-            try:
-                turns = await asyncio.to_thread(self._pyannote_turns, audio, speakers)
-                return Diarization(assign_turns(spans, turns), METHOD_PYANNOTE)
-            except Exception as exc:
-                error = f"pyannote failed: {type(exc).__name__}: {str(exc)[:200]}"
-                log.warning(
-                    "pyannote diarisation failed; clustering voice features instead",
-                    extra={"meeting": meeting_id, "error": type(exc).__name__},
-                )
-        try:
-            labels = await asyncio.to_thread(cluster_features, features, speakers=speakers)
-            return Diarization(labels, METHOD_CLUSTERING, error)
-        except Exception as exc:
-            reason = f"speaker clustering failed: {type(exc).__name__}: {str(exc)[:200]}"
-            log.warning(
-                "diarisation failed; one speaker for the whole meeting",
-                extra={"meeting": meeting_id, "error": type(exc).__name__},
-            )
-            return Diarization(["S1"] * len(spans), METHOD_SINGLE, "; ".join(filter(None, [error, reason])))
-
-    def _pyannote_turns(
-        self, audio: Callable[[], Iterable[bytes]], speakers: int | None
-    ) -> list[tuple[float, float, str]]:  # pragma: no cover - pyannote is optional
-        assert self._pyannote is not None
-        pcm = b"".join(audio())
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-        return self._pyannote.turns(samples, speakers)

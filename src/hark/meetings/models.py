@@ -12,6 +12,10 @@ class TranscriptSegment(BaseModel):
     text: str
     speaker: str | None = None
     """A label such as "S1"; None when unknown."""
+    speaker_name: str | None = None
+    """The name the client gave the label, if any."""
+    overlap: bool = False
+    """It sounded like two people at once; ``speaker`` is the louder or longer one."""
 
 
 class ActionItem(BaseModel):
@@ -43,10 +47,12 @@ class MeetingResult(BaseModel):
     decisions: list[str] = Field(default_factory=list)
     actions: list[ActionItem] = Field(default_factory=list)
     diarization: str = "none"
-    """How speakers were told apart, e.g. "pyannote", "spectral-clustering", "single-speaker"."""
+    """How speakers were told apart: "campplus", "pyannote", "clustering", "single-speaker"."""
     diarization_error: str | None = None
     """Why diarisation fell back (pyannote or clustering failed); None when it ran as chosen."""
     error: str | None = None
     """Why processing failed, when ``status`` is "failed"."""
     speakers: list[str] = Field(default_factory=list)
     """The speaker labels in the transcript, in order of first appearance."""
+    speaker_names: dict[str, str] = Field(default_factory=dict)
+    """Names the client gave labels ({"S2": "Maria"}), as used in the summary and owners."""

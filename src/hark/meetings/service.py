@@ -34,10 +34,11 @@ from hark.config import Settings
 from hark.engines.base import Float32Array
 from hark.engines.loader import Engines
 from hark.errors import EngineError, HarkError
-from hark.meetings.diarization import Diarizer, OnlineSpeakers, SpeakerFeature, speaker_feature
+from hark.meetings.diarizer import Diarizer, Live, SegmentVoice
 from hark.meetings.models import MeetingResult, TranscriptSegment
 from hark.meetings.orchestrator import Orchestrator, OrchestratorClosed
 from hark.meetings.segmenter import Segmenter, SegmenterConfig, SpeechSegment
+from hark.meetings.speaker_names import carry_names, named_summary, valid_names
 from hark.meetings.summary import summarise
 from hark.security.limits import AudioThrottle
 from hark.storage.recordings import MeetingStore, RecordingRefused, RecordingWriter, StorageError
@@ -81,7 +82,7 @@ class SegmentRecord:
     start: float
     end: float
     text: str = ""
-    feature: SpeakerFeature | None = None
+    voice: SegmentVoice | None = None
     speaker: str | None = None
     error: str | None = None
 
@@ -102,7 +103,12 @@ class Meeting:
     status: Literal["recording", "processing"] = "recording"
     segments: dict[int, SegmentRecord] = field(default_factory=dict)
     jobs: set[asyncio.Future[Any]] = field(default_factory=set)
-    online: OnlineSpeakers = field(default_factory=OnlineSpeakers)
+    live: Live = field(default_factory=lambda: Live(None))
+    live_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    speaker_names: dict[str, str] = field(default_factory=dict)
+    """Names the client gave speaker labels ({"S2": "Maria"})."""
     recording_ok: bool = True
     interim: asyncio.Future[Any] | None = None
     interim_index: int = -1
@@ -127,7 +133,9 @@ class MeetingService:
         self.settings = settings
         self.engines = engines
         self.orchestrator = Orchestrator(workers=meetings.workers, batch_size=meetings.batch_size)
-        self.diarizer = Diarizer(meetings.diarization_model, meetings.hf_token_env)
+        self.diarizer = Diarizer(
+            meetings, getattr(engines, "speaker", None), getattr(engines, "speaker_error", None)
+        )
         self.workflows = build_workflows(settings) if workflows is None else list(workflows)
         # build_workflows makes one workflow per configured entry, in order.
         self._workflow_tenants: dict[int, frozenset[str]] = (
@@ -231,7 +239,11 @@ class MeetingService:
         max_minutes: float | None = None,
         emit: Emit | None = None,
         owner: str = "",
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        speaker_names: dict[str, str] | None = None,
     ) -> Meeting:
+        names = valid_names(speaker_names or {})  # InvalidSpeakerNames before anything is opened
         if self._closed:
             raise MeetingRefused("the server is shutting down", code="shutting_down")
         if self.store is None:
@@ -257,6 +269,10 @@ class MeetingService:
             throttle=AudioThrottle(
                 self.settings.security.max_audio_speed, burst_s=THROTTLE_BURST_S, sample_rate=sample_rate
             ),
+            live=self.diarizer.live(speakers=speakers, min_speakers=min_speakers, max_speakers=max_speakers),
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            speaker_names=names,
         )
         self._active[meeting_id] = meeting
         log.info("meeting started", extra={"meeting": meeting_id, "sample_rate": sample_rate})
@@ -303,13 +319,19 @@ class MeetingService:
     def _transcribe(self, meeting: Meeting, segment: SpeechSegment) -> None:
         record = SegmentRecord(segment.index, segment.start, segment.end)
         meeting.segments[segment.index] = record
-        stt, language, audio = self.engines.stt, meeting.language, segment.audio
+        stt, language, audio, diarizer = self.engines.stt, meeting.language, segment.audio, self.diarizer
 
-        async def job() -> tuple[str, SpeakerFeature | None]:
-            transcript, feature = await asyncio.gather(
-                stt.transcribe(audio, language=language), asyncio.to_thread(speaker_feature, audio)
+        async def job() -> tuple[str, SegmentVoice, str | None, dict[int, str]]:
+            transcript, voice = await asyncio.gather(
+                stt.transcribe(audio, language=language), diarizer.voice(audio, meeting_id=meeting.id)
             )
-            return transcript.text.strip(), feature
+            text = transcript.text.strip()
+            label: str | None = None
+            changed: dict[int, str] = {}
+            if text:  # tentative speaker: the live clustering so far (a re-clustering, off the loop)
+                async with meeting.live_lock:
+                    label, changed = await asyncio.to_thread(meeting.live.add, segment.index, voice)
+            return text, voice, label, changed
 
         try:
             future = self.orchestrator.submit("transcribe", meeting.id, job)
@@ -320,7 +342,10 @@ class MeetingService:
         future.add_done_callback(functools.partial(self._transcribed, meeting, record))
 
     def _transcribed(
-        self, meeting: Meeting, record: SegmentRecord, future: asyncio.Future[tuple[str, Any]]
+        self,
+        meeting: Meeting,
+        record: SegmentRecord,
+        future: asyncio.Future[tuple[str, SegmentVoice, str | None, dict[int, str]]],
     ) -> None:
         meeting.jobs.discard(future)
         if future.cancelled():
@@ -337,11 +362,27 @@ class MeetingService:
             event["error"]["segment"] = record.index
             meeting.send(event)
             return
-        record.text, record.feature = future.result()
+        record.text, record.voice, record.speaker, changed = future.result()
         if not record.text:
             return
-        record.speaker = meeting.online.label(record.feature)
         meeting.send(_partial(meeting, record.index, record.start, record.end, record.text, record.speaker))
+        moved = [(i, label) for i, label in sorted(changed.items()) if i in meeting.segments]
+        for index, label in moved:
+            meeting.segments[index].speaker = label
+        if moved:
+            meeting.send(
+                {
+                    "type": "speakers_updated",
+                    "meeting_id": meeting.id,
+                    "segments": [{"segment": i, "speaker": label} for i, label in moved],
+                }
+            )
+
+    def name_speakers(self, meeting: Meeting, names: dict[str, str]) -> dict[str, str]:
+        """Names for speaker labels ({"S2": "Maria"}), used in the summary and action owners;
+        accepted until the meeting's summary is written. Returns all names so far."""
+        meeting.speaker_names.update(valid_names(names))
+        return dict(meeting.speaker_names)
 
     def _maybe_interim(self, meeting: Meeting) -> None:
         """While someone speaks for long, a provisional transcript of their segment so far every
@@ -458,16 +499,30 @@ class MeetingService:
 
         diarization = await self.diarizer.diarize(
             [(r.start, r.end) for r in records],
-            [r.feature for r in records],
+            [r.voice for r in records],
             audio=audio,
             speakers=meeting.speakers,
+            min_speakers=meeting.min_speakers,
+            max_speakers=meeting.max_speakers,
             meeting_id=meeting.id,
         )
+        names = carry_names([r.speaker for r in records], diarization.labels, meeting.speaker_names)
+        overlap = diarization.overlap or [False] * len(records)
         transcript = [
-            TranscriptSegment(start=round(r.start, 2), end=round(r.end, 2), text=r.text, speaker=label)
-            for r, label in zip(records, diarization.labels, strict=True)
+            TranscriptSegment(
+                start=round(r.start, 2),
+                end=round(r.end, 2),
+                text=r.text,
+                speaker=label,
+                speaker_name=names.get(label) if label else None,
+                overlap=flag,
+            )
+            for r, label, flag in zip(records, diarization.labels, overlap, strict=True)
         ]
-        summary, summary_error = await summarise(self.engines.llm, transcript, meeting_id=meeting.id)
+        summary, summary_error = await summarise(
+            self.engines.llm, transcript, meeting_id=meeting.id, names=names
+        )
+        summary = named_summary(summary, names) if summary is not None else None
         result = MeetingResult(
             meeting_id=meeting.id,
             status="completed",
@@ -481,6 +536,9 @@ class MeetingService:
             diarization=diarization.method,
             diarization_error=diarization.error,
             speakers=list(dict.fromkeys(s.speaker for s in transcript if s.speaker)),
+            speaker_names={
+                label: name for label, name in names.items() if any(s.speaker == label for s in transcript)
+            },
             error=f"{failed} speech segment(s) could not be transcribed" if failed else None,
         )
         await self._save(result, meeting.owner)

@@ -17,13 +17,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.websockets import WebSocket
 
 from hark.audio import PCM16Resampler
 from hark.errors import EngineError
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
+from hark.meetings.speaker_names import InvalidSpeakerNames
 from hark.pipeline.sentences import split_sentences
 from hark.security.guard import hold_idle, owner_of
 from hark.security.limits import ByteGate
@@ -53,8 +54,27 @@ class StartEvent(BaseModel):
     """Spoken language for transcription; default: ``stt.language``."""
     speakers: int | None = Field(None, ge=1, le=20)
     """How many people speak, when known (otherwise diarisation decides)."""
+    min_speakers: int | None = Field(None, ge=1, le=20)
+    max_speakers: int | None = Field(None, ge=1, le=20)
+    """Bounds for the number of speakers diarisation estimates."""
+    speaker_names: dict[str, str] | None = None
+    """Names for speaker labels, e.g. {"S1": "Ana"}; more can follow in ``speaker_names`` events."""
     max_minutes: float | None = Field(None, gt=0.0)
     """A shorter limit than ``meetings.max_minutes`` (a longer one is capped to it)."""
+    event_id: str | None = Field(None, max_length=512)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> StartEvent:
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError("min_speakers is above max_speakers")
+        return self
+
+
+class SpeakerNamesEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["speaker_names"]
+    names: dict[str, str]
+    """{"S2": "Maria"}: used by the summary and action owners, and in the final transcript."""
     event_id: str | None = Field(None, max_length=512)
 
 
@@ -90,7 +110,7 @@ class ProtocolError(Exception):
         }
 
 
-def parse_event(text: str) -> StartEvent | StopEvent:
+def parse_event(text: str) -> StartEvent | StopEvent | SpeakerNamesEvent:
     if len(text) > MAX_EVENT_CHARS:
         raise ProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
     try:
@@ -105,14 +125,17 @@ def parse_event(text: str) -> StartEvent | StopEvent:
         raise ProtocolError(
             "event has no string 'type'", code="missing_required_parameter", param="type", event_id=event_id
         )
-    model: type[StartEvent | StopEvent]
+    model: type[StartEvent | StopEvent | SpeakerNamesEvent]
     if kind == "start":
         model = StartEvent
     elif kind == "stop":
         model = StopEvent
+    elif kind == "speaker_names":
+        model = SpeakerNamesEvent
     else:
         raise ProtocolError(
-            f"unsupported event type {kind[:80]!r}; send 'start', audio frames, then 'stop'",
+            f"unsupported event type {kind[:80]!r}; send 'start', audio frames, then 'stop' "
+            "(and 'speaker_names' at any time before 'final')",
             code="unknown_event_type",
             param="type",
             event_id=event_id,
@@ -135,6 +158,7 @@ _Command = (
     tuple[Literal["start"], StartEvent]
     | tuple[Literal["audio"], bytes]
     | tuple[Literal["stop"], StopEvent]
+    | tuple[Literal["names"], SpeakerNamesEvent]
     | tuple[Literal["disconnect"], None]
 )
 
@@ -212,7 +236,12 @@ class MeetingSession:
         except ProtocolError as exc:
             self.send(exc.event())
             return
-        await self._commands.put(("start", event) if isinstance(event, StartEvent) else ("stop", event))
+        if isinstance(event, StartEvent):
+            await self._commands.put(("start", event))
+        elif isinstance(event, SpeakerNamesEvent):
+            await self._commands.put(("names", event))
+        else:
+            await self._commands.put(("stop", event))
 
     # -- commands ------------------------------------------------------------------------
 
@@ -232,6 +261,8 @@ class MeetingSession:
                         await self._audio(pcm)
                     case ("stop", StopEvent() as stop):
                         self._stop_requested(stop)
+                    case ("names", SpeakerNamesEvent() as names):
+                        self._name_speakers(names)
             except ProtocolError as exc:
                 self.send(exc.event())
             except Exception:
@@ -258,7 +289,14 @@ class MeetingSession:
                 max_minutes=event.max_minutes,
                 emit=self.send,
                 owner=self.owner,
+                min_speakers=event.min_speakers,
+                max_speakers=event.max_speakers,
+                speaker_names=event.speaker_names,
             )
+        except InvalidSpeakerNames as exc:
+            raise ProtocolError(
+                str(exc), code="invalid_value", param="speaker_names", event_id=event.event_id
+            ) from None
         except MeetingRefused as exc:
             raise ProtocolError(
                 str(exc), code=exc.code, type="server_error", event_id=event.event_id
@@ -296,6 +334,24 @@ class MeetingSession:
             reason = await self.service.feed(meeting, pcm)
         if reason is not None:
             self._stop(meeting, reason)
+
+    def _name_speakers(self, event: SpeakerNamesEvent) -> None:
+        meeting = self.meeting
+        if meeting is None:
+            raise ProtocolError(
+                "no meeting to name speakers in; send it after 'start' and before 'final'",
+                code="not_started",
+                event_id=event.event_id,
+            )
+        try:
+            names = self.service.name_speakers(meeting, event.names)
+        except InvalidSpeakerNames as exc:
+            raise ProtocolError(
+                str(exc), code="invalid_value", param="names", event_id=event.event_id
+            ) from None
+        self.send(
+            {"type": "speaker_names", "meeting_id": meeting.id, "names": names, "event_id": event.event_id}
+        )
 
     def _stop_requested(self, event: StopEvent) -> None:
         meeting = self.meeting

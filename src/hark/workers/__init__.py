@@ -1,4 +1,4 @@
-"""CPU-heavy engines (STT, TTS) in a supervised pool of worker processes.
+"""CPU-heavy engines (STT, TTS, speaker embeddings) in a supervised pool of worker processes.
 
 pool = WorkerPool([("stt", stt_provider), ("tts", tts_provider)], settings,
                   processes=default_processes(), queue_limit=16, request_timeout_s=30)
@@ -10,9 +10,9 @@ await pool.aclose()
 
 from hark.workers.child import EngineInfo
 from hark.workers.pool import PoolBusy, WorkerPool, available_cores, default_processes
-from hark.workers.proxy import PooledSTT, PooledTTS, pooled_engine, pooled_engines
+from hark.workers.proxy import PooledSpeaker, PooledSTT, PooledTTS, pooled_engine, pooled_engines
 
-POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper")})
+POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper"), ("speaker", "campplus")})
 """Provider kinds worth a worker process: local, CPU-heavy models. Remote kinds stay in-process
 (they wait on the network, and warming them would cost a paid request)."""
 
@@ -21,6 +21,7 @@ __all__ = [
     "EngineInfo",
     "PoolBusy",
     "PooledSTT",
+    "PooledSpeaker",
     "PooledTTS",
     "WorkerPool",
     "available_cores",

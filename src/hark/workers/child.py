@@ -10,6 +10,7 @@ Wire protocol on the pipe (pickled tuples, one reply per request, strictly in tu
   - ``"transcribe"``: payload ``(float32 audio, language | None)`` → result :class:`Transcript`
   - ``"synthesize_stream"``: payload ``text`` → ``(request_id, "chunk", bytes)`` for each piece
     of PCM16 as the engine yields it, then the reply, with result ``None``
+  - ``"embed"``: payload ``[float32 audio, ...]`` → result ``[float32 vector | None, ...]``
 * child → parent: ``(request_id, "ok", result)`` or ``(request_id, "error", message, retryable)``
 
 The parent ends the child by closing its end of the pipe (the child sees EOF and exits), or by
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from hark.config import ProviderConfig, Settings
-from hark.engines.base import STTCapabilities, TTSCapabilities
+from hark.engines.base import SpeakerCapabilities, STTCapabilities, TTSCapabilities
 from hark.errors import EngineError
 
 Factory = Callable[[str, ProviderConfig, Settings], Any]
@@ -50,7 +51,7 @@ class EngineInfo:
     stage: str
     name: str
     sample_rate: int
-    capabilities: STTCapabilities | TTSCapabilities
+    capabilities: STTCapabilities | TTSCapabilities | SpeakerCapabilities
 
 
 def main(
@@ -96,6 +97,8 @@ async def _warm(stage: str, engine: Any) -> None:
     elif stage == "tts":
         async for _ in engine.synthesize(WARM_TEXT):
             pass
+    elif stage == "speaker":
+        engine.embed([np.zeros(int(engine.sample_rate * WARM_AUDIO_S), dtype=np.float32)])
 
 
 def _info(stage: str, engine: Any) -> EngineInfo:
@@ -121,6 +124,8 @@ async def _handle(engine: Any, method: str, payload: Any, chunk: Callable[[bytes
         if method == "transcribe":
             audio, language = payload
             return ("ok", await engine.transcribe(audio, language=language))
+        if method == "embed":
+            return ("ok", engine.embed(payload))
         if method == "synthesize_stream":
             async for pcm in engine.synthesize(payload):
                 if pcm:

@@ -1,0 +1,1 @@
+"""Speaker embeddings (who is speaking), for meeting diarisation."""
