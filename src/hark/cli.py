@@ -49,6 +49,7 @@ def serve(args: argparse.Namespace) -> int:
     from hark.engines.loader import prebuild
     from hark.logs import configure_logging
     from hark.security import check_startup, install_denial_log_filter
+    from hark.transports.wyoming import check_startup as check_wyoming
 
     settings = _load(args.config)
     if args.host:
@@ -63,6 +64,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     try:
         check_startup(settings)
+        check_wyoming(settings)
     except ConfigError as exc:
         print(f"hark: {exc}", file=sys.stderr)
         return 2
