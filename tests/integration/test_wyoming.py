@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,15 +198,22 @@ async def test_synthesize_returns_speech_that_transcribes_back(echo: Wyoming) ->
         await client.write_event(Synthesize(text).event())
         first = await client.read_event()
         assert first is not None and first.type == "audio-start"
-        events = [first, *await read_until(client, "audio-stop")]
+        chunk = await client.read_event()
+        first_audio_s = time.perf_counter()
+        assert chunk is not None and chunk.type == "audio-chunk"
+        events = [first, chunk, *await read_until(client, "audio-stop")]
         first_audio = next(i for i, e in enumerate(events) if e.type == "audio-chunk")
         took = time.perf_counter() - sent
+    first_s = first_audio_s - sent
     assert [e.type for e in events].count("audio-start") == 1
     assert events[first_audio - 1].type == "audio-start"
     pcm, rate = pcm_of(events)
     seconds = assert_speech(pcm, rate, 2.0)
     heard = (await transcribe(echo, pcm, rate)).lower()
-    print(f"\nwyoming synthesize: {seconds:.2f} s of audio at {rate} Hz in {took:.2f} s; heard {heard!r}")
+    print(
+        f"\nwyoming synthesize: first audio after {first_s * 1000:.0f} ms, {seconds:.2f} s of audio "
+        f"at {rate} Hz in {took:.2f} s; heard {heard!r}"
+    )
     assert "kitchen" in heard and "lights" in heard
 
 
@@ -429,3 +440,39 @@ async def test_no_transcripts_in_logs_or_metrics(echo: Wyoming) -> None:
     for text in ("secret pin", "weather like in Paris", "kitchen lights"):
         assert text not in log and text.lower() not in metrics.lower()
     assert "wyoming listening" in log
+
+
+def test_beyond_loopback_without_an_allow_list_hark_refuses_to_start() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
+    env.update({"HARK_WYOMING_ENABLED": "true", "HARK_WYOMING_HOST": "0.0.0.0"})
+    result = subprocess.run(
+        [sys.executable, "-m", "hark", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "wyoming.allowed_clients" in result.stderr
+
+
+async def test_shutdown_finishes_the_reply_in_progress_then_closes(echo: Wyoming) -> None:
+    """Last in this module: it stops the server."""
+    assert echo.process is not None
+    text = "The first sentence is short. The second one takes a little longer to say. And a third."
+    async with echo.client() as client:
+        await client.write_event(Synthesize(text).event())
+        first = await client.read_event()
+        assert first is not None and first.type == "audio-start"
+        started = time.perf_counter()
+        echo.process.send_signal(signal.SIGTERM)
+        events = await read_until(client, "audio-stop")
+        assert await client.read_event() is None
+    code = await asyncio.to_thread(echo.process.wait, 30)
+    pcm, rate = pcm_of(events)
+    print(
+        f"\nSIGTERM mid-reply: {len(pcm) / 2 / rate:.2f} s of audio still sent, exit {code} "
+        f"after {time.perf_counter() - started:.1f} s"
+    )
+    assert code == 0
+    assert_speech(pcm, rate, 3.0)
