@@ -122,6 +122,11 @@ class Connection(AsyncEventHandler):
                     await self._fail(exc)
         except (ConnectionError, OSError):
             self.close_reason = "client"  # the client vanished mid-reply
+        except Exception:
+            # A bug of hark's: this connection ends with a generic error; the server goes on.
+            log.exception("wyoming connection failed")
+            self.close_reason = "error"
+            await self._fail(WyomingError("server_error", "internal error; closing"))
         finally:
             await self.disconnect()
             self.writer.close()
