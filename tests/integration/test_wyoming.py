@@ -62,7 +62,11 @@ def with_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Wyoming
     llm = FakeChatLLM(reply="It is sunny in Paris. Take sunglasses.")
     log = tmp_path_factory.mktemp("wyoming-llm") / "server.log"
     with ThreadedServer(llm.app()) as llm_server:
-        env = {"HARK_LLM_BASE_URL": llm_server.base_url + "/v1", "HARK_LLM_MODEL": "stand-in"}
+        env = {
+            "HARK_LLM_BASE_URL": llm_server.base_url + "/v1",
+            "HARK_LLM_MODEL": "stand-in",
+            "HARK_CONVERSATION_TOOLS": '["current_time"]',
+        }
         with Wyoming(env, log) as server:
             yield server, llm
 
@@ -290,6 +294,29 @@ async def test_transcript_handled_by_the_llm_with_history_per_conversation(
 
     events = await handled(server, "Hello?")  # no context: a new conversation, named in the reply
     assert str(Handled.from_event(events[-2]).context["conversation_id"]).startswith("hark-")
+
+
+async def test_tools_run_as_on_every_other_path(with_llm: tuple[Wyoming, FakeChatLLM]) -> None:
+    server, llm = with_llm
+    llm.tool_call = ("current_time", '{"timezone": "Europe/Paris"}')
+    try:
+        events = await handled(server, "What time is it in Paris?", {"conversation_id": "tools-1"})
+    finally:
+        llm.tool_call = None
+    answer = str(Handled.from_event(events[-2]).text)
+    assert answer.startswith("Here it is:") and "(Europe/Paris)" in answer
+    assert llm.requests[-1]["body"]["messages"][-1]["role"] == "tool"
+
+
+async def test_a_failing_llm_gives_the_labelled_echo(with_llm: tuple[Wyoming, FakeChatLLM]) -> None:
+    server, llm = with_llm
+    llm.fail_status = 400
+    try:
+        events = await handled(server, "dim the bedroom lights", {"conversation_id": "fails-1"})
+    finally:
+        llm.fail_status = None
+    answer = Handled.from_event(events[-2]).text
+    assert answer == "Echo mode: the language model failed to answer. You said: dim the bedroom lights"
 
 
 async def test_echo_mode_without_llm_says_so(echo: Wyoming) -> None:
