@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -436,6 +437,24 @@ async def test_vanishing_clients_free_their_connections(echo: Wyoming) -> None:
     assert active == 0
     async with echo.client() as client:
         await still_serves(client)
+
+
+async def test_a_client_that_stops_reading_is_closed(echo: Wyoming) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", echo.wyoming_port))
+    sock.setblocking(False)
+    _, writer = await asyncio.open_connection(sock=sock)
+    text = " ".join(f"This is sentence number {n} of an answer nobody listens to." for n in range(25))
+    await async_write_event(Synthesize(text).event(), writer)
+    started = time.monotonic()
+    await asyncio.sleep(0.5)
+    assert await sessions_active(echo) == 1
+    while (active := await sessions_active(echo)) > 0 and time.monotonic() - started < 60:
+        await asyncio.sleep(0.5)
+    print(f"\nclient not reading: closed after {time.monotonic() - started:.1f} s (write timeout 6 s)")
+    assert active == 0
+    writer.close()
 
 
 async def test_idle_connections_and_the_connection_cap(echo: Wyoming) -> None:

@@ -121,7 +121,8 @@ class Connection(AsyncEventHandler):
                 except WyomingError as exc:
                     await self._fail(exc)
         except (ConnectionError, OSError):
-            self.close_reason = "client"  # the client vanished mid-reply
+            if self.close_reason != "timeout":
+                self.close_reason = "client"  # the client vanished mid-reply
         except Exception:
             # A bug of hark's: this connection ends with a generic error; the server goes on.
             log.exception("wyoming connection failed")
@@ -129,9 +130,11 @@ class Connection(AsyncEventHandler):
             await self._fail(WyomingError("server_error", "internal error; closing"))
         finally:
             await self.disconnect()
-            self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.wait_closed()
+            self.writer.close()  # sends what is buffered first...
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                async with asyncio.timeout(0 if self.close_reason == "timeout" else LINGER_S):
+                    await self.writer.wait_closed()
+            self.writer.transport.abort()  # ...unless the client does not read it
 
     async def _linger(self) -> None:
         """Half-close, then discard what the client is still sending (bounded in bytes and
@@ -160,7 +163,14 @@ class Connection(AsyncEventHandler):
     async def write_event(self, event: Event) -> None:
         # Partial transcripts and streamed speech are written from their own tasks.
         async with self._send_lock:
-            await super().write_event(event)
+            try:
+                async with asyncio.timeout(self._settings.idle_timeout_s):
+                    await super().write_event(event)
+            except TimeoutError:
+                # The client stopped reading: what waits to be sent is bounded by the socket's
+                # buffers; the connection is closed rather than held open.
+                self.close_reason = "timeout"
+                raise ConnectionResetError("the client stopped reading") from None
 
     async def _fail(self, error: WyomingError) -> None:
         log.info("wyoming error", extra={"code": error.code})

@@ -104,8 +104,14 @@ class WyomingServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        # The HTTP server's socket set-up: a fixed send buffer, so a client that stops reading
+        # holds little audio in the kernel and its writes time out (see hark.cli).
+        from hark.cli import listening_socket
+
+        sock = listening_socket(self._settings.host, self._settings.port)
+        sock.set_inheritable(False)
         self._server = await asyncio.start_server(
-            self._serve, self._settings.host, self._settings.port, limit=self._settings.max_event_bytes
+            self._serve, sock=sock, limit=self._settings.max_event_bytes
         )
         log.info("wyoming listening", extra={"host": self._settings.host, "port": self.port})
         if self._settings.zeroconf:
