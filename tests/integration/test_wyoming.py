@@ -142,7 +142,7 @@ async def test_transcribe_espeak_speech(echo: Wyoming) -> None:
     rate = 16_000
     pcm = speak(QUESTION, rate=rate) + silence(300, rate)
     async with echo.client() as client:
-        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(Transcribe(language="en-US").event())
         await client.write_event(AudioStart(rate, 2, 1).event())
         await send_audio(client, pcm, rate)
         sent = time.perf_counter()

@@ -188,9 +188,10 @@ class Connection(AsyncEventHandler):
         elif Ping.is_type(kind):
             await self.write_event(Pong(text=data.get("text")).event())
         elif Transcribe.is_type(kind):
-            language = data.get("language")
-            if language is not None:
-                self._language = _text(data, "language", MAX_LANGUAGE_CHARS)
+            if data.get("language") is not None:
+                # Whisper knows "en", not "en-US" or "en_US" (as clients may send it).
+                language = _text(data, "language", MAX_LANGUAGE_CHARS)
+                self._language = language.replace("_", "-").split("-", 1)[0].lower() or self._language
         elif AudioStart.is_type(kind):
             await self._audio_start(data)
         elif AudioChunk.is_type(kind):
