@@ -120,6 +120,9 @@ class Connection(AsyncEventHandler):
                         break
                 except WyomingError as exc:
                     await self._fail(exc)
+                    if exc.fatal:
+                        self.close_reason = "policy"
+                        break
         except (ConnectionError, OSError):
             if self.close_reason != "timeout":
                 self.close_reason = "client"  # the client vanished mid-reply
