@@ -374,6 +374,36 @@ async def test_bad_events_get_errors_and_the_connection_goes_on(echo: Wyoming) -
         await still_serves(client)
 
 
+async def test_a_flood_of_bad_events_leaves_a_healthy_connection_served(echo: Wyoming) -> None:
+    bad = [
+        Event("launch-rockets"),
+        AudioChunk(16_000, 2, 1, bytes(320)).event(),
+        AudioStart(7_000, 2, 1).event(),
+        Event("synthesize", {"text": ["not", "text"]}),
+        SynthesizeStop().event(),
+    ]
+
+    async def flood() -> int:
+        errors = 0
+        async with echo.client() as client:
+            for i in range(100):
+                await client.write_event(bad[i % len(bad)])
+                event = await client.read_event()
+                errors += event is not None and event.type == "error"
+        return errors
+
+    rate = 16_000
+    pcm = speak(QUESTION, rate=rate)
+    started = time.perf_counter()
+    heard, *errors = await asyncio.gather(transcribe(echo, pcm, rate), *(flood() for _ in range(4)))
+    took = time.perf_counter() - started
+    print(
+        f"\n400 bad events over 4 connections: {sum(errors)} error events; healthy transcription {took:.2f} s"
+    )
+    assert errors == [100] * 4
+    assert "weather" in heard.lower()
+
+
 async def test_audio_past_the_limit_is_refused(echo: Wyoming) -> None:
     rate = 16_000
     async with echo.client() as client:
