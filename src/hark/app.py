@@ -102,10 +102,21 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         app.state.llm_status = await probe_llm(loaded, settings)
         app.state.store = store
         app.state.meetings = await MeetingService.create(settings, loaded)
+        app.state.wyoming = None
+        if settings.wyoming.enabled:
+            from hark.transports import wyoming
+
+            app.state.wyoming = wyoming.WyomingServer(
+                settings, wyoming.services(settings, loaded, app.state.metrics)
+            )
+            await app.state.wyoming.start()
         app.state.ready = True
         yield
         app.state.ready = False
-        # 1. Sessions have closed with their sockets (after the drain).
+        # 1. Sessions have closed with their sockets (after the drain); Wyoming connections
+        #    finish the request in progress and close.
+        if app.state.wyoming is not None:
+            await app.state.wyoming.stop(settings.security.drain_timeout_s)
         # 2. Meetings already stopped are processed to the end: their jobs use the engines.
         await app.state.meetings.aclose()
         # 3. The session store, then the models.

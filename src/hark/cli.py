@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         metavar="LIST",
-        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,meetings",
+        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,meetings,wyoming",
     )
     bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
     bench.add_argument("--no-docs", action="store_true", help="do not write the report")
@@ -52,6 +52,7 @@ def serve(args: argparse.Namespace) -> int:
     from hark.logs import configure_logging
     from hark.security import check_startup, install_denial_log_filter
     from hark.security.slow import http_protocol
+    from hark.transports.wyoming import check_startup as check_wyoming
 
     settings = _load(args.config)
     if args.host:
@@ -67,6 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     try:
         check_startup(settings)
+        check_wyoming(settings)
     except ConfigError as exc:
         print(f"hark: {exc}", file=sys.stderr)
         return 2

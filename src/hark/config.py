@@ -315,6 +315,42 @@ class SecuritySettings(_Section):
     """On SIGTERM, how long turns in progress may take to finish before sessions are closed."""
 
 
+class WyomingSettings(_Section):
+    """The Wyoming server for Home Assistant (docs/wyoming.md). The protocol carries no
+    credentials, so beyond loopback hark serves only the addresses in ``allowed_clients``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(10700, ge=1, le=65535)
+    allowed_clients: list[str] = Field(default_factory=list, max_length=256)
+    """Client addresses or networks (``192.168.1.20``, ``10.0.0.0/24``) that may connect; required
+    when ``host`` is not loopback. Empty on loopback: local clients only."""
+    zeroconf: bool = False
+    """Announce ``_wyoming._tcp.local.`` so Home Assistant discovers hark (needs ``hark[zeroconf]``)."""
+    zeroconf_name: str | None = Field(None, max_length=63)
+    max_connections: int = Field(16, ge=1, le=10_000)
+    max_event_bytes: int = Field(1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    """Largest header line, data or payload of one event; a bigger one closes the connection."""
+    max_audio_s: float = Field(60.0, gt=0.0, le=3600.0)
+    """Longest audio accepted for one transcription."""
+    max_text_chars: int = Field(4096, ge=1, le=1_000_000)
+    """Longest text accepted for one synthesis (streamed or not) or one handled transcript."""
+    idle_timeout_s: float = Field(60.0, gt=0.0, le=86_400.0)
+    """A connection that sends nothing for this long is closed."""
+
+    @field_validator("allowed_clients")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry[:64]!r} is not an IP address or network") from None
+        return value
+
+
 class RedisSettings(_Section):
     url: SecretStr | None = None
     """redis://host:6379/0 — session state, history and rate limits shared across instances;
@@ -399,6 +435,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = WorkerSettings()
     security: SecuritySettings = SecuritySettings()
     redis: RedisSettings = RedisSettings()
+    wyoming: WyomingSettings = WyomingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod

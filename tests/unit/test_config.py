@@ -376,6 +376,7 @@ def test_masked_is_plain_data() -> None:
         "tts",
         "vad",
         "workers",
+        "wyoming",
     ]
     assert masked["server"] == {
         "host": "127.0.0.1",

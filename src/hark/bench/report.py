@@ -385,8 +385,11 @@ def speed_work(existing: str) -> str:
 def write_docs(result: dict[str, Any], path: Path, *, method: str, default_log: str) -> list[Path]:
     """Write ``path`` (method, machine, figures, targets) and its plots beside it; the speed-work
     log between its markers is kept from the previous version."""
+    from hark.bench.wyoming_side import kept_section
+
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
     log = speed_work(previous) or default_log.strip()
+    wyoming = kept_section(previous)  # `hark bench --only wyoming` writes it; other runs keep it
     images = plots(result, path.parent / "benchmarks")
     m = result["machine"]
     rel: Callable[[Path], str] = lambda p: os.path.relpath(p, path.parent)  # noqa: E731
@@ -426,6 +429,8 @@ minutes. Everything above the speed-work log is rewritten by each run.
 {SPEED_WORK_START}
 {log}
 {SPEED_WORK_END}
+
+{wyoming}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")

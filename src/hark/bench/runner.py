@@ -12,7 +12,7 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings")
+SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings", "wyoming")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,14 @@ def run(
             details["meetings"] = meetings.run(quick=quick, log=log)
         except Exception as exc:
             details["meetings"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "wyoming" in chosen:
+        log("8. Wyoming: hark beside wyoming-faster-whisper and wyoming-piper")
+        from hark.bench import wyoming_side
+
+        try:
+            details["wyoming"] = wyoming_side.run(log=log)
+        except Exception as exc:
+            details["wyoming"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     result: dict[str, Any] = {
         "version": __version__,
@@ -126,9 +134,14 @@ def run(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
         log(f"wrote {json_path}")
-    if docs_path is not None:
+    if docs_path is not None and chosen - {"wyoming"}:
         for path in report.write_docs(result, docs_path, method=report.METHOD, default_log=DEFAULT_LOG):
             log(f"wrote {path}")
+    if docs_path is not None and "error" not in details.get("wyoming", {"error": None}):
+        from hark.bench import wyoming_side
+
+        wyoming_side.write_section(docs_path, details["wyoming"], result["date"])
+        log(f"wrote the Wyoming section of {docs_path}")
     log("")
     log(report.table(result))
     log("")
