@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from hark import __version__
 from hark.config import Settings
 from hark.drain import Drainer
+from hark.engines.base import TTS
 from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
 from hark.meetings.service import MeetingService
@@ -33,6 +34,7 @@ from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
 from hark.transports.tts_session import TTSSession
+from hark.transports.twilio import routes as twilio
 
 log = logging.getLogger("hark.app")
 
@@ -124,6 +126,14 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.include_router(meetings_transport.router)
     app.include_router(client_secrets_router(security.tokens))
     app.state.security = security
+    if settings.twilio.enabled:
+        app.include_router(
+            twilio.router(
+                settings,
+                security,
+                lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate),
+            )
+        )
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
@@ -206,9 +216,11 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
 
 
 def make_conversation(
-    app: FastAPI, settings: Settings
+    app: FastAPI, settings: Settings, *, tts: TTS | None = None, sample_rate: int | None = None
 ) -> Callable[[Callable[[ev.Event], None]], Conversation]:
+    """``tts`` and ``sample_rate`` (audio in and out): a transport's own, e.g. the phone's 8 kHz."""
     engines: Engines = app.state.engines
+    rate = sample_rate or 24_000
     config = conversation_config(settings)
 
     tools = Toolbox.from_names(settings.conversation.tools) if settings.conversation.tools else None
@@ -217,10 +229,12 @@ def make_conversation(
         return Conversation(
             vad=engines.vad,
             stt=engines.stt,
-            tts=engines.tts,
+            tts=tts or engines.tts,
             llm=engines.llm,
             config=config,
             emit=emit,
+            input_rate=rate,
+            output_rate=rate,
             tools=tools,
         )
 

@@ -7,10 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation
+from hark.pipeline.state import ConversationState
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
@@ -313,4 +316,35 @@ async def test_a_cancelled_response_says_who_cancelled_it() -> None:
     assert h.conversation.cancel_response()
     done = await h.done()
     assert (done.status, done.reason) == ("cancelled", "client_cancelled")
+    await h.conversation.aclose()
+
+
+async def test_after_a_cancel_a_new_response_can_start() -> None:
+    h = Harness(tts=FakeTTS(ms_per_char=40))
+    await h.say()
+    async with asyncio.timeout(5):
+        while not h.of(ev.ResponseAudio):
+            await asyncio.sleep(0.01)
+    assert h.conversation.cancel_response()
+    assert h.conversation.machine.state is ConversationState.IDLE
+    await h.done()
+    h.conversation.create_response()  # a speaking state left behind would refuse this
+    async with asyncio.timeout(5):
+        while len(h.of(ev.ResponseDone)) < 2:
+            await asyncio.sleep(0.01)
+    assert h.of(ev.ResponseDone)[-1].status == "completed"
+    await h.conversation.aclose()
+
+
+async def test_say_speaks_fixed_text_without_the_llm_and_keeps_it_in_the_history() -> None:
+    h = Harness()
+    h.conversation.say("Hello! How can I help you?")
+    with pytest.raises(RuntimeError):
+        h.conversation.say("Again.")
+    done = await h.done()
+    assert (done.status, done.text) == ("completed", "Hello! How can I help you?")
+    assert h.llm is not None and h.llm.calls == []
+    assert h.of(ev.ResponseAudio)
+    assert [m.role for _, m in h.conversation.history.entries()] == ["assistant"]
+    assert h.conversation.machine.state is ConversationState.IDLE
     await h.conversation.aclose()

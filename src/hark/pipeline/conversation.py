@@ -346,6 +346,16 @@ class Conversation:
         pending = self._transcribing if self._transcribing and not self._transcribing.done() else None
         self._start_response(wait_for=pending, end_of_speech=None, detected=time.monotonic())
 
+    def say(self, text: str) -> None:
+        """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
+        paced, interruptible and cut to what was heard like any reply. Raises RuntimeError when busy."""
+        if self.responding:
+            raise RuntimeError("a response is already in progress")
+        self._set_state(ConversationState.THINKING)
+        self._response_task = asyncio.create_task(
+            self._respond(new_id("resp"), new_id("item"), None, None, time.monotonic(), fixed=text)
+        )
+
     def _start_response(
         self, *, wait_for: asyncio.Task[str | None] | None, end_of_speech: float | None, detected: float
     ) -> None:
@@ -380,6 +390,7 @@ class Conversation:
         detected: float,
         *,
         early: _Speculation | None = None,
+        fixed: str | None = None,
     ) -> None:
         user_text: str | None = None
         if early is not None:
@@ -425,7 +436,8 @@ class Conversation:
         reason: str | None = None
         try:
             context = early.context if early is not None else None
-            await responder.run(self._reply_text(user_text, context, confirmed=hold))
+            text = _once(fixed) if fixed is not None else self._reply_text(user_text, context, confirmed=hold)
+            await responder.run(text)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             status = "cancelled"
@@ -566,6 +578,8 @@ class Conversation:
             response_id, item_id, _ = self._response
             self._emit(ev.OutputCleared(response_id, item_id))
         self._cancel_response(reason="client_cancelled")
+        if self.machine.state is not ConversationState.LISTENING:
+            self._set_state(ConversationState.IDLE)  # so that a new response can start
         return True
 
     def _cancel_response(self, *, reason: str) -> None:
@@ -607,6 +621,10 @@ class Conversation:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 def echo_reply(user_text: str | None, reason: str | None) -> str:
