@@ -31,6 +31,8 @@ from hark.pipeline.turns import TurnConfig
 class FakeLLM:
     name: str = "fake-llm"
     chunks: Sequence[LLMChunk] = ("Hello", " there", ".")
+    scripts: list[Sequence[LLMChunk]] = field(default_factory=list)
+    """Chunks for the next calls, one entry per call, used before ``chunks``."""
     first_delay: float = 0.0
     chunk_delay: float = 0.0
     fail_before: EngineError | None = None
@@ -53,7 +55,8 @@ class FakeLLM:
         await asyncio.sleep(self.first_delay)
         if self.fail_before is not None:
             raise self.fail_before
-        for index, chunk in enumerate(self.chunks):
+        chunks = self.scripts.pop(0) if self.scripts else self.chunks
+        for index, chunk in enumerate(chunks):
             if self.fail_after is not None and index == self.fail_after:
                 raise EngineError("fake failure mid-stream", retryable=True, engine=self.name)
             if index:

@@ -73,10 +73,14 @@ class Recorder:
 
 
 @asynccontextmanager
-async def realtime(base_url: str, **session: Any) -> AsyncIterator[tuple[Any, Recorder]]:
+async def realtime(
+    base_url: str, *, hark_events: bool = True, **session: Any
+) -> AsyncIterator[tuple[Any, Recorder]]:
+    """``hark_events``: ask for hark's own events (state, latency, …) besides OpenAI's."""
     client = AsyncOpenAI(base_url=base_url + "/v1", api_key="none", max_retries=0)
     recorder = Recorder()
-    async with client.realtime.connect(model="hark") as conn:
+    query = {"hark_events": "1"} if hark_events else {}
+    async with client.realtime.connect(model="hark", extra_query=query) as conn:
 
         async def pump() -> None:
             try:

@@ -95,6 +95,9 @@ class PhoneCall:
     played: bytearray = field(default_factory=bytearray)
     """Reply μ-law the caller has heard."""
     close_code: int | None = None
+    close_reason: str | None = None
+    line_open: bool = True
+    """False: the line sends nothing more (a stalled socket)."""
     _buffer: list[tuple[str, bytes | str]] = field(default_factory=list)
     """("audio", μ-law) and ("mark", name) not yet played."""
     _to_say: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
@@ -161,6 +164,9 @@ class PhoneCall:
         started = time.monotonic()
         index = 0
         while True:
+            if not self.line_open:
+                await asyncio.sleep(FRAME_S)
+                continue
             try:
                 frame = self._to_say.get_nowait()
                 self._speech_times.append(time.monotonic())
@@ -224,8 +230,10 @@ class PhoneCall:
                 self._changed.set()
         except websockets.ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd is not None else 1006
+            self.close_reason = exc.rcvd.reason if exc.rcvd is not None else None
         else:
             self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason
         self._changed.set()
 
 

@@ -171,7 +171,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     @app.websocket("/v1/tts/sessions")
     async def tts_sessions(websocket: WebSocket) -> None:
         await websocket.accept()
-        await TTSSession(websocket, app.state.engines.tts).run()
+        limit = settings.security.outbound_buffer_bytes
+        await TTSSession(websocket, app.state.engines.tts, limit_bytes=limit).run()
 
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:

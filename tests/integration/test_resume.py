@@ -44,7 +44,7 @@ async def test_a_session_resumes_on_another_instance(
     two_instances: tuple[FakeChatLLM, HarkProcess, HarkProcess],
 ) -> None:
     llm, first, second = two_instances
-    async with websockets.connect(first.ws_url) as ws:
+    async with websockets.connect(first.ws_url + "&hark_events=1") as ws:
         await recv_until(ws, "session.created")
         token = (await recv_until(ws, "hark.resume_token"))["token"]
         await ws.send(
@@ -54,7 +54,7 @@ async def test_a_session_resumes_on_another_instance(
         )
         await recv_until(ws, "session.updated")
         await say(ws, "My name is Ada.")
-    async with websockets.connect(second.ws_url) as ws:
+    async with websockets.connect(second.ws_url + "&hark_events=1") as ws:
         await recv_until(ws, "session.created")
         await ws.send(json.dumps({"type": "hark.resume", "token": token}))
         updated = await recv_until(ws, "session.updated")
@@ -76,15 +76,15 @@ async def test_a_used_or_unknown_token_is_refused(
     two_instances: tuple[FakeChatLLM, HarkProcess, HarkProcess],
 ) -> None:
     _, first, second = two_instances
-    async with websockets.connect(first.ws_url) as ws:
+    async with websockets.connect(first.ws_url + "&hark_events=1") as ws:
         await recv_until(ws, "session.created")
         token = (await recv_until(ws, "hark.resume_token"))["token"]
-    async with websockets.connect(second.ws_url) as ws:
+    async with websockets.connect(second.ws_url + "&hark_events=1") as ws:
         await recv_until(ws, "session.created")
         await ws.send(json.dumps({"type": "hark.resume", "token": token, "event_id": "r1"}))
         await recv_until(ws, "hark.resumed")
     for token_value in (token, "no-such-token"):
-        async with websockets.connect(second.ws_url) as ws:
+        async with websockets.connect(second.ws_url + "&hark_events=1") as ws:
             await recv_until(ws, "session.created")
             await ws.send(json.dumps({"type": "hark.resume", "token": token_value, "event_id": "r2"}))
             error = (await recv_until(ws, "error"))["error"]
@@ -95,7 +95,7 @@ async def test_a_used_or_unknown_token_is_refused(
 
 async def test_resume_must_come_first(two_instances: tuple[FakeChatLLM, HarkProcess, HarkProcess]) -> None:
     _, first, _ = two_instances
-    async with websockets.connect(first.ws_url) as ws:
+    async with websockets.connect(first.ws_url + "&hark_events=1") as ws:
         await recv_until(ws, "session.created")
         await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime"}}))
         await ws.send(json.dumps({"type": "hark.resume", "token": "x"}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import re
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from hark.transports.twilio import mulaw, signature
 from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer
@@ -53,6 +55,8 @@ def phone_server(
         "HARK_TWILIO_GREETING": GREETING,
         "HARK_TWILIO_DTMF_GAP_MS": "600",
         "HARK_TWILIO_START_TIMEOUT_S": "2",
+        "HARK_SECURITY_MAX_SESSIONS": "3",
+        "HARK_SECURITY_IDLE_TIMEOUT_S": "3",
     }
     log = tmp_path_factory.mktemp("hark-phone") / "server.log"
     with HarkProcess(env=env, log_path=log) as server:
@@ -357,3 +361,38 @@ async def test_malformed_messages_are_ignored_and_a_hang_up_mid_reply_frees_the_
             assert time.monotonic() < deadline, metrics[-2000:]
             await asyncio.sleep(0.1)
     assert call.close_code is not None
+
+
+async def test_the_session_cap_covers_calls_and_a_stalled_line_is_closed_idle(
+    phone_server: HarkProcess,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        calls = []
+        for _ in range(3):  # security.max_sessions
+            call_sid, parameters = await answered_call(phone_server)
+            call, started = await stack.enter_async_context(
+                phone_call(stream_url(phone_server), call_sid, parameters)
+            )
+            await greeting(call, started)
+            calls.append(call)
+        # A fourth call is turned away politely by the webhook, and its socket by the guard.
+        busy = await incoming_call(phone_server.base_url, auth_token=AUTH_TOKEN, public_url=PUBLIC_URL)
+        assert busy.status_code == 200 and "<Reject" in busy.text and "<Stream" not in busy.text
+        with pytest.raises(InvalidStatus) as refusal:
+            async with websockets.connect(stream_url(phone_server)):
+                pass
+        assert refusal.value.response.status_code == 503
+        # One line stops sending (a stalled socket, not a hang-up): closed as idle.
+        await calls[0].wait_quiet(0.5)
+        calls[0].line_open = False
+        silent_at = time.monotonic()
+        while calls[0].close_code is None and time.monotonic() - silent_at < 15:
+            await asyncio.sleep(0.05)
+        idle_s = time.monotonic() - silent_at
+        print(f"\nphone: a silent line closed {idle_s:.1f} s after its last media (idle timeout 3 s)")
+        assert (calls[0].close_code, calls[0].close_reason) == (1000, "idle timeout")
+        assert 2.5 < idle_s < 6
+        # Its slot is free again.
+        call_sid, parameters = await answered_call(phone_server)
+        async with phone_call(stream_url(phone_server), call_sid, parameters) as (call, started):
+            await greeting(call, started)

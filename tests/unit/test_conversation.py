@@ -13,6 +13,7 @@ from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation
+from hark.pipeline.errors import ResponseActive
 from hark.pipeline.state import ConversationState
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
@@ -83,9 +84,11 @@ async def test_a_turn_from_speech_to_spoken_reply() -> None:
         "InputCommitted",
         "TranscriptFinal",
         "ResponseStarted",
+        "MessageStarted",
         "ResponseText",
         "ResponseText",
         "Latency",
+        "MessageDone",
         "ResponseDone",
     ]
     assert [e.state.value for e in h.of(ev.StateChanged)] == ["listening", "thinking", "speaking", "idle"]
@@ -250,9 +253,11 @@ async def test_the_reply_is_prepared_during_the_end_of_turn_silence() -> None:
         "InputCommitted",
         "TranscriptFinal",
         "ResponseStarted",
+        "MessageStarted",
         "ResponseText",
         "ResponseText",
         "Latency",
+        "MessageDone",
         "ResponseDone",
     ]
     assert [(m.role, m.content) for m in h.llm.calls[0]] == [
@@ -339,7 +344,7 @@ async def test_after_a_cancel_a_new_response_can_start() -> None:
 async def test_say_speaks_fixed_text_without_the_llm_and_keeps_it_in_the_history() -> None:
     h = Harness()
     h.conversation.say("Hello! How can I help you?")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ResponseActive):
         h.conversation.say("Again.")
     done = await h.done()
     assert (done.status, done.text) == ("completed", "Hello! How can I help you?")

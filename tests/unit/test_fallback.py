@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
 
 from hark.config import FallbackSettings, ProviderConfig
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall, ToolSpec
 from hark.engines.fallback import CircuitBreaker, FallbackLLM, FallbackSTT, FallbackTTS
 from hark.errors import EngineError, EngineUnavailable
+from hark.pipeline.thinking import Thought, think
+from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
 FAST = FallbackSettings(
@@ -219,3 +224,89 @@ async def test_check_reports_unreachable_chain() -> None:
         await chain.check()
     chain.providers[1].engine.healthy = True  # type: ignore[attr-defined]
     await chain.check()
+
+
+# -- tool calls through a chain: offered to the provider, never run twice ----------------------
+
+
+@dataclass
+class CallThenFail:
+    """Asks for a tool and then fails mid-stream (call 1); answers normally later."""
+
+    name: str = "flaky"
+    calls: list[LLMOptions | None] = field(default_factory=list)
+
+    async def stream(self, messages: Any, options: LLMOptions | None = None) -> AsyncIterator[LLMChunk]:
+        self.calls.append(options)
+        if len(self.calls) == 1:
+            yield ToolCall("call_1", "count", "{}")
+            raise EngineError("connection reset", retryable=True, engine=self.name)
+        raise EngineError("still down", retryable=True, engine=self.name)
+
+    async def check(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def counting_toolbox() -> tuple[Toolbox, list[dict[str, Any]]]:
+    runs: list[dict[str, Any]] = []
+
+    async def count(args: dict[str, Any]) -> str:
+        runs.append(args)
+        return str(len(runs))
+
+    spec = ToolSpec("count", "Counts its calls.", {"type": "object", "properties": {}})
+    return Toolbox([Tool(spec, count)]), runs
+
+
+async def test_tools_and_tool_choice_reach_the_provider() -> None:
+    a = FakeLLM(name="a")
+    chain = FallbackLLM([(cfg("a"), a)], FAST)
+    spec = ToolSpec("get_weather", "", {"type": "object"})
+    await collect(chain.stream([], LLMOptions(tools=(spec,), tool_choice="get_weather")))
+    assert a.options == [LLMOptions(tools=(spec,), tool_choice="get_weather")]
+
+
+async def test_a_tool_call_delivered_before_a_failure_is_never_run_or_replayed() -> None:
+    flaky, other = CallThenFail(), FakeLLM(name="other", scripts=[(ToolCall("call_2", "count", "{}"),)])
+    chain = FallbackLLM([(cfg("flaky"), flaky), (cfg("other"), other)], FAST)
+    toolbox, runs = counting_toolbox()
+    errors: list[str] = []
+    thought = Thought([ChatMessage("user", "count")])
+    words = await collect(think(chain, toolbox, thought, user_text="count", on_unavailable=errors.append))
+    assert runs == [], "the call came from a stream that failed: not run"
+    assert other.calls == [], "nor asked again of the next provider"
+    assert words == ["Echo mode: the language model failed to answer. You said: count"] and errors
+
+
+@dataclass
+class CallThenDown:
+    """Asks for a tool (call 1), then fails before its first token."""
+
+    name: str = "first"
+    calls: int = 0
+
+    async def stream(self, messages: Any, options: LLMOptions | None = None) -> AsyncIterator[LLMChunk]:
+        self.calls += 1
+        if self.calls > 1:
+            raise EngineError("down", retryable=False, engine=self.name)
+        yield ToolCall("call_1", "count", "{}")
+
+    async def check(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_tool_runs_once_when_the_next_round_falls_back() -> None:
+    first, second = CallThenDown(), FakeLLM(name="second", chunks=("Counted.",))
+    chain = FallbackLLM([(cfg("first"), first), (cfg("second"), second)], FAST)
+    toolbox, runs = counting_toolbox()
+    thought = Thought([ChatMessage("user", "count")])
+    words = await collect(think(chain, toolbox, thought, user_text="count", on_unavailable=print))
+    assert words == ["Counted."]
+    assert runs == [{}], "round 1's call ran once; round 2 fell back without running it again"
+    assert second.calls[0][-1] == ChatMessage("tool", "1", tool_call_id="call_1")

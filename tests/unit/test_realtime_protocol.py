@@ -61,6 +61,8 @@ def test_known_types() -> None:
                 "output_audio_buffer.clear",
                 "conversation.item.truncate",
                 "conversation.item.create",
+                "conversation.item.retrieve",
+                "conversation.item.delete",
                 "hark.resume",
             }
         )
@@ -121,6 +123,7 @@ def test_session_update_fields() -> None:
                     "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"},
                 },
                 "tools": [],
+                "tracing": "auto",
             },
         }
     )
@@ -140,8 +143,9 @@ def test_session_update_fields() -> None:
         False,
     )
     assert session.audio.output.voice == "alloy"
+    assert session.tools == []
     # Unknown fields are tolerated (extra="allow").
-    assert session.model_extra == {"tools": []}
+    assert session.model_extra == {"tracing": "auto"}
 
 
 def test_session_update_defaults_and_null_turn_detection() -> None:

@@ -177,9 +177,11 @@ async def test_released_reply_reports_like_any_other() -> None:
         "InputCommitted",
         "TranscriptFinal",
         "ResponseStarted",
+        "MessageStarted",
         "ResponseText",
         "ResponseText",
         "Latency",
+        "MessageDone",
         "ResponseDone",
     ]
     assert h.states() == ["listening", "thinking", "speaking", "idle"]

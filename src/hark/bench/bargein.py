@@ -114,7 +114,9 @@ def run(*, turns: int, sessions: int = 2, log: Any = print) -> dict[str, Any]:
     env = scripted_env(tts_ms_per_char=60.0)
     log(f"  {turns} interruptions, {sessions} sessions")
     with hark_server(env) as server:
-        results = asyncio.run(_drive(server.ws_base + "/v1/realtime?model=hark", turns, sessions))
+        results = asyncio.run(
+            _drive(server.ws_base + "/v1/realtime?model=hark&hark_events=1", turns, sessions)
+        )
     ok = [r for r in results if r["ok"]]
     keys = ("bargein_ms", "stop_signal_ms", "cancelled_ms", "vad_ms", "framework_ms")
     return {

@@ -141,7 +141,9 @@ def run(
         try:
             with server:
                 turns_out = (
-                    asyncio.run(_v2v(server.ws_base + "/v1/realtime?model=hark", turns)) if turns else []
+                    asyncio.run(_v2v(server.ws_base + "/v1/realtime?model=hark&hark_events=1", turns))
+                    if turns
+                    else []
                 )
                 if result["speech"] is None and speech_reps:
                     result["speech"] = _speech(server.base_url, speech_reps)

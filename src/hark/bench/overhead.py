@@ -21,7 +21,7 @@ from hark.bench.fakes import Script, scripted_first_audio_ms
 from hark.bench.server import ServerProcess, hark_server, scripted_env
 
 TURN_TIMEOUT_S = 20.0
-HARK_BINARY_PATH = "/v1/realtime?model=hark&audio=binary"
+HARK_BINARY_PATH = "/v1/realtime?model=hark&audio=binary&hark_events=1"
 """hark's Realtime endpoint with raw PCM both ways: the wire format Pipecat is driven with."""
 
 

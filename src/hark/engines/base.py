@@ -66,11 +66,20 @@ class ChatMessage:
     """On a tool message: which call this is the result of."""
 
 
+ToolChoice = str
+"""``auto`` (the model decides), ``none`` (no call), ``required`` (some call), or the name of the
+one tool that must be called."""
+
+TOOL_CHOICE_MODES = ("auto", "none", "required")
+
+
 @dataclass(frozen=True, slots=True)
 class LLMOptions:
     """Per-request options; engines map them onto their own API."""
 
     tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    """Only meaningful with ``tools``; see ``ToolChoice``."""
     json_schema: dict[str, Any] | None = None
     """Ask for JSON matching this schema (engines use native structured output where they have it)."""
     temperature: float | None = None

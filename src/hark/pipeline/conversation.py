@@ -16,20 +16,32 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall, Transcript
-from hark.errors import EngineError, EngineUnavailable
+from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, ToolCall, Transcript
+from hark.errors import EngineError
 from hark.pipeline import events as ev
+from hark.pipeline.errors import (
+    CommitTooShort,
+    InvalidValue,
+    NoActiveResponse,
+    ResponseActive,
+    UnknownCall,
+    UnknownItem,
+)
 from hark.pipeline.history import History
+from hark.pipeline.items import Item, ItemLog
 from hark.pipeline.listener import Listener, TurnBoundary
-from hark.pipeline.responder import Responder
+from hark.pipeline.options import ResolvedOptions, ResponseOptions, as_message, resolve
+from hark.pipeline.responder import Responder, TextReply
 from hark.pipeline.state import ConversationState, StateMachine
+from hark.pipeline.thinking import MAX_TOOL_ROUNDS, Thought, echo_reply, think
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig, TurnEvent
+
+__all__ = ["MAX_TOOL_ROUNDS", "Conversation", "ConversationConfig", "LLMStatus", "echo_reply", "new_id"]
 
 log = logging.getLogger("hark.conversation")
 
 MIN_COMMIT_MS = 100
-MAX_TOOL_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +121,10 @@ class Conversation:
         self.interrupt = True
         """Whether the user's speech cuts off the reply being spoken (barge-in)."""
         self.instructions: str | None = None
+        self.defaults = ResponseOptions()
+        """The session's reply settings (tools, output, …); a response.create may override them."""
+        self.items = ItemLog()
         self._item_id: str | None = None
-        self._last_item_id: str | None = None
         self._speech_start_ms = 0
         self._partial_task: asyncio.Task[None] | None = None
         self._speculative: _Speculation | None = None
@@ -120,8 +134,8 @@ class Conversation:
         self._response_task: asyncio.Task[None] | None = None
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
         """Why a response task was cancelled, for its response.done (read by the task itself)."""
-        self._response: tuple[str, str, Responder] | None = None
-        self._replies: dict[str, Responder] = {}
+        self._response: tuple[str, str, Responder | TextReply] | None = None
+        self._replies: dict[str, Responder | TextReply] = {}
 
     # -- input ---------------------------------------------------------------------------
 
@@ -135,6 +149,36 @@ class Conversation:
         if enabled != self.listener.vad_enabled:
             self.listener.reset()
             self.listener.vad_enabled = enabled
+
+    def configure_turns(
+        self,
+        turn: TurnConfig | None,
+        *,
+        prefix_ms: int = 300,
+        create_response: bool = True,
+        interrupt_response: bool = True,
+    ) -> None:
+        """Server turn detection with these settings, or (``turn`` None) the client commits turns."""
+        self.set_turn_detection(turn is not None)
+        self.auto_respond = turn is None or create_response
+        self.interrupt = turn is None or interrupt_response
+        if turn is not None:
+            self.listener.configure(turn, prefix_ms=prefix_ms)
+
+    def configure(self, options: ResponseOptions) -> None:
+        """session.update: the fields set in ``options`` become the session's reply settings."""
+        if options.instructions is not None:
+            self.instructions = options.instructions
+        self.defaults = self.defaults.merged(options)
+
+    def restore(self, entries: list[tuple[str, ChatMessage]], instructions: str | None) -> None:
+        """A resumed session's history and instructions."""
+        self.history.clear()
+        self.items = ItemLog()
+        for item_id, message in entries:
+            self.history.add_message(item_id, message)
+            self.items.add(Item(item_id, "message", role=message.role, text=message.content))  # type: ignore[arg-type]
+        self.instructions = instructions
 
     async def push_audio(self, pcm: bytes) -> None:
         for boundary in await self.listener.push(pcm):
@@ -212,8 +256,7 @@ class Conversation:
             return False  # e.g. an earlier turn's words came in after the LLM was asked
         detected = time.monotonic()
         self._accept_input(item_id)
-        self._emit(ev.TranscriptFinal(item_id, text))
-        self.history.add(item_id, "user", text)
+        self._transcript_in(item_id, text)
         self._transcribing = None
         self._set_state(ConversationState.THINKING)
         self._response_task = reply
@@ -221,9 +264,9 @@ class Conversation:
         return True
 
     def commit(self) -> str:
-        """Commit what was appended (client-side turn detection). Raises ValueError when empty."""
+        """Commit what was appended (client-side turn detection). Raises CommitTooShort."""
         if self.listener.utterance_ms() < MIN_COMMIT_MS:
-            raise ValueError(f"buffer too small: commit needs at least {MIN_COMMIT_MS} ms of audio")
+            raise CommitTooShort(f"buffer too small: commit needs at least {MIN_COMMIT_MS} ms of audio")
         item_id = self._item_id or new_id("item")
         self._item_id = None
         self._cancel_speculative()  # the commit, not a pause, ends the turn
@@ -243,8 +286,8 @@ class Conversation:
     def _accept_input(self, item_id: str) -> Float32Array:
         audio = self.listener.take_utterance()
         self._cancel_partial()
-        self._emit(ev.InputCommitted(item_id, self._last_item_id))
-        self._last_item_id = item_id
+        previous = self.items.add(Item(item_id, "message", role="user", audio=True, text=None))
+        self._emit(ev.InputCommitted(item_id, previous))
         return audio
 
     def _commit(
@@ -318,10 +361,16 @@ class Conversation:
             self._emit(ev.TranscriptFailed(item_id, str(exc)))
             return None
         text = transcript.text.strip()
+        self._transcript_in(item_id, text)
+        return text
+
+    def _transcript_in(self, item_id: str, text: str) -> None:
         self._emit(ev.TranscriptFinal(item_id, text))
+        if item_id not in self.items:
+            return  # deleted by the client meanwhile
+        self.items.update(self.items.get(item_id).with_(text=text))
         if text:
             self.history.add(item_id, "user", text)
-        return text
 
     # -- responses -----------------------------------------------------------------------
 
@@ -335,36 +384,67 @@ class Conversation:
     def responding(self) -> bool:
         return self._response_task is not None and not self._response_task.done()
 
-    def create_response(self) -> None:
-        """Answer the conversation so far (response.create). Raises RuntimeError when busy."""
+    def create_response(self, options: ResponseOptions | None = None) -> str:
+        """Answer the conversation so far (response.create), with ``options`` for this response
+        only. Returns the response id. Raises ResponseActive when busy, UnknownItem when an
+        out-of-band ``input`` names an item that is not in the conversation."""
         if self.responding:
-            raise RuntimeError("a response is already in progress")
+            raise ResponseActive("a response is already in progress")
+        context = self._context_of(options)
         if self._speculative is not None and self._speculative.reply is not None:
             self._speculative.reply.cancel()  # the client's response replaces the held one
             self._speculative.reply = None
         self._set_state(ConversationState.THINKING)
         pending = self._transcribing if self._transcribing and not self._transcribing.done() else None
-        self._start_response(wait_for=pending, end_of_speech=None, detected=time.monotonic())
-
-    def say(self, text: str) -> None:
-        """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
-        paced, interruptible and cut to what was heard like any reply. Raises RuntimeError when busy."""
-        if self.responding:
-            raise RuntimeError("a response is already in progress")
-        self._set_state(ConversationState.THINKING)
-        self._response_task = asyncio.create_task(
-            self._respond(new_id("resp"), new_id("item"), None, None, time.monotonic(), fixed=text)
+        resolved = resolve(self.defaults, self.instructions, options, context)
+        return self._start_response(
+            wait_for=pending, end_of_speech=None, detected=time.monotonic(), options=resolved
         )
 
+    def _context_of(self, options: ResponseOptions | None) -> list[ChatMessage] | None:
+        """The messages an out-of-band response with ``input`` answers (None: the history)."""
+        if options is None or options.input is None:
+            return None
+        messages = []
+        for entry in options.input:
+            item = self.items.get(entry) if isinstance(entry, str) else entry
+            if (message := as_message(item)) is not None:
+                messages.append(message)
+        instructions = options.instructions if options.instructions is not None else self.instructions
+        return self.history.framed(instructions, messages)
+
+    def say(self, text: str) -> str:
+        """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
+        paced, interruptible and cut to what was heard like any reply. Returns the response id.
+        Raises ResponseActive when busy."""
+        if self.responding:
+            raise ResponseActive("a response is already in progress")
+        self._set_state(ConversationState.THINKING)
+        response_id = new_id("resp")
+        options = resolve(self.defaults, self.instructions, None)
+        self._response_task = asyncio.create_task(
+            self._respond(
+                response_id, new_id("item"), None, None, time.monotonic(), options=options, fixed=text
+            )
+        )
+        return response_id
+
     def _start_response(
-        self, *, wait_for: asyncio.Task[str | None] | None, end_of_speech: float | None, detected: float
-    ) -> None:
+        self,
+        *,
+        wait_for: asyncio.Task[str | None] | None,
+        end_of_speech: float | None,
+        detected: float,
+        options: ResolvedOptions | None = None,
+    ) -> str:
         self._cancel_response(reason="turn_detected")  # a new turn replaces the reply in progress
         response_id = new_id("resp")
         item_id = new_id("item")
+        options = options or resolve(self.defaults, self.instructions, None)
         self._response_task = asyncio.create_task(
-            self._respond(response_id, item_id, wait_for, end_of_speech, detected)
+            self._respond(response_id, item_id, wait_for, end_of_speech, detected, options=options)
         )
+        return response_id
 
     async def _respond_early(self, speculation: _Speculation) -> None:
         """The held reply: waits for the speculative transcript, then prepares the answer to it.
@@ -379,7 +459,10 @@ class Conversation:
             return
         speculation.text = text
         speculation.context = self.history.messages(self.instructions, pending_user=text)
-        await self._respond(new_id("resp"), new_id("item"), None, None, time.monotonic(), early=speculation)
+        options = resolve(self.defaults, self.instructions, None, speculation.context)
+        await self._respond(
+            new_id("resp"), new_id("item"), None, None, time.monotonic(), options=options, early=speculation
+        )
 
     async def _respond(
         self,
@@ -389,6 +472,7 @@ class Conversation:
         end_of_speech: float | None,
         detected: float,
         *,
+        options: ResolvedOptions,
         early: _Speculation | None = None,
         fixed: str | None = None,
     ) -> None:
@@ -406,25 +490,42 @@ class Conversation:
         transcribed = time.monotonic()
         mode: Literal["llm", "echo"] = "llm" if self._llm is not None else "echo"
         hold = asyncio.Event() if early is not None else None
-        responder = Responder(
-            self._tts,
-            output_rate=self.output_rate,
-            chunk_ms=self.config.output_chunk_ms,
-            lead_ms=self.config.output_lead_ms,
-            on_text=lambda delta: self._emit(ev.ResponseText(response_id, item_id, delta)),
-            on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
-            hold=hold,
-        )
+        message_open = False
+
+        def on_text(delta: str) -> None:
+            nonlocal message_open
+            if not message_open:
+                message_open = True
+                self._open_message(response_id, item_id, options)
+            self._emit(ev.ResponseText(response_id, item_id, delta, options.output))
+
+        reply: Responder | TextReply
+        if options.output == "text":
+            reply = TextReply(on_text=on_text)
+        else:
+            reply = Responder(
+                self._tts,
+                output_rate=self.output_rate,
+                chunk_ms=self.config.output_chunk_ms,
+                lead_ms=self.config.output_lead_ms,
+                on_text=on_text,
+                on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
+                hold=hold,
+            )
         opened = False
 
         def open_response(speech_end: float | None, turn_detected: float) -> None:
             nonlocal opened, end_of_speech, detected
             end_of_speech, detected, opened = speech_end, turn_detected, True
-            self._response = (response_id, item_id, responder)
-            self._replies[item_id] = responder
+            self._response = (response_id, item_id, reply)
+            self._replies[item_id] = reply
             while len(self._replies) > 8:
                 self._replies.pop(next(iter(self._replies)))
-            self._emit(ev.ResponseStarted(response_id, item_id, mode))
+            self._emit(
+                ev.ResponseStarted(
+                    response_id, item_id, mode, options.output, options.metadata, options.in_conversation
+                )
+            )
             if hold is not None:
                 hold.set()
 
@@ -434,10 +535,24 @@ class Conversation:
             early.release = open_response
         status: Literal["completed", "cancelled", "failed"] = "completed"
         reason: str | None = None
+        messages = (
+            options.context if options.context is not None else self.history.messages(options.instructions)
+        )
+        thought = Thought(messages, options.tools, options.tool_choice, options.max_output_tokens)
         try:
-            context = early.context if early is not None else None
-            text = _once(fixed) if fixed is not None else self._reply_text(user_text, context, confirmed=hold)
-            await responder.run(text)
+            source = (
+                _once(fixed)
+                if fixed is not None
+                else think(
+                    self._llm,
+                    self._tools,
+                    thought,
+                    user_text=user_text or self.history.last_user_text(),
+                    on_unavailable=lambda m: self._emit(ev.ConversationError("llm_unavailable", m)),
+                    confirmed=hold,
+                )
+            )
+            await reply.run(source)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             status = "cancelled"
@@ -450,89 +565,119 @@ class Conversation:
         finally:
             # A held reply never released leaves no trace: nothing was said, nothing is reported.
             if opened:
-                self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
-                self._finish_response(response_id, item_id, responder, status, reason)
+                self._report_latency(response_id, reply, end_of_speech, detected, transcribed)
+                calls = thought.client_calls if status == "completed" else []
+                self._finish_response(
+                    response_id, item_id, reply, status, reason, options, message_open, calls
+                )
+
+    def _open_message(self, response_id: str, item_id: str, options: ResolvedOptions) -> None:
+        previous = None
+        if options.in_conversation:
+            previous = self.items.add(
+                Item(
+                    item_id,
+                    "message",
+                    role="assistant",
+                    audio=options.output == "audio",
+                    status="in_progress",
+                )
+            )
+        self._emit(ev.MessageStarted(response_id, item_id, previous, options.output, options.in_conversation))
 
     def _finish_response(
         self,
         response_id: str,
         item_id: str,
-        responder: Responder,
+        reply: Responder | TextReply,
         status: Literal["completed", "cancelled", "failed"],
         reason: str | None,
+        options: ResolvedOptions,
+        message_open: bool,
+        calls: list[ToolCall],
     ) -> None:
         self._response = None
-        heard = responder.full_text() if status == "completed" else responder.heard()
-        if heard:
-            self.history.add(item_id, "assistant", heard)
-        self._emit(ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason))
+        keep = options.in_conversation
+        heard = reply.full_text() if status == "completed" else reply.heard()
+        output: list[Item] = []
+        if message_open:
+            item = Item(
+                item_id,
+                "message",
+                role="assistant",
+                text=heard,
+                audio=options.output == "audio",
+                status="completed" if status == "completed" else "incomplete",
+            )
+            if keep and item_id in self.items:
+                self.items.update(item)
+                if heard:
+                    self.history.add(item_id, "assistant", heard)
+            output.append(item)
+            self._emit(ev.MessageDone(response_id, item, options.output, keep))
+        for call in calls:
+            item = Item(
+                new_id("item"), "function_call", call_id=call.id, name=call.name, arguments=call.arguments
+            )
+            previous = None
+            if keep:
+                previous = self.items.add(item)
+                self.history.add_message(item.id, ChatMessage("assistant", "", tool_calls=(call,)))
+            self._emit(ev.FunctionCalled(response_id, item, len(output), previous, keep))
+            output.append(item)
+        audio_ms = int(reply.clock.sent_ms)
+        self._emit(
+            ev.ResponseDone(
+                response_id,
+                item_id,
+                status,
+                heard,
+                audio_ms,
+                reason,
+                options.output,
+                options.metadata,
+                tuple(output),
+                keep,
+            )
+        )
         if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)
-
-    async def _reply_text(
-        self,
-        user_text: str | None,
-        messages: list[ChatMessage] | None = None,
-        *,
-        confirmed: asyncio.Event | None = None,
-    ) -> AsyncIterator[str]:
-        """The LLM's reply; the labelled echo when no LLM is configured or it cannot be reached
-        before its first word. A failure after the first word ends the turn (never replayed).
-
-        ``messages``: what to send the LLM; by default the history as it is now.
-        ``confirmed``: set once a held reply may act; until then it runs no tools (they may have
-        effects) and reports nothing."""
-        if user_text is None:
-            user_text = self.history.last_user_text()
-        if self._llm is None:
-            yield echo_reply(user_text, None)
-            return
-        if messages is None:
-            messages = self.history.messages(self.instructions)
-        tools = self._tools.specs if self._tools is not None else ()
-        started = False
-        try:
-            for round_ in range(MAX_TOOL_ROUNDS + 1):
-                # The last round offers no tools, so the LLM has to answer in words.
-                options = LLMOptions(tools=tools if round_ < MAX_TOOL_ROUNDS else ())
-                text: list[str] = []
-                calls: list[ToolCall] = []
-                async for chunk in self._llm.stream(messages, options):
-                    if isinstance(chunk, ToolCall):
-                        calls.append(chunk)
-                        continue
-                    started = True
-                    text.append(chunk)
-                    yield chunk
-                if not calls or self._tools is None:
-                    return
-                # Words already spoken stay said; each call runs once and the LLM goes on from there.
-                messages = [*messages, ChatMessage("assistant", "".join(text), tool_calls=tuple(calls))]
-                if confirmed is not None:
-                    await confirmed.wait()
-                for call in calls:
-                    log.info("tool call", extra={"tool": call.name})
-                    result = await self._tools.run(call)
-                    messages.append(ChatMessage("tool", result, tool_call_id=call.id))
-        except EngineError as exc:
-            if started:
-                raise
-            if confirmed is not None:
-                await confirmed.wait()
-            log.warning("LLM unavailable, answering in echo mode", extra={"engine": exc.engine})
-            self._emit(ev.ConversationError("llm_unavailable", f"no language model answered: {exc}"))
-            reason = "unreachable" if isinstance(exc, EngineUnavailable) else "failed"
-            yield echo_reply(user_text, reason)
 
     def _on_reply_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
         if self.machine.state is ConversationState.THINKING:
             self._set_state(ConversationState.SPEAKING)
         self._emit(ev.ResponseAudio(response_id, item_id, pcm))
 
+    # -- items the client adds, reads and deletes ----------------------------------------
+
+    def add_item(self, item: Item, *, after: str | None = None) -> Item:
+        """conversation.item.create. Raises DuplicateItem, UnknownItem (``after``) or UnknownCall
+        (an output for a call this conversation does not know)."""
+        if item.type == "function_call_output" and self.items.find_call(item.call_id or "") is None:
+            raise UnknownCall(
+                f"no function call with call_id {str(item.call_id)[:64]!r} in this conversation"
+            )
+        previous = self.items.add(item, after=after)
+        if (message := as_message(item)) is not None:
+            self.history.add_message(item.id, message, after=after)
+        self._emit(ev.ItemAdded(item, previous))
+        return item
+
+    def get_item(self, item_id: str) -> Item:
+        """conversation.item.retrieve; raises UnknownItem."""
+        return self.items.get(item_id)
+
+    def delete_item(self, item_id: str) -> None:
+        """conversation.item.delete: gone from the record and from what the LLM is sent."""
+        self.items.remove(item_id)
+        self.history.remove(item_id)
+        self._replies.pop(item_id, None)
+        self._emit(ev.ItemDeleted(item_id))
+
     def _report_latency(
         self,
         response_id: str,
-        responder: Responder,
+        responder: Responder | TextReply,
         end_of_speech: float | None,
         detected: float,
         transcribed: float,
@@ -570,9 +715,11 @@ class Conversation:
             self._emit(ev.OutputCleared(response_id, item_id))
         self._cancel_response(reason="turn_detected")
 
-    def cancel_response(self) -> bool:
-        """response.cancel; False when nothing was in progress."""
+    def cancel_response(self, *, strict: bool = False) -> bool:
+        """response.cancel; False when nothing was in progress (``strict``: NoActiveResponse)."""
         if not self.responding:
+            if strict:
+                raise NoActiveResponse("no response in progress")
             return False
         if self._response is not None:
             response_id, item_id, _ = self._response
@@ -594,14 +741,17 @@ class Conversation:
         """The client played only ``audio_end_ms`` of an assistant item: keep only those words."""
         responder = self._replies.get(item_id)
         if responder is None:
-            raise KeyError(item_id)
+            raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
         if audio_end_ms > responder.clock.sent_ms + 1:
-            raise ValueError(
-                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms"
+            raise InvalidValue(
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms",
+                param="audio_end_ms",
             )
         heard = responder.heard(float(audio_end_ms))
         if not self.history.replace(item_id, heard) and heard:
             self.history.add(item_id, "assistant", heard)
+        if item_id in self.items:
+            self.items.update(self.items.get(item_id).with_(text=heard, status="incomplete"))
         self._emit(ev.ItemTruncated(item_id, audio_end_ms))
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -625,14 +775,3 @@ class Conversation:
 
 async def _once(text: str) -> AsyncIterator[str]:
     yield text
-
-
-def echo_reply(user_text: str | None, reason: str | None) -> str:
-    heard = (user_text or "").strip()
-    if reason == "unreachable":
-        lead = "Echo mode: I cannot reach the language model right now."
-    elif reason == "failed":
-        lead = "Echo mode: the language model failed to answer."
-    else:
-        lead = "Echo mode."
-    return f"{lead} You said: {heard}" if heard else f"{lead} I did not catch any words."

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hark.pipeline.items import Item
 from hark.pipeline.state import ConversationState
+
+Output = Literal["audio", "text"]
+"""How a reply is given: spoken (audio with its transcript) or written only (no TTS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,23 @@ class TranscriptFailed:
 class ResponseStarted:
     response_id: str
     item_id: str
+    """The id its message item will have, once it has words (``MessageStarted``)."""
     mode: Literal["llm", "echo"]
+    output: Output = "audio"
+    metadata: Mapping[str, str] | None = None
+    in_conversation: bool = True
+    """False for an out-of-band response: its items are not added to the conversation."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStarted:
+    """The reply's message item, opened with its first words."""
+
+    response_id: str
+    item_id: str
+    previous_item_id: str | None
+    output: Output = "audio"
+    in_conversation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +88,7 @@ class ResponseText:
     response_id: str
     item_id: str
     delta: str
+    output: Output = "audio"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,46 @@ class ResponseDone:
     """What the user heard (all of it when completed)."""
     audio_ms: int
     reason: str | None = None
+    output: Output = "audio"
+    metadata: Mapping[str, str] | None = None
+    items: tuple[Item, ...] = ()
+    """The response's output items, in order (its message, if it said anything, then calls)."""
+    in_conversation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDone:
+    """The reply's message item is complete (sent before its response's ``ResponseDone``)."""
+
+    response_id: str
+    item: Item
+    output: Output = "audio"
+    in_conversation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCalled:
+    """The LLM called a client-defined function: an output item of the response. The client
+    runs it and answers with a ``function_call_output`` item; hark does not go on by itself."""
+
+    response_id: str
+    item: Item
+    output_index: int
+    previous_item_id: str | None
+    in_conversation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    """An item the client created (conversation.item.create), now in the conversation."""
+
+    item: Item
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDeleted:
+    item_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +190,14 @@ Event = (
     | TranscriptFinal
     | TranscriptFailed
     | ResponseStarted
+    | MessageStarted
     | ResponseText
     | ResponseAudio
+    | MessageDone
+    | FunctionCalled
     | ResponseDone
+    | ItemAdded
+    | ItemDeleted
     | OutputCleared
     | ItemTruncated
     | Latency

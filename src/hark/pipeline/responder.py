@@ -181,3 +181,29 @@ class Responder:
                 current = self.segments[-1]  # its end grows as its audio goes out
                 self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
                 self._on_audio(piece)
+
+
+class TextReply:
+    """A written reply (``output_modalities: ["text"]``): the LLM's deltas go out as they come;
+    no speech is synthesised, so everything written counts as heard."""
+
+    def __init__(self, *, on_text: Callable[[str], None]) -> None:
+        self._on_text = on_text
+        self.clock = PlaybackClock()
+        self.timings = ReplyTimings()
+        self._text: list[str] = []
+
+    def heard(self, played_ms: float | None = None) -> str:
+        return self.full_text()
+
+    def full_text(self) -> str:
+        return "".join(self._text).strip()
+
+    async def run(self, text: AsyncIterator[str]) -> None:
+        async for delta in text:
+            if not delta:
+                continue
+            if self.timings.first_text is None:
+                self.timings.first_text = time.monotonic()
+            self._text.append(delta)
+            self._on_text(delta)

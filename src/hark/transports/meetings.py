@@ -18,7 +18,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from hark.audio import PCM16Resampler
 from hark.errors import EngineError
@@ -26,6 +26,8 @@ from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.pipeline.sentences import split_sentences
 from hark.storage.recordings import StorageError
+from hark.transports.outbox import Outbox
+from hark.transports.socket import Message, SocketLink
 
 log = logging.getLogger("hark.transports.meetings")
 
@@ -137,21 +139,24 @@ class MeetingSession:
     """One WebSocket connection. The reader only parses; one worker applies start, audio and
     stop in the order they arrived, so a stop always comes after the audio sent before it."""
 
-    def __init__(self, websocket: WebSocket, service: MeetingService) -> None:
+    def __init__(
+        self, websocket: WebSocket, service: MeetingService, *, limit_bytes: int = 256 * 1024
+    ) -> None:
         self.ws = websocket
         self.service = service
         self.meeting: Meeting | None = None
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox = Outbox(limit_bytes, event_ids=False)
+        self.link = SocketLink(websocket, self.outbox)
         self._commands: asyncio.Queue[_Command] = asyncio.Queue(maxsize=MAX_QUEUED)
         self._delivery: asyncio.Task[None] | None = None
         self._connected = True
         self._warned_idle_audio = False
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write())
+        self.link.start_writing()
         worker = asyncio.create_task(self._work())
         try:
-            await self._read()
+            await self.link.serve(self._receive)
         finally:
             # 1. Audio already received still belongs to the meeting: the worker applies it,
             #    then finishes a meeting still recording (its result is stored; GET returns it).
@@ -164,62 +169,43 @@ class MeetingSession:
                 self.meeting.emit = None
             if self._delivery is not None:
                 self._delivery.cancel()
-            writer.cancel()
-            await asyncio.gather(writer, *(t for t in [self._delivery] if t), return_exceptions=True)
+            await asyncio.gather(*(t for t in [self._delivery] if t), return_exceptions=True)
+            await self.link.stopped_writing()
 
     # -- socket --------------------------------------------------------------------------
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
+        """Queue ``event`` in the bounded outbox; ``audio_of``: summary audio that a client too
+        slow to read may lose (control events past the budget close the connection instead)."""
         if self._connected:
-            self._outbox.put_nowait(event)
+            self.outbox.put(event, audio_of=audio_of)
 
-    async def _write(self) -> None:
-        while True:
-            event = await self._outbox.get()
-            try:
-                await self.ws.send_text(json.dumps(event, separators=(",", ":")))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._connected = False
-                return
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                message = await self.ws.receive()
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is not None:
-                if len(data) > MAX_FRAME_BYTES:
-                    self.send(
-                        ProtocolError(
-                            f"audio frame larger than {MAX_FRAME_BYTES} bytes", code="frame_too_large"
-                        ).event()
-                    )
-                elif len(data) % 2:
-                    self.send(
-                        ProtocolError(
-                            "PCM16 audio frames must have an even number of bytes; frame dropped",
-                            code="invalid_audio",
-                        ).event()
-                    )
-                elif data:
-                    await self._commands.put(("audio", data))
-                continue
-            text = message.get("text")
-            if text is None:
-                continue
-            try:
-                event = parse_event(text)
-            except ProtocolError as exc:
-                self.send(exc.event())
-                continue
-            if isinstance(event, StartEvent):
-                await self._commands.put(("start", event))
-            else:
-                await self._commands.put(("stop", event))
+    async def _receive(self, message: Message) -> None:
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > MAX_FRAME_BYTES:
+                error = ProtocolError(
+                    f"audio frame larger than {MAX_FRAME_BYTES} bytes", code="frame_too_large"
+                )
+                self.send(error.event())
+            elif len(data) % 2:
+                error = ProtocolError(
+                    "PCM16 audio frames must have an even number of bytes; frame dropped",
+                    code="invalid_audio",
+                )
+                self.send(error.event())
+            elif data:
+                await self._commands.put(("audio", data))
+            return
+        text = message.get("text")
+        if text is None:
+            return
+        try:
+            event = parse_event(text)
+        except ProtocolError as exc:
+            self.send(exc.event())
+            return
+        await self._commands.put(("start", event) if isinstance(event, StartEvent) else ("stop", event))
 
     # -- commands ------------------------------------------------------------------------
 
@@ -361,9 +347,11 @@ class MeetingSession:
             for sentence in split_sentences(text):
                 async for pcm in tts.synthesize(sentence):
                     if out := resampler.process(pcm):
-                        self.send({"type": "summary_audio.delta", **base, "audio": _b64(out)})
+                        self.send(
+                            {"type": "summary_audio.delta", **base, "audio": _b64(out)}, audio_of=meeting_id
+                        )
             if tail := resampler.process(b"", last=True):
-                self.send({"type": "summary_audio.delta", **base, "audio": _b64(tail)})
+                self.send({"type": "summary_audio.delta", **base, "audio": _b64(tail)}, audio_of=meeting_id)
         except EngineError as exc:
             log.warning("the summary could not be spoken", extra={"meeting": meeting_id, "error": str(exc)})
             self.send(
@@ -392,7 +380,8 @@ def _error(status: int, message: str, code: str, type: str = "invalid_request_er
 @router.websocket("/v1/meetings/stream")
 async def meeting_stream(websocket: WebSocket) -> None:
     await websocket.accept()
-    session = MeetingSession(websocket, _service(websocket))
+    service = _service(websocket)
+    session = MeetingSession(websocket, service, limit_bytes=service.settings.security.outbound_buffer_bytes)
     await session.run()
 
 

@@ -4,10 +4,12 @@ from the fields. Shapes follow the official SDK's ``openai/types/realtime``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+SAMPLE_RATE = 24_000
 MAX_EVENT_CHARS = 20 * 1024 * 1024
 MAX_DEPTH = 32
 
@@ -69,12 +71,34 @@ class SessionAudio(BaseModel):
     output: AudioOutput | None = None
 
 
+class FunctionTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = Field("", max_length=10_000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolChoiceFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64)
+
+
+ToolChoiceWire = Literal["auto", "none", "required"] | ToolChoiceFunction
+MaxTokens = Annotated[int, Field(ge=1, le=100_000)] | Literal["inf"]
+Modalities = list[Literal["audio", "text"]]
+
+
 class SessionConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["realtime"] = "realtime"
     instructions: str | None = Field(None, max_length=100_000)
-    output_modalities: list[Literal["audio", "text"]] | None = None
+    output_modalities: Modalities | None = None
     audio: SessionAudio | None = None
+    tools: list[FunctionTool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoiceWire | None = None
+    max_output_tokens: MaxTokens | None = None
 
 
 class SessionUpdate(_Event):
@@ -98,6 +122,14 @@ class InputAudioClear(_Event):
 class ResponseParams(BaseModel):
     model_config = ConfigDict(extra="allow")
     instructions: str | None = Field(None, max_length=100_000)
+    tools: list[FunctionTool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoiceWire | None = None
+    output_modalities: Modalities | None = None
+    max_output_tokens: MaxTokens | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    conversation: str | None = Field(None, max_length=256)
+    """``auto`` (the default) or ``none`` (out of band: the conversation is left as it is)."""
+    input: list[InputEntry] | None = Field(None, max_length=256)
 
 
 class ResponseCreate(_Event):
@@ -123,8 +155,15 @@ class ItemTruncate(_Event):
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["input_text", "text", "output_text"]
-    text: str = Field(max_length=100_000)
+    type: Literal["input_text", "text", "output_text", "input_audio", "audio", "output_audio"]
+    text: str | None = Field(None, max_length=100_000)
+    transcript: str | None = Field(None, max_length=100_000)
+    audio: str | None = Field(None, max_length=MAX_EVENT_CHARS)
+
+    @property
+    def words(self) -> str | None:
+        """The part as text: its text, or an audio part's transcript."""
+        return self.text if self.text is not None else self.transcript
 
 
 class MessageItem(BaseModel):
@@ -135,10 +174,66 @@ class MessageItem(BaseModel):
     content: list[ContentPart] = Field(min_length=1, max_length=64)
 
 
+class FunctionCallItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = Field(None, max_length=256)
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field("", max_length=100_000)
+
+
+class FunctionCallOutputItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = Field(None, max_length=256)
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=256)
+    output: str = Field(max_length=100_000)
+
+
+class ItemReference(BaseModel):
+    """In ``response.input``: an item of the conversation, by id."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["item_reference"]
+    id: str = Field(max_length=256)
+
+
+def _item_kind(value: Any) -> str:
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return kind if kind in _ITEM_KINDS else "message"
+
+
+_ITEM_KINDS = ("message", "function_call", "function_call_output", "item_reference")
+ClientItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    Discriminator(_item_kind),
+]
+InputEntry = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ItemReference, Tag("item_reference")],
+    Discriminator(_item_kind),
+]
+
+
 class ItemCreate(_Event):
     type: Literal["conversation.item.create"]
-    item: MessageItem
-    previous_item_id: str | None = None
+    item: ClientItem
+    previous_item_id: str | None = Field(None, max_length=256)
+
+
+class ItemRetrieve(_Event):
+    type: Literal["conversation.item.retrieve"]
+    item_id: str = Field(max_length=256)
+
+
+class ItemDelete(_Event):
+    type: Literal["conversation.item.delete"]
+    item_id: str = Field(max_length=256)
 
 
 class Resume(_Event):
@@ -147,6 +242,9 @@ class Resume(_Event):
     type: Literal["hark.resume"]
     token: str = Field(min_length=1, max_length=512)
 
+
+ResponseParams.model_rebuild()
+ResponseCreate.model_rebuild()
 
 ClientEvent = Annotated[
     SessionUpdate
@@ -158,6 +256,8 @@ ClientEvent = Annotated[
     | OutputAudioClear
     | ItemTruncate
     | ItemCreate
+    | ItemRetrieve
+    | ItemDelete
     | Resume,
     Field(discriminator="type"),
 ]
@@ -174,6 +274,8 @@ KNOWN_TYPES = frozenset(
         OutputAudioClear,
         ItemTruncate,
         ItemCreate,
+        ItemRetrieve,
+        ItemDelete,
         Resume,
     )
 )
@@ -193,7 +295,10 @@ def _depth(value: Any, limit: int) -> bool:
     return False
 
 
-def parse_client_event(text: str) -> ClientEvent:
+def parse_client_event(
+    text: str, *, dialect: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> ClientEvent:
+    """``dialect``: rewrites a decoded event into the GA shape before it is validated."""
     if len(text) > MAX_EVENT_CHARS:
         raise ProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
     try:
@@ -219,11 +324,15 @@ def parse_client_event(text: str) -> ClientEvent:
         )
     if _depth(data, MAX_DEPTH):
         raise ProtocolError(f"event nests deeper than {MAX_DEPTH} levels", event_id=event_id)
+    if dialect is not None:
+        data = dialect(data)
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"][1:]) or None
+        # The item unions' tags are not fields: item.content, not item.message.content.
+        loc = [p for p in first["loc"][1:] if p not in _ITEM_KINDS]
+        param = ".".join(str(p) for p in loc) or None
         raise ProtocolError(
             f"invalid {kind}: {param or 'event'}: {first['msg']}", event_id=event_id, param=param
         ) from None

@@ -15,18 +15,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from hark.audio import PCM16Resampler
 from hark.engines.base import TTS
 from hark.errors import EngineError
 from hark.pipeline.conversation import new_id
 from hark.pipeline.sentences import split_sentences
+from hark.transports.outbox import Outbox
+from hark.transports.socket import Message, SocketLink, close_quietly
 
 log = logging.getLogger("hark.tts_session")
 
@@ -50,56 +52,63 @@ _EVENT: TypeAdapter[Append | Close] = TypeAdapter(Append | Close)
 
 
 class TTSSession:
-    def __init__(self, websocket: WebSocket, tts: TTS) -> None:
+    def __init__(self, websocket: WebSocket, tts: TTS, *, limit_bytes: int = 256 * 1024) -> None:
         self.ws = websocket
         self.tts = tts
         self.id = new_id("tts")
         self._segments: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MAX_QUEUED_SEGMENTS)
-        self._send_lock = asyncio.Lock()
+        self.outbox = Outbox(limit_bytes, event_ids=False)
+        self.link = SocketLink(websocket, self.outbox)
+        self._ended = asyncio.Event()
+        self._reason = "disconnected"
+        self._speaker: asyncio.Task[None] | None = None
         self._counter = 0
 
     async def run(self) -> None:
-        await self._send(
+        self.link.start_writing()
+        self._send(
             {"type": "session.created", "session_id": self.id, "sample_rate": OUTPUT_RATE, "format": "pcm16"}
         )
-        speaker = asyncio.create_task(self._speak())
-        reason = "closed"
+        self._speaker = speaker = asyncio.create_task(self._speak())
         try:
-            reason = await self._read(speaker)
+            await self.link.serve(self._receive, self._ended.wait())
         finally:
-            if reason != "closed":
+            if self._reason != "closed":
                 speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError, EngineError):
                 await speaker
-            await self._send({"type": "session.closed", "reason": reason})
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.close()
+            self._send({"type": "session.closed", "reason": self._reason})
+            await self.link.flushed(time.monotonic() + 2.0)
+            await close_quietly(self.ws, 1000, "")
+            await self.link.stopped_writing()
 
-    async def _read(self, speaker: asyncio.Task[None]) -> str:
-        while True:
-            try:
-                text = await self.ws.receive_text()
-            except (WebSocketDisconnect, RuntimeError, KeyError):
-                return "disconnected"
-            try:
-                event = _EVENT.validate_json(text)
-            except ValidationError as exc:
-                await self._error("invalid_event", exc.errors()[0]["msg"], None)
-                continue
-            if isinstance(event, Append):
-                for sentence in split_sentences(event.text):
-                    if self._segments.full():
-                        await self._error(
-                            "queue_full", "too much text queued; wait for audio", event.event_id
-                        )
-                        break
-                    self._segments.put_nowait(sentence)
-            elif event.type == "session.cancel":
-                return "cancelled"
-            else:
-                await self._segments.put(None)
-                await speaker
-                return "closed"
+    def _end(self, reason: str) -> None:
+        self._reason = reason
+        self._ended.set()
+
+    async def _receive(self, message: Message) -> None:
+        text = message.get("text")
+        if text is None:
+            self._error("invalid_event", "binary frames are not accepted; send JSON events", None)
+            return
+        try:
+            event = _EVENT.validate_json(text)
+        except ValidationError as exc:
+            self._error("invalid_event", exc.errors()[0]["msg"], None)
+            return
+        if isinstance(event, Append):
+            for sentence in split_sentences(event.text):
+                if self._segments.full():
+                    self._error("queue_full", "too much text queued; wait for audio", event.event_id)
+                    break
+                self._segments.put_nowait(sentence)
+        elif event.type == "session.cancel":
+            self._end("cancelled")
+        else:
+            await self._segments.put(None)
+            if self._speaker is not None:
+                await self._speaker
+            self._end("closed")
 
     async def _speak(self) -> None:
         while (sentence := await self._segments.get()) is not None:
@@ -111,21 +120,19 @@ class TTSSession:
                     await self._audio(segment, resampler.process(pcm))
                 await self._audio(segment, resampler.process(b"", last=True))
             except EngineError as exc:
-                await self._error("engine_error", str(exc), None)
+                self._error("engine_error", str(exc), None)
                 continue
-            await self._send({"type": "segment.done", "segment": segment})
+            self._send({"type": "segment.done", "segment": segment})
 
     async def _audio(self, segment: int, pcm: bytes) -> None:
         if pcm:
-            await self._send(
-                {"type": "audio.delta", "segment": segment, "audio": base64.b64encode(pcm).decode()}
-            )
+            # The audio is what the client asked for: wait for a slow reader rather than drop it.
+            await self.outbox.room()
+            self._send({"type": "audio.delta", "segment": segment, "audio": base64.b64encode(pcm).decode()})
 
-    async def _error(self, code: str, message: str, event_id: str | None) -> None:
+    def _error(self, code: str, message: str, event_id: str | None) -> None:
         error = {"type": "invalid_request_error", "code": code, "message": message, "event_id": event_id}
-        await self._send({"type": "error", "error": error})
+        self._send({"type": "error", "error": error})
 
-    async def _send(self, event: dict[str, Any]) -> None:
-        async with self._send_lock:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.send_text(json.dumps(event))
+    def _send(self, event: dict[str, Any]) -> None:
+        self.outbox.put(event)

@@ -28,6 +28,9 @@ from hark.engines.provider_common import (
 )
 from hark.errors import EngineError
 
+# Anthropic's spelling of the portable choices; any other value names the one tool to call.
+_TOOL_CHOICE: dict[str, dict[str, str]] = {"none": {"type": "none"}, "required": {"type": "any"}}
+
 try:
     import anthropic
     import httpx2  # The SDK's transport: its errors escape the SDK once a stream is under way.
@@ -176,6 +179,10 @@ class AnthropicLLM:
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in options.tools
             ]
+            if options.tool_choice != "auto":
+                request["tool_choice"] = _TOOL_CHOICE.get(
+                    options.tool_choice, {"type": "tool", "name": options.tool_choice}
+                )
         return request
 
     async def stream(

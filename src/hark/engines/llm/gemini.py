@@ -73,6 +73,19 @@ def classify(exc: Exception, where: str, engine: str) -> EngineError:
     )
 
 
+def _tool_config(options: LLMOptions) -> types.ToolConfig:
+    """The portable tool choice as Gemini's function-calling mode (a name: that one, forced)."""
+    Mode = types.FunctionCallingConfigMode
+    if options.tool_choice in ("none", "required"):
+        mode = Mode.NONE if options.tool_choice == "none" else Mode.ANY
+        return types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode=mode))
+    return types.ToolConfig(
+        function_calling_config=types.FunctionCallingConfig(
+            mode=Mode.ANY, allowed_function_names=[options.tool_choice]
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Call:
     """What Gemini said about a call that hark's ToolCall has no field for."""
@@ -193,6 +206,7 @@ class GeminiLLM:
             temperature=self.temperature if options.temperature is None else options.temperature,
             max_output_tokens=options.max_tokens or self.max_tokens,
             tools=[types.Tool(function_declarations=declarations)] if declarations else None,
+            tool_config=_tool_config(options) if declarations and options.tool_choice != "auto" else None,
             # hark runs the tools itself: the SDK must never call anything on its own.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             # Nor reconnect behind hark's back: one request is one attempt.

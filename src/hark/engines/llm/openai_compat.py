@@ -12,7 +12,7 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall
+from hark.engines.base import TOOL_CHOICE_MODES, ChatMessage, LLMChunk, LLMOptions, ToolCall
 from hark.engines.provider_common import status_error
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 
@@ -85,6 +85,12 @@ def request_options(options: LLMOptions | None) -> dict[str, Any]:
             }
             for t in options.tools
         ]
+        if options.tool_choice != "auto":
+            extra["tool_choice"] = (
+                options.tool_choice
+                if options.tool_choice in TOOL_CHOICE_MODES
+                else {"type": "function", "function": {"name": options.tool_choice}}
+            )
     if options.json_schema is not None:
         extra["response_format"] = {
             "type": "json_schema",

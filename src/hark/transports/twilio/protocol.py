@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -143,8 +143,8 @@ class _Outbound(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
     stream_sid: str = Field(alias="streamSid")
 
-    def wire(self) -> str:
-        return self.model_dump_json(by_alias=True)
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
 
 
 class OutMediaInfo(BaseModel):
@@ -165,15 +165,15 @@ class Clear(_Outbound):
     event: Literal["clear"] = "clear"
 
 
-def media(stream_sid: str, ulaw: bytes) -> str:
+def media(stream_sid: str, ulaw: bytes) -> dict[str, Any]:
     return OutMedia(
         stream_sid=stream_sid, media=OutMediaInfo(payload=base64.b64encode(ulaw).decode("ascii"))
     ).wire()
 
 
-def mark(stream_sid: str, name: str) -> str:
+def mark(stream_sid: str, name: str) -> dict[str, Any]:
     return OutMark(stream_sid=stream_sid, mark=MarkInfo(name=name)).wire()
 
 
-def clear(stream_sid: str) -> str:
+def clear(stream_sid: str) -> dict[str, Any]:
     return Clear(stream_sid=stream_sid).wire()

@@ -21,19 +21,21 @@ from hark.config import SecuritySettings, TwilioSettings
 from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
+from hark.pipeline.errors import PipelineError
+from hark.pipeline.items import Item
 from hark.security import (
     CLOSE_IDLE,
-    CLOSE_SLOW_CONSUMER,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     AudioThrottle,
     IdleTimer,
 )
 from hark.security.tokens import TokenError, TokenIssuer
+from hark.transports.outbox import Outbox
+from hark.transports.socket import Message, SocketLink
 from hark.transports.twilio import mulaw
 from hark.transports.twilio import protocol as tp
 from hark.transports.twilio.dtmf import DtmfCollector, as_text
-from hark.transports.twilio.outbox import Outbox
 from hark.transports.twilio.playback import MarkLedger
 
 log = logging.getLogger("hark.twilio")
@@ -66,7 +68,8 @@ class PhoneSession:
         self.settings = settings
         self.llm_status = llm_status
         self.metrics = metrics
-        self.outbox = Outbox(limits.outbound_buffer_bytes)
+        self.outbox = Outbox(limits.outbound_buffer_bytes, event_ids=False)
+        self.link = SocketLink(websocket, self.outbox)
         self.ledger = MarkLedger()
         self.idle = IdleTimer(limits.idle_timeout_s, time.monotonic())
         self.throttle = AudioThrottle(limits.max_audio_speed, burst_s=2.0, sample_rate=mulaw.RATE)
@@ -77,13 +80,14 @@ class PhoneSession:
         self.started_at: float | None = None
         """time.monotonic() when the valid ``start`` arrived."""
         self.first_audio_ms: float | None = None
-        """From ``start`` to the first reply ``media`` written to the socket (the greeting)."""
+        """From ``start`` to the first reply ``media`` queued for the socket (the greeting)."""
         self._active: tuple[str, str] | None = None
         """(response_id, item_id) of the reply being spoken."""
         self._item_sent_ms = 0.0
         self._cut_at_done: set[str] = set()
         """Items interrupted while still speaking: cut to what was heard once they end."""
-        self._writing = False
+        self._ended = asyncio.Event()
+        self._end_reason: str | None = None
         self._dtmf_timer: asyncio.TimerHandle | None = None
         self._keys_waiting: list[str] = []
 
@@ -101,38 +105,34 @@ class PhoneSession:
         if self.metrics is not None:
             self.metrics.session_opened("twilio")
         log.info("call started", extra={"session": self.id})
-        writer = asyncio.create_task(self._write())
+        self.link.start_writing()
         self._greet(conversation)
-        reader = asyncio.create_task(self._read())
-        idle = asyncio.create_task(self._watch_idle())
-        overflow = asyncio.create_task(self.outbox.overflow.wait())
         reason = "client"
-        try:
-            done, _ = await asyncio.wait({reader, idle, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            if overflow in done:
-                reason = "policy"
-                log.info("closing a call whose socket is not reading", extra={"session": self.id})
-                writer.cancel()
-                await self._close(CLOSE_SLOW_CONSUMER, "client too slow")
-            elif idle in done:
+
+        async def watcher_returned(index: int) -> None:
+            nonlocal reason
+            if index == 0:
                 reason = "idle"
-                await self._close(CLOSE_IDLE, "idle timeout")
-            elif reader.result() is not None:
+                await self.link.close(CLOSE_IDLE, "idle timeout", within_s=1.0)
+            elif self._end_reason is not None:
                 reason = "policy"
-                await self._close(CLOSE_POLICY, "too many malformed messages")
+                await self.link.close(CLOSE_POLICY, self._end_reason, within_s=1.0)
             else:
-                await self._close(1000, "call ended")
+                await self.link.close(1000, "call ended", within_s=1.0)
+
+        try:
+            await self.link.serve(
+                self._receive, self._watch_idle(), self._ended.wait(), on_watcher=watcher_returned
+            )
+            if self.outbox.overflow.is_set():
+                reason = "policy"
         finally:
-            # 1. Stop reading (and so taking audio).  2. Stop the conversation's work.
+            # 1. Reading (and so taking audio) has stopped.  2. Stop the conversation's work.
             # 3. Stop writing.
-            for task in (reader, idle, overflow):
-                task.cancel()
-            await asyncio.gather(reader, idle, overflow, return_exceptions=True)
             if self._dtmf_timer is not None:
                 self._dtmf_timer.cancel()
             await conversation.aclose()
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await self.link.stopped_writing()
             if self.metrics is not None:
                 self.metrics.session_closed("twilio", reason)
             log.info(
@@ -185,15 +185,15 @@ class PhoneSession:
         log.info("call refused before it started", extra={"session": self.id, "reason": reason})
         if self.metrics is not None:
             self.metrics.error("forbidden" if code == CLOSE_UNAUTHORIZED else "invalid_value")
-        await self._close(code, reason)
+        await self.link.close(code, reason, within_s=1.0)
 
     async def _receive_text(self) -> str | None:
-        """The next text message; None when the socket closed. A binary frame counts as an
-        unusable message (Twilio sends text only)."""
+        """The next text message before the call starts; None when the socket closed. A binary
+        frame counts as an unusable message (Twilio sends text only)."""
         while True:
             try:
                 message = await self.ws.receive()
-            except WebSocketDisconnect:
+            except (WebSocketDisconnect, RuntimeError):
                 return None
             if message["type"] == "websocket.disconnect":
                 return None
@@ -202,20 +202,14 @@ class PhoneSession:
                 return str(text)
             self._bad("invalid_message")
 
-    async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect):
-            async with asyncio.timeout(1.0):
-                await self.ws.close(code=code, reason=reason)
-
     async def drain(self, deadline: float) -> None:
         """Server shutdown: let the turn in progress finish, then close with 1001."""
         conversation = self.conversation
         # Polled: "idle" is derived from several tasks, and this runs once, at shutdown.
         while conversation is not None and not conversation.idle and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        while (self.outbox.pending or self._writing) and time.monotonic() < deadline + 1.0:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        await self._close(1001, "server is restarting")
+        await self.link.flushed(deadline + 1.0)
+        await self.link.close(1001, "server is restarting", within_s=1.0)
 
     async def _watch_idle(self) -> None:
         """Returns once Twilio has sent nothing for idle_timeout_s while no reply is running
@@ -229,33 +223,37 @@ class PhoneSession:
                 self.idle.touch(now)
             await asyncio.sleep(self.idle.remaining(time.monotonic()) + 0.01)
 
+    def _end(self, reason: str | None) -> None:
+        """End the call: ``reason`` None for Twilio's ``stop``, else why it is closed."""
+        if not self._ended.is_set():
+            self._end_reason = reason
+            self._ended.set()
+
     # -- from Twilio ---------------------------------------------------------------------
 
-    async def _read(self) -> str | None:
-        """Returns None when the call ends, or a reason to close it."""
-        while True:
-            text = await self._receive_text()
+    async def _receive(self, message: Message) -> None:
+        self.idle.touch(time.monotonic())
+        text = message.get("text")
+        try:
             if text is None:
-                return None
-            self.idle.touch(time.monotonic())
-            try:
-                message = tp.parse(text)
-                match message:
-                    case tp.Media():
-                        if message.media.track in INBOUND_TRACKS:
-                            await self._audio(message.audio())
-                    case tp.Mark():
-                        self.ledger.played(message.mark.name)
-                    case tp.Dtmf():
-                        self._digit(message.dtmf.digit)
-                    case tp.Stop():
-                        return None
-                    case tp.Start() | tp.Connected():
-                        raise tp.TwilioProtocolError("invalid_message", "the stream has already started")
-            except tp.TwilioProtocolError as exc:
-                self._bad(exc.code)
+                raise tp.TwilioProtocolError("invalid_message", "binary frame")
+            parsed = tp.parse(text)
+            match parsed:
+                case tp.Media():
+                    if parsed.media.track in INBOUND_TRACKS:
+                        await self._audio(parsed.audio())
+                case tp.Mark():
+                    self.ledger.played(parsed.mark.name)
+                case tp.Dtmf():
+                    self._digit(parsed.dtmf.digit)
+                case tp.Stop():
+                    self._end(None)
+                case tp.Start() | tp.Connected():
+                    raise tp.TwilioProtocolError("invalid_message", "the stream has already started")
+        except tp.TwilioProtocolError as exc:
+            self._bad(exc.code)
             if self.bad_messages > MAX_BAD_MESSAGES:
-                return "malformed"
+                self._end("too many malformed messages")
 
     def _bad(self, code: str) -> None:
         self.bad_messages += 1
@@ -315,7 +313,7 @@ class PhoneSession:
         if conversation is None:
             return
         for digits in entries:
-            conversation.history.add(new_id("item"), "user", as_text(digits))
+            conversation.add_item(Item(new_id("item"), "message", role="user", text=as_text(digits)))
         if not conversation.responding:
             conversation.create_response()
 
@@ -326,26 +324,14 @@ class PhoneSession:
         if mode == "llm" and self.llm_status.mode == "llm":
             # The prompt stays in the history as the call's first (user) turn: the LLM greets
             # in answer to it, and later turns see that the call began with a greeting.
-            conversation.history.add(new_id("item"), "user", self.settings.greeting_prompt)
+            conversation.add_item(
+                Item(new_id("item"), "message", role="user", text=self.settings.greeting_prompt)
+            )
             conversation.create_response()
         elif mode != "none" and self.settings.greeting.strip():
             conversation.say(self.settings.greeting)
 
     # -- to Twilio -----------------------------------------------------------------------
-
-    async def _write(self) -> None:
-        while True:
-            audio_of, message = await self.outbox.get()
-            self._writing = True
-            try:
-                await self.ws.send_text(message)
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            finally:
-                self._writing = False
-            if audio_of is not None and self.first_audio_ms is None and self.started_at is not None:
-                self.first_audio_ms = round((time.monotonic() - self.started_at) * 1000.0, 1)
-                log.info("first audio out", extra={"session": self.id, "first_audio_ms": self.first_audio_ms})
 
     def _on_event(self, event: ev.Event) -> None:
         if self.metrics is not None:
@@ -375,6 +361,9 @@ class PhoneSession:
                 self.metrics.error(code)
 
     def _send_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
+        if self.first_audio_ms is None and self.started_at is not None:
+            self.first_audio_ms = round((time.monotonic() - self.started_at) * 1000.0, 1)
+            log.info("first audio out", extra={"session": self.id, "first_audio_ms": self.first_audio_ms})
         ulaw = mulaw.encode(pcm)
         for frame in mulaw.frames(ulaw):
             self.outbox.put(tp.media(self.stream_sid, frame), audio_of=response_id)
@@ -401,5 +390,5 @@ class PhoneSession:
     def _cut(self, item_id: str) -> None:
         if self.conversation is None:
             return
-        with contextlib.suppress(KeyError, ValueError):  # an item already forgotten
+        with contextlib.suppress(PipelineError):  # an item already forgotten
             self.conversation.truncate(item_id, self.ledger.heard_ms(item_id))

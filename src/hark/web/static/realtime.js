@@ -8,10 +8,11 @@ function eventId() {
   return `evt_web_${Date.now().toString(36)}_${counter}`;
 }
 
-/** The realtime URL for this page's own host: ws(s)://<host>/v1/realtime?model=hark. */
+/** The realtime URL for this page's own host. The page opts in to hark's own events (state,
+ * latency, LLM status) with hark_events=1; other clients get only OpenAI's events. */
 export function realtimeUrl(location = window.location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v1/realtime?model=hark`;
+  return `${scheme}//${location.host}/v1/realtime?model=hark&hark_events=1`;
 }
 
 /** Base64 of an ArrayBuffer (chunked, so large buffers do not overflow the call stack). */

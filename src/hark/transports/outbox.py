@@ -1,0 +1,93 @@
+"""One bounded outbox for every WebSocket endpoint: what the server has to say, serialized,
+waiting for the socket. One slow-client policy for all of them: reply audio over the budget is
+dropped (oldest queued audio first makes room for control events); when control events alone
+exceed it, ``overflow`` is set and the session closes. Nothing is ever queued without bound.
+
+A producer that would rather wait than lose audio (a TTS session: the audio is the product)
+awaits ``room()`` before each piece, so a slow reader slows it down instead."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from typing import Any
+
+from hark.security import OutboundBudget, Verdict
+
+
+class Outbox:
+    def __init__(self, limit_bytes: int = 256 * 1024, *, event_ids: bool = True) -> None:
+        self._items: collections.deque[tuple[str | None, str | bytes]] = collections.deque()
+        self._ready = asyncio.Event()
+        self._roomy = asyncio.Event()
+        self._roomy.set()
+        self._counter = 0
+        self._event_ids = event_ids
+        self.budget = OutboundBudget(limit_bytes)
+        self.overflow = asyncio.Event()
+
+    def put(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
+        """A JSON event (given an ``event_id`` here, when the protocol has them); ``audio_of``:
+        reply audio of that response, which may be dropped."""
+        if self._event_ids:
+            self._counter += 1
+            event["event_id"] = f"event_{self._counter}"
+        self._queue(json.dumps(event, separators=(",", ":")), audio_of)
+
+    async def room(self) -> None:
+        """Wait until at most half the budget is queued."""
+        while self.budget.queued > self.budget.limit // 2:
+            self._roomy.clear()
+            await self._roomy.wait()
+
+    def put_audio(self, pcm: bytes, *, audio_of: str) -> None:
+        """Reply audio as one binary frame (no event, so no event_id)."""
+        self._queue(pcm, audio_of)
+
+    def _queue(self, message: str | bytes, audio_of: str | None) -> None:
+        verdict = self.budget.offer(len(message), audio=audio_of is not None)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.CLOSE:
+            self.overflow.set()
+            return
+        self._items.append((audio_of, message))
+        while self.budget.excess and self._evict_oldest_audio():
+            pass
+        self._ready.set()
+
+    def _evict_oldest_audio(self) -> bool:
+        for index, (response_id, message) in enumerate(self._items):
+            if response_id is not None:
+                del self._items[index]
+                self.budget.discard(len(message), audio=True)
+                return True
+        return False
+
+    def drop_audio(self, response_id: str) -> int:
+        kept: collections.deque[tuple[str | None, str | bytes]] = collections.deque()
+        for item in self._items:
+            if item[0] == response_id:
+                self.budget.sent(len(item[1]), audio=True)
+            else:
+                kept.append(item)
+        dropped = len(self._items) - len(kept)
+        self._items = kept
+        if self.budget.queued <= self.budget.limit // 2:
+            self._roomy.set()
+        return dropped
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> str | bytes:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        audio_of, message = self._items.popleft()
+        self.budget.sent(len(message), audio=audio_of is not None)
+        if self.budget.queued <= self.budget.limit // 2:
+            self._roomy.set()
+        return message
