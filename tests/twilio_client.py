@@ -102,7 +102,7 @@ class PhoneCall:
     """("audio", μ-law) and ("mark", name) not yet played."""
     _to_say: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _speech_times: list[float] = field(default_factory=list)
+    speech_times: list[float] = field(default_factory=list)
     _sequence: int = 2
     _chunk: int = 0
 
@@ -142,12 +142,12 @@ class PhoneCall:
         frame were sent (time.monotonic())."""
         frames = mulaw.frames(mulaw.encode(pcm8k))
         frames[-1] = frames[-1].ljust(mulaw.FRAME_BYTES, b"\xff")
-        self._speech_times = []
+        self.speech_times = []
         for frame in frames:
             self._to_say.put_nowait(frame)
-        while len(self._speech_times) < len(frames):
+        while len(self.speech_times) < len(frames):
             await asyncio.sleep(FRAME_S / 2)
-        return self._speech_times[0], self._speech_times[-1]
+        return self.speech_times[0], self.speech_times[-1]
 
     async def send(self, message: dict[str, Any]) -> None:
         self._sequence += 1
@@ -169,7 +169,7 @@ class PhoneCall:
                 continue
             try:
                 frame = self._to_say.get_nowait()
-                self._speech_times.append(time.monotonic())
+                self.speech_times.append(time.monotonic())
             except asyncio.QueueEmpty:
                 frame = SILENCE
             self._chunk += 1
