@@ -5,7 +5,9 @@ runs the real models)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ class Backend:
     stt: FakeSTT = field(default_factory=lambda: FakeSTT(text="what is the weather"))
     tokens: TokenIssuer = field(default_factory=lambda: TokenIssuer(SECRET))
     sessions: list[PhoneSession] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop | None = None
 
     def app(self) -> Starlette:
         async def endpoint(websocket: WebSocket) -> None:
@@ -53,6 +56,7 @@ class Backend:
                 llm_status=LLMStatus("llm", "ready"),
             )
             self.sessions.append(session)
+            self.loop = asyncio.get_running_loop()
             await session.run()
 
         return Starlette(routes=[WebSocketRoute("/twilio/stream", endpoint)])
@@ -63,11 +67,11 @@ def serve() -> Iterator[Any]:
     servers: list[ThreadedServer] = []
 
     @asynccontextmanager
-    async def call(backend: Backend) -> AsyncIterator[PhoneCall]:
+    async def call(backend: Backend, token: str | None = None) -> AsyncIterator[PhoneCall]:
         server = ThreadedServer(backend.app()).__enter__()
         servers.append(server)
         call_sid = new_call_sid()
-        token = backend.tokens.mint(scope_for("twilio", call_sid)).value
+        token = token or backend.tokens.mint(scope_for("twilio", call_sid)).value
         url = f"ws://127.0.0.1:{server.port}/twilio/stream"
         async with phone_call(url, call_sid, {"token": token}) as (phone, _):
             yield phone
@@ -112,3 +116,38 @@ async def test_a_flood_of_malformed_messages_closes_the_call(serve: Any) -> None
             await asyncio.sleep(0.05)
     assert (call.close_code, call.close_reason) == (1008, "too many malformed messages")
     assert backend.sessions[0].bad_messages > 100
+
+
+async def test_an_expired_token_is_refused_before_any_conversation() -> None:
+    backend = Backend(TwilioSettings())
+    call_sid = new_call_sid()
+    stale = TokenIssuer(SECRET, clock=lambda: time.time() - 120).mint(scope_for("twilio", call_sid), ttl=30)
+    server = ThreadedServer(backend.app()).__enter__()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/twilio/stream"
+        async with phone_call(url, call_sid, {"token": stale.value}) as (call, _):
+            for _ in range(100):
+                if call.close_code is not None:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        server.__exit__(None, None, None)
+    assert (call.close_code, call.close_reason) == (4001, "token_expired")
+    assert call.of("media") == []
+    assert backend.sessions[0].conversation is None and backend.llm.calls == []
+
+
+async def test_drain_lets_the_reply_finish_then_closes_1001(serve: Any) -> None:
+    backend = Backend(TwilioSettings(greeting="One two three four five six seven eight nine ten."))
+    backend.tts = FakeTTS(ms_per_char=20)  # about a second of greeting
+    async with serve(backend) as call:
+        await call.wait_for("media", timeout=10)
+        assert backend.loop is not None
+        session = backend.sessions[0]
+        drained = asyncio.run_coroutine_threadsafe(session.drain(time.monotonic() + 10), backend.loop)
+        await asyncio.wrap_future(drained)
+        await asyncio.sleep(0.2)
+        assert call.close_code == 1001
+    sent = sum(len(base64.b64decode(m.message["media"]["payload"])) for m in call.of("media"))
+    # The whole greeting went out before the close: 50 characters at 20 ms each.
+    assert sent / mulaw.RATE >= 0.95

@@ -137,7 +137,7 @@ class PhoneSession:
                 self.metrics.session_closed("twilio", reason)
             log.info(
                 "call ended",
-                extra={"session": self.id, "reason": reason, "first_audio_ms": self.first_audio_ms},
+                extra={"session": self.id, "reason": reason, "first_media_ms": self.first_audio_ms},
             )
 
     async def _authenticate(self) -> tp.StartInfo | None:
@@ -363,7 +363,7 @@ class PhoneSession:
     def _send_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
         if self.first_audio_ms is None and self.started_at is not None:
             self.first_audio_ms = round((time.monotonic() - self.started_at) * 1000.0, 1)
-            log.info("first audio out", extra={"session": self.id, "first_audio_ms": self.first_audio_ms})
+            log.info("first audio out", extra={"session": self.id, "first_media_ms": self.first_audio_ms})
         ulaw = mulaw.encode(pcm)
         for frame in mulaw.frames(ulaw):
             self.outbox.put(tp.media(self.stream_sid, frame), audio_of=response_id)
