@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,17 @@ async def test_error_event_mid_stream_is_retryable(fake: FakeAnthropic, make: Ma
     text = "".join(str(c) for c in chunks)
     assert text and REPLY.startswith(text) and text != REPLY
     assert error.retryable and "error event" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        ("auto", None),
+        ("none", {"type": "none"}),
+        ("required", {"type": "any"}),
+        ("get_weather", {"type": "tool", "name": "get_weather"}),
+    ],
+)
+async def test_tool_choice_is_mapped(fake: FakeAnthropic, make: Make, choice: str, wire: Any) -> None:
+    await collect(make(), options=LLMOptions(tools=(WEATHER,), tool_choice=choice))
+    assert fake.last["body"].get("tool_choice") == wire

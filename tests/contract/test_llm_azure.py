@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -128,3 +129,16 @@ async def test_registry_builds_it() -> None:
     engine = registry.build("llm", provider, Settings())
     assert isinstance(engine, AzureOpenAILLM) and isinstance(engine, LLM)
     await engine.aclose()
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        ("none", "none"),
+        ("required", "required"),
+        ("get_weather", {"type": "function", "function": {"name": "get_weather"}}),
+    ],
+)
+async def test_tool_choice_is_mapped(fake: FakeAzure, make: Make, choice: str, wire: Any) -> None:
+    await collect(make(), options=LLMOptions(tools=(WEATHER,), tool_choice=choice))
+    assert fake.last["body"]["tool_choice"] == wire

@@ -148,3 +148,22 @@ async def test_json_schema_uses_structured_output(fake: FakeGemini, make: Make) 
     config = field(fake.last["body"], "generationConfig")
     assert field(config, "responseMimeType") == "application/json"
     assert field(config, "responseJsonSchema") == schema
+
+
+@pytest.mark.parametrize(
+    ("choice", "mode", "names"),
+    [("none", "NONE", None), ("required", "ANY", None), ("get_weather", "ANY", ["get_weather"])],
+)
+async def test_tool_choice_is_mapped(
+    fake: FakeGemini, make: Make, choice: str, mode: str, names: list[str] | None
+) -> None:
+    await collect(make(), options=LLMOptions(tools=(WEATHER,), tool_choice=choice))
+    config = field(field(fake.last["body"], "toolConfig"), "functionCallingConfig")
+    assert config["mode"] == mode
+    if names:
+        assert field(config, "allowedFunctionNames") == names
+
+
+async def test_auto_tool_choice_sends_no_tool_config(fake: FakeGemini, make: Make) -> None:
+    await collect(make(), options=LLMOptions(tools=(WEATHER,)))
+    assert "toolConfig" not in fake.last["body"] and "tool_config" not in fake.last["body"]

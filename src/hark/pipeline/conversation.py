@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, ToolCall, Transcript
+from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript
 from hark.errors import EngineError
 from hark.pipeline import events as ev
 from hark.pipeline.errors import (
@@ -24,13 +24,15 @@ from hark.pipeline.errors import (
     InvalidValue,
     NoActiveResponse,
     ResponseActive,
-    UnknownCall,
     UnknownItem,
 )
 from hark.pipeline.history import History
 from hark.pipeline.items import Item, ItemLog
 from hark.pipeline.listener import Listener, TurnBoundary
-from hark.pipeline.options import ResolvedOptions, ResponseOptions, as_message, resolve
+from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
+from hark.pipeline.partials import PartialTranscripts
+from hark.pipeline.record import Record
+from hark.pipeline.reply import Reply, Status
 from hark.pipeline.responder import Responder, TextReply
 from hark.pipeline.state import ConversationState, StateMachine
 from hark.pipeline.thinking import MAX_TOOL_ROUNDS, Thought, echo_reply, think
@@ -115,7 +117,7 @@ class Conversation:
         self.listener = Listener(
             vad, config.turn, input_rate=input_rate, prefix_ms=config.prefix_ms, max_turn_s=config.max_turn_s
         )
-        self.history = History(config.system_prompt, config.history_turns)
+        self.record = Record(config.system_prompt, config.history_turns)
         self.machine = StateMachine()
         self.auto_respond = True
         self.interrupt = True
@@ -123,13 +125,16 @@ class Conversation:
         self.instructions: str | None = None
         self.defaults = ResponseOptions()
         """The session's reply settings (tools, output, …); a response.create may override them."""
-        self.items = ItemLog()
         self._item_id: str | None = None
         self._speech_start_ms = 0
-        self._partial_task: asyncio.Task[None] | None = None
+        self._partials = PartialTranscripts(
+            stt,
+            language=config.language,
+            interval_ms=config.partial_interval_ms,
+            emit=emit,
+            current_item=lambda: self._item_id,
+        )
         self._speculative: _Speculation | None = None
-        self._partial_text = ""
-        self._partial_at_ms = 0
         self._transcribing: asyncio.Task[str | None] | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
@@ -173,11 +178,7 @@ class Conversation:
 
     def restore(self, entries: list[tuple[str, ChatMessage]], instructions: str | None) -> None:
         """A resumed session's history and instructions."""
-        self.history.clear()
-        self.items = ItemLog()
-        for item_id, message in entries:
-            self.history.add_message(item_id, message)
-            self.items.add(Item(item_id, "message", role=message.role, text=message.content))  # type: ignore[arg-type]
+        self.record.restore(entries)
         self.instructions = instructions
 
     async def push_audio(self, pcm: bytes) -> None:
@@ -197,8 +198,7 @@ class Conversation:
             self._barge_in()
         self._item_id = new_id("item")
         self._speech_start_ms = boundary.audio_ms
-        self._partial_text = ""
-        self._partial_at_ms = 0
+        self._partials.restart()
         self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
         self._set_state(ConversationState.LISTENING)
 
@@ -209,7 +209,7 @@ class Conversation:
         if self._item_id is None or not self.config.speculative_transcript:
             return
         self._cancel_speculative()
-        self._cancel_partial()
+        self._partials.cancel()
         audio = self.listener.utterance()
         transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
         speculation = _Speculation(boundary.audio_ms, transcript)
@@ -276,7 +276,7 @@ class Conversation:
 
     def clear_input(self) -> None:
         self.listener.reset()
-        self._cancel_partial()
+        self._partials.cancel()
         self._cancel_speculative()
         self._item_id = None
         self._emit(ev.InputCleared())
@@ -285,8 +285,8 @@ class Conversation:
 
     def _accept_input(self, item_id: str) -> Float32Array:
         audio = self.listener.take_utterance()
-        self._cancel_partial()
-        previous = self.items.add(Item(item_id, "message", role="user", audio=True, text=None))
+        self._partials.cancel()
+        previous = self.record.user_audio(item_id)
         self._emit(ev.InputCommitted(item_id, previous))
         return audio
 
@@ -308,35 +308,7 @@ class Conversation:
     def _maybe_partial(self) -> None:
         if self._speculative is not None and not self._speculative.transcript.done():
             return  # the speculative transcription is this moment's partial
-        heard_ms = self.listener.utterance_ms()
-        if self._partial_task is not None or heard_ms - self._partial_at_ms < self.config.partial_interval_ms:
-            return
-        self._partial_at_ms = heard_ms
-        item_id = self._item_id
-        if item_id is None:
-            return
-        audio = self.listener.utterance()
-        self._partial_task = asyncio.create_task(self._partial(item_id, audio))
-
-    async def _partial(self, item_id: str, audio: Float32Array) -> None:
-        try:
-            transcript = await self._stt.transcribe(audio, language=self.config.language)
-        except EngineError:
-            return  # A partial is a courtesy; the final transcript reports failures.
-        finally:
-            if self._partial_task is asyncio.current_task():
-                self._partial_task = None
-        text = transcript.text
-        if item_id != self._item_id or not text or text == self._partial_text:
-            return
-        delta = text[len(self._partial_text) :] if text.startswith(self._partial_text) else ""
-        self._partial_text = text
-        self._emit(ev.TranscriptPartial(item_id, delta, text))
-
-    def _cancel_partial(self) -> None:
-        if self._partial_task is not None:
-            self._partial_task.cancel()
-            self._partial_task = None
+        self._partials.maybe(self.listener.utterance_ms(), self.listener.utterance)
 
     async def _transcribe(
         self,
@@ -366,11 +338,7 @@ class Conversation:
 
     def _transcript_in(self, item_id: str, text: str) -> None:
         self._emit(ev.TranscriptFinal(item_id, text))
-        if item_id not in self.items:
-            return  # deleted by the client meanwhile
-        self.items.update(self.items.get(item_id).with_(text=text))
-        if text:
-            self.history.add(item_id, "user", text)
+        self.record.user_transcript(item_id, text)
 
     # -- responses -----------------------------------------------------------------------
 
@@ -405,13 +373,8 @@ class Conversation:
         """The messages an out-of-band response with ``input`` answers (None: the history)."""
         if options is None or options.input is None:
             return None
-        messages = []
-        for entry in options.input:
-            item = self.items.get(entry) if isinstance(entry, str) else entry
-            if (message := as_message(item)) is not None:
-                messages.append(message)
         instructions = options.instructions if options.instructions is not None else self.instructions
-        return self.history.framed(instructions, messages)
+        return self.record.context(options.input, instructions)
 
     def say(self, text: str) -> str:
         """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
@@ -490,20 +453,9 @@ class Conversation:
         transcribed = time.monotonic()
         mode: Literal["llm", "echo"] = "llm" if self._llm is not None else "echo"
         hold = asyncio.Event() if early is not None else None
-        message_open = False
 
-        def on_text(delta: str) -> None:
-            nonlocal message_open
-            if not message_open:
-                message_open = True
-                self._open_message(response_id, item_id, options)
-            self._emit(ev.ResponseText(response_id, item_id, delta, options.output))
-
-        reply: Responder | TextReply
-        if options.output == "text":
-            reply = TextReply(on_text=on_text)
-        else:
-            reply = Responder(
+        def speech(on_text: Callable[[str], None]) -> Responder:
+            return Responder(
                 self._tts,
                 output_rate=self.output_rate,
                 chunk_ms=self.config.output_chunk_ms,
@@ -512,20 +464,20 @@ class Conversation:
                 on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
                 hold=hold,
             )
+
+        reply = Reply(
+            response_id, item_id, options, record=self.record, emit=self._emit, new_id=new_id, speech=speech
+        )
         opened = False
 
         def open_response(speech_end: float | None, turn_detected: float) -> None:
             nonlocal opened, end_of_speech, detected
             end_of_speech, detected, opened = speech_end, turn_detected, True
-            self._response = (response_id, item_id, reply)
-            self._replies[item_id] = reply
+            self._response = (response_id, item_id, reply.output)
+            self._replies[item_id] = reply.output
             while len(self._replies) > 8:
                 self._replies.pop(next(iter(self._replies)))
-            self._emit(
-                ev.ResponseStarted(
-                    response_id, item_id, mode, options.output, options.metadata, options.in_conversation
-                )
-            )
+            reply.started(mode)
             if hold is not None:
                 hold.set()
 
@@ -533,12 +485,15 @@ class Conversation:
             open_response(end_of_speech, detected)
         else:
             early.release = open_response
-        status: Literal["completed", "cancelled", "failed"] = "completed"
+        status: Status = "completed"
         reason: str | None = None
-        messages = (
-            options.context if options.context is not None else self.history.messages(options.instructions)
+        history = self.history.messages(options.instructions)
+        thought = Thought(
+            options.context if options.context is not None else history,
+            options.tools,
+            options.tool_choice,
+            options.max_output_tokens,
         )
-        thought = Thought(messages, options.tools, options.tool_choice, options.max_output_tokens)
         try:
             source = (
                 _once(fixed)
@@ -552,7 +507,7 @@ class Conversation:
                     confirmed=hold,
                 )
             )
-            await reply.run(source)
+            await reply.output.run(source)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             status = "cancelled"
@@ -565,83 +520,11 @@ class Conversation:
         finally:
             # A held reply never released leaves no trace: nothing was said, nothing is reported.
             if opened:
-                self._report_latency(response_id, reply, end_of_speech, detected, transcribed)
-                calls = thought.client_calls if status == "completed" else []
-                self._finish_response(
-                    response_id, item_id, reply, status, reason, options, message_open, calls
-                )
-
-    def _open_message(self, response_id: str, item_id: str, options: ResolvedOptions) -> None:
-        previous = None
-        if options.in_conversation:
-            previous = self.items.add(
-                Item(
-                    item_id,
-                    "message",
-                    role="assistant",
-                    audio=options.output == "audio",
-                    status="in_progress",
-                )
-            )
-        self._emit(ev.MessageStarted(response_id, item_id, previous, options.output, options.in_conversation))
-
-    def _finish_response(
-        self,
-        response_id: str,
-        item_id: str,
-        reply: Responder | TextReply,
-        status: Literal["completed", "cancelled", "failed"],
-        reason: str | None,
-        options: ResolvedOptions,
-        message_open: bool,
-        calls: list[ToolCall],
-    ) -> None:
-        self._response = None
-        keep = options.in_conversation
-        heard = reply.full_text() if status == "completed" else reply.heard()
-        output: list[Item] = []
-        if message_open:
-            item = Item(
-                item_id,
-                "message",
-                role="assistant",
-                text=heard,
-                audio=options.output == "audio",
-                status="completed" if status == "completed" else "incomplete",
-            )
-            if keep and item_id in self.items:
-                self.items.update(item)
-                if heard:
-                    self.history.add(item_id, "assistant", heard)
-            output.append(item)
-            self._emit(ev.MessageDone(response_id, item, options.output, keep))
-        for call in calls:
-            item = Item(
-                new_id("item"), "function_call", call_id=call.id, name=call.name, arguments=call.arguments
-            )
-            previous = None
-            if keep:
-                previous = self.items.add(item)
-                self.history.add_message(item.id, ChatMessage("assistant", "", tool_calls=(call,)))
-            self._emit(ev.FunctionCalled(response_id, item, len(output), previous, keep))
-            output.append(item)
-        audio_ms = int(reply.clock.sent_ms)
-        self._emit(
-            ev.ResponseDone(
-                response_id,
-                item_id,
-                status,
-                heard,
-                audio_ms,
-                reason,
-                options.output,
-                options.metadata,
-                tuple(output),
-                keep,
-            )
-        )
-        if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
-            self._set_state(ConversationState.IDLE)
+                reply.report_latency(end_of_speech, detected, transcribed)
+                self._response = None
+                reply.finish(status, reason, thought.client_calls)
+                if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
+                    self._set_state(ConversationState.IDLE)
 
     def _on_reply_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
         if self.machine.state is ConversationState.THINKING:
@@ -650,62 +533,31 @@ class Conversation:
 
     # -- items the client adds, reads and deletes ----------------------------------------
 
+    @property
+    def history(self) -> History:
+        """What the LLM is sent (the newest turns)."""
+        return self.record.history
+
+    @property
+    def items(self) -> ItemLog:
+        return self.record.items
+
     def add_item(self, item: Item, *, after: str | None = None) -> Item:
         """conversation.item.create. Raises DuplicateItem, UnknownItem (``after``) or UnknownCall
         (an output for a call this conversation does not know)."""
-        if item.type == "function_call_output" and self.items.find_call(item.call_id or "") is None:
-            raise UnknownCall(
-                f"no function call with call_id {str(item.call_id)[:64]!r} in this conversation"
-            )
-        previous = self.items.add(item, after=after)
-        if (message := as_message(item)) is not None:
-            self.history.add_message(item.id, message, after=after)
+        previous = self.record.add(item, after=after)
         self._emit(ev.ItemAdded(item, previous))
         return item
 
     def get_item(self, item_id: str) -> Item:
         """conversation.item.retrieve; raises UnknownItem."""
-        return self.items.get(item_id)
+        return self.record.get(item_id)
 
     def delete_item(self, item_id: str) -> None:
         """conversation.item.delete: gone from the record and from what the LLM is sent."""
-        self.items.remove(item_id)
-        self.history.remove(item_id)
+        self.record.delete(item_id)
         self._replies.pop(item_id, None)
         self._emit(ev.ItemDeleted(item_id))
-
-    def _report_latency(
-        self,
-        response_id: str,
-        responder: Responder | TextReply,
-        end_of_speech: float | None,
-        detected: float,
-        transcribed: float,
-    ) -> None:
-        t = responder.timings
-
-        def ms(a: float | None, b: float | None) -> float | None:
-            return None if a is None or b is None else round((b - a) * 1000.0, 1)
-
-        latency = ev.Latency(
-            response_id,
-            end_of_turn_ms=ms(end_of_speech, detected),
-            stt_ms=ms(end_of_speech, transcribed),
-            llm_ttft_ms=ms(t.started, t.first_text),
-            tts_ttfb_ms=ms(t.first_sentence, t.first_audio_ready),
-            voice_to_voice_ms=ms(end_of_speech, t.first_audio_sent),
-        )
-        log.info(
-            "turn latency",
-            extra={
-                "end_of_turn_ms": latency.end_of_turn_ms,
-                "stt_ms": latency.stt_ms,
-                "llm_ttft_ms": latency.llm_ttft_ms,
-                "tts_ttfb_ms": latency.tts_ttfb_ms,
-                "voice_to_voice_ms": latency.voice_to_voice_ms,
-            },
-        )
-        self._emit(latency)
 
     # -- interruption --------------------------------------------------------------------
 
@@ -747,11 +599,7 @@ class Conversation:
                 f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms",
                 param="audio_end_ms",
             )
-        heard = responder.heard(float(audio_end_ms))
-        if not self.history.replace(item_id, heard) and heard:
-            self.history.add(item_id, "assistant", heard)
-        if item_id in self.items:
-            self.items.update(self.items.get(item_id).with_(text=heard, status="incomplete"))
+        self.record.truncated(item_id, responder.heard(float(audio_end_ms)))
         self._emit(ev.ItemTruncated(item_id, audio_end_ms))
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -763,11 +611,11 @@ class Conversation:
     async def aclose(self) -> None:
         # Stop every task of the turn, a held reply included, and wait until they have stopped.
         tasks: list[asyncio.Task[Any]] = [
-            t for t in (self._partial_task, self._response_task, self._transcribing) if t is not None
+            t for t in (self._partials.task, self._response_task, self._transcribing) if t is not None
         ]
         if self._speculative is not None:
             tasks += [t for t in (self._speculative.transcript, self._speculative.reply) if t is not None]
-        self._partial_task = self._response_task = self._speculative = None
+        self._partials.task = self._response_task = self._speculative = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

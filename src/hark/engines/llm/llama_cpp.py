@@ -99,7 +99,7 @@ class LlamaCppLLM:
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         stop = threading.Event()
         # Tools and JSON schemas are not mapped for the embedded model; it answers in text.
-        payload = [{"role": message.role, "content": message.content} for message in messages]
+        payload = [_plain(message) for message in messages]
 
         def emit(item: _Item) -> None:
             try:
@@ -181,3 +181,18 @@ class LlamaCppLLM:
         close = getattr(self._model, "close", None)
         if close is not None:
             close()
+
+
+def _plain(message: ChatMessage) -> dict[str, str]:
+    """A message as plain chat turns: many GGUF chat templates refuse a ``tool`` role or an
+    empty assistant turn, so calls and their results (from tools offered to other providers of
+    the chain, or items a client created) are told in words."""
+    if message.role == "tool":
+        return {"role": "user", "content": f"(tool result) {message.content}"}
+    if message.tool_calls:
+        calls = "; ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
+        return {
+            "role": "assistant",
+            "content": " ".join(t for t in (message.content, f"(called {calls})") if t),
+        }
+    return {"role": message.role, "content": message.content}
