@@ -91,6 +91,13 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     store = build_store(settings)
     shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
     security = Security.from_settings(settings, store=shared)
+    phone = (
+        twilio.PhoneLine(
+            settings, security, lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate)
+        )
+        if settings.twilio.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +108,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         app.state.llm_status = await probe_llm(loaded, settings)
         app.state.store = store
         app.state.meetings = await MeetingService.create(settings, loaded)
+        if phone is not None:
+            await phone.warm(loaded.tts)
         app.state.ready = True
         yield
         app.state.ready = False
@@ -126,14 +135,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.include_router(meetings_transport.router)
     app.include_router(client_secrets_router(security.tokens))
     app.state.security = security
-    if settings.twilio.enabled:
-        app.include_router(
-            twilio.router(
-                settings,
-                security,
-                lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate),
-            )
-        )
+    if phone is not None:
+        app.include_router(phone.router)
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 

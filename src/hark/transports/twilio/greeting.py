@@ -4,8 +4,8 @@ rather than a TTS's time to first audio).
 
 ``PhraseCache`` is a TTS in front of the configured one: for the greeting's sentences (split as
 the responder splits them) it replays the audio of the first complete synthesis; any other text
-goes straight through. It is primed when the first call's webhook arrives, before its stream
-connects.
+goes straight through. It is filled at start-up (``PhoneLine.warm``), and again by a webhook
+should that have failed.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ class PhraseCache:
         """Synthesise the phrases not yet kept, in the background (once at a time)."""
         if self.ready or (self._priming is not None and not self._priming.done()):
             return
-        self._priming = asyncio.create_task(self._prime())
+        self._priming = asyncio.create_task(self.fill())
 
-    async def _prime(self) -> None:
+    async def fill(self) -> None:
+        """Synthesise the phrases not yet kept (a failure is logged: calls then synthesise)."""
         for phrase in self._phrases - self._audio.keys():
             try:
                 async for _ in self.synthesize(phrase):

@@ -9,6 +9,8 @@ engine, starts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -36,6 +38,8 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 """Twilio's voice webhook sends a few dozen short parameters."""
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 TWIML = "application/xml"
+WARM_TIMEOUT_S = 10.0
+"""Start-up waits at most this long for the greeting's audio (calls synthesise it otherwise)."""
 
 
 def twiml_connect(stream_url: str, token: str) -> str:
@@ -84,25 +88,48 @@ ConversationMaker = Callable[[TTS, int], ConversationFactory]
 """(TTS, sample rate) → a conversation factory, once the engines are loaded."""
 
 
-def router(settings: Settings, security: Security, conversations: ConversationMaker) -> APIRouter:
-    config = settings.twilio
-    auth_token = config.token()
-    if auth_token is None and not is_loopback(settings.server.host):
-        raise ConfigError(
-            f"twilio is enabled and hark is bound to {settings.server.host}, which is not loopback, but "
-            "twilio.auth_token is not set (HARK_TWILIO_AUTH_TOKEN): anyone could start paid calls"
-        )
-    routes = APIRouter()
-    cache: PhraseCache | None = None
+class PhoneLine:
+    """The webhook and stream routes (``router``), and the greeting's kept audio."""
 
-    def call_tts(engines_tts: TTS) -> TTS:
+    def __init__(self, settings: Settings, security: Security, conversations: ConversationMaker) -> None:
+        config = settings.twilio
+        auth_token = config.token()
+        if auth_token is None and not is_loopback(settings.server.host):
+            raise ConfigError(
+                f"twilio is enabled and hark is bound to {settings.server.host}, which is not loopback, "
+                "but twilio.auth_token is not set (HARK_TWILIO_AUTH_TOKEN): anyone could start paid calls"
+            )
+        self.settings = settings
+        self._cache: PhraseCache | None = None
+        self.router = _routes(settings, security, conversations, auth_token, self.tts)
+
+    def tts(self, engines_tts: TTS) -> TTS:
         """The TTS calls speak with: the configured one, with the fixed greeting kept."""
-        nonlocal cache
+        config = self.settings.twilio
         if config.greeting_mode != "text" or not config.greeting.strip():
             return engines_tts
-        if cache is None:
-            cache = PhraseCache(engines_tts, sentences(config.greeting))
-        return cache
+        if self._cache is None:
+            self._cache = PhraseCache(engines_tts, sentences(config.greeting))
+        return self._cache
+
+    async def warm(self, engines_tts: TTS, timeout_s: float = WARM_TIMEOUT_S) -> None:
+        """At start-up: synthesise the greeting now, so that the first call's is kept too."""
+        tts = self.tts(engines_tts)
+        if isinstance(tts, PhraseCache):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await tts.fill()
+
+
+def _routes(
+    settings: Settings,
+    security: Security,
+    conversations: ConversationMaker,
+    auth_token: str | None,
+    call_tts: Callable[[TTS], TTS],
+) -> APIRouter:
+    config = settings.twilio
+    routes = APIRouter()
 
     @routes.post(VOICE_PATH, include_in_schema=False)
     async def incoming_call(request: Request) -> Response:
