@@ -7,15 +7,17 @@ import asyncio
 import base64
 import json
 import time
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from hark.errors import EngineError
+from hark.errors import ConfigError, EngineError
 from hark.transports.twilio import dtmf, mulaw, signature
 from hark.transports.twilio import protocol as tp
 from hark.transports.twilio.greeting import PhraseCache, sentences
 from hark.transports.twilio.playback import MarkLedger
+from hark.transports.twilio.routes import PhoneLine, twiml_connect
 from tests.fakes import FakeTTS
 
 # -- μ-law: a per-sample reference written straight from the G.711 formula -----------------
@@ -315,3 +317,38 @@ async def test_a_failed_synthesis_is_not_kept() -> None:
     assert not cache.ready
     assert await collect(cache, "Hello there.")
     assert cache.ready
+
+
+# -- the webhook's pieces ---------------------------------------------------------------------
+
+
+def test_twilio_beyond_loopback_needs_an_auth_token() -> None:
+    from hark.config import Settings
+    from hark.security import Security
+
+    def fake_factory(emit: object) -> None:
+        raise AssertionError("no call is made here")
+
+    def line(**twilio: object) -> PhoneLine:
+        settings = Settings.model_validate(
+            {
+                "server": {"host": "0.0.0.0"},
+                "security": {"api_keys": ["k" * 32]},
+                "twilio": {"enabled": True, **twilio},
+            }
+        )
+        return PhoneLine(settings, Security.from_settings(settings), lambda tts, rate: fake_factory)
+
+    with pytest.raises(ConfigError, match="HARK_TWILIO_AUTH_TOKEN"):
+        line()
+    assert line(auth_token="secret").router.routes
+
+
+def test_twiml_connects_the_stream_with_the_token_as_a_parameter() -> None:
+    twiml = twiml_connect("wss://voice.example.com/twilio/stream", 'a"b<c>&d')
+    root = ET.fromstring(twiml)
+    stream = root.find("./Connect/Stream")
+    assert stream is not None and stream.attrib["url"] == "wss://voice.example.com/twilio/stream"
+    assert [(p.attrib["name"], p.attrib["value"]) for p in stream.findall("Parameter")] == [
+        ("token", 'a"b<c>&d')
+    ]
