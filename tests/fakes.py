@@ -190,10 +190,12 @@ def fake_conversation(
     llm: FakeLLM | None,
     emit: Callable[[Event], None],
     tools: Toolbox | None = None,
+    rate: int = 24_000,
     **config: Any,
 ) -> Conversation:
     """A conversation over the fakes and ``LoudnessVAD``, with quick test settings (a 200 ms
-    end-of-turn silence, 50 ms reply chunks); ``config`` overrides ConversationConfig fields."""
+    end-of-turn silence, 50 ms reply chunks); ``rate``: its audio in and out; ``config``
+    overrides ConversationConfig fields."""
     settings: dict[str, Any] = {
         "system_prompt": "Be brief.",
         "history_turns": 5,
@@ -212,4 +214,6 @@ def fake_conversation(
         config=ConversationConfig(**{**settings, **config}),
         emit=emit,
         tools=tools,
+        input_rate=rate,
+        output_rate=rate,
     )

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from hark import __version__
 from hark.config import Settings
 from hark.drain import Drainer
+from hark.engines.base import TTS
 from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
 from hark.meetings.service import MeetingService
@@ -36,6 +37,7 @@ from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
 from hark.transports.tts_session import TTSSession
+from hark.transports.twilio import routes as twilio
 
 log = logging.getLogger("hark.app")
 
@@ -92,6 +94,13 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     store = build_store(settings)
     shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
     security = Security.from_settings(settings, store=shared)
+    phone = (
+        twilio.PhoneLine(
+            settings, security, lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate)
+        )
+        if settings.twilio.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +119,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
                 settings, wyoming.services(settings, loaded, app.state.metrics)
             )
             await app.state.wyoming.start()
+        if phone is not None:
+            await phone.warm(loaded.tts)
         app.state.ready = True
         yield
         app.state.ready = False
@@ -146,6 +157,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.include_router(meetings_transport.router)
     app.include_router(client_secrets_router(security.tokens))
     app.state.security = security
+    if phone is not None:
+        app.include_router(phone.router)
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
@@ -239,9 +252,11 @@ def api_docs(settings: Settings) -> bool:
 
 
 def make_conversation(
-    app: FastAPI, settings: Settings
+    app: FastAPI, settings: Settings, *, tts: TTS | None = None, sample_rate: int | None = None
 ) -> Callable[[Callable[[ev.Event], None]], Conversation]:
+    """``tts`` and ``sample_rate`` (audio in and out): a transport's own, e.g. the phone's 8 kHz."""
     engines: Engines = app.state.engines
+    rate = sample_rate or 24_000
     config = conversation_config(settings)
 
     tools = Toolbox.from_names(settings.conversation.tools) if settings.conversation.tools else None
@@ -250,10 +265,12 @@ def make_conversation(
         return Conversation(
             vad=engines.vad,
             stt=engines.stt,
-            tts=engines.tts,
+            tts=tts or engines.tts,
             llm=engines.llm,
             config=config,
             emit=emit,
+            input_rate=rate,
+            output_rate=rate,
             tools=tools,
         )
 

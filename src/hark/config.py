@@ -415,6 +415,52 @@ class MeetingSettings(_Section):
     speak_summary: bool = False
 
 
+class TwilioSettings(_Section):
+    """Phone calls over Twilio Media Streams (docs/telephony.md)."""
+
+    enabled: bool = False
+    """Serve ``POST /twilio/voice`` (the incoming-call webhook, answered with TwiML that connects
+    the call to ``/twilio/stream``) and that WebSocket."""
+    auth_token: SecretStr | None = None
+    """The Twilio account's auth token (``HARK_TWILIO_AUTH_TOKEN``): webhooks without its
+    ``X-Twilio-Signature`` are refused. Unset: not checked, which hark allows on loopback only."""
+    auth_token_file: Path | None = None
+    """A file holding the auth token (e.g. a Docker or systemd secret); wins over ``auth_token``."""
+    public_url: str | None = None
+    """The URL Twilio reaches hark at, e.g. ``https://voice.example.com`` behind a proxy or
+    tunnel: the signature covers it, and the stream URL is built from it. Unset: the request's."""
+    greeting_mode: Literal["text", "llm", "none"] = "text"
+    """How a call opens, before the caller says anything: ``greeting`` spoken as written (the
+    fastest), a greeting written by the LLM (``greeting_prompt``), or silence."""
+    greeting: str = Field("Hello! How can I help you?", max_length=1000)
+    greeting_prompt: str = Field(
+        "The phone call has just been connected. Greet the caller in one short sentence.", max_length=2000
+    )
+    token_ttl_s: int = Field(30, ge=5, le=600)
+    """Lifetime of the single-use token the webhook puts in the stream's parameters."""
+    start_timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    """A stream socket that has not sent a valid ``start`` by then is closed."""
+    dtmf: Literal["text", "ignore"] = "text"
+    """Keypad digits: ``text`` adds them to the conversation as a user message ``[keypad] 42``
+    (answered like speech, cutting a reply short) once ``dtmf_gap_ms`` passes without another
+    digit or ``#`` is pressed; ``ignore`` counts and drops them."""
+    dtmf_gap_ms: int = Field(1500, ge=100, le=10_000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return _url(value)
+
+    def token(self) -> str | None:
+        """The auth token from ``auth_token_file``, else ``auth_token``."""
+        if self.auth_token_file is not None:
+            try:
+                return self.auth_token_file.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ConfigError(f"cannot read twilio.auth_token_file: {exc.strerror}") from exc
+        return self.auth_token.get_secret_value() if self.auth_token else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HARK_",
@@ -437,6 +483,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     wyoming: WyomingSettings = WyomingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    twilio: TwilioSettings = TwilioSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -374,6 +374,7 @@ def test_masked_is_plain_data() -> None:
         "server",
         "stt",
         "tts",
+        "twilio",
         "vad",
         "workers",
         "wyoming",
@@ -415,3 +416,22 @@ def test_llm_configured(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], co
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert load_settings().llm.configured is configured
+
+
+def test_twilio_auth_token_comes_from_env_or_a_file_and_is_masked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HARK_TWILIO_AUTH_TOKEN", "twilio-secret-789")
+    settings = load_settings()
+    assert settings.twilio.token() == "twilio-secret-789"
+    assert "twilio-secret-789" not in repr(settings.masked())
+    secret = tmp_path / "twilio_token"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("HARK_TWILIO_AUTH_TOKEN_FILE", str(secret))
+    assert load_settings().twilio.token() == "from-a-file"
+    monkeypatch.setenv("HARK_TWILIO_AUTH_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"twilio\.auth_token_file"):
+        load_settings().twilio.token()
+    monkeypatch.setenv("HARK_TWILIO_PUBLIC_URL", "voice.example.com")
+    with pytest.raises(ConfigError, match=r"twilio\.public_url"):
+        load_settings()

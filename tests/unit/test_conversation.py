@@ -7,10 +7,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation
+from hark.pipeline.errors import (
+    CommitTooShort,
+    DuplicateItem,
+    NoActiveResponse,
+    PipelineError,
+    ResponseActive,
+    UnknownCall,
+    UnknownItem,
+)
+from hark.pipeline.items import Item
+from hark.pipeline.options import ResponseOptions
+from hark.pipeline.state import ConversationState
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
@@ -318,3 +332,69 @@ async def test_a_cancelled_response_says_who_cancelled_it() -> None:
     done = await h.done()
     assert (done.status, done.reason) == ("cancelled", "client_cancelled")
     await h.conversation.aclose()
+
+
+async def test_after_a_cancel_a_new_response_can_start() -> None:
+    h = Harness(tts=FakeTTS(ms_per_char=40))
+    await h.say()
+    async with asyncio.timeout(5):
+        while not h.of(ev.ResponseAudio):
+            await asyncio.sleep(0.01)
+    assert h.conversation.cancel_response()
+    assert h.conversation.machine.state is ConversationState.IDLE
+    await h.done()
+    h.conversation.create_response()  # a speaking state left behind would refuse this
+    async with asyncio.timeout(5):
+        while len(h.of(ev.ResponseDone)) < 2:
+            await asyncio.sleep(0.01)
+    assert h.of(ev.ResponseDone)[-1].status == "completed"
+    await h.conversation.aclose()
+
+
+async def test_say_speaks_fixed_text_without_the_llm_and_keeps_it_in_the_history() -> None:
+    h = Harness()
+    h.conversation.say("Hello! How can I help you?")
+    with pytest.raises(ResponseActive):
+        h.conversation.say("Again.")
+    done = await h.done()
+    assert (done.status, done.text) == ("completed", "Hello! How can I help you?")
+    assert h.llm is not None and h.llm.calls == []
+    assert h.of(ev.ResponseAudio)
+    assert [m.role for _, m in h.conversation.history.entries()] == ["assistant"]
+    assert h.conversation.machine.state is ConversationState.IDLE
+    await h.conversation.aclose()
+
+
+async def test_refusals_are_typed_pipeline_errors_with_codes() -> None:
+    h = Harness(llm=FakeLLM(chunks=("One. ", "Two. ", "Three."), chunk_delay=0.2))
+    c = h.conversation
+    cases: list[tuple[Any, type[PipelineError], str]] = [
+        (c.commit, CommitTooShort, "input_audio_buffer_commit_empty"),
+        (lambda: c.cancel_response(strict=True), NoActiveResponse, "response_cancel_not_active"),
+        (lambda: c.truncate("nope", 10), UnknownItem, "item_not_found"),
+        (lambda: c.delete_item("nope"), UnknownItem, "item_not_found"),
+        (lambda: c.get_item("nope"), UnknownItem, "item_not_found"),
+        (
+            lambda: c.add_item(Item("u1", "message", role="user", text="again")),
+            DuplicateItem,
+            "item_create_duplicate_item_id",
+        ),
+        (
+            lambda: c.add_item(Item("o1", "function_call_output", call_id="call_x", output="{}")),
+            UnknownCall,
+            "function_call_not_found",
+        ),
+        (lambda: c.create_response(ResponseOptions(input=("ghost",))), UnknownItem, "item_not_found"),
+    ]
+    c.add_item(Item("u1", "message", role="user", text="hello"))
+    for action, kind, code in cases:
+        with pytest.raises(kind) as info:
+            action()
+        assert info.value.code == code
+        assert not isinstance(info.value, ValueError | KeyError | RuntimeError)
+    c.create_response()
+    with pytest.raises(ResponseActive) as active:
+        c.create_response()
+    assert active.value.code == "conversation_already_has_active_response"
+    done = await h.done()
+    assert done.status == "completed" and [i.id for i in c.items.items()] == ["u1", done.item_id]

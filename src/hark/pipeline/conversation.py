@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -376,6 +376,22 @@ class Conversation:
         instructions = options.instructions if options.instructions is not None else self.instructions
         return self.record.context(options.input, instructions)
 
+    def say(self, text: str) -> str:
+        """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
+        paced, interruptible and cut to what was heard like any reply. Returns the response id.
+        Raises ResponseActive when busy."""
+        if self.responding:
+            raise ResponseActive("a response is already in progress")
+        self._set_state(ConversationState.THINKING)
+        response_id = new_id("resp")
+        options = resolve(self.defaults, self.instructions, None)
+        self._response_task = asyncio.create_task(
+            self._respond(
+                response_id, new_id("item"), None, None, time.monotonic(), options=options, fixed=text
+            )
+        )
+        return response_id
+
     def _start_response(
         self,
         *,
@@ -421,6 +437,7 @@ class Conversation:
         *,
         options: ResolvedOptions,
         early: _Speculation | None = None,
+        fixed: str | None = None,
     ) -> None:
         user_text: str | None = None
         if early is not None:
@@ -478,8 +495,10 @@ class Conversation:
             options.max_output_tokens,
         )
         try:
-            await reply.output.run(
-                think(
+            source = (
+                _once(fixed)
+                if fixed is not None
+                else think(
                     self._llm,
                     self._tools,
                     thought,
@@ -488,6 +507,7 @@ class Conversation:
                     confirmed=hold,
                 )
             )
+            await reply.output.run(source)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             status = "cancelled"
@@ -557,6 +577,8 @@ class Conversation:
             response_id, item_id, _ = self._response
             self._emit(ev.OutputCleared(response_id, item_id))
         self._cancel_response(reason="client_cancelled")
+        if self.machine.state is not ConversationState.LISTENING:
+            self._set_state(ConversationState.IDLE)  # so that a new response can start
         return True
 
     def _cancel_response(self, *, reason: str) -> None:
@@ -597,3 +619,7 @@ class Conversation:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text

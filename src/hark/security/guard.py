@@ -81,6 +81,10 @@ WEBSOCKET_KINDS: dict[str, str] = {
 }
 """WebSocket paths and the session kind a token must be minted for. Upgrades on other paths are
 checked the same way but accept API keys only."""
+IN_BAND_AUTH: frozenset[str] = frozenset({"/twilio/stream"})
+"""WebSockets whose clients cannot present a credential in the handshake (Twilio Media Streams):
+origin, rate limits and the session cap apply, and the application checks a single-use token in
+the first messages before any session starts."""
 PROTECTED_HTTP_PREFIXES = ("/v1/", "/admin/")
 PUBLIC_HTTP = frozenset({"/", "/health", "/ready", "/meeting"})
 
@@ -371,7 +375,7 @@ class HandshakeGuard:
             )
         try:
             principal: Principal | None = ANONYMOUS
-            if self.auth:
+            if self.auth and path not in IN_BAND_AUTH:
                 try:
                     principal = await self._credential(headers, scope, kind)
                 except AuthError as exc:

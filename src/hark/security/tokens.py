@@ -36,7 +36,8 @@ MIN_SECRET_BYTES = 32
 """HS256 keys shorter than the hash output are weak (RFC 7518 §3.2); PyJWT warns about them."""
 
 Kind = Literal["realtime", "tts", "meetings"]
-KINDS: tuple[str, ...] = ("realtime", "tts", "meetings")
+KINDS: tuple[str, ...] = ("realtime", "tts", "meetings", "twilio")
+"""``twilio`` tokens are minted by the phone webhook only (bound to the call), never by the route."""
 
 TokenCode = Literal[
     "token_malformed",

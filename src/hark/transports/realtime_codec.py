@@ -9,7 +9,7 @@ clients see only OpenAI's events)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ VOICE = "hark"
 Dialect = Literal["ga", "beta"]
 Out = tuple[dict[str, Any] | bytes, str | None]
 """A message for the client, and the response whose reply audio it is (it may then be dropped)."""
+Put = Callable[..., None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +182,8 @@ class RealtimeCodec:
                     {"type": "audio", "transcript": ""} if output == "audio" else {"type": "text", "text": ""}
                 )
                 put({"type": "response.content_part.added", **_part(response_id, item_id), "part": part})
-            case ev.MessageDone(response_id, item, output, in_conversation):
-                self._message_done(put, response_id, item, output, in_conversation)
+            case ev.MessageDone(response_id, item, output, in_conversation, previous):
+                self._message_done(put, response_id, item, output, in_conversation, previous)
             case ev.FunctionCalled(response_id, item, index, previous, in_conversation):
                 self._function_call(put, response_id, item, index, previous, in_conversation)
             case ev.ResponseDone():
@@ -221,7 +222,7 @@ class RealtimeCodec:
         return out
 
     def _message_done(
-        self, put: Any, response_id: str, item: Item, output: str, in_conversation: bool
+        self, put: Put, response_id: str, item: Item, output: str, in_conversation: bool, previous: str | None
     ) -> None:
         text = item.text or ""
         part = _part(response_id, item.id)
@@ -237,10 +238,10 @@ class RealtimeCodec:
             {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": wire}
         )
         if in_conversation:
-            put({"type": "conversation.item.done", "previous_item_id": None, "item": wire})
+            put({"type": "conversation.item.done", "previous_item_id": previous, "item": wire})
 
     def _function_call(
-        self, put: Any, response_id: str, item: Item, index: int, previous: str | None, in_conversation: bool
+        self, put: Put, response_id: str, item: Item, index: int, previous: str | None, in_conversation: bool
     ) -> None:
         opened = wire_item(item.with_(status="in_progress", arguments=""))
         done = wire_item(item)
