@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev]'
 	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
+	@# The Smart Turn model (semantic end of turn) ships inside pipecat-ai's wheel; hark only reads the file.
+	$(PIP) install -q --no-deps 'pipecat-ai==1.14.0'
 	touch $(STAMP)
 
 test-deps:

@@ -26,7 +26,7 @@ from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
-from hark.pipeline.turns import TurnConfig
+from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, principal_of
 from hark.state import StoreUnavailable, build_store
 from hark.transports import admin, openai_http
@@ -50,6 +50,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             start_ms=vad.start_ms,
             end_silence_ms=vad.end_silence_ms,
             max_turn_ms=vad.max_turn_s * 1000,
+            eagerness=Eagerness(vad.eagerness) if vad.turn_detection == "semantic_vad" else None,
         ),
         prefix_ms=vad.prefix_ms,
         max_turn_s=vad.max_turn_s,
@@ -222,6 +223,7 @@ def make_conversation(
             config=config,
             emit=emit,
             tools=tools,
+            turn_model=engines.turn,
         )
 
     return factory

@@ -12,7 +12,7 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech")
+SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "turns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,12 @@ def run(
             modes=tuple(local.MODES) if "local" in chosen else ("workers",),
             log=log,
         )
+
+    if "turns" in chosen:
+        from hark.bench import turns
+
+        log("7. turn-taking corpus (docs/turn-taking.md)")
+        details["turns"] = turns.run(log=log)
 
     result: dict[str, Any] = {
         "version": __version__,

@@ -17,7 +17,7 @@ import numpy as np
 
 from hark.config import ProviderConfig, Settings
 from hark.engines import registry
-from hark.engines.base import VAD
+from hark.engines.base import VAD, TurnModel
 from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from hark.errors import ConfigError, EngineError, MissingDependency
 from hark.workers import POOLED_KINDS, WorkerPool, available_cores, default_processes, pooled_engines
@@ -37,6 +37,7 @@ class Prebuilt:
     vad: VAD
     engines: dict[Slot, Any]
     pooled: list[tuple[Slot, ProviderConfig]] = field(default_factory=list)
+    turn: TurnModel | None = None
 
 
 @dataclass(slots=True)
@@ -48,10 +49,12 @@ class Engines:
     pool: WorkerPool | None = None
     local: list[Any] = field(default_factory=list)
     """In-process local engines, warmed at start."""
+    turn: TurnModel | None = None
+    """The end-of-turn model semantic turns ask (None when it is not installed)."""
 
     async def aclose(self) -> None:
         # 1. The chains (and their probes and in-process engines).  2. The worker processes.
-        for engine in (self.llm, self.tts, self.stt, self.vad):
+        for engine in (self.llm, self.tts, self.stt, self.vad, self.turn):
             if engine is not None:
                 await engine.aclose()
         if self.pool is not None:
@@ -81,7 +84,21 @@ def prebuild(settings: Settings) -> Prebuilt:
     log.info(
         "engines built", extra={"seconds": round(time.perf_counter() - started, 2), "pooled": len(pooled)}
     )
-    return Prebuilt(vad=vad, engines=built, pooled=pooled)
+    return Prebuilt(vad=vad, engines=built, pooled=pooled, turn=turn_model(settings))
+
+
+def turn_model(settings: Settings) -> TurnModel | None:
+    """Smart Turn, when semantic turns are the default or the model is installed for sessions
+    that ask for them; without it a ``semantic_vad`` session ends turns on silence alone."""
+    try:
+        return registry.resolve(registry.TURN_ENGINES, "smart-turn", "vad")(settings.vad.turn_model_path)  # type: ignore[no-any-return]
+    except (EngineError, MissingDependency) as exc:
+        if settings.vad.turn_detection == "semantic_vad":
+            raise ConfigError(
+                f"vad.turn_detection is semantic_vad but the turn model cannot load: {exc}"
+            ) from exc
+        log.warning("no turn model; semantic_vad sessions end turns on silence", extra={"error": str(exc)})
+        return None
 
 
 def worker_settings(settings: Settings) -> Settings:
@@ -135,6 +152,7 @@ async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
         llm=FallbackLLM(chains["llm"], settings.fallback) if chains["llm"] else None,
         pool=pool,
         local=local,
+        turn=prebuilt.turn,
     )
 
 

@@ -41,6 +41,7 @@ LLM_ENGINES = {
     "scripted": "hark.bench.fakes:ScriptedLLM",
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
+TURN_ENGINES = {"smart-turn": "hark.engines.turn.smart_turn:SmartTurn"}
 
 STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES}
 

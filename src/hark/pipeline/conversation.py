@@ -16,7 +16,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall, Transcript
+from hark.engines.base import (
+    LLM,
+    STT,
+    TTS,
+    VAD,
+    ChatMessage,
+    Float32Array,
+    LLMOptions,
+    ToolCall,
+    Transcript,
+    TurnModel,
+)
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.history import History
@@ -92,6 +103,7 @@ class Conversation:
         input_rate: int = 24_000,
         output_rate: int = 24_000,
         tools: Toolbox | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self._stt = stt
         self._tts = tts
@@ -101,7 +113,12 @@ class Conversation:
         self._emit = emit
         self.output_rate = output_rate
         self.listener = Listener(
-            vad, config.turn, input_rate=input_rate, prefix_ms=config.prefix_ms, max_turn_s=config.max_turn_s
+            vad,
+            config.turn,
+            input_rate=input_rate,
+            prefix_ms=config.prefix_ms,
+            max_turn_s=config.max_turn_s,
+            turn_model=turn_model,
         )
         self.history = History(config.system_prompt, config.history_turns)
         self.machine = StateMachine()
