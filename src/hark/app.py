@@ -27,7 +27,7 @@ from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
 from hark.pipeline.tools import Toolbox
-from hark.pipeline.turns import TurnConfig
+from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
 from hark.security.body import BodyLimit
 from hark.security.headers import SecurityHeaders
@@ -55,6 +55,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             start_ms=vad.start_ms,
             end_silence_ms=vad.end_silence_ms,
             max_turn_ms=vad.max_turn_s * 1000,
+            eagerness=Eagerness(vad.eagerness) if vad.turn_detection == "semantic_vad" else None,
         ),
         prefix_ms=vad.prefix_ms,
         max_turn_s=vad.max_turn_s,
@@ -272,6 +273,7 @@ def make_conversation(
             input_rate=rate,
             output_rate=rate,
             tools=tools,
+            turn_model=engines.turn,
         )
 
     return factory

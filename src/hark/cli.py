@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         metavar="LIST",
-        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,meetings,wyoming",
+        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,meetings,wyoming,turns",
     )
     bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
     bench.add_argument("--no-docs", action="store_true", help="do not write the report")

@@ -64,6 +64,13 @@ class VADSettings(_Section):
     """Audio kept from before speech started, so the first syllable is not cut."""
     max_turn_s: float = Field(30.0, gt=1.0, le=300.0)
     """A turn longer than this is ended and transcribed."""
+    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    """``server_vad`` ends a turn on ``end_silence_ms`` of silence; ``semantic_vad`` lets the
+    Smart Turn model decide at short pauses whether the speaker is done (docs/turn-taking.md)."""
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    """How soon a semantic turn ends: ``high`` answers sooner and cuts off more often."""
+    turn_model_path: Path | None = None
+    """Smart Turn ONNX file; default: the file inside the installed ``pipecat-ai`` wheel."""
 
 
 def _url(value: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings", "wyoming")
+SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings", "wyoming", "turns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,11 @@ def run(
             details["wyoming"] = wyoming_side.run(log=log)
         except Exception as exc:
             details["wyoming"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "turns" in chosen:
+        from hark.bench import turns
+
+        log("9. turn-taking corpus (docs/turn-taking.md)")
+        details["turns"] = turns.run(log=log)
 
     result: dict[str, Any] = {
         "version": __version__,

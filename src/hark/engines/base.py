@@ -119,6 +119,17 @@ class VAD(Protocol):
     async def aclose(self) -> None: ...
 
 
+class TurnModel(Protocol):
+    """Judges from the audio of a turn so far (ending now) whether the speaker is done."""
+
+    name: str
+    sample_rate: int
+
+    async def end_probability(self, audio: Float32Array) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
 @runtime_checkable
 class STT(Protocol):
     name: str

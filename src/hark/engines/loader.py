@@ -17,7 +17,7 @@ import numpy as np
 
 from hark.config import ProviderConfig, Settings
 from hark.engines import registry
-from hark.engines.base import VAD
+from hark.engines.base import VAD, TurnModel
 from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from hark.errors import ConfigError, EngineError, MissingDependency
 from hark.workers import POOLED_KINDS, WorkerPool, available_cores, default_processes, pooled_engines
@@ -38,6 +38,7 @@ class Prebuilt:
     engines: dict[Slot, Any]
     pooled: list[tuple[Slot, ProviderConfig]] = field(default_factory=list)
     speaker_error: str | None = None
+    turn: TurnModel | None = None
 
 
 @dataclass(slots=True)
@@ -53,10 +54,12 @@ class Engines:
     """The speaker-embedding engine for meetings (pooled or in-process); None when unused or
     unavailable (``speaker_error`` says why)."""
     speaker_error: str | None = None
+    turn: TurnModel | None = None
+    """The end-of-turn model semantic turns ask (None when it is not installed)."""
 
     async def aclose(self) -> None:
         # 1. The chains (and their probes and in-process engines).  2. The worker processes.
-        for engine in (self.llm, self.tts, self.stt, self.vad):
+        for engine in (self.llm, self.tts, self.stt, self.vad, self.turn):
             if engine is not None:
                 await engine.aclose()
         if self.pool is not None:
@@ -87,7 +90,9 @@ def prebuild(settings: Settings) -> Prebuilt:
     log.info(
         "engines built", extra={"seconds": round(time.perf_counter() - started, 2), "pooled": len(pooled)}
     )
-    return Prebuilt(vad=vad, engines=built, pooled=pooled, speaker_error=speaker_error)
+    return Prebuilt(
+        vad=vad, engines=built, pooled=pooled, speaker_error=speaker_error, turn=turn_model(settings)
+    )
 
 
 SPEAKER_SLOT: Slot = ("speaker", 0)
@@ -115,6 +120,20 @@ def _prebuild_speaker(
         log.warning("speaker model unavailable; meetings cluster voice features instead")
         return str(exc)
     return None
+
+
+def turn_model(settings: Settings) -> TurnModel | None:
+    """Smart Turn, when semantic turns are the default or the model is installed for sessions
+    that ask for them; without it a ``semantic_vad`` session ends turns on silence alone."""
+    try:
+        return registry.resolve(registry.TURN_ENGINES, "smart-turn", "vad")(settings.vad.turn_model_path)  # type: ignore[no-any-return]
+    except (EngineError, MissingDependency) as exc:
+        if settings.vad.turn_detection == "semantic_vad":
+            raise ConfigError(
+                f"vad.turn_detection is semantic_vad but the turn model cannot load: {exc}"
+            ) from exc
+        log.warning("no turn model; semantic_vad sessions end turns on silence", extra={"error": str(exc)})
+        return None
 
 
 def worker_settings(settings: Settings) -> Settings:
@@ -170,6 +189,7 @@ async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
         local=local,
         speaker=engines.get(SPEAKER_SLOT),
         speaker_error=prebuilt.speaker_error,
+        turn=prebuilt.turn,
     )
 
 

@@ -42,6 +42,7 @@ LLM_ENGINES = {
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
 SPEAKER_ENGINES = {"campplus": "hark.engines.speaker.campplus:CampPlusEmbedder"}
+TURN_ENGINES = {"smart-turn": "hark.engines.turn.smart_turn:SmartTurn"}
 
 STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES, "speaker": SPEAKER_ENGINES}
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript
+from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
 from hark.pipeline import events as ev
 from hark.pipeline.errors import (
@@ -106,6 +106,7 @@ class Conversation:
         input_rate: int = 24_000,
         output_rate: int = 24_000,
         tools: Toolbox | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self._stt = stt
         self._tts = tts
@@ -115,7 +116,12 @@ class Conversation:
         self._emit = emit
         self.output_rate = output_rate
         self.listener = Listener(
-            vad, config.turn, input_rate=input_rate, prefix_ms=config.prefix_ms, max_turn_s=config.max_turn_s
+            vad,
+            config.turn,
+            input_rate=input_rate,
+            prefix_ms=config.prefix_ms,
+            max_turn_s=config.max_turn_s,
+            turn_model=turn_model,
         )
         self.record = Record(config.system_prompt, config.history_turns)
         self.machine = StateMachine()

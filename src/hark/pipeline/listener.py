@@ -7,15 +7,19 @@ the event loop and keeps the current utterance (with a little audio from before 
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from hark.audio import pcm16_to_float
-from hark.engines.base import VAD, Float32Array
-from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
+from hark.engines.base import VAD, Float32Array, TurnModel
+from hark.errors import EngineError
+from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
 from hark.polyphase import CausalResampler
+
+log = logging.getLogger("hark.listener")
 
 PAUSE_MS = 64
 """Silence after which a pause is reported: the moment a speculative transcription can start.
@@ -33,8 +37,21 @@ class TurnBoundary:
 
 
 class Listener:
-    def __init__(self, vad: VAD, config: TurnConfig, *, input_rate: int, prefix_ms: int, max_turn_s: float):
+    def __init__(
+        self,
+        vad: VAD,
+        config: TurnConfig,
+        *,
+        input_rate: int,
+        prefix_ms: int,
+        max_turn_s: float,
+        turn_model: TurnModel | None = None,
+    ):
         self.vad = vad
+        self.turn_model = (
+            turn_model if turn_model is None or turn_model.sample_rate == vad.sample_rate else None
+        )
+        self._config = config
         self.rate = vad.sample_rate
         self._chunk = vad.chunk_samples
         self._stream = vad.new_stream()
@@ -66,6 +83,7 @@ class Listener:
         """New turn-detection settings (session.update); a turn in progress is forgotten."""
         # Chunk indexes go on from where they are: boundaries are positions in the whole input.
         self._turns = TurnDetector(config, start_index=self._chunk_index)
+        self._config = config
         self._pause_chunks = max(1, round(PAUSE_MS / config.chunk_ms))
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
         self._recent = collections.deque(self._recent, maxlen=prefix_chunks + 1)
@@ -113,12 +131,30 @@ class Listener:
                 silence, silence_start = self._turns.silence_run
                 if silence == self._pause_chunks:
                     boundaries.append(self._boundary(Detection(TurnEvent.PAUSED, silence_start)))
-                continue
+                if silence and await self._speaker_done(silence):
+                    detection = self._turns.end_now()
+                if detection is None:
+                    continue
             if detection.event is TurnEvent.SPEECH_STARTED:
                 self._utterance = collections.deque(self._recent, maxlen=self._max_chunks)
                 self._recent.clear()
             boundaries.append(self._boundary(detection))
         return boundaries
+
+    async def _speaker_done(self, silence_chunks: int) -> bool:
+        """Semantic turns: at the policy's pauses, ask the turn model whether the speaker is done."""
+        eagerness = self._config.eagerness
+        if eagerness is None or self.turn_model is None:
+            return False
+        policy = SEMANTIC_POLICIES[eagerness]
+        if not policy.decide_at(silence_chunks, self._config.chunk_ms):
+            return False
+        try:
+            probability = await self.turn_model.end_probability(self.utterance())
+        except EngineError:
+            log.warning("turn model failed; this turn ends on silence alone")
+            return False
+        return probability >= policy.threshold
 
     def _boundary(self, detection: Detection) -> TurnBoundary:
         wall = next((t for i, t in reversed(self._arrivals) if i <= detection.chunk_index), time.monotonic())

@@ -13,6 +13,34 @@ class TurnEvent(enum.Enum):
     """A short silence inside a turn (the listener reports it; the turn may still go on)."""
 
 
+class Eagerness(enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticPolicy:
+    """When a semantic turn asks the turn model, how sure it must be, and the longest silence
+    it waits for when the model keeps saying "not done"."""
+
+    decide_ms: tuple[float, ...]
+    threshold: float
+    max_silence_ms: float
+
+    def decide_at(self, silence_chunks: int, chunk_ms: float) -> bool:
+        return any(silence_chunks == max(1, round(ms / chunk_ms)) for ms in self.decide_ms)
+
+
+SEMANTIC_POLICIES = {
+    Eagerness.HIGH: SemanticPolicy(decide_ms=(96, 192, 384), threshold=0.3, max_silence_ms=800),
+    Eagerness.MEDIUM: SemanticPolicy(decide_ms=(128, 256, 512, 1024), threshold=0.5, max_silence_ms=2000),
+    Eagerness.LOW: SemanticPolicy(decide_ms=(256, 512, 1024, 2048), threshold=0.7, max_silence_ms=3000),
+}
+SEMANTIC_POLICIES[Eagerness.AUTO] = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+
+
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     chunk_ms: float = 32.0
@@ -21,6 +49,9 @@ class TurnConfig:
     start_ms: float = 96.0
     end_silence_ms: float = 300.0
     max_turn_ms: float = 30_000.0
+    eagerness: Eagerness | None = None
+    """Semantic end of turn (``semantic_vad``): a turn model decides at short pauses; ``None``
+    ends turns on ``end_silence_ms`` of silence alone (``server_vad``)."""
 
     @property
     def off_threshold(self) -> float:
@@ -43,7 +74,10 @@ class TurnDetector:
     def __init__(self, config: TurnConfig, *, start_index: int = 0) -> None:
         self.config = config
         self._start_chunks = max(1, round(config.start_ms / config.chunk_ms))
-        self._end_chunks = max(1, round(config.end_silence_ms / config.chunk_ms))
+        end_ms = config.end_silence_ms
+        if config.eagerness is not None:
+            end_ms = SEMANTIC_POLICIES[config.eagerness].max_silence_ms
+        self._end_chunks = max(1, round(end_ms / config.chunk_ms))
         self._max_chunks = max(1, round(config.max_turn_ms / config.chunk_ms))
         self._index = start_index - 1
         self.reset()
@@ -89,6 +123,12 @@ class TurnDetector:
         if self._index - self._turn_start + 1 >= self._max_chunks:
             return self._stop(self._index + 1)
         return None
+
+    def end_now(self) -> Detection | None:
+        """End the turn on the silence it is in (a turn model said the speaker is done)."""
+        if not self.in_speech or self._silence == 0:
+            return None
+        return self._stop(self._silence_start)
 
     def _stop(self, at: int) -> Detection:
         self.in_speech = False

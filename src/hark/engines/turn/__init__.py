@@ -1,0 +1,1 @@
+"""End-of-turn models: given the audio of a turn so far, is the speaker done?"""
