@@ -46,6 +46,8 @@ class AudioFormat(BaseModel):
 class TurnDetection(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None
+    """semantic_vad only: how soon the turn model may end a turn (docs/turn-taking.md)."""
     threshold: float | None = Field(None, gt=0.0, lt=1.0)
     prefix_padding_ms: int | None = Field(None, ge=0, le=5000)
     silence_duration_ms: int | None = Field(None, ge=64, le=10_000)

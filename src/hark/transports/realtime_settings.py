@@ -11,7 +11,7 @@ from hark.pipeline.conversation import Conversation, ConversationConfig, new_id
 from hark.pipeline.errors import InvalidValue, Unsupported, UnsupportedAudioFormat
 from hark.pipeline.items import Item
 from hark.pipeline.options import ResponseOptions
-from hark.pipeline.turns import TurnConfig
+from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.transports import realtime_protocol as rp
 from hark.transports.realtime_codec import SessionView
 
@@ -70,6 +70,7 @@ class SessionSettings:
                 else base.end_silence_ms
             ),
             max_turn_ms=base.max_turn_ms,
+            eagerness=Eagerness(detection.eagerness or "auto") if detection.type == "semantic_vad" else None,
         )
         self.prefix_ms = detection.prefix_padding_ms if detection.prefix_padding_ms is not None else 300
         conversation.configure_turns(
@@ -82,6 +83,13 @@ class SessionSettings:
     def turn_detection_wire(self, conversation: Conversation) -> dict[str, Any] | None:
         if not conversation.turn_detection:
             return None
+        if self.turn.eagerness is not None:
+            return {
+                "type": "semantic_vad",
+                "eagerness": self.turn.eagerness.value,
+                "create_response": conversation.auto_respond,
+                "interrupt_response": conversation.interrupt,
+            }
         return {
             "type": "server_vad",
             "threshold": self.turn.threshold,
