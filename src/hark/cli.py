@@ -26,7 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a shortened run (under 5 minutes)")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument(
-        "--only", metavar="LIST", help="comma-separated: overhead,pipecat,capacity,bargein,local,speech"
+        "--only",
+        metavar="LIST",
+        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,talkers,soak"
+        " (default: all but soak)",
     )
     bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
     bench.add_argument("--no-docs", action="store_true", help="do not write the report")

@@ -12,7 +12,9 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech")
+SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "talkers", "soak")
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
+"""What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +27,14 @@ class Plan:
     bargein_sessions: int
     local_turns: int
     speech_reps: int
+    talkers_steps: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24)
+    talkers_window_s: float = 60.0
+    soak_sessions: int = 20
+    soak_s: float = 600.0
 
 
 FULL = Plan(320, 8, (10, 25, 50, 100, 150, 200, 300, 400, 600), 20.0, 40, 4, 20, 10)
-QUICK = Plan(40, 5, (10, 25, 50, 100), 6.0, 6, 3, 4, 3)
+QUICK = Plan(40, 5, (10, 25, 50, 100), 6.0, 6, 3, 4, 3, (1, 4, 8), 20.0, 20, 60.0)
 
 DEFAULT_LOG = """
 No speed work recorded yet. Record each change here as: what dominated (profile), the change,
@@ -45,10 +51,10 @@ def run(
     log: Callable[[str], None] = print,
     plan: Plan | None = None,
 ) -> dict[str, Any]:
-    from hark.bench import bargein, capacity, local, overhead, report
+    from hark.bench import bargein, capacity, local, overhead, report, talkers
     from hark.bench.audio import check_vad, utterance
 
-    chosen = only if only else set(SCENARIOS)
+    chosen = only if only else set(DEFAULT_SCENARIOS)
     unknown = chosen - set(SCENARIOS)
     if unknown:
         raise ValueError(
@@ -103,6 +109,20 @@ def run(
             modes=tuple(local.MODES) if "local" in chosen else ("workers",),
             log=log,
         )
+    if "talkers" in chosen:
+        log("7. capacity with the real local engines: talking sessions at voice-to-voice p95 <= 1.5 s")
+        try:
+            details["talkers"] = talkers.capacity(
+                steps=list(plan.talkers_steps), window_s=plan.talkers_window_s, log=log
+            )
+        except Exception as exc:
+            details["talkers"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "soak" in chosen:
+        log(f"8. soak: {plan.soak_sessions} talking sessions for {plan.soak_s:g} s")
+        try:
+            details["soak"] = talkers.soak(sessions=plan.soak_sessions, seconds=plan.soak_s, log=log)
+        except Exception as exc:
+            details["soak"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     result: dict[str, Any] = {
         "version": __version__,

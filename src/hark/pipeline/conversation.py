@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, LLMOptions, ToolCall, Transcript
-from hark.errors import EngineError, EngineUnavailable
+from hark.errors import EngineError, EngineSaturated, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.history import History
 from hark.pipeline.listener import Listener, TurnBoundary
@@ -25,6 +25,7 @@ from hark.pipeline.responder import Responder
 from hark.pipeline.state import ConversationState, StateMachine
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig, TurnEvent
+from hark.priority import Priority, Work, work_as
 
 log = logging.getLogger("hark.conversation")
 
@@ -58,6 +59,8 @@ class _Speculation:
     audio_ms: int
     """Position of the silence it started at."""
     transcript: asyncio.Task[Transcript]
+    work: Work
+    """Its engine work's priority: SPECULATIVE, promoted to FINAL when the turn ends on it."""
     reply: asyncio.Task[None] | None = None
     text: str | None = None
     """The transcript the held reply answers."""
@@ -167,10 +170,11 @@ class Conversation:
         self._cancel_speculative()
         self._cancel_partial()
         audio = self.listener.utterance()
-        transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
-        speculation = _Speculation(boundary.audio_ms, transcript)
-        if self.auto_respond and self.config.speculative_reply and not self.responding:
-            speculation.reply = asyncio.create_task(self._respond_early(speculation))
+        with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
+            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
+            speculation = _Speculation(boundary.audio_ms, transcript, work)
+            if self.auto_respond and self.config.speculative_reply and not self.responding:
+                speculation.reply = asyncio.create_task(self._respond_early(speculation))
         self._speculative = speculation
 
     def _cancel_speculative(self) -> None:
@@ -188,6 +192,7 @@ class Conversation:
         if self._speculative is not None and self._speculative.audio_ms == boundary.audio_ms:
             # The turn ended on the silence the speculation started at.
             speculation, self._speculative = self._speculative, None
+            speculation.work.promote()  # now it is this turn's transcript (and maybe its reply)
         self._cancel_speculative()
         if speculation is not None and self._release_early(item_id, speculation, boundary.wall_time):
             return
@@ -253,7 +258,8 @@ class Conversation:
         audio = self._accept_input(item_id)
         detected = time.monotonic()
         previous = self._transcribing
-        self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
+        with work_as(Priority.FINAL):
+            self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
         if self.auto_respond:
             self._set_state(ConversationState.THINKING)
             self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
@@ -273,7 +279,8 @@ class Conversation:
         if item_id is None:
             return
         audio = self.listener.utterance()
-        self._partial_task = asyncio.create_task(self._partial(item_id, audio))
+        with work_as(Priority.PARTIAL):  # first to be shed under load
+            self._partial_task = asyncio.create_task(self._partial(item_id, audio))
 
     async def _partial(self, item_id: str, audio: Float32Array) -> None:
         try:
@@ -315,7 +322,7 @@ class Conversation:
                 transcript = await self._stt.transcribe(audio, language=self.config.language)
         except EngineError as exc:
             log.warning("transcription failed", extra={"engine": exc.engine, "retryable": exc.retryable})
-            self._emit(ev.TranscriptFailed(item_id, str(exc)))
+            self._emit(ev.TranscriptFailed(item_id, str(exc), isinstance(exc, EngineSaturated)))
             return None
         text = transcript.text.strip()
         self._emit(ev.TranscriptFinal(item_id, text))
@@ -352,9 +359,10 @@ class Conversation:
         self._cancel_response(reason="turn_detected")  # a new turn replaces the reply in progress
         response_id = new_id("resp")
         item_id = new_id("item")
-        self._response_task = asyncio.create_task(
-            self._respond(response_id, item_id, wait_for, end_of_speech, detected)
-        )
+        with work_as(Priority.FINAL):  # the reply being spoken
+            self._response_task = asyncio.create_task(
+                self._respond(response_id, item_id, wait_for, end_of_speech, detected)
+            )
 
     async def _respond_early(self, speculation: _Speculation) -> None:
         """The held reply: waits for the speculative transcript, then prepares the answer to it.
@@ -423,6 +431,7 @@ class Conversation:
             early.release = open_response
         status: Literal["completed", "cancelled", "failed"] = "completed"
         reason: str | None = None
+        saturated = False
         try:
             context = early.context if early is not None else None
             await responder.run(self._reply_text(user_text, context, confirmed=hold))
@@ -432,14 +441,14 @@ class Conversation:
             reason = self._cancel_reasons.pop(task, "turn_detected") if task is not None else "turn_detected"
             raise
         except EngineError as exc:
-            status, reason = "failed", str(exc)
+            status, reason, saturated = "failed", str(exc), isinstance(exc, EngineSaturated)
             if opened:
                 self._emit(ev.ConversationError("engine_error", reason))
         finally:
             # A held reply never released leaves no trace: nothing was said, nothing is reported.
             if opened:
                 self._report_latency(response_id, responder, end_of_speech, detected, transcribed)
-                self._finish_response(response_id, item_id, responder, status, reason)
+                self._finish_response(response_id, item_id, responder, status, reason, saturated)
 
     def _finish_response(
         self,
@@ -448,12 +457,17 @@ class Conversation:
         responder: Responder,
         status: Literal["completed", "cancelled", "failed"],
         reason: str | None,
+        saturated: bool = False,
     ) -> None:
         self._response = None
         heard = responder.full_text() if status == "completed" else responder.heard()
         if heard:
             self.history.add(item_id, "assistant", heard)
-        self._emit(ev.ResponseDone(response_id, item_id, status, heard, int(responder.clock.sent_ms), reason))
+        self._emit(
+            ev.ResponseDone(
+                response_id, item_id, status, heard, int(responder.clock.sent_ms), reason, saturated
+            )
+        )
         if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)
 

@@ -53,6 +53,8 @@ class TranscriptFinal:
 class TranscriptFailed:
     item_id: str
     message: str
+    saturated: bool = False
+    """The engines were at capacity (load, not a fault)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ class ResponseDone:
     """What the user heard (all of it when completed)."""
     audio_ms: int
     reason: str | None = None
+    saturated: bool = False
+    """It failed because the engines were at capacity (load, not a fault)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -555,10 +555,11 @@ class RealtimeSession:
                         "usage": {"type": "duration", "seconds": 0},
                     }
                 )
-            case ev.TranscriptFailed(item_id, message):
+            case ev.TranscriptFailed(item_id, message, saturated):
                 if self.metrics is not None:
                     self.metrics.error("transcription_failed")
-                self._turn_failed("transcription")
+                if not saturated:  # load is not a fault: it never closes the session
+                    self._turn_failed("transcription")
                 put(
                     {
                         "type": "conversation.item.input_audio_transcription.failed",
@@ -639,7 +640,7 @@ class RealtimeSession:
 
     def _response_done(self, event: ev.ResponseDone) -> None:
         self._checkpoint()
-        if event.status == "failed":
+        if event.status == "failed" and not event.saturated:
             self._turn_failed("llm or tts")
         elif event.status == "completed":
             self._failures = 0
