@@ -4,7 +4,7 @@ Two signals, either refuses (503 / close 1013 with Retry-After, as the session c
 ``/ready`` answers 503 so a load balancer sends people elsewhere):
 
 - ``capacity``: ``admission.max_conversations`` realtime conversations are open. The number is
-  configured, from ``hark bench --scenario capacity`` run on the box (docs/deploy.md, "Sizing a
+  configured, from ``hark bench --only talkers`` run on the box (docs/deploy.md, "Sizing a
   box"), not measured at start-up: what a conversation costs depends on how much people talk,
   the partial-transcript interval, reply lengths and the LLM, none of which start-up can see,
   and a start-up measurement on a busy or throttled host would fix a wrong number until restart.

@@ -318,7 +318,7 @@ class AdmissionSettings(_Section):
 
     max_conversations: int = Field(0, ge=0, le=100_000)
     """Realtime conversations this box holds at the latency you want: measure it with
-    ``hark bench --scenario capacity``. 0: no fixed number (only ``security.max_sessions``)."""
+    ``hark bench --only talkers``. 0: no fixed number (only ``security.max_sessions``)."""
     max_wait_s: float = Field(2.0, ge=0.0, le=60.0)
     """Saturation, measured live: while a finished turn's transcript or a reply's speech waited
     longer than this for a worker within the last ``window_s``, new conversations are refused.

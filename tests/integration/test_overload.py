@@ -1,10 +1,10 @@
 """Overload (RELIABILITY #29): more talkers than the engines can serve in real time.
 
 A real `hark serve` with its real local engines (faster-whisper and Piper) in ONE worker process
-and a short line (``queue_limit`` 3), and six people talking over each other, turn after turn:
+and a short line (``queue_limit`` 3), and four people talking over each other, turn after turn:
 far more transcription and speech than one worker keeps up with. Then hark must slow down
 gracefully: no conversation closed by the server, every finished turn its final transcript and
-its spoken answer, partial transcripts shed first (never a final), a seventh conversation refused
+its spoken answer, partial transcripts shed first (never a final), a fifth conversation refused
 cleanly (503 + Retry-After) while /ready says not-ready, and everything back to normal once the
 talkers leave. Figures are printed; only behaviour is asserted (no timing limits).
 """
@@ -28,8 +28,8 @@ from tests.speech import silence, speak
 
 pytestmark = pytest.mark.slow
 
-TALKERS = 6
-TURNS = 3
+TALKERS = 4
+TURNS = 2
 RATE = 24_000
 CHUNK_MS = 100
 CHUNK = RATE * 2 * CHUNK_MS // 1000
@@ -101,6 +101,14 @@ async def talker(url: str, index: int, speech: list[bytes]) -> dict[str, Any]:
         await session.close()
 
 
+async def until_not_ready(client: httpx.AsyncClient, limit_s: float = 60.0) -> httpx.Response:
+    """/ready once it answers 503 (or, after ``limit_s``, whatever it answers)."""
+    deadline = time.monotonic() + limit_s
+    while (response := await client.get("/ready")).status_code == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return response
+
+
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include ``labels``."""
     text = (await client.get("/metrics")).text
@@ -120,10 +128,9 @@ async def test_more_talkers_than_the_engines_serve_slow_down_but_nobody_is_dropp
             alone = await talker(hark.ws_url, 0, speech[:1])
             alone_partials = sum(t["partials"] for t in alone["turns"]) / TURNS
 
-            # 2. Six at once: more than one worker can serve in real time.
+            # 2. Four at once: more than one worker can serve in real time.
             load = asyncio.gather(*(talker(hark.ws_url, i, speech) for i in range(TALKERS)))
-            await asyncio.sleep(TALKERS * 0.3 + 1.0)  # every talker connected and talking
-            ready_at_capacity = await http.get("/ready")
+            ready_at_capacity = await until_not_ready(http)  # every talker connected
             with pytest.raises(websockets.InvalidStatus) as refused:
                 await websockets.connect(hark.ws_url, open_timeout=10)
             results = await load
@@ -164,7 +171,7 @@ async def test_more_talkers_than_the_engines_serve_slow_down_but_nobody_is_dropp
     # Under pressure the least useful work went first: partials shed, finals never.
     assert shed["partial"] > 0 and shed["final"] == 0
     assert circuit == 0  # saturation opened no circuit (one failure would have)
-    # A seventh conversation was refused cleanly while six talked, and /ready said so.
+    # One more conversation was refused cleanly while they talked, and /ready said so.
     assert refused.value.response.status_code == 503
     assert int(refused.value.response.headers["Retry-After"]) >= 1
     assert ready_at_capacity.status_code == 503 and ready_at_capacity.json()["checks"]["capacity"] is False
