@@ -247,7 +247,7 @@ async def test_under_pressure_finals_run_first_and_partials_are_shed_never_final
         assert shed[(Priority.PARTIAL, ShedReason.REFUSED)] == 1
         assert sum(n for (p, _), n in shed.items() if p is Priority.FINAL) == 0
         assert pool.queue.waits[Priority.FINAL].count == 4
-        assert pool.pressure() > 0.3  # the finals waited behind a 0.5 s request
+        assert pool.pressure() > 0  # the finals waited behind the running request
     finally:
         await pool.aclose()
 

@@ -254,6 +254,7 @@ async def _soak(url: str, base_url: str, pid: int, sessions: int, seconds: float
         shed = await asyncio.to_thread(shed_counts, base_url)
         summary = crowd.window(started, time.monotonic())
         closed = crowd.closed_by_server()
+        measured_s = time.monotonic() - started
     finally:
         await crowd.aclose()
         await asyncio.to_thread(probe.stop)
@@ -263,7 +264,7 @@ async def _soak(url: str, base_url: str, pid: int, sessions: int, seconds: float
     p99 = stats.percentile(health, 99) if health else None
     result = {
         "sessions": sessions,
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": round(measured_s, 1),
         **summary,
         "closed_by_server": closed,
         "shed": dict(shed),
