@@ -84,7 +84,8 @@ class ProviderConfig(_Section):
     voice: str | None = None
     language: str | None = None
     timeout: float = Field(5.0, gt=0.0, le=600.0)
-    """Budget in seconds to the first token (LLM), byte (TTS) or result (STT) of one attempt."""
+    """Budget in seconds to the first token (LLM), byte (TTS) or result (STT) of one attempt,
+    from when it starts running (waiting in line for a local worker does not count)."""
     total_timeout: float = Field(120.0, gt=0.0, le=3600.0)
     """Budget for a whole attempt."""
     options: dict[str, Any] = Field(default_factory=dict)

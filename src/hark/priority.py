@@ -17,6 +17,7 @@ that is released, is *promoted* (``work.promote()``) and its waiting requests mo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import enum
@@ -91,3 +92,45 @@ def refusable(allowed: bool = True) -> Iterator[None]:
         yield
     finally:
         _refusable.reset(token)
+
+
+class Budget:
+    """The time a caller gives one engine attempt (a fallback chain's first-result budget).
+
+    A line that makes the work wait calls :meth:`pause` when the work joins it and
+    :meth:`restart` when the work starts running, so the budget counts from then: waiting in
+    line is load, not a stalled provider, and must not open its circuit. Once running, the
+    budget applies in full (a hang is still a hang)."""
+
+    def __init__(self, timeout: asyncio.Timeout, seconds: float) -> None:
+        self._timeout = timeout
+        self.seconds = seconds
+
+    def pause(self) -> None:
+        self._reschedule(None)
+
+    def restart(self) -> None:
+        self._reschedule(asyncio.get_running_loop().time() + self.seconds)
+
+    def _reschedule(self, when: float | None) -> None:
+        if self._timeout.expired():
+            return
+        with contextlib.suppress(RuntimeError):  # the caller's block has ended: nothing to change
+            self._timeout.reschedule(when)
+
+
+_budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("hark_work_budget", default=None)
+
+
+def current_budget() -> Budget | None:
+    return _budget.get()
+
+
+@contextlib.contextmanager
+def budget(timeout: asyncio.Timeout, seconds: float) -> Iterator[None]:
+    """The engine call in the block has ``seconds`` from when it starts running (see Budget)."""
+    token = _budget.set(Budget(timeout, seconds))
+    try:
+        yield
+    finally:
+        _budget.reset(token)

@@ -13,7 +13,7 @@ from hark.config import FallbackSettings, ProviderConfig
 from hark.engines.base import Transcript
 from hark.engines.fallback import CircuitBreaker, FallbackLLM, FallbackSTT, FallbackTTS
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
-from hark.priority import Priority, current_work, may_refuse, work_as
+from hark.priority import Priority, current_budget, current_work, may_refuse, work_as
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
 FAST = FallbackSettings(
@@ -313,3 +313,31 @@ async def test_tts_saturation_spills_over_before_any_audio() -> None:
     with pytest.raises(EngineSaturated):
         await collect(alone.synthesize("hi"))
     assert alone.status()[0]["circuit"] == "closed"
+
+
+class LineSTT(FakeSTT):
+    """A local engine with a line: the request waits ``wait`` s for a worker, then takes
+    ``delay`` s; like the pool, it pauses the caller's budget while the request waits."""
+
+    def __init__(self, wait: float, delay: float) -> None:
+        super().__init__(name="line", delay=delay)
+        self.wait = wait
+
+    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+        line = current_budget()
+        assert line is not None
+        line.pause()
+        await asyncio.sleep(self.wait)
+        line.restart()
+        return await super().transcribe(audio, language=language)
+
+
+async def test_waiting_in_a_local_line_does_not_count_toward_the_budget_but_running_does() -> None:
+    settings = FAST.model_copy(update={"breaker_failures": 1, "attempts": 1})
+    late = FallbackSTT([(cfg("line", timeout=0.2), LineSTT(wait=0.4, delay=0.05))], settings)
+    assert (await late.transcribe(AUDIO)).text == "hello world"  # late, not a stall
+    assert late.status()[0]["circuit"] == "closed"
+    stalled = FallbackSTT([(cfg("line", timeout=0.2), LineSTT(wait=0.1, delay=0.4))], settings)
+    with pytest.raises(EngineError):
+        await stalled.transcribe(AUDIO)
+    assert stalled.status()[0]["circuit"] == "open" and stalled.status()[0]["failures"] == {"timeout": 1}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hark.config import ProviderConfig, Settings, STTSettings
+from hark.config import FallbackSettings, ProviderConfig, Settings, STTSettings
 from hark.engines.base import Transcript
+from hark.engines.fallback import FallbackSTT
 from hark.engines.loader import worker_settings
 from hark.errors import EngineError, EngineUnavailable, WorkShed
 from hark.priority import Priority, work_as
@@ -248,6 +249,26 @@ async def test_under_pressure_finals_run_first_and_partials_are_shed_never_final
         assert sum(n for (p, _), n in shed.items() if p is Priority.FINAL) == 0
         assert pool.queue.waits[Priority.FINAL].count == 4
         assert pool.pressure() > 0  # the finals waited behind the running request
+    finally:
+        await pool.aclose()
+
+
+async def test_time_waiting_for_a_worker_is_not_counted_against_the_providers_budget() -> None:
+    pool = make_pool(processes=1, queue_limit=4)
+    await pool.start()
+    try:
+        stt, _ = proxies(pool)
+        once = FallbackSettings(attempts=1, breaker_failures=1)
+        chain = FallbackSTT([(ProviderConfig(kind="sleepy", timeout=0.3), stt)], once)
+        busy = asyncio.create_task(stt.transcribe(fake_audio(81, sleep_s=1.0)))
+        await eventually(lambda: pool.in_flight == 1)
+        with work_as(Priority.FINAL):
+            assert (await chain.transcribe(fake_audio(82))).text == "82"  # waited ~1 s: late, not stalled
+        assert chain.status()[0]["circuit"] == "closed" and chain.status()[0]["failures"] == {}
+        with pytest.raises(EngineError):  # running past the budget is still a stall
+            await chain.transcribe(fake_audio(83, sleep_s=1.0))
+        assert chain.status()[0]["failures"] == {"timeout": 1}
+        await busy
     finally:
         await pool.aclose()
 

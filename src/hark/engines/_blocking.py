@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from hark.errors import WorkShed
-from hark.priority import Priority, current_work
+from hark.priority import Priority, current_budget, current_work
 from hark.work_queue import WorkQueue
 
 T = TypeVar("T")
@@ -43,12 +43,16 @@ class BlockingRunner:
         else:
             turn: asyncio.Future[None] = loop.create_future()
             self._waiting.push(turn, current_work())
+            if (waiting := current_budget()) is not None:
+                waiting.pause()  # waiting in line is load, not the engine stalling
             try:
                 await turn  # resolved with a thread reserved for this call
             except asyncio.CancelledError:
                 if not self._waiting.remove(turn) and turn.done() and not turn.cancelled():
                     self._release()  # the thread was handed over as the caller gave up
                 raise
+            if waiting is not None:
+                waiting.restart()
         try:
             return await loop.run_in_executor(self._executor, fn)
         finally:

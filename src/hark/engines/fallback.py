@@ -6,7 +6,8 @@ than fail without trying):
 
 - Each attempt has a budget to its first token / byte / result (``ProviderConfig.timeout``); a
   provider that misses it is abandoned at once and its circuit opens, so the next request skips
-  it until a background probe (``check()``) finds it healthy again.
+  it until a background probe (``check()``) finds it healthy again. Time spent waiting in a
+  local engine's line does not count (``hark.priority.Budget``): that is load, not a stall.
 - Retryable failures (5xx, 429, timeouts, malformed starts) are retried on the same provider
   with exponential backoff and full jitter, honouring Retry-After; other failures move on at once.
 - Once a provider has delivered anything, the chain never starts over elsewhere: the user would
@@ -44,7 +45,7 @@ from hark.engines.base import (
     TTSCapabilities,
 )
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable
-from hark.priority import current_work, refusable
+from hark.priority import budget, current_work, refusable
 
 log = logging.getLogger("hark.fallback")
 
@@ -277,10 +278,12 @@ class Chain(Generic[E]):
 
 
 async def _next_within(iterator: AsyncIterator[T], seconds: float) -> T:
-    """The next item, or TimeoutError after ``seconds``; StopAsyncIteration at the end.
-    Awaited in the caller's task (no wait_for task), so the engine's stream stays in one task."""
-    async with asyncio.timeout(seconds):
-        return await anext(iterator)
+    """The next item, or TimeoutError after ``seconds`` (counted from when the work left a local
+    engine's line, if it waited in one); StopAsyncIteration at the end. Awaited in the caller's
+    task (no wait_for task), so the engine's stream stays in one task."""
+    async with asyncio.timeout(seconds) as deadline:
+        with budget(deadline, seconds):
+            return await anext(iterator)
 
 
 class _Streaming(Chain[E]):
@@ -398,8 +401,9 @@ class FallbackSTT(Chain[STT]):
                 started = time.monotonic()
                 try:
                     with refusable(spill):
-                        async with asyncio.timeout(provider.config.timeout):
-                            transcript = await provider.engine.transcribe(audio, language=language)
+                        async with asyncio.timeout(provider.config.timeout) as deadline:
+                            with budget(deadline, provider.config.timeout):
+                                transcript = await provider.engine.transcribe(audio, language=language)
                 except (EngineError, TimeoutError, OSError) as exc:
                     if isinstance(exc, EngineSaturated):
                         if self._saturated(tally, provider, exc, spill):

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from hark.config import ProviderConfig, Settings
 from hark.engines import registry
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
-from hark.priority import Priority, Work, current_work, may_refuse
+from hark.priority import Budget, Priority, Work, current_budget, current_work, may_refuse
 from hark.work_queue import WorkQueue
 from hark.workers import child
 from hark.workers.child import EngineInfo, Factory
@@ -85,6 +85,8 @@ class _Request:
     payload: Any
     future: asyncio.Future[Any]
     work: Work
+    budget: Budget | None = None
+    """The caller's time budget: it restarts when the request leaves the line."""
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
     chunks: asyncio.Queue[Any] | None = None
@@ -355,10 +357,14 @@ class WorkerPool:
             raise EngineUnavailable("the worker pool is not running", engine=ENGINE)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         work = current_work()
-        request = _Request(next(self._ids), stage_index, method, payload, future, work, chunks=chunks)
+        request = _Request(
+            next(self._ids), stage_index, method, payload, future, work, current_budget(), chunks=chunks
+        )
         offer = self._queue.push(request, work, refusable=may_refuse())
         for entry in offer.evicted:
             self._shed(entry.item, "made room for more urgent work")
+        if offer.accepted and request.budget is not None:
+            request.budget.pause()  # until it leaves the line (_assign)
         if not offer.accepted:
             if work.priority.sheddable:
                 raise WorkShed(
@@ -428,6 +434,8 @@ class WorkerPool:
         worker.state = "busy"
         worker.current = request
         request.started = time.monotonic()
+        if request.budget is not None:
+            request.budget.restart()  # the wait in line was load, not the engine stalling
         request.timer = asyncio.get_running_loop().call_later(
             self.request_timeout_s, self._on_timeout, worker, request
         )
