@@ -3,7 +3,11 @@ or while the workers are saturated; the ones admitted are counted until they lea
 
 from __future__ import annotations
 
-from hark.admission import Admission
+import pytest
+from fastapi import FastAPI, WebSocket
+from starlette.testclient import TestClient, WebSocketDenialResponse
+
+from hark.admission import Admission, Refusal, refuse
 from hark.config import AdmissionSettings
 
 
@@ -41,3 +45,21 @@ def test_the_live_check_can_be_turned_off_and_needs_a_pool() -> None:
     admission = Admission(AdmissionSettings())
     admission.leave()  # never below zero
     assert admission.active == 0
+
+
+def test_a_refused_upgrade_is_a_503_with_retry_after_and_openais_error_body() -> None:
+    app = FastAPI()
+    refusal = Refusal("capacity", "the server is at its capacity of 2 conversations", 4.6)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await refuse(websocket, refusal)
+
+    with (
+        TestClient(app) as client,
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert denied.value.status_code == 503 and denied.value.headers["retry-after"] == "5"
+    assert denied.value.json()["error"]["code"] == "server_busy"
