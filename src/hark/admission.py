@@ -18,6 +18,7 @@ Two signals, either refuses (503 / close 1013 with Retry-After, as the session c
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class Admission:
 async def refuse(websocket: WebSocket, refusal: Refusal) -> None:
     """Refuse an upgrade: HTTP 503 with Retry-After and OpenAI's error body where the server
     can answer a WebSocket handshake with a response (uvicorn), else close 1013 at once."""
-    retry_after = str(max(1, round(refusal.retry_after_s)))
+    retry_after = str(max(1, math.ceil(refusal.retry_after_s)))  # as the session cap's
     body = {
         "error": {"message": refusal.message, "type": "server_error", "param": None, "code": "server_busy"}
     }
