@@ -259,14 +259,14 @@ async def test_time_waiting_for_a_worker_is_not_counted_against_the_providers_bu
     try:
         stt, _ = proxies(pool)
         once = FallbackSettings(attempts=1, breaker_failures=1)
-        chain = FallbackSTT([(ProviderConfig(kind="sleepy", timeout=0.3), stt)], once)
-        busy = asyncio.create_task(stt.transcribe(fake_audio(81, sleep_s=1.0)))
+        chain = FallbackSTT([(ProviderConfig(kind="sleepy", timeout=0.6), stt)], once)
+        busy = asyncio.create_task(stt.transcribe(fake_audio(81, sleep_s=1.5)))
         await eventually(lambda: pool.in_flight == 1)
         with work_as(Priority.FINAL):
-            assert (await chain.transcribe(fake_audio(82))).text == "82"  # waited ~1 s: late, not stalled
+            assert (await chain.transcribe(fake_audio(82))).text == "82"  # waited ~1.5 s: late, not stalled
         assert chain.status()[0]["circuit"] == "closed" and chain.status()[0]["failures"] == {}
         with pytest.raises(EngineError):  # running past the budget is still a stall
-            await chain.transcribe(fake_audio(83, sleep_s=1.0))
+            await chain.transcribe(fake_audio(83, sleep_s=1.5))
         assert chain.status()[0]["failures"] == {"timeout": 1}
         await busy
     finally:
