@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from hark import __version__
+from hark.admission import Admission, refuse
 from hark.config import Settings
 from hark.drain import Drainer
 from hark.engines.base import TTS
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         loaded = await assemble(settings, built)
         await warm_up(loaded)
         app.state.engines = loaded
+        app.state.admission.pressure = loaded.pool.pressure if loaded.pool is not None else None
         app.state.llm_status = await probe_llm(loaded, settings)
         app.state.store = store
         app.state.meetings = await MeetingService.create(settings, loaded)
@@ -152,6 +154,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     )
     app.include_router(metrics_router)
     app.state.drainer = Drainer(settings.security.drain_timeout_s)
+    app.state.admission = Admission(settings.admission)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(admin.router)
     app.include_router(openai_http.router)
@@ -181,6 +184,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         checks = {
             "models": bool(getattr(app.state, "ready", False)),
             "accepting": not app.state.drainer.draining,
+            "capacity": app.state.admission.check() is None,
         }
         pool = app.state.engines.pool if checks["models"] else None
         if pool is not None:
@@ -202,6 +206,16 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
 
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
+        admission: Admission = app.state.admission
+        if (refusal := admission.enter()) is not None:
+            app.state.metrics.admission_refused(refusal.reason)
+            return await refuse(websocket, refusal)
+        try:
+            await serve_realtime(websocket)
+        finally:
+            admission.leave()
+
+    async def serve_realtime(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or []
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
         drainer: Drainer = app.state.drainer

@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         metavar="LIST",
-        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,meetings,wyoming,turns",
+        help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,talkers,soak,meetings,"
+        "wyoming,turns (default: all but soak)",
     )
     bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
     bench.add_argument("--no-docs", action="store_true", help="do not write the report")

@@ -99,7 +99,8 @@ class ProviderConfig(_Section):
     voice: str | None = None
     language: str | None = None
     timeout: float = Field(5.0, gt=0.0, le=600.0)
-    """Budget in seconds to the first token (LLM), byte (TTS) or result (STT) of one attempt."""
+    """Budget in seconds to the first token (LLM), byte (TTS) or result (STT) of one attempt,
+    from when it starts running (waiting in line for a local worker does not count)."""
     total_timeout: float = Field(120.0, gt=0.0, le=3600.0)
     """Budget for a whole attempt."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -140,6 +141,10 @@ class FallbackSettings(_Section):
     """Consecutive failures that open a provider's circuit (it is skipped)."""
     probe_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
     """How often an open circuit is probed in the background."""
+    spill_over: bool = False
+    """When a provider is saturated (a full local worker queue: load, not a fault), send the
+    request to the next provider in the chain (e.g. a cloud STT) instead of waiting in line.
+    Off: saturation never moves work elsewhere; a finished turn waits for the local engine."""
 
 
 class STTSettings(_Section):
@@ -386,10 +391,31 @@ class WorkerSettings(_Section):
     processes: int = Field(0, ge=0, le=64)
     """Worker processes; 0 means one per CPU core."""
     queue_limit: int = Field(16, ge=1, le=10_000)
-    """Requests that may wait for a worker; beyond it callers get 503 / an error event."""
+    """Requests that may wait for a worker. Beyond it the least urgent waiting work (partial,
+    then speculative transcriptions) is shed to make room, API requests get 503 + Retry-After,
+    and a finished turn's transcript or the reply being spoken still joins (late, not lost)."""
+    partial_max_wait_s: float = Field(1.0, ge=0.0, le=60.0)
+    """A partial transcript that waited longer than this for a worker is dropped unrun (the
+    next one supersedes it); 0 keeps them however late."""
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     """A request running longer is taken as a hang: the worker is killed and restarted."""
     start_timeout_s: float = Field(120.0, gt=0.0, le=3600.0)
+
+
+class AdmissionSettings(_Section):
+    """When new conversations are refused (503 / close 1013 + Retry-After, ``/ready`` 503) so
+    that the ones already running keep their latency. See docs/deploy.md, "Sizing a box"."""
+
+    max_conversations: int = Field(0, ge=0, le=100_000)
+    """Realtime conversations this box holds at the latency you want: measure it with
+    ``hark bench --only talkers``. 0: no fixed number (only ``security.max_sessions``)."""
+    max_wait_s: float = Field(2.0, ge=0.0, le=60.0)
+    """Saturation, measured live: while a finished turn's transcript or a reply's speech waited
+    longer than this for a worker within the last ``window_s``, new conversations are refused.
+    Normal is under one service time (~0.5 s on 2 cores); 0 turns the live check off."""
+    window_s: float = Field(10.0, gt=0.0, le=600.0)
+    retry_after_s: float = Field(5.0, ge=1.0, le=600.0)
+    """Retry-After sent with a refusal."""
 
 
 class MeetingSettings(_Section):
@@ -486,6 +512,7 @@ class Settings(BaseSettings):
     fallback: FallbackSettings = FallbackSettings()
     meetings: MeetingSettings = MeetingSettings()
     workers: WorkerSettings = WorkerSettings()
+    admission: AdmissionSettings = AdmissionSettings()
     security: SecuritySettings = SecuritySettings()
     redis: RedisSettings = RedisSettings()
     wyoming: WyomingSettings = WyomingSettings()

@@ -31,6 +31,20 @@ class EngineUnavailable(EngineError):
         super().__init__(message, retryable=True, engine=engine)
 
 
+class EngineSaturated(EngineError):
+    """The engine works but is at capacity: load, not a fault. A fallback chain does not open
+    its circuit for it (it may spill over to the next provider, when configured), and a session
+    does not count it as a failed turn."""
+
+    def __init__(self, message: str, *, engine: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=True, engine=engine, retry_after=retry_after)
+
+
+class WorkShed(EngineSaturated):
+    """Low-priority work (a partial or speculative transcription, see ``hark.priority``) dropped
+    under load. Nobody is owed its result; the caller just goes on."""
+
+
 class MissingDependency(HarkError):
     """An optional dependency is not installed; the message carries the exact install command."""
 

@@ -248,6 +248,25 @@ def test_headline_and_targets() -> None:
     assert "| overhead p50 | 4 | ≤ 5 ms | yes |" in report.table(result)
 
 
+def test_talking_sessions_capacity_and_soak_figures() -> None:
+    steps = [
+        {"sessions": n, "voice_to_voice_ms": stats.summary([v], (50, 95)), "turns": 9, "turns_failed": f,
+         "shed": {"final": 0, "partial": n}}
+        for n, v, f in ((4, 900.0, 0), (8, 2400.0, 1))
+    ]  # fmt: skip
+    soak = {"sessions": 20, "seconds": 600.0, "closed_by_server": 0, "rss_drift_pct": 12.5, "turns_failed": 0,
+            "health_ms": {"p99": 4.0}, "event_loop_lag_p99_ms": 2.5}  # fmt: skip
+    details: dict[str, Any] = {"talkers": {"capacity_sessions": 4, "steps": steps}, "soak": soak}
+    result: dict[str, Any] = {**report.headline(details), "details": details}
+    assert result["talking_sessions_at_p95_1500ms"] == 4
+    assert result["soak"]["health_p99_ms"] == 4.0 and result["soak"]["lag_p99_ms"] == 2.5
+    met = {row["figure"]: row["met"] for row in report.targets(result)}
+    assert met["soak: sessions closed by the server"] is True
+    assert met["soak: RSS drift"] is False
+    table = report.figures_table(result)
+    assert "| 8 talking sessions: voice-to-voice (ms) | p50 2400, p95 2400; 1 of 9 turns failed" in table
+
+
 def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
     details = _details()
     result: dict[str, Any] = {

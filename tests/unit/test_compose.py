@@ -19,6 +19,7 @@ from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from hark.engines.loader import Engines
 from hark.observability.metrics import STAGE_LATENCIES, Metrics
 from hark.pipeline import events as ev
+from hark.work_queue import WorkQueue
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,8 @@ def exported_names() -> set[str]:
                 "queue_depth": 0,
                 "queue_limit": 16,
                 "restarts": 0,
+                "queue": WorkQueue(16),
+                "pressure": lambda self, window_s=10.0: 0.0,
             },
         )(),  # type: ignore[arg-type]
     )

@@ -364,6 +364,7 @@ def test_masked_never_contains_the_api_key_from_yaml(tmp_path: Path) -> None:
 def test_masked_is_plain_data() -> None:
     masked = load_settings().masked()
     assert sorted(masked) == [
+        "admission",
         "conversation",
         "fallback",
         "llm",

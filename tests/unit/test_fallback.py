@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from hark.config import FallbackSettings, ProviderConfig
-from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall, ToolSpec
+from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall, ToolSpec, Transcript
 from hark.engines.fallback import CircuitBreaker, FallbackLLM, FallbackSTT, FallbackTTS
-from hark.errors import EngineError, EngineUnavailable
+from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
 from hark.pipeline.thinking import Thought, think
 from hark.pipeline.tools import Tool, Toolbox
+from hark.priority import Priority, current_budget, current_work, may_refuse, work_as
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
 FAST = FallbackSettings(
@@ -310,3 +311,123 @@ async def test_a_tool_runs_once_when_the_next_round_falls_back() -> None:
     assert words == ["Counted."]
     assert runs == [{}], "round 1's call ran once; round 2 fell back without running it again"
     assert second.calls[0][-1] == ChatMessage("tool", "1", tool_call_id="call_1")
+
+
+# -- saturation is not failure ---------------------------------------------------------------
+
+
+class FullQueueSTT(FakeSTT):
+    """A local engine whose worker queue is full: like the pool, it refuses what may be refused
+    (sheddable work, or work a chain marked refusable for spill-over) and serves the rest late."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, text=f"from {name}")
+        self.seen: list[tuple[Priority, bool]] = []
+
+    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+        work = current_work()
+        self.seen.append((work.priority, may_refuse()))
+        if work.priority.sheddable:
+            raise WorkShed("partial work shed", engine=self.name)
+        if may_refuse():
+            raise EngineSaturated("queue full", engine=self.name, retry_after=0.5)
+        return await super().transcribe(audio, language=language)
+
+
+AUDIO = np.zeros(1600, dtype=np.float32)
+SPILL = FAST.model_copy(update={"spill_over": True})
+
+
+async def test_saturation_never_opens_a_circuit_nor_is_retried() -> None:
+    local = FullQueueSTT("local")
+    chain = FallbackSTT([(cfg("local"), local)], FAST.model_copy(update={"breaker_failures": 1}))
+    for _ in range(5):
+        with work_as(Priority.PARTIAL), pytest.raises(EngineSaturated, match="saturated: partial work shed"):
+            await chain.transcribe(AUDIO)
+    status = chain.status()[0]
+    assert status["circuit"] == "closed" and status["failures"] == {}
+    assert status["saturated"] == 5 and status["spilled"] == 0
+    assert len(local.seen) == 5  # no retries: waiting would not make room
+    # A finished turn's transcript is served by the one provider, late but not refused.
+    with work_as(Priority.FINAL):
+        assert (await chain.transcribe(AUDIO)).text == "from local"
+    assert local.seen[-1] == (Priority.FINAL, False)
+
+
+async def test_real_faults_still_open_the_circuit() -> None:
+    broken = FakeSTT(name="broken", fail=EngineError("500", retryable=True))
+    chain = FallbackSTT(
+        [(cfg("broken"), broken)], FAST.model_copy(update={"breaker_failures": 2, "attempts": 1})
+    )
+    for _ in range(2):
+        with pytest.raises(EngineError):
+            await chain.transcribe(AUDIO)
+    assert chain.status()[0]["circuit"] == "open" and chain.status()[0]["saturated"] == 0
+
+
+async def test_spill_over_sends_owed_work_to_the_next_provider_when_configured() -> None:
+    local, cloud = FullQueueSTT("local"), FakeSTT(name="cloud", text="from the cloud")
+    chain = FallbackSTT([(cfg("local"), local), (cfg("cloud"), cloud)], SPILL)
+    with work_as(Priority.FINAL):
+        assert (await chain.transcribe(AUDIO)).text == "from the cloud"
+    assert local.seen == [(Priority.FINAL, True)]  # the local queue was told it may refuse
+    local_status = chain.status()[0]
+    assert local_status["saturated"] == 1 and local_status["spilled"] == 1
+    assert local_status["circuit"] == "closed"
+    # Sheddable work is dropped, never sent to a (paid) provider.
+    with work_as(Priority.PARTIAL), pytest.raises(EngineSaturated):
+        await chain.transcribe(AUDIO)
+    assert cloud.calls == 1
+    # Without spill-over the final waits for the local engine; the cloud is not used.
+    chain = FallbackSTT([(cfg("local"), local), (cfg("cloud"), cloud)], FAST)
+    with work_as(Priority.FINAL):
+        assert (await chain.transcribe(AUDIO)).text == "from local"
+    assert local.seen[-1] == (Priority.FINAL, False) and cloud.calls == 1
+
+
+async def test_every_provider_saturated_is_a_saturation_error_with_its_wait() -> None:
+    also_full = FakeSTT(name="b", fail=EngineSaturated("queue full", engine="b", retry_after=1.5))
+    chain = FallbackSTT([(cfg("a"), FullQueueSTT("a")), (cfg("b"), also_full)], SPILL)
+    with work_as(Priority.FINAL), pytest.raises(EngineSaturated) as caught:
+        await chain.transcribe(AUDIO)
+    assert caught.value.retry_after == 1.5 and "every stt provider failed" in str(caught.value)
+    assert [s["circuit"] for s in chain.status()] == ["closed", "closed"]
+
+
+async def test_tts_saturation_spills_over_before_any_audio() -> None:
+    busy = FakeTTS(name="busy", fail_before=EngineSaturated("queue full", engine="busy"))
+    chain = FallbackTTS([(cfg("busy"), busy), (cfg("spare"), FakeTTS(name="spare"))], SPILL)
+    assert await collect(chain.synthesize("hi"))
+    assert chain.status()[0]["spilled"] == 1 and chain.status()[0]["circuit"] == "closed"
+    alone = FallbackTTS([(cfg("busy"), busy)], SPILL.model_copy(update={"breaker_failures": 1}))
+    with pytest.raises(EngineSaturated):
+        await collect(alone.synthesize("hi"))
+    assert alone.status()[0]["circuit"] == "closed"
+
+
+class LineSTT(FakeSTT):
+    """A local engine with a line: the request waits ``wait`` s for a worker, then takes
+    ``delay`` s; like the pool, it pauses the caller's budget while the request waits."""
+
+    def __init__(self, wait: float, delay: float) -> None:
+        super().__init__(name="line", delay=delay)
+        self.wait = wait
+
+    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+        line = current_budget()
+        assert line is not None
+        line.pause()
+        await asyncio.sleep(self.wait)
+        line.restart()
+        return await super().transcribe(audio, language=language)
+
+
+async def test_waiting_in_a_local_line_does_not_count_toward_the_budget_but_running_does() -> None:
+    settings = FAST.model_copy(update={"breaker_failures": 1, "attempts": 1})
+    late = FallbackSTT([(cfg("line", timeout=0.2), LineSTT(wait=0.4, delay=0.05))], settings)
+    assert (await late.transcribe(AUDIO)).text == "hello world"  # late, not a stall
+    assert late.status()[0]["circuit"] == "closed"
+    stalled = FallbackSTT([(cfg("line", timeout=0.2), LineSTT(wait=0.1, delay=0.4))], settings)
+    with pytest.raises(EngineError):
+        await stalled.transcribe(AUDIO)
+    assert stalled.status()[0]["circuit"] == "open" and stalled.status()[0]["failures"] == {"timeout": 1}

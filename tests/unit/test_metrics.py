@@ -32,6 +32,8 @@ from hark.observability.jsonlog import (
 from hark.observability.metrics import ERROR_CODES, STAGE_LATENCIES, Metrics, router
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
+from hark.priority import Priority, Work
+from hark.work_queue import WorkQueue
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 
 SETTINGS = FallbackSettings(attempts=1, backoff_s=0.0, breaker_failures=1, probe_interval_s=60.0)
@@ -76,6 +78,11 @@ class FakePool:
     queue_depth = 5
     queue_limit = 16
     restarts = 1
+    queue: WorkQueue[object] = WorkQueue(16)
+    queue.push(object(), Work(Priority.PARTIAL))
+
+    def pressure(self, window_s: float = 10.0) -> float:
+        return 0.25
 
     async def aclose(self) -> None:
         return None
@@ -233,6 +240,23 @@ async def test_collector_reads_providers_and_the_pool(engines: Engines) -> None:
     assert found[("hark_worker_queue_depth", ())] == 5
     assert found[("hark_worker_queue_limit", ())] == 16
     assert found[("hark_worker_restarts_total", ())] == 1
+    assert found[("hark_worker_pressure_seconds", ())] == 0.25
+    partial = (("priority", "partial"),)
+    assert found[("hark_worker_queue_waiting", partial)] == 1
+    assert found[("hark_worker_queue_waiting", (("priority", "final"),))] == 0
+    assert found[("hark_worker_shed_total", (("priority", "partial"), ("reason", "evicted")))] == 0
+    assert found[("hark_worker_queue_wait_seconds_count", (("priority", "final"),))] == 0
+
+
+def test_admission_refusals_are_counted_by_bounded_reason() -> None:
+    metrics = Metrics(lambda: None)
+    metrics.admission_refused("capacity")
+    metrics.admission_refused("saturated")
+    metrics.admission_refused("a reason nobody listed")
+    found = samples(metrics.render()[0])
+    assert found[("hark_admission_refused_total", (("reason", "capacity"),))] == 1
+    assert found[("hark_admission_refused_total", (("reason", "saturated"),))] == 1
+    assert found[("hark_admission_refused_total", (("reason", "other"),))] == 1
 
 
 async def test_collector_survives_an_unreadable_pool(engines: Engines) -> None:

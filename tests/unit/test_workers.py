@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from hark.config import ProviderConfig, Settings, STTSettings
+from hark.config import FallbackSettings, ProviderConfig, Settings, STTSettings
+from hark.engines.base import Transcript
+from hark.engines.fallback import FallbackSTT
 from hark.engines.loader import worker_settings
-from hark.errors import EngineError, EngineUnavailable
+from hark.errors import EngineError, EngineUnavailable, WorkShed
+from hark.priority import Priority, work_as
+from hark.work_queue import ShedReason
 from hark.workers import PoolBusy, PooledSTT, PooledTTS, WorkerPool, available_cores, pooled_engines
 from hark.workers.testing import CRASH, FAIL, HANG, fake_audio, fake_factory
 
@@ -207,6 +211,64 @@ async def test_a_full_queue_raises_pool_busy_and_loses_nothing_accepted() -> Non
         assert 0.3 < busy.value.retry_after < 2.0  # three requests of ~0.2 s ahead, one worker
         assert [t.text for t in await asyncio.gather(*accepted)] == ["61", "62", "63"]
         assert (await stt.transcribe(fake_audio(65))).text == "65"  # room again
+    finally:
+        await pool.aclose()
+
+
+async def test_under_pressure_finals_run_first_and_partials_are_shed_never_finals(tmp_path: Path) -> None:
+    log = tmp_path / "stt.log"
+    pool = make_pool(processes=1, queue_limit=2, log=log)
+    await pool.start()
+    try:
+        stt, _ = proxies(pool)
+
+        def ask(n: int, priority: Priority) -> asyncio.Task[Transcript]:
+            with work_as(priority):
+                return asyncio.create_task(stt.transcribe(fake_audio(n)))
+
+        with work_as(Priority.FINAL):
+            busy = asyncio.create_task(stt.transcribe(fake_audio(70, sleep_s=0.5)))
+        await eventually(lambda: pool.in_flight == 1)
+        partial, speculative = ask(71, Priority.PARTIAL), ask(72, Priority.SPECULATIVE)
+        await eventually(lambda: pool.queue_depth == 2)
+        finals = [ask(73, Priority.FINAL), ask(74, Priority.FINAL), ask(75, Priority.FINAL)]
+        late_partial = ask(76, Priority.PARTIAL)
+        with pytest.raises(WorkShed):
+            await partial  # made room for the first final
+        with pytest.raises(WorkShed):
+            await speculative  # and for the second
+        with pytest.raises(WorkShed):
+            await late_partial  # arrived at a line full of finals
+        assert pool.queue_depth == 3  # the third final joined past the limit: late, not lost
+        assert [t.text for t in await asyncio.gather(busy, *finals)] == ["70", "73", "74", "75"]
+        assert log.read_text().split()[-4:] == ["70", "73", "74", "75"]  # nothing shed ever ran
+        shed = pool.queue.shed
+        assert shed[(Priority.PARTIAL, ShedReason.EVICTED)] == 1
+        assert shed[(Priority.SPECULATIVE, ShedReason.EVICTED)] == 1
+        assert shed[(Priority.PARTIAL, ShedReason.REFUSED)] == 1
+        assert sum(n for (p, _), n in shed.items() if p is Priority.FINAL) == 0
+        assert pool.queue.waits[Priority.FINAL].count == 4
+        assert pool.pressure() > 0  # the finals waited behind the running request
+    finally:
+        await pool.aclose()
+
+
+async def test_time_waiting_for_a_worker_is_not_counted_against_the_providers_budget() -> None:
+    pool = make_pool(processes=1, queue_limit=4)
+    await pool.start()
+    try:
+        stt, _ = proxies(pool)
+        once = FallbackSettings(attempts=1, breaker_failures=1)
+        chain = FallbackSTT([(ProviderConfig(kind="sleepy", timeout=0.6), stt)], once)
+        busy = asyncio.create_task(stt.transcribe(fake_audio(81, sleep_s=1.5)))
+        await eventually(lambda: pool.in_flight == 1)
+        with work_as(Priority.FINAL):
+            assert (await chain.transcribe(fake_audio(82))).text == "82"  # waited ~1.5 s: late, not stalled
+        assert chain.status()[0]["circuit"] == "closed" and chain.status()[0]["failures"] == {}
+        with pytest.raises(EngineError):  # running past the budget is still a stall
+            await chain.transcribe(fake_audio(83, sleep_s=1.5))
+        assert chain.status()[0]["failures"] == {"timeout": 1}
+        await busy
     finally:
         await pool.aclose()
 

@@ -96,7 +96,30 @@ end-of-turn silence. The headline figure is the default configuration's.
 **6. `/v1/audio/speech`.** Piper, the two-sentence reply, each `response_format`: time to the
 first body byte, and real-time factor (request time / audio duration).
 
-**7. Meetings** (`hark bench --only meetings`). Meetings of 2, 3, 4 and 5 espeak-ng voices
+**7. Talking sessions (capacity with the real engines).** hark's defaults — faster-whisper
+tiny.en and Piper in the worker pool (one worker per core), speculation on — with the scripted
+LLM, and admission control off (`HARK_ADMISSION_MAX_CONVERSATIONS=0`, `..._MAX_WAIT_S=0`) so
+the ramp can go past the point where hark would refuse. Sessions are added in steps (1, 2, 4,
+6, 8, 10, 12, 16, 20, 24; `--quick`: 1, 4, 8). Every session streams 20 ms frames at real time
+and speaks the question every ~7 s (uniformly 5.6–8.4 s after its previous turn began, or as
+soon as the previous answer is in if that is later: people wait for an answer). After a 7 s
+settling period, over a window (60 s; `--quick` 20 s): voice-to-voice per turn on the client
+(last speech frame sent → first reply audio received, so the 300 ms end-of-turn silence is in
+it) p50/p95, failed turns (no answer within 60 s, or not completed), sessions closed by the
+server, and the work the pool shed in the window (`hark_worker_shed_total` by priority). The
+**capacity** is the largest step before the first one that misses p95 ≤ 1.5 s (or fails a turn,
+or loses a session); the ramp continues two steps past that miss, so the curve beyond shows how
+the box degrades: partials and speculation are shed first, answers come later, nobody is
+dropped. This is the number to set as `admission.max_conversations` ([deploy.md](deploy.md)).
+
+**8. Soak** (only with `--only soak`: it takes 10 minutes). 20 sessions talking as in 7 for
+600 s (`--quick`: 60 s), same server. Reported: sessions closed by the server (target 0), turns
+answered and failed, voice-to-voice, resident memory of the server and its worker processes
+(`VmRSS` summed; drift from the end of the first tenth of the run to the end, target < 10 %),
+and `GET /health` latency polled every 200 ms from a separate thread — its p99 − p50 is the
+server's event-loop lag (the bench client's own loop is busy with 20 sessions).
+
+**9. Meetings** (`hark bench --only meetings`). Meetings of 2, 3, 4 and 5 espeak-ng voices
 (`en-us`, `en+f3`, `en-us+m7`, `en-us+f4`, `en+m1`; one meeting per size in a quick run, three
 in a full one), each with a one-word last turn and one turn that starts a second before the
 previous one ends, streamed to `hark serve` with its default engines (CAM++ in the worker pool)
@@ -175,6 +198,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     b = result.get("bargein_ms") or {}
     v = result.get("local_voice_to_voice_ms") or {}
     s = result.get("speech_ttfb_ms") or {}
+    k = result.get("soak") or {}
     third = round(p["p50"] / 3, 1) if p.get("p50") is not None else None
     ratio_met = None if third is None or o.get("p50") is None else o["p50"] <= third
     bargein_limit = (result.get("details", {}).get("bargein") or {}).get("target_ms", 116)
@@ -196,6 +220,13 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         ("local voice-to-voice p50", v.get("p50"), "≤ 700 ms", _check(v.get("p50"), 700)),
         ("speech first byte p50", s.get("p50"), "≤ 100 ms", _check(s.get("p50"), 100)),
+        (
+            "soak: sessions closed by the server",
+            k.get("closed_by_server"),
+            "0",
+            _check(k.get("closed_by_server"), 0),
+        ),
+        ("soak: RSS drift", k.get("rss_drift_pct"), "< 10 %", _check(k.get("rss_drift_pct"), 10)),
     ]
     return [{"figure": f, "value": val, "target": t, "met": met} for f, val, t, met in rows]
 
@@ -235,6 +266,18 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
     out["local_voice_to_voice_by_mode_ms"] = {
         mode: _pick(row.get("voice_to_voice_ms"), ("p50", "p95")) for mode, row in local.items()
     } or None
+    talkers = details.get("talkers") or {}
+    out["talking_sessions_at_p95_1500ms"] = talkers.get("capacity_sessions")
+    soak = details.get("soak") or {}
+    out["soak"] = (
+        {k: soak.get(k) for k in ("sessions", "seconds", "closed_by_server", "rss_drift_pct", "turns_failed")}
+        | {
+            "health_p99_ms": (soak.get("health_ms") or {}).get("p99"),
+            "lag_p99_ms": soak.get("event_loop_lag_p99_ms"),
+        }
+        if soak and "error" not in soak
+        else None
+    )
     speech = (details.get("local") or {}).get("speech") or {}
     if speech:
         from hark.bench import stats
@@ -282,6 +325,11 @@ def figures_table(result: dict[str, Any]) -> str:
         ("mb_per_session", "MB per session"),
         ("bargein_ms", "barge-in (ms)"),
         ("local_voice_to_voice_ms", "local voice-to-voice (ms)"),
+        (
+            "talking_sessions_at_p95_1500ms",
+            "talking sessions held at voice-to-voice p95 ≤ 1.5 s (real engines)",
+        ),
+        ("soak", "soak"),
     ]
     lines = ["| figure | value |", "|---|---|"]
     for key, label in keys:
@@ -290,6 +338,13 @@ def figures_table(result: dict[str, Any]) -> str:
         lines.append(f"| voice-to-voice with the fakes, {SCRIPTED_RUNS[name]} (ms) | {_fmt(row)} |")
     for mode, row in (result.get("local_voice_to_voice_by_mode_ms") or {}).items():
         lines.append(f"| local voice-to-voice, {LOCAL_MODES.get(mode, mode)} (ms) | {_fmt(row)} |")
+    for step in (result.get("details", {}).get("talkers") or {}).get("steps") or []:
+        v = step["voice_to_voice_ms"]
+        lines.append(
+            f"| {step['sessions']} talking sessions: voice-to-voice (ms) | p50 {_fmt(v['p50'])}, "
+            f"p95 {_fmt(v['p95'])}; {step['turns_failed']} of {step['turns']} turns failed; "
+            f"shed {_fmt(step['shed'])} |"
+        )
     speech = result.get("speech_ttfb_ms") or {}
     for fmt, row in (speech.get("by_format") or {}).items():
         rtf = (speech.get("rtf_by_format") or {}).get(fmt)
@@ -373,6 +428,16 @@ def plots(result: dict[str, Any], directory: Path) -> list[Path]:
         ax.set(title="Local voice-to-voice (tiny.en, Piper, fake LLM)", xlabel="ms")
         ax.legend()
         save(fig, "local_v2v.png")
+    steps = (details.get("talkers") or {}).get("steps") or []
+    if steps:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        n = [s["sessions"] for s in steps]
+        for key in ("p50", "p95"):
+            ax.plot(n, [s["voice_to_voice_ms"][key] for s in steps], "o-", label=f"voice-to-voice {key} (ms)")
+        ax.axhline(1500, color="grey", linestyle=":", linewidth=1)
+        ax.set(title="Talking sessions (a turn every ~7 s), real engines", xlabel="concurrent sessions")
+        ax.legend()
+        save(fig, "talkers.png")
     return written
 
 

@@ -12,7 +12,21 @@ from typing import Any
 
 from hark import __version__
 
-SCENARIOS = ("overhead", "pipecat", "capacity", "bargein", "local", "speech", "meetings", "wyoming", "turns")
+SCENARIOS = (
+    "overhead",
+    "pipecat",
+    "capacity",
+    "bargein",
+    "local",
+    "speech",
+    "talkers",
+    "soak",
+    "meetings",
+    "wyoming",
+    "turns",
+)
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
+"""What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +39,14 @@ class Plan:
     bargein_sessions: int
     local_turns: int
     speech_reps: int
+    talkers_steps: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24)
+    talkers_window_s: float = 60.0
+    soak_sessions: int = 20
+    soak_s: float = 600.0
 
 
 FULL = Plan(320, 8, (10, 25, 50, 100, 150, 200, 300, 400, 600), 20.0, 40, 4, 20, 10)
-QUICK = Plan(40, 5, (10, 25, 50, 100), 6.0, 6, 3, 4, 3)
+QUICK = Plan(40, 5, (10, 25, 50, 100), 6.0, 6, 3, 4, 3, (1, 4, 8), 20.0, 20, 60.0)
 
 DEFAULT_LOG = """
 No speed work recorded yet. Record each change here as: what dominated (profile), the change,
@@ -45,10 +63,10 @@ def run(
     log: Callable[[str], None] = print,
     plan: Plan | None = None,
 ) -> dict[str, Any]:
-    from hark.bench import bargein, capacity, local, meetings, overhead, report
+    from hark.bench import bargein, capacity, local, meetings, overhead, report, talkers
     from hark.bench.audio import check_vad, utterance
 
-    chosen = only if only else set(SCENARIOS)
+    chosen = only if only else set(DEFAULT_SCENARIOS)
     unknown = chosen - set(SCENARIOS)
     if unknown:
         raise ValueError(
@@ -103,14 +121,28 @@ def run(
             modes=tuple(local.MODES) if "local" in chosen else ("workers",),
             log=log,
         )
+    if "talkers" in chosen:
+        log("7. capacity with the real local engines: talking sessions at voice-to-voice p95 <= 1.5 s")
+        try:
+            details["talkers"] = talkers.capacity(
+                steps=list(plan.talkers_steps), window_s=plan.talkers_window_s, log=log
+            )
+        except Exception as exc:
+            details["talkers"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "soak" in chosen:
+        log(f"8. soak: {plan.soak_sessions} talking sessions for {plan.soak_s:g} s")
+        try:
+            details["soak"] = talkers.soak(sessions=plan.soak_sessions, seconds=plan.soak_s, log=log)
+        except Exception as exc:
+            details["soak"] = {"error": f"{type(exc).__name__}: {exc}"}
     if "meetings" in chosen:
-        log("7. meetings: diarisation of 2-5-speaker espeak-ng meetings")
+        log("9. meetings: diarisation of 2-5-speaker espeak-ng meetings")
         try:
             details["meetings"] = meetings.run(quick=quick, log=log)
         except Exception as exc:
             details["meetings"] = {"error": f"{type(exc).__name__}: {exc}"}
     if "wyoming" in chosen:
-        log("8. Wyoming: hark beside wyoming-faster-whisper and wyoming-piper")
+        log("10. Wyoming: hark beside wyoming-faster-whisper and wyoming-piper")
         from hark.bench import wyoming_side
 
         try:
@@ -120,7 +152,7 @@ def run(
     if "turns" in chosen:
         from hark.bench import turns
 
-        log("9. turn-taking corpus (docs/turn-taking.md)")
+        log("11. turn-taking corpus (docs/turn-taking.md)")
         details["turns"] = turns.run(log=log)
 
     result: dict[str, Any] = {

@@ -6,11 +6,17 @@ than fail without trying):
 
 - Each attempt has a budget to its first token / byte / result (``ProviderConfig.timeout``); a
   provider that misses it is abandoned at once and its circuit opens, so the next request skips
-  it until a background probe (``check()``) finds it healthy again.
+  it until a background probe (``check()``) finds it healthy again. Time spent waiting in a
+  local engine's line does not count (``hark.priority.Budget``): that is load, not a stall.
 - Retryable failures (5xx, 429, timeouts, malformed starts) are retried on the same provider
   with exponential backoff and full jitter, honouring Retry-After; other failures move on at once.
 - Once a provider has delivered anything, the chain never starts over elsewhere: the user would
   hear words twice. A failure then ends the request with an error.
+- Saturation is not failure: a provider that answers :class:`~hark.errors.EngineSaturated` (a
+  full local worker queue, shed low-priority work) keeps its circuit closed and is not retried.
+  With ``spill_over`` the request moves on to the next provider (never for sheddable work:
+  partials and speculation are dropped, not sent to a paid provider); without it the
+  saturation error goes to the caller, which knows it is load, not a fault.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from hark.engines.base import (
     Transcript,
     TTSCapabilities,
 )
-from hark.errors import EngineError, EngineUnavailable
+from hark.errors import EngineError, EngineSaturated, EngineUnavailable
+from hark.priority import budget, current_work, refusable
 
 log = logging.getLogger("hark.fallback")
 
@@ -49,6 +56,8 @@ T = TypeVar("T")
 def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, EngineSaturated):
+        return "saturated"
     if isinstance(exc, EngineUnavailable):
         return "unavailable"
     if isinstance(exc, EngineError):
@@ -99,6 +108,10 @@ class ProviderStats:
     attempts: int = 0
     successes: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    saturated: int = 0
+    """Attempts it refused for load (not failures: the circuit stays closed)."""
+    spilled: int = 0
+    """Of those, requests sent on to the next provider (``spill_over``)."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     """Seconds to the first token/byte/result of successful attempts, newest last."""
 
@@ -120,6 +133,8 @@ class Provider(Generic[E]):
             "attempts": self.stats.attempts,
             "successes": self.stats.successes,
             "failures": dict(self.stats.failures),
+            "saturated": self.stats.saturated,
+            "spilled": self.stats.spilled,
             "latency_p50_s": latencies[len(latencies) // 2] if latencies else None,
         }
 
@@ -189,6 +204,22 @@ class Chain(Generic[E]):
             log.warning("provider circuit opened", extra={"provider": provider.label, "reason": reason})
             self._ensure_probe()
 
+    def _may_spill(self, index: int, candidates: Sequence[Provider[E]]) -> bool:
+        """Whether saturation at ``candidates[index]`` sends the request on: spill-over is on,
+        a provider follows, and the work is owed to someone (not a partial or a speculation)."""
+        return (
+            self.settings.spill_over and index + 1 < len(candidates) and not current_work().priority.sheddable
+        )
+
+    def _saturated(self, tally: _Tally, provider: Provider[E], exc: EngineSaturated, spill: bool) -> bool:
+        """Note a provider at capacity; True when the request moves on to the next one."""
+        provider.stats.saturated += 1
+        tally.add(provider.label, exc)
+        if spill:
+            provider.stats.spilled += 1
+            log.info("provider saturated; spilling over to the next", extra={"provider": provider.label})
+        return spill
+
     def _succeeded(self, provider: Provider[E], started: float) -> None:
         provider.stats.successes += 1
         provider.stats.latencies.append(time.monotonic() - started)
@@ -220,6 +251,8 @@ class Chain(Generic[E]):
         (a busy worker pool gives one), so HTTP callers can answer 503 with it."""
         detail = "; ".join(f"{label} ({reason}: {message})" for label, reason, message in tally.errors)
         message = f"every {what} provider failed: {detail or 'no provider'}"
+        if tally.errors and all(reason == "saturated" for _, reason, _ in tally.errors):
+            return EngineSaturated(message, engine="fallback", retry_after=tally.wait_hint)
         if all(reason in ("unavailable", "timeout") for _, reason, _ in tally.errors):
             return EngineUnavailable(message, engine="fallback")
         return EngineError(message, retryable=True, engine="fallback", retry_after=tally.wait_hint)
@@ -245,10 +278,12 @@ class Chain(Generic[E]):
 
 
 async def _next_within(iterator: AsyncIterator[T], seconds: float) -> T:
-    """The next item, or TimeoutError after ``seconds``; StopAsyncIteration at the end.
-    Awaited in the caller's task (no wait_for task), so the engine's stream stays in one task."""
-    async with asyncio.timeout(seconds):
-        return await anext(iterator)
+    """The next item, or TimeoutError after ``seconds`` (counted from when the work left a local
+    engine's line, if it waited in one); StopAsyncIteration at the end. Awaited in the caller's
+    task (no wait_for task), so the engine's stream stays in one task."""
+    async with asyncio.timeout(seconds) as deadline:
+        with budget(deadline, seconds):
+            return await anext(iterator)
 
 
 class _Streaming(Chain[E]):
@@ -256,8 +291,10 @@ class _Streaming(Chain[E]):
 
     async def _stream(self, open_stream: Callable[[E], AsyncIterator[T]], what: str) -> AsyncIterator[T]:
         tally = _Tally()
-        for provider in self.candidates():
+        candidates = self.candidates()
+        for index, provider in enumerate(candidates):
             attempt = 0
+            spill = self._may_spill(index, candidates)
             while True:
                 provider.stats.attempts += 1
                 started = time.monotonic()
@@ -267,7 +304,8 @@ class _Streaming(Chain[E]):
                 try:
                     async with contextlib.aclosing(stream):  # type: ignore[type-var]
                         try:
-                            first = await _next_within(stream, provider.config.timeout)
+                            with refusable(spill):
+                                first = await _next_within(stream, provider.config.timeout)
                         except StopAsyncIteration:
                             self._succeeded(provider, started)
                             return
@@ -281,6 +319,10 @@ class _Streaming(Chain[E]):
                                 return
                             yield item
                 except (EngineError, TimeoutError, OSError) as exc:
+                    if isinstance(exc, EngineSaturated) and not delivered:
+                        if self._saturated(tally, provider, exc, spill):
+                            break
+                        raise self._exhausted(tally, what) from exc
                     self._failed(provider, exc)
                     if delivered:
                         # What was delivered may already be heard: never start it again elsewhere.
@@ -350,15 +392,23 @@ class FallbackSTT(Chain[STT]):
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         tally = _Tally()
-        for provider in self.candidates():
+        candidates = self.candidates()
+        for index, provider in enumerate(candidates):
             attempt = 0
+            spill = self._may_spill(index, candidates)
             while True:
                 provider.stats.attempts += 1
                 started = time.monotonic()
                 try:
-                    async with asyncio.timeout(provider.config.timeout):
-                        transcript = await provider.engine.transcribe(audio, language=language)
+                    with refusable(spill):
+                        async with asyncio.timeout(provider.config.timeout) as deadline:
+                            with budget(deadline, provider.config.timeout):
+                                transcript = await provider.engine.transcribe(audio, language=language)
                 except (EngineError, TimeoutError, OSError) as exc:
+                    if isinstance(exc, EngineSaturated):
+                        if self._saturated(tally, provider, exc, spill):
+                            break
+                        raise self._exhausted(tally, "stt") from exc
                     self._failed(provider, exc)
                     if not await self._retry(tally, provider, attempt, exc):
                         break

@@ -161,6 +161,7 @@ async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
             queue_limit=settings.workers.queue_limit,
             request_timeout_s=settings.workers.request_timeout_s,
             start_timeout_s=settings.workers.start_timeout_s,
+            partial_stale_s=settings.workers.partial_max_wait_s or None,
         )
         started = time.perf_counter()
         await pool.start()

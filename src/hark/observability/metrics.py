@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
+from hark.work_queue import WAIT_BUCKETS
 
 if TYPE_CHECKING:
     from hark.engines.loader import Engines
+    from hark.workers.pool import WorkerPool
 
 log = logging.getLogger("hark.metrics")
 
@@ -45,7 +47,10 @@ CLOSE_REASONS = ("client", "idle", "timeout", "shutdown", "error", "policy", OTH
 error: a server fault ended it; policy: refused (auth, limits, oversized frames)."""
 TURN_STATUSES = ("completed", "cancelled", "failed", OTHER)
 FAILURE_REASONS = ("timeout", "unavailable", "retryable", "final", "error", OTHER)
-"""As ``hark.engines.fallback.failure_reason`` names them."""
+"""As ``hark.engines.fallback.failure_reason`` names them (``saturated`` is not a failure: it
+has its own series)."""
+ADMISSION_REASONS = ("capacity", "saturated", OTHER)
+"""Why a new conversation was refused (``hark.admission``)."""
 ERROR_CODES = (
     "already_started",
     "conversation_already_has_active_response",
@@ -122,6 +127,13 @@ class Metrics:
         )
         self.turns = Counter("hark_turns", "Replies finished, by status.", ["status"], registry=r)
         self.errors = Counter("hark_errors", "Error events sent to clients, by code.", ["code"], registry=r)
+        self.admission_refusals = Counter(
+            "hark_admission_refused",
+            "New conversations refused to protect those running (capacity: the configured number;"
+            " saturated: the workers are not keeping up).",
+            ["reason"],
+            registry=r,
+        )
         self.latency = [
             (field, Histogram(name, doc + " Seconds.", buckets=LATENCY_BUCKETS, registry=r))
             for field, name, doc in STAGE_LATENCIES
@@ -137,6 +149,8 @@ class Metrics:
             self.turns.labels(status)
         for code in ERROR_CODES:
             self.errors.labels(code)
+        for reason in ADMISSION_REASONS:
+            self.admission_refusals.labels(reason)
         r.register(EngineCollector(engines))
         self._pending: OrderedDict[str, ev.Latency] = OrderedDict()
 
@@ -165,6 +179,9 @@ class Metrics:
 
     def error(self, code: str) -> None:
         self.errors.labels(bounded(code, ERROR_CODES)).inc()
+
+    def admission_refused(self, reason: str) -> None:
+        self.admission_refusals.labels(bounded(reason, ADMISSION_REASONS)).inc()
 
     def observe(self, event: ev.Event) -> None:
         """Feed a conversation's events: a ``Latency`` is held until its ``ResponseDone``
@@ -239,6 +256,14 @@ def _provider_families(engines: Engines) -> list[Metric]:
     circuit = GaugeMetricFamily(
         "hark_provider_circuit_open", "1 while the provider's circuit is open (it is skipped).", labels=labels
     )
+    saturated = CounterMetricFamily(
+        "hark_provider_saturated", "Attempts a provider refused for load (not failures).", labels=labels
+    )
+    spilled = CounterMetricFamily(
+        "hark_provider_spillover",
+        "Requests sent on to the next provider because this one was saturated (spill_over).",
+        labels=labels,
+    )
     for stage, chain in (("stt", engines.stt), ("llm", engines.llm), ("tts", engines.tts)):
         if chain is None:
             continue
@@ -252,7 +277,9 @@ def _provider_families(engines: Engines) -> list[Metric]:
             for reason in FAILURE_REASONS:
                 failures.add_metric([stage, name, reason], float(by_reason[reason]))
             circuit.add_metric([stage, name], 1.0 if status["circuit"] == "open" else 0.0)
-    return [attempts, successes, failures, circuit]
+            saturated.add_metric([stage, name], float(status.get("saturated", 0)))
+            spilled.add_metric([stage, name], float(status.get("spilled", 0)))
+    return [attempts, successes, failures, circuit, saturated, spilled]
 
 
 def _pool_families(engines: Engines) -> list[Metric]:
@@ -273,7 +300,45 @@ def _pool_families(engines: Engines) -> list[Metric]:
         CounterMetricFamily(
             "hark_worker_restarts", "Workers replaced after a crash or hang.", value=pool.restarts
         ),
+        *_queue_families(pool),
     ]
+
+
+def _queue_families(pool: WorkerPool) -> list[Metric]:
+    """The pool's line by priority (``hark.priority``): what waits, how long it waited, what
+    was shed, and the pressure admission control reads."""
+    queue = pool.queue
+    waiting = GaugeMetricFamily(
+        "hark_worker_queue_waiting", "Requests waiting for a worker, by priority.", labels=["priority"]
+    )
+    for priority, count in queue.depth().items():
+        waiting.add_metric([priority.label], float(count))
+    wait = HistogramMetricFamily(
+        "hark_worker_queue_wait_seconds",
+        "How long requests waited for a worker, by priority (at the class they ran as).",
+        labels=["priority"],
+    )
+    for priority, histogram in queue.waits.items():
+        cumulative = [
+            (str(bound), float(n)) for bound, n in zip(WAIT_BUCKETS, histogram.buckets, strict=True)
+        ]
+        wait.add_metric(
+            [priority.label], [*cumulative, ("+Inf", float(histogram.count))], sum_value=histogram.total_s
+        )
+    shed = CounterMetricFamily(
+        "hark_worker_shed",
+        "Work dropped under load, by priority and reason (evicted: made room for more urgent work;"
+        " stale: waited past its use; refused: arrived at a full line).",
+        labels=["priority", "reason"],
+    )
+    for (priority, reason), count in queue.shed.items():
+        shed.add_metric([priority.label, reason.value], float(count))
+    pressure = GaugeMetricFamily(
+        "hark_worker_pressure_seconds",
+        "Longest wait of a conversation's final work in the last 10 s (admission control's signal).",
+        value=pool.pressure(),
+    )
+    return [waiting, wait, shed, pressure]
 
 
 router = APIRouter()

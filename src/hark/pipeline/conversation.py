@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
-from hark.errors import EngineError
+from hark.errors import EngineError, EngineSaturated
 from hark.pipeline import events as ev
 from hark.pipeline.errors import (
     CommitTooShort,
@@ -38,6 +38,7 @@ from hark.pipeline.state import ConversationState, StateMachine
 from hark.pipeline.thinking import MAX_TOOL_ROUNDS, Thought, echo_reply, think
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig, TurnEvent
+from hark.priority import Priority, Work, work_as
 
 __all__ = ["MAX_TOOL_ROUNDS", "Conversation", "ConversationConfig", "LLMStatus", "echo_reply", "new_id"]
 
@@ -72,6 +73,8 @@ class _Speculation:
     audio_ms: int
     """Position of the silence it started at."""
     transcript: asyncio.Task[Transcript]
+    work: Work
+    """Its engine work's priority: SPECULATIVE, promoted to FINAL when the turn ends on it."""
     reply: asyncio.Task[None] | None = None
     text: str | None = None
     """The transcript the held reply answers."""
@@ -217,10 +220,11 @@ class Conversation:
         self._cancel_speculative()
         self._partials.cancel()
         audio = self.listener.utterance()
-        transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
-        speculation = _Speculation(boundary.audio_ms, transcript)
-        if self.auto_respond and self.config.speculative_reply and not self.responding:
-            speculation.reply = asyncio.create_task(self._respond_early(speculation))
+        with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
+            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
+            speculation = _Speculation(boundary.audio_ms, transcript, work)
+            if self.auto_respond and self.config.speculative_reply and not self.responding:
+                speculation.reply = asyncio.create_task(self._respond_early(speculation))
         self._speculative = speculation
 
     def _cancel_speculative(self) -> None:
@@ -238,6 +242,7 @@ class Conversation:
         if self._speculative is not None and self._speculative.audio_ms == boundary.audio_ms:
             # The turn ended on the silence the speculation started at.
             speculation, self._speculative = self._speculative, None
+            speculation.work.promote()  # now it is this turn's transcript (and maybe its reply)
         self._cancel_speculative()
         if speculation is not None and self._release_early(item_id, speculation, boundary.wall_time):
             return
@@ -302,7 +307,8 @@ class Conversation:
         audio = self._accept_input(item_id)
         detected = time.monotonic()
         previous = self._transcribing
-        self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
+        with work_as(Priority.FINAL):
+            self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
         if self.auto_respond:
             self._set_state(ConversationState.THINKING)
             self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
@@ -336,7 +342,7 @@ class Conversation:
                 transcript = await self._stt.transcribe(audio, language=self.config.language)
         except EngineError as exc:
             log.warning("transcription failed", extra={"engine": exc.engine, "retryable": exc.retryable})
-            self._emit(ev.TranscriptFailed(item_id, str(exc)))
+            self._emit(ev.TranscriptFailed(item_id, str(exc), isinstance(exc, EngineSaturated)))
             return None
         text = transcript.text.strip()
         self._transcript_in(item_id, text)
@@ -410,9 +416,10 @@ class Conversation:
         response_id = new_id("resp")
         item_id = new_id("item")
         options = options or resolve(self.defaults, self.instructions, None)
-        self._response_task = asyncio.create_task(
-            self._respond(response_id, item_id, wait_for, end_of_speech, detected, options=options)
-        )
+        with work_as(Priority.FINAL):  # the reply being spoken
+            self._response_task = asyncio.create_task(
+                self._respond(response_id, item_id, wait_for, end_of_speech, detected, options=options)
+            )
         return response_id
 
     async def _respond_early(self, speculation: _Speculation) -> None:
@@ -500,6 +507,7 @@ class Conversation:
             options.tool_choice,
             options.max_output_tokens,
         )
+        saturated = False
         try:
             source = (
                 _once(fixed)
@@ -520,7 +528,7 @@ class Conversation:
             reason = self._cancel_reasons.pop(task, "turn_detected") if task is not None else "turn_detected"
             raise
         except EngineError as exc:
-            status, reason = "failed", str(exc)
+            status, reason, saturated = "failed", str(exc), isinstance(exc, EngineSaturated)
             if opened:
                 self._emit(ev.ConversationError("engine_error", reason))
         finally:
@@ -528,7 +536,7 @@ class Conversation:
             if opened:
                 reply.report_latency(end_of_speech, detected, transcribed)
                 self._response = None
-                reply.finish(status, reason, thought.client_calls)
+                reply.finish(status, reason, thought.client_calls, saturated=saturated)
                 if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
                     self._set_state(ConversationState.IDLE)
 

@@ -58,6 +58,8 @@ class TranscriptFinal:
 class TranscriptFailed:
     item_id: str
     message: str
+    saturated: bool = False
+    """The engines were at capacity (load, not a fault)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class ResponseDone:
     items: tuple[Item, ...] = ()
     """The response's output items, in order (its message, if it said anything, then calls)."""
     in_conversation: bool = True
+    saturated: bool = False
+    """It failed because the engines were at capacity (load, not a fault)."""
 
 
 @dataclass(frozen=True, slots=True)

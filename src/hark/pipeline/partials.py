@@ -10,6 +10,7 @@ from collections.abc import Callable
 from hark.engines.base import STT, Float32Array
 from hark.errors import EngineError
 from hark.pipeline import events as ev
+from hark.priority import Priority, work_as
 
 
 class PartialTranscripts:
@@ -43,7 +44,8 @@ class PartialTranscripts:
         self._at_ms = heard_ms
         item_id = self._current_item()
         if item_id is not None:
-            self.task = asyncio.create_task(self._partial(item_id, utterance()))
+            with work_as(Priority.PARTIAL):  # first to be shed under load
+                self.task = asyncio.create_task(self._partial(item_id, utterance()))
 
     def cancel(self) -> None:
         if self.task is not None:

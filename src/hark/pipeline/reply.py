@@ -69,7 +69,9 @@ class Reply:
             ev.ResponseStarted(self.response_id, self.item_id, mode, o.output, o.metadata, o.in_conversation)
         )
 
-    def finish(self, status: Status, reason: str | None, calls: list[ToolCall]) -> None:
+    def finish(
+        self, status: Status, reason: str | None, calls: list[ToolCall], *, saturated: bool = False
+    ) -> None:
         """Report the response's end: its message (what was heard), its calls (only when it
         completed: a call cut off is never run), then response.done."""
         options, keep = self.options, self.options.in_conversation
@@ -107,6 +109,7 @@ class Reply:
                 options.metadata,
                 tuple(output),
                 keep,
+                saturated,
             )
         )
 

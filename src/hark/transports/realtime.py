@@ -308,10 +308,11 @@ class RealtimeSession:
         match event:
             case ev.TranscriptFinal():
                 self._checkpoint()
-            case ev.TranscriptFailed():
+            case ev.TranscriptFailed(saturated=saturated):
                 if self.metrics is not None:
                     self.metrics.error("transcription_failed")
-                self._turn_failed("transcription")
+                if not saturated:  # load is not a fault: it never closes the session
+                    self._turn_failed("transcription")
             case ev.ResponseDone():
                 self._response_done(event)
             case ev.OutputCleared(response_id, _item_id):
@@ -321,7 +322,7 @@ class RealtimeSession:
 
     def _response_done(self, event: ev.ResponseDone) -> None:
         self._checkpoint()
-        if event.status == "failed":
+        if event.status == "failed" and not event.saturated:
             self._turn_failed("llm or tts")
         elif event.status == "completed":
             self._failures = 0

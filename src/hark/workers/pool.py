@@ -2,8 +2,11 @@
 
 The parent holds no model. Each worker is a spawned process that built every pooled engine once
 and warmed it (see ``hark.workers.child``); the pool hands it one request at a time, matched by
-id, and replaces it when it dies or hangs. Requests beyond the workers wait in a bounded queue;
-past ``queue_limit`` they are refused with :class:`PoolBusy` (HTTP 503 + Retry-After upstream).
+id, and replaces it when it dies or hangs. Requests beyond the workers wait in line by priority
+(``hark.priority``, ``hark.work_queue``): a finished turn's transcript and the reply being
+spoken first, speculative work next, partial transcripts last. Past ``queue_limit`` the least
+urgent work is shed (:class:`~hark.errors.WorkShed`), unmarked requests are refused with
+:class:`PoolBusy` (HTTP 503 + Retry-After upstream), and FINAL work still joins: late, not lost.
 
 Threads and the loop: each worker's pipe is owned by a *courier* thread (the loop never blocks
 on a pipe); every state change happens on the event loop, so the pool needs no locks. A worker's
@@ -33,7 +36,9 @@ from typing import Any, Literal
 
 from hark.config import ProviderConfig, Settings
 from hark.engines import registry
-from hark.errors import EngineError, EngineUnavailable
+from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
+from hark.priority import Budget, Priority, Work, current_budget, current_work, may_refuse
+from hark.work_queue import WorkQueue
 from hark.workers import child
 from hark.workers.child import EngineInfo, Factory
 
@@ -61,15 +66,15 @@ def default_processes() -> int:
     return available_cores()
 
 
-class PoolBusy(EngineError):
-    """Every worker is busy and ``queue_limit`` requests are already waiting.
+class PoolBusy(EngineSaturated):
+    """Every worker is busy and ``queue_limit`` requests at least as urgent are already waiting.
 
     ``retry_after`` estimates, from recent service times, when the backlog will have drained."""
 
     retry_after: float
 
     def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message, retryable=True, engine=ENGINE, retry_after=retry_after)
+        super().__init__(message, engine=ENGINE, retry_after=retry_after)
 
 
 @dataclass(eq=False)
@@ -79,6 +84,9 @@ class _Request:
     method: str
     payload: Any
     future: asyncio.Future[Any]
+    work: Work
+    budget: Budget | None = None
+    """The caller's time budget: it restarts when the request leaves the line."""
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
     chunks: asyncio.Queue[Any] | None = None
@@ -146,7 +154,8 @@ class WorkerPool:
 
     ``stage_providers`` lists ``(stage, provider)`` pairs (``"stt"`` or ``"tts"``); a request
     names its engine by index in that list. ``factory`` builds an engine in the child; it must be
-    a module-level function (it is pickled by reference)."""
+    a module-level function (it is pickled by reference). ``partial_stale_s``: a partial
+    transcript that waited longer than this is dropped unrun (the next one supersedes it)."""
 
     def __init__(
         self,
@@ -157,6 +166,7 @@ class WorkerPool:
         queue_limit: int,
         request_timeout_s: float,
         start_timeout_s: float = 120.0,
+        partial_stale_s: float | None = None,
         factory: Factory = registry.build,
     ) -> None:
         if processes < 1 or queue_limit < 0 or request_timeout_s <= 0 or start_timeout_s <= 0:
@@ -183,7 +193,9 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._couriers: list[_Courier] = []
-        self._queue: deque[_Request] = deque()
+        self._queue: WorkQueue[_Request] = WorkQueue(
+            queue_limit, stale_s={Priority.PARTIAL: partial_stale_s} if partial_stale_s else None
+        )
         self._ids = itertools.count(1)
         self._service_s: deque[float] = deque(maxlen=32)
         self._infos: list[EngineInfo] = []
@@ -208,6 +220,11 @@ class WorkerPool:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def queue(self) -> WorkQueue[_Request]:
+        """The waiting line: its depth, waits and shed work per priority (for metrics)."""
+        return self._queue
 
     @property
     def in_flight(self) -> int:
@@ -336,27 +353,57 @@ class WorkerPool:
     def _submit(
         self, stage_index: int, method: str, payload: Any, *, chunks: asyncio.Queue[Any] | None = None
     ) -> _Request:
-        self.admit()
+        if self._phase != "running":
+            raise EngineUnavailable("the worker pool is not running", engine=ENGINE)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        request = _Request(next(self._ids), stage_index, method, payload, future, chunks=chunks)
-        self._queue.append(request)
+        work = current_work()
+        request = _Request(
+            next(self._ids), stage_index, method, payload, future, work, current_budget(), chunks=chunks
+        )
+        offer = self._queue.push(request, work, refusable=may_refuse())
+        for entry in offer.evicted:
+            self._shed(entry.item, "made room for more urgent work")
+        if offer.accepted and request.budget is not None:
+            request.budget.pause()  # until it leaves the line (_assign)
+        if not offer.accepted:
+            if work.priority.sheddable:
+                raise WorkShed(
+                    f"{work.priority.label} work shed: the engine workers are saturated",
+                    engine=self._engine_name(request),
+                    retry_after=self._busy().retry_after,
+                )
+            raise self._busy()
         self._dispatch()
         return request
 
     def _withdraw(self, request: _Request) -> None:
         """The caller gave up: a request still waiting never runs, and frees its slot."""
-        with contextlib.suppress(ValueError):
-            self._queue.remove(request)
+        if self._queue.remove(request):
             self._changed.set()
 
+    def _shed(self, request: _Request, why: str) -> None:
+        if not request.future.done():
+            request.future.set_exception(
+                WorkShed(
+                    f"{request.work.priority.label} work shed ({why})", engine=self._engine_name(request)
+                )
+            )
+
     def admit(self) -> None:
-        """Raise what :meth:`call` would raise at once: PoolBusy when the queue is full,
-        EngineUnavailable when the pool is not running. HTTP handlers can call it before
-        entering a fallback chain, which would turn PoolBusy into a generic EngineError."""
+        """Raise what :meth:`call` would raise at once for unmarked (REQUEST) work: PoolBusy when
+        the line is full of work at least as urgent, EngineUnavailable when the pool is not
+        running. HTTP handlers call it before entering a fallback chain, which would turn
+        PoolBusy into a generic EngineError."""
         if self._phase != "running":
             raise EngineUnavailable("the worker pool is not running", engine=ENGINE)
-        if len(self._queue) >= self.queue_limit and not any(w.state == "idle" for w in self._workers):
+        idle = any(w.state == "idle" for w in self._workers)
+        if self._queue.full and not idle and not any(r.work.priority.sheddable for r in self._queue):
             raise self._busy()
+
+    def pressure(self, window_s: float = 10.0) -> float:
+        """Seconds conversations' FINAL work waited for a worker at worst lately: under a
+        service time while the workers keep up, more at saturation. Admission control reads it."""
+        return self._queue.final_wait(window_s)
 
     def _busy(self) -> PoolBusy:
         per_request = fmean(self._service_s) if self._service_s else DEFAULT_SERVICE_S
@@ -369,20 +416,26 @@ class WorkerPool:
         )
 
     def _dispatch(self) -> None:
-        """Hand waiting requests to idle workers, oldest first."""
+        """Hand waiting requests to idle workers, most urgent first (see ``hark.work_queue``)."""
         for worker in self._workers:
             if worker.state != "idle":
                 continue
-            while self._queue and self._queue[0].future.done():
-                self._queue.popleft()  # its caller gave up
-            if not self._queue:
-                return
-            self._assign(worker, self._queue.popleft())
+            while True:
+                entry, stale = self._queue.pop()
+                for old in stale:
+                    self._shed(old.item, "waited past its use")
+                if entry is None:
+                    return
+                if not entry.item.future.done():  # else its caller gave up
+                    self._assign(worker, entry.item)
+                    break
 
     def _assign(self, worker: _Worker, request: _Request) -> None:
         worker.state = "busy"
         worker.current = request
         request.started = time.monotonic()
+        if request.budget is not None:
+            request.budget.restart()  # the wait in line was load, not the engine stalling
         request.timer = asyncio.get_running_loop().call_later(
             self.request_timeout_s, self._on_timeout, worker, request
         )
@@ -547,8 +600,7 @@ class WorkerPool:
         #    an EOF soon: SIGKILL it. An idle one gets its pipe closed: it sees EOF, closes its
         #    engines and exits.
         closed = EngineUnavailable("the worker pool shut down before this request ran", engine=ENGINE)
-        while self._queue:
-            request = self._queue.popleft()
+        for request in self._queue.drain():
             if not request.future.done():
                 request.future.set_exception(closed)
         for worker in list(self._workers):
