@@ -24,13 +24,16 @@ from livekit.agents import llm as lk  # noqa: E402
 from livekit.plugins.openai.realtime import RealtimeModel, RealtimeSession  # noqa: E402
 
 JOKE_REQUEST = "Tell me a joke."
+ONE_REPLY_ONLY = "Answer in one short sentence."
 
 
-async def reply(session: RealtimeSession) -> tuple[list[lk.FunctionCall], list[tuple[str, str, int]], float]:
+async def reply(
+    session: RealtimeSession, **options: Any
+) -> tuple[list[lk.FunctionCall], list[tuple[str, str, int]], float]:
     """generate_reply(), then the whole generation: its function calls, and each message's
     (id, text, audio bytes). Also how long generate_reply() took to return."""
     asked = time.monotonic()
-    generation = await asyncio.wait_for(session.generate_reply(), 15)
+    generation = await asyncio.wait_for(session.generate_reply(**options), 15)
     returned_after = time.monotonic() - asked
 
     async def calls() -> list[lk.FunctionCall]:
@@ -99,10 +102,11 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
             assert answer == script.TOOL_REPLY.format(result=script.TOOL_RESULT) and answer_audio > 24_000
             agent_ctx.add_message(role="assistant", content=answer, id=answer_id)
 
-            # Turn 2: a plain exchange.
+            # Turn 2: a plain exchange, with instructions for this reply only.
             agent_ctx.add_message(role="user", content=JOKE_REQUEST)
             await session.update_chat_ctx(agent_ctx)
-            _, [(joke_id, joke, _)], waited = await reply(session)
+            joke_request = len(llm.requests)
+            _, [(joke_id, joke, _)], waited = await reply(session, instructions=ONE_REPLY_ONLY)
             waits.append(waited)
             assert joke == script.SHORT_ANSWER
             agent_ctx.add_message(role="assistant", content=joke, id=joke_id)
@@ -111,6 +115,7 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
             agent_ctx.items = agent_ctx.items[:-2]
             agent_ctx.add_message(role="user", content=script.THANKS)
             await session.update_chat_ctx(agent_ctx)
+            last_request = len(llm.requests)
             _, [(last_id, last, _)], waited = await reply(session)
             waits.append(waited)
             agent_ctx.add_message(role="assistant", content=last, id=last_id)
@@ -146,8 +151,16 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
     deleted = [e["item_id"] for e in server_events if e["type"] == "conversation.item.deleted"]
     assert len(deleted) == 2 and joke_id in deleted
 
+    # generate_reply(instructions=...) held for that reply only.
+    def system(request: int) -> str:
+        return " ".join(
+            m["content"] for m in llm.requests[request]["body"]["messages"] if m["role"] == "system"
+        )
+
+    assert ONE_REPLY_ONLY in system(joke_request) and ONE_REPLY_ONLY not in system(last_request)
+
     # The LLM was sent that same history: the deleted exchange gone, nothing twice.
-    sent = llm.requests[-1]["body"]["messages"]
+    sent = llm.requests[last_request]["body"]["messages"]
     said_to_llm = [(m["role"], m.get("content")) for m in sent if m["role"] != "system"]
     assert said_to_llm[0] == ("user", script.WEATHER_QUESTION)
     assert [role for role, _ in said_to_llm] == ["user", "assistant", "tool", "assistant", "user"]
