@@ -121,15 +121,16 @@ CASES: list[Case] = [
         True,
     ),
     (
-        "item.create: system role",
+        "item.create: output for an unknown call",
         with_id(
             {
                 "type": "conversation.item.create",
-                "item": {"role": "system", "content": [{"type": "input_text", "text": "hi"}]},
+                "item": {"type": "function_call_output", "call_id": "call_nope", "output": "{}"},
             }
         ),
         True,
     ),
+    ("item.delete: unknown item", with_id({"type": "conversation.item.delete", "item_id": "nope"}), True),
     ("100 kB type", lambda e: json.dumps({"type": BIG, "event_id": e}), True),
     ("100 kB unknown field on commit", with_id({"type": "input_audio_buffer.commit", "x": BIG}), True),
     (

@@ -30,6 +30,7 @@ from hark.pipeline.history import History
 from hark.pipeline.items import Item, ItemLog
 from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
+from hark.pipeline.partials import PartialTranscripts
 from hark.pipeline.record import Record
 from hark.pipeline.reply import Reply, Status
 from hark.pipeline.responder import Responder, TextReply
@@ -126,10 +127,14 @@ class Conversation:
         """The session's reply settings (tools, output, …); a response.create may override them."""
         self._item_id: str | None = None
         self._speech_start_ms = 0
-        self._partial_task: asyncio.Task[None] | None = None
+        self._partials = PartialTranscripts(
+            stt,
+            language=config.language,
+            interval_ms=config.partial_interval_ms,
+            emit=emit,
+            current_item=lambda: self._item_id,
+        )
         self._speculative: _Speculation | None = None
-        self._partial_text = ""
-        self._partial_at_ms = 0
         self._transcribing: asyncio.Task[str | None] | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
@@ -193,8 +198,7 @@ class Conversation:
             self._barge_in()
         self._item_id = new_id("item")
         self._speech_start_ms = boundary.audio_ms
-        self._partial_text = ""
-        self._partial_at_ms = 0
+        self._partials.restart()
         self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
         self._set_state(ConversationState.LISTENING)
 
@@ -205,7 +209,7 @@ class Conversation:
         if self._item_id is None or not self.config.speculative_transcript:
             return
         self._cancel_speculative()
-        self._cancel_partial()
+        self._partials.cancel()
         audio = self.listener.utterance()
         transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
         speculation = _Speculation(boundary.audio_ms, transcript)
@@ -272,7 +276,7 @@ class Conversation:
 
     def clear_input(self) -> None:
         self.listener.reset()
-        self._cancel_partial()
+        self._partials.cancel()
         self._cancel_speculative()
         self._item_id = None
         self._emit(ev.InputCleared())
@@ -281,7 +285,7 @@ class Conversation:
 
     def _accept_input(self, item_id: str) -> Float32Array:
         audio = self.listener.take_utterance()
-        self._cancel_partial()
+        self._partials.cancel()
         previous = self.record.user_audio(item_id)
         self._emit(ev.InputCommitted(item_id, previous))
         return audio
@@ -304,35 +308,7 @@ class Conversation:
     def _maybe_partial(self) -> None:
         if self._speculative is not None and not self._speculative.transcript.done():
             return  # the speculative transcription is this moment's partial
-        heard_ms = self.listener.utterance_ms()
-        if self._partial_task is not None or heard_ms - self._partial_at_ms < self.config.partial_interval_ms:
-            return
-        self._partial_at_ms = heard_ms
-        item_id = self._item_id
-        if item_id is None:
-            return
-        audio = self.listener.utterance()
-        self._partial_task = asyncio.create_task(self._partial(item_id, audio))
-
-    async def _partial(self, item_id: str, audio: Float32Array) -> None:
-        try:
-            transcript = await self._stt.transcribe(audio, language=self.config.language)
-        except EngineError:
-            return  # A partial is a courtesy; the final transcript reports failures.
-        finally:
-            if self._partial_task is asyncio.current_task():
-                self._partial_task = None
-        text = transcript.text
-        if item_id != self._item_id or not text or text == self._partial_text:
-            return
-        delta = text[len(self._partial_text) :] if text.startswith(self._partial_text) else ""
-        self._partial_text = text
-        self._emit(ev.TranscriptPartial(item_id, delta, text))
-
-    def _cancel_partial(self) -> None:
-        if self._partial_task is not None:
-            self._partial_task.cancel()
-            self._partial_task = None
+        self._partials.maybe(self.listener.utterance_ms(), self.listener.utterance)
 
     async def _transcribe(
         self,
@@ -613,11 +589,11 @@ class Conversation:
     async def aclose(self) -> None:
         # Stop every task of the turn, a held reply included, and wait until they have stopped.
         tasks: list[asyncio.Task[Any]] = [
-            t for t in (self._partial_task, self._response_task, self._transcribing) if t is not None
+            t for t in (self._partials.task, self._response_task, self._transcribing) if t is not None
         ]
         if self._speculative is not None:
             tasks += [t for t in (self._speculative.transcript, self._speculative.reply) if t is not None]
-        self._partial_task = self._response_task = self._speculative = None
+        self._partials.task = self._response_task = self._speculative = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

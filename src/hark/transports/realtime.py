@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -26,11 +27,11 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
 from hark.pipeline.errors import PipelineError
 from hark.security import CLOSE_IDLE, AudioThrottle, IdleTimer
-from hark.state import SessionStore, StoreUnavailable
+from hark.state import SessionState, SessionStore, StoreUnavailable
 from hark.transports import realtime_protocol as rp
 from hark.transports.outbox import Outbox
 from hark.transports.realtime_beta import is_beta
-from hark.transports.realtime_codec import Out, RealtimeCodec
+from hark.transports.realtime_codec import Out, RealtimeCodec, SessionView
 from hark.transports.realtime_resume import ResumeHandshake, state_of
 from hark.transports.realtime_settings import SessionSettings, item_of, response_options
 from hark.transports.socket import Message, SocketLink, close_quietly
@@ -56,7 +57,7 @@ class RealtimeSession:
     def __init__(
         self,
         websocket: WebSocket,
-        conversation_factory: Any,
+        conversation_factory: Callable[[Callable[[ev.Event], None]], Conversation],
         llm_status: LLMStatus,
         model: str,
         *,
@@ -95,9 +96,9 @@ class RealtimeSession:
             else None
         )
 
-    def _choice(self, read: Any, default: bool) -> bool:
+    def _choice(self, read: Callable[[], bool], default: bool) -> bool:
         try:
-            return bool(read())
+            return read()
         except rp.ProtocolError as exc:
             self._wire_errors.append(exc)
             return default
@@ -248,12 +249,12 @@ class RealtimeSession:
                 "audio processing failed", type="server_error", code="server_error"
             ) from None
 
-    def _view(self) -> Any:
+    def _view(self) -> SessionView:
         return self.settings.view(self.id, self.model, self.conversation)
 
     # -- resume (hark's addition) --------------------------------------------------------
 
-    def _state(self) -> Any:
+    def _state(self) -> SessionState:
         return state_of(self.conversation, self.settings.turn_detection_wire(self.conversation))
 
     def _checkpoint(self) -> None:

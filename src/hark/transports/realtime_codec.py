@@ -9,7 +9,7 @@ clients see only OpenAI's events)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ VOICE = "hark"
 Dialect = Literal["ga", "beta"]
 Out = tuple[dict[str, Any] | bytes, str | None]
 """A message for the client, and the response whose reply audio it is (it may then be dropped)."""
+Put = Callable[..., None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +241,7 @@ class RealtimeCodec:
             put({"type": "conversation.item.done", "previous_item_id": None, "item": wire})
 
     def _function_call(
-        self, put: Any, response_id: str, item: Item, index: int, previous: str | None, in_conversation: bool
+        self, put: Put, response_id: str, item: Item, index: int, previous: str | None, in_conversation: bool
     ) -> None:
         opened = wire_item(item.with_(status="in_progress", arguments=""))
         done = wire_item(item)

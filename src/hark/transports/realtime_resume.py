@@ -71,6 +71,7 @@ class ResumeHandshake:
 
 
 def state_of(conversation: Conversation, turn_detection: dict[str, Any] | None) -> SessionState:
-    return snapshot(
-        conversation.history.entries(), instructions=conversation.instructions, turn_detection=turn_detection
-    )
+    """What is saved: the conversation's words (function calls and their results stay with the
+    connection that made them: a resumed session starts without open calls)."""
+    words = [(i, m) for i, m in conversation.history.entries() if not m.tool_calls and m.role != "tool"]
+    return snapshot(words, instructions=conversation.instructions, turn_detection=turn_detection)
