@@ -23,7 +23,6 @@ import aiohttp  # noqa: E402
 from livekit.agents import llm as lk  # noqa: E402
 from livekit.plugins.openai.realtime import RealtimeModel, RealtimeSession  # noqa: E402
 
-JOKE_REQUEST = "Tell me a joke."
 ONE_REPLY_ONLY = "Answer in one short sentence."
 
 
@@ -103,7 +102,7 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
             agent_ctx.add_message(role="assistant", content=answer, id=answer_id)
 
             # Turn 2: a plain exchange, with instructions for this reply only.
-            agent_ctx.add_message(role="user", content=JOKE_REQUEST)
+            agent_ctx.add_message(role="user", content=script.JOKE_REQUEST)
             await session.update_chat_ctx(agent_ctx)
             joke_request = len(llm.requests)
             _, [(joke_id, joke, _)], waited = await reply(session, instructions=ONE_REPLY_ONLY)
@@ -165,7 +164,7 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
     assert said_to_llm[0] == ("user", script.WEATHER_QUESTION)
     assert [role for role, _ in said_to_llm] == ["user", "assistant", "tool", "assistant", "user"]
     assert said_to_llm[-1] == ("user", script.THANKS)
-    assert all(content != JOKE_REQUEST for _, content in said_to_llm)
+    assert all(content != script.JOKE_REQUEST for _, content in said_to_llm)
     script.figures(
         "livekit",
         responses=4,
