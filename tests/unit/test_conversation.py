@@ -7,10 +7,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation
+from hark.pipeline.errors import (
+    CommitTooShort,
+    DuplicateItem,
+    NoActiveResponse,
+    PipelineError,
+    ResponseActive,
+    UnknownCall,
+    UnknownItem,
+)
+from hark.pipeline.items import Item
+from hark.pipeline.options import ResponseOptions
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
@@ -318,3 +331,38 @@ async def test_a_cancelled_response_says_who_cancelled_it() -> None:
     done = await h.done()
     assert (done.status, done.reason) == ("cancelled", "client_cancelled")
     await h.conversation.aclose()
+
+
+async def test_refusals_are_typed_pipeline_errors_with_codes() -> None:
+    h = Harness(llm=FakeLLM(chunks=("One. ", "Two. ", "Three."), chunk_delay=0.2))
+    c = h.conversation
+    cases: list[tuple[Any, type[PipelineError], str]] = [
+        (c.commit, CommitTooShort, "input_audio_buffer_commit_empty"),
+        (lambda: c.cancel_response(strict=True), NoActiveResponse, "response_cancel_not_active"),
+        (lambda: c.truncate("nope", 10), UnknownItem, "item_not_found"),
+        (lambda: c.delete_item("nope"), UnknownItem, "item_not_found"),
+        (lambda: c.get_item("nope"), UnknownItem, "item_not_found"),
+        (
+            lambda: c.add_item(Item("u1", "message", role="user", text="again")),
+            DuplicateItem,
+            "item_create_duplicate_item_id",
+        ),
+        (
+            lambda: c.add_item(Item("o1", "function_call_output", call_id="call_x", output="{}")),
+            UnknownCall,
+            "function_call_not_found",
+        ),
+        (lambda: c.create_response(ResponseOptions(input=("ghost",))), UnknownItem, "item_not_found"),
+    ]
+    c.add_item(Item("u1", "message", role="user", text="hello"))
+    for action, kind, code in cases:
+        with pytest.raises(kind) as info:
+            action()
+        assert info.value.code == code
+        assert not isinstance(info.value, ValueError | KeyError | RuntimeError)
+    c.create_response()
+    with pytest.raises(ResponseActive) as active:
+        c.create_response()
+    assert active.value.code == "conversation_already_has_active_response"
+    done = await h.done()
+    assert done.status == "completed" and [i.id for i in c.items.items()] == ["u1", done.item_id]

@@ -251,6 +251,8 @@ async def test_previous_item_id_is_the_item_before_it(backend: Backend) -> None:
         ids = [item_id for item_id, _ in added]
         assert ids[0] == "u1" and ids[2] == "u2" and len(ids) == 4
         assert [previous for _, previous in added] == [None, *ids[:-1]]
+        done = {e["item"]["id"]: e["previous_item_id"] for e in wire.of("conversation.item.done")}
+        assert done == dict(added), "conversation.item.done repeats the same previous_item_id"
 
 
 async def test_retrieve_and_delete(backend: Backend) -> None:

@@ -122,6 +122,7 @@ class MessageDone:
     item: Item
     output: Output = "audio"
     in_conversation: bool = True
+    previous_item_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ class Reply:
         self._emit = emit
         self._new_id = new_id
         self.message_open = False
+        self._previous: str | None = None
         self.output: Responder | TextReply = (
             speech(self._text)
             if speech is not None and options.output == "audio"
@@ -54,6 +55,7 @@ class Reply:
             previous = None
             if options.in_conversation:
                 previous = self._record.open_reply(self.item_id, audio=options.output == "audio")
+                self._previous = previous
             self._emit(
                 ev.MessageStarted(
                     self.response_id, self.item_id, previous, options.output, options.in_conversation
@@ -85,7 +87,7 @@ class Reply:
             if keep:
                 self._record.reply_done(item)
             output.append(item)
-            self._emit(ev.MessageDone(self.response_id, item, options.output, keep))
+            self._emit(ev.MessageDone(self.response_id, item, options.output, keep, self._previous))
         for call in calls if status == "completed" else []:
             fields = {"call_id": call.id, "name": call.name, "arguments": call.arguments}
             item = Item(self._new_id("item"), "function_call", **fields)  # type: ignore[arg-type]

@@ -182,8 +182,8 @@ class RealtimeCodec:
                     {"type": "audio", "transcript": ""} if output == "audio" else {"type": "text", "text": ""}
                 )
                 put({"type": "response.content_part.added", **_part(response_id, item_id), "part": part})
-            case ev.MessageDone(response_id, item, output, in_conversation):
-                self._message_done(put, response_id, item, output, in_conversation)
+            case ev.MessageDone(response_id, item, output, in_conversation, previous):
+                self._message_done(put, response_id, item, output, in_conversation, previous)
             case ev.FunctionCalled(response_id, item, index, previous, in_conversation):
                 self._function_call(put, response_id, item, index, previous, in_conversation)
             case ev.ResponseDone():
@@ -222,7 +222,7 @@ class RealtimeCodec:
         return out
 
     def _message_done(
-        self, put: Any, response_id: str, item: Item, output: str, in_conversation: bool
+        self, put: Put, response_id: str, item: Item, output: str, in_conversation: bool, previous: str | None
     ) -> None:
         text = item.text or ""
         part = _part(response_id, item.id)
@@ -238,7 +238,7 @@ class RealtimeCodec:
             {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": wire}
         )
         if in_conversation:
-            put({"type": "conversation.item.done", "previous_item_id": None, "item": wire})
+            put({"type": "conversation.item.done", "previous_item_id": previous, "item": wire})
 
     def _function_call(
         self, put: Put, response_id: str, item: Item, index: int, previous: str | None, in_conversation: bool
