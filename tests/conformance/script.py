@@ -29,6 +29,7 @@ STORY = " ".join(
     ]
 )
 SHORT_ANSWER = "Glad to help. Is there anything else?"
+JOKE_REQUEST = "Tell me a joke."
 THANKS = "Thank you, that is all for now."
 BARGE_IN = "Please stop talking now."
 

@@ -1,5 +1,6 @@
 """The OpenAI Agents SDK for JavaScript (@openai/agents-realtime, pinned in js/package-lock.json)
-in Node, over its WebSocket transport: a typed turn that calls a client tool, then a spoken turn."""
+in Node, over its WebSocket transport: a typed turn that calls a client tool, a spoken turn, the
+app trimming its history (updateHistory), a typed turn."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def require_node() -> str:
     return node
 
 
-async def test_two_turns_with_a_tool_and_one_history(
+async def test_a_tool_a_spoken_turn_and_a_trimmed_history(
     hark: HarkProcess, llm: FakeChatLLM, tmp_path: Path
 ) -> None:
     node = require_node()
@@ -65,21 +66,23 @@ async def test_two_turns_with_a_tool_and_one_history(
     ]
     assert "response.function_call_arguments.done" in kinds
     done = [e["response"] for e in events if e["type"] == "response.done"]
-    assert [r["status"] for r in done] == ["completed"] * 3, "tool call, its answer, the spoken turn"
+    assert [r["status"] for r in done] == ["completed"] * 4, "tool call, its answer, 2 more turns"
     spoken = [
         part.get("transcript") for r in done for item in r["output"] for part in item.get("content", [])
     ]
     assert script.TOOL_REPLY.format(result=script.TOOL_RESULT) in spoken
     assert script.SHORT_ANSWER in spoken
-    first, spoken_turn = result["turns"]
-    assert first["audio_bytes"] > 24_000 and spoken_turn["audio_bytes"] > 24_000
+    assert [t["name"] for t in result["turns"]] == ["text+tool", "spoken", "text"]
+    assert all(t["audio_bytes"] > 24_000 for t in result["turns"])
 
     # The spoken turn was heard.
     heard = [e["transcript"] for e in events if e["type"].endswith("input_audio_transcription.completed")]
     assert len(heard) == 1 and "thank" in heard[0].lower()
 
-    # The same history on both sides, in the order it happened. The SDK keeps a function call's
-    # output on the call item, so the server's function_call_output item has no twin client-side.
+    # The same history on both sides, in the order it happened, without the trimmed turn. The SDK
+    # keeps a function call's output on the call item: the server's output item has no twin.
+    deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+    assert len(deleted) == 2
     server = [i for i in script.server_order(events) if i["type"] != "function_call_output"]
     arrived = [i for i in script.arrival_order(events) if i in {s["id"] for s in server}]
     client = [item["id"] for item in result["history"]]
@@ -91,6 +94,14 @@ async def test_two_turns_with_a_tool_and_one_history(
         ("message", "user"),
         ("message", "assistant"),
     ]
+    assert not set(deleted) & set(client)
+
+    # The LLM was sent that history too: the trimmed turn gone.
+    said = [
+        (m["role"], m.get("content")) for m in llm.requests[-1]["body"]["messages"] if m["role"] != "system"
+    ]
+    assert [role for role, _ in said] == ["user", "assistant", "tool", "assistant", "user"]
+    assert said[-1] == ("user", "Tell me a joke.") and heard[0] not in {content for _, content in said}
     script.figures(
         "agents-js",
         turns=len(result["turns"]),

@@ -2,7 +2,8 @@
 `conformance` extra), driven without a LiveKit server: its RealtimeSession is used the way
 AgentSession uses it — the agent keeps its own ChatContext, syncs it with update_chat_ctx()
 (creates, and deletes when the agent edits its history) and asks for replies with
-generate_reply(); function calls are run by the agent and answered through the chat context."""
+generate_reply(); function calls are run by the agent and answered through the chat context;
+a last turn is spoken, ended by hark's VAD."""
 
 from __future__ import annotations
 
@@ -20,18 +21,29 @@ pytestmark = pytest.mark.slow
 
 pytest.importorskip("livekit.plugins.openai", reason="pip install -e '.[conformance]' (make test does)")
 import aiohttp  # noqa: E402
+from livekit import rtc  # noqa: E402
 from livekit.agents import llm as lk  # noqa: E402
 from livekit.plugins.openai.realtime import RealtimeModel, RealtimeSession  # noqa: E402
 
-JOKE_REQUEST = "Tell me a joke."
+ONE_REPLY_ONLY = "Answer in one short sentence."
 
 
-async def reply(session: RealtimeSession) -> tuple[list[lk.FunctionCall], list[tuple[str, str, int]], float]:
-    """generate_reply(), then the whole generation: its function calls, and each message's
-    (id, text, audio bytes). Also how long generate_reply() took to return."""
+async def reply(
+    session: RealtimeSession, **options: Any
+) -> tuple[list[lk.FunctionCall], list[tuple[str, str, int]], float]:
+    """generate_reply(), then the whole generation (see ``collect``), and how long
+    generate_reply() took to return."""
     asked = time.monotonic()
-    generation = await asyncio.wait_for(session.generate_reply(), 15)
+    generation = await asyncio.wait_for(session.generate_reply(**options), 15)
     returned_after = time.monotonic() - asked
+    made, said = await collect(generation)
+    return made, said, returned_after
+
+
+async def collect(
+    generation: lk.GenerationCreatedEvent,
+) -> tuple[list[lk.FunctionCall], list[tuple[str, str, int]]]:
+    """A generation's function calls, and each message's (id, text, audio bytes)."""
 
     async def calls() -> list[lk.FunctionCall]:
         return [call async for call in generation.function_stream]
@@ -48,14 +60,26 @@ async def reply(session: RealtimeSession) -> tuple[list[lk.FunctionCall], list[t
         return found
 
     made, said = await asyncio.wait_for(asyncio.gather(calls(), messages()), 40)
-    return made, said, returned_after
+    return made, said
+
+
+async def say(session: RealtimeSession, pcm: bytes) -> None:
+    """Push ``pcm`` in 20 ms frames, paced like a microphone."""
+    chunk = 24_000 * 2 * 20 // 1000
+    started = time.monotonic()
+    for index, offset in enumerate(range(0, len(pcm), chunk)):
+        data = pcm[offset : offset + chunk]
+        session.push_audio(rtc.AudioFrame(data, 24_000, 1, len(data) // 2))
+        await asyncio.sleep(max(0.0, started + (index + 1) * 0.02 - time.monotonic()))
 
 
 async def _joined(stream: Any) -> str:
     return "".join([str(piece) async for piece in stream])
 
 
-async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: FakeChatLLM) -> None:
+async def test_generate_reply_chat_ctx_sync_a_tool_and_a_spoken_turn(
+    hark: HarkProcess, llm: FakeChatLLM
+) -> None:
     calls: list[str] = []
 
     @lk.function_tool(name=script.TOOL_NAME, description=script.TOOL_DESCRIPTION)
@@ -99,10 +123,11 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
             assert answer == script.TOOL_REPLY.format(result=script.TOOL_RESULT) and answer_audio > 24_000
             agent_ctx.add_message(role="assistant", content=answer, id=answer_id)
 
-            # Turn 2: a plain exchange.
-            agent_ctx.add_message(role="user", content=JOKE_REQUEST)
+            # Turn 2: a plain exchange, with instructions for this reply only.
+            agent_ctx.add_message(role="user", content=script.JOKE_REQUEST)
             await session.update_chat_ctx(agent_ctx)
-            _, [(joke_id, joke, _)], waited = await reply(session)
+            joke_request = len(llm.requests)
+            _, [(joke_id, joke, _)], waited = await reply(session, instructions=ONE_REPLY_ONLY)
             waits.append(waited)
             assert joke == script.SHORT_ANSWER
             agent_ctx.add_message(role="assistant", content=joke, id=joke_id)
@@ -111,9 +136,29 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
             agent_ctx.items = agent_ctx.items[:-2]
             agent_ctx.add_message(role="user", content=script.THANKS)
             await session.update_chat_ctx(agent_ctx)
+            last_request = len(llm.requests)
             _, [(last_id, last, _)], waited = await reply(session)
             waits.append(waited)
             agent_ctx.add_message(role="assistant", content=last, id=last_id)
+
+            # Turn 4, spoken: hark's VAD ends the turn and answers unasked, as AgentSession expects
+            # of a model with server turn detection; the agent records both sides.
+            generations: asyncio.Queue[lk.GenerationCreatedEvent] = asyncio.Queue()
+            transcripts: asyncio.Queue[lk.InputTranscriptionCompleted] = asyncio.Queue()
+            session.on("generation_created", generations.put_nowait)
+            session.on(
+                "input_audio_transcription_completed",
+                lambda t: transcripts.put_nowait(t) if t.is_final else None,  # partials come this way too
+            )
+            await say(session, script.spoken(script.THANKS))
+            heard = await asyncio.wait_for(transcripts.get(), 30)
+            _, [(spoken_id, spoken_answer, spoken_audio)] = await collect(
+                await asyncio.wait_for(generations.get(), 30)
+            )
+            assert "thank" in heard.transcript.lower() and spoken_audio > 24_000
+            assert spoken_answer == script.SHORT_ANSWER
+            agent_ctx.add_message(role="user", content=heard.transcript, id=heard.item_id)
+            agent_ctx.add_message(role="assistant", content=spoken_answer, id=spoken_id)
 
             # Every item the agent knows is there on the server, as retrieved one by one.
             for item in agent_ctx.items:
@@ -146,16 +191,24 @@ async def test_generate_reply_chat_ctx_sync_and_a_tool(hark: HarkProcess, llm: F
     deleted = [e["item_id"] for e in server_events if e["type"] == "conversation.item.deleted"]
     assert len(deleted) == 2 and joke_id in deleted
 
+    # generate_reply(instructions=...) held for that reply only.
+    def system(request: int) -> str:
+        return " ".join(
+            m["content"] for m in llm.requests[request]["body"]["messages"] if m["role"] == "system"
+        )
+
+    assert ONE_REPLY_ONLY in system(joke_request) and ONE_REPLY_ONLY not in system(last_request)
+
     # The LLM was sent that same history: the deleted exchange gone, nothing twice.
-    sent = llm.requests[-1]["body"]["messages"]
+    sent = llm.requests[last_request]["body"]["messages"]
     said_to_llm = [(m["role"], m.get("content")) for m in sent if m["role"] != "system"]
     assert said_to_llm[0] == ("user", script.WEATHER_QUESTION)
     assert [role for role, _ in said_to_llm] == ["user", "assistant", "tool", "assistant", "user"]
     assert said_to_llm[-1] == ("user", script.THANKS)
-    assert all(content != JOKE_REQUEST for _, content in said_to_llm)
+    assert all(content != script.JOKE_REQUEST for _, content in said_to_llm)
     script.figures(
         "livekit",
-        responses=4,
+        responses=5,
         generate_reply_returned_ms=[round(w * 1000) for w in waits],
         **script.latencies(server_events),
         server_events=len(server_events),

@@ -190,7 +190,7 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
         "openai-agents",
         turns=3,
         **script.latencies(raw),
-        interrupted_after_speech_began_ms=round(interrupted_after * 1000),
+        interrupted_after_clip_start_ms=round(interrupted_after * 1000),
         story_chars_kept=f"{len(told[0]) if told else 0}/{len(script.STORY)}",
         server_events=len(raw),
     )

@@ -50,7 +50,14 @@ async def test_a_conversation_with_a_tool_and_no_fatal_error(
     hark: HarkProcess, llm: FakeChatLLM, pipecat: ModuleType
 ) -> None:
     async with tapped(hark.ws_url) as wire:
-        outcome = await pipecat.converse(wire.base + "/v1/realtime", lambda: len(wire.of("response.done")))
+        try:
+            outcome = await pipecat.converse(
+                wire.base + "/v1/realtime", lambda: len(wire.of("response.done"))
+            )
+        except TimeoutError as stuck:
+            sent = [e.get("type") for e in wire.from_client]
+            got = [e.get("type") for e in wire.from_server if e.get("type") != script.AUDIO_DELTA]
+            raise AssertionError(f"{stuck}\nPipecat sent: {sent}\nhark sent: {got}") from stuck
 
     def responses_done() -> list[dict[str, Any]]:
         return [e["response"] for e in wire.of("response.done")]

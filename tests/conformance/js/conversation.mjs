@@ -1,10 +1,11 @@
 // The OpenAI Agents SDK for JavaScript (RealtimeSession over its WebSocket transport) holding a
-// two-turn, tool-using conversation with hark. Run by tests/conformance/test_agents_js.py:
+// three-turn, tool-using conversation with hark. Run by tests/conformance/test_agents_js.py:
 //
 //   node conversation.mjs WS_URL SPEECH_PCM_PATH
 //
 // Turn 1 is typed and makes the model call the client tool get_weather; turn 2 is spoken
-// (PCM16 mono 24 kHz from espeak-ng, paced like a microphone). It prints one JSON line: what the
+// (PCM16 mono 24 kHz from espeak-ng, paced like a microphone); then the app drops turn 2 from its
+// history (updateHistory) and types turn 3. It prints one JSON line: what the
 // client saw (errors, tool calls, audio bytes, its history) and every raw server event, so the
 // Python side makes the assertions.
 import { readFileSync } from 'node:fs';
@@ -106,6 +107,12 @@ try {
   );
   // Let the SDK's own follow-ups (conversation.item.retrieve after the transcript) come back.
   await new Promise((resolve) => setTimeout(resolve, 1000));
+
+  // The app trims its history (the spoken exchange goes: two deletes), then a typed turn.
+  const deleted = () => serverEvents.filter((e) => e.type === 'conversation.item.deleted').length;
+  session.updateHistory((history) => history.slice(0, -2));
+  await until('two conversation.item.deleted', () => deleted() >= 2, 10000);
+  await turn('text', () => session.sendMessage('Tell me a joke.'), 1, 60000);
 } catch (e) {
   failure = String(e?.stack ?? e);
 }
