@@ -137,8 +137,12 @@ def decode_audio_file(data: bytes, rate: int, *, max_seconds: float | None = Non
             if not container.streams.audio:
                 raise AudioFormatError("the file has no audio stream")
             stream = container.streams.audio[0]
-            if stream.rate and (stream.rate > MAX_INPUT_RATE or stream.channels > MAX_INPUT_CHANNELS):
-                raise AudioFormatError(f"unsupported audio: {stream.rate} Hz, {stream.channels} channels")
+            # A damaged header can leave the stream without a codec context: PyAV then raises
+            # AttributeError for rate and channels, so read them as "not declared".
+            stream_rate = getattr(stream, "rate", 0) or 0
+            channels = getattr(stream, "channels", 0) or 0
+            if stream_rate and (stream_rate > MAX_INPUT_RATE or channels > MAX_INPUT_CHANNELS):
+                raise AudioFormatError(f"unsupported audio: {stream_rate} Hz, {channels} channels")
             if max_seconds is not None and declared_seconds(container) > max_seconds:
                 raise AudioTooLong(max_seconds)
         if max_seconds is not None:

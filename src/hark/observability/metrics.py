@@ -127,6 +127,12 @@ class Metrics:
         )
         self.turns = Counter("hark_turns", "Replies finished, by status.", ["status"], registry=r)
         self.errors = Counter("hark_errors", "Error events sent to clients, by code.", ["code"], registry=r)
+        self.outbound_dropped = Counter(
+            "hark_outbound_audio_dropped_bytes",
+            "Reply audio dropped because a client read too slowly (its outbound budget was full).",
+            ["transport"],
+            registry=r,
+        )
         self.admission_refusals = Counter(
             "hark_admission_refused",
             "New conversations refused to protect those running (capacity: the configured number;"
@@ -176,6 +182,9 @@ class Metrics:
         self.turns.labels(bounded(status, TURN_STATUSES)).inc()
         if latency is not None:
             self.tracer.record_turn(latency, bounded(status, TURN_STATUSES))
+
+    def audio_dropped(self, transport: str, size: int) -> None:
+        self.outbound_dropped.labels(bounded(transport, TRANSPORTS)).inc(size)
 
     def error(self, code: str) -> None:
         self.errors.labels(bounded(code, ERROR_CODES)).inc()

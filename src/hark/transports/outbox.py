@@ -11,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hark.security import OutboundBudget, Verdict
 
 
 class Outbox:
-    def __init__(self, limit_bytes: int = 256 * 1024, *, event_ids: bool = True) -> None:
+    def __init__(
+        self,
+        limit_bytes: int = 256 * 1024,
+        *,
+        event_ids: bool = True,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self._on_drop = on_drop
+        """Told the size of each piece of reply audio dropped for a slow reader."""
         self._items: collections.deque[tuple[str | None, str | bytes]] = collections.deque()
         self._ready = asyncio.Event()
         self._roomy = asyncio.Event()
@@ -48,6 +57,8 @@ class Outbox:
     def _queue(self, message: str | bytes, audio_of: str | None) -> None:
         verdict = self.budget.offer(len(message), audio=audio_of is not None)
         if verdict is Verdict.DROP:
+            if self._on_drop is not None:
+                self._on_drop(len(message))
             return
         if verdict is Verdict.CLOSE:
             self.overflow.set()
@@ -62,6 +73,8 @@ class Outbox:
             if response_id is not None:
                 del self._items[index]
                 self.budget.discard(len(message), audio=True)
+                if self._on_drop is not None:
+                    self._on_drop(len(message))
                 return True
         return False
 

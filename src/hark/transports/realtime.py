@@ -76,7 +76,11 @@ class RealtimeSession:
         self._events_seen = 0
         self.model = model
         self.llm_status = llm_status
-        self.outbox = Outbox(limits.outbound_buffer_bytes)
+        metrics_ = metrics
+        self.outbox = Outbox(
+            limits.outbound_buffer_bytes,
+            on_drop=(lambda size: metrics_.audio_dropped("realtime", size)) if metrics_ is not None else None,
+        )
         self.link = SocketLink(websocket, self.outbox)
         self._wire_errors: list[rp.ProtocolError] = []
         query = websocket.query_params
