@@ -56,6 +56,7 @@ async def test_a_tool_a_spoken_turn_and_a_trimmed_history(
     assert result["errors"] == []
     assert script.error_events(events) == []
     assert not [kind for kind in kinds if kind.startswith("hark.")], "hark's own events are opt-in"
+    assert "conversation.item.retrieved" in kinds, "the SDK retrieves items on its own; hark answers"
 
     # The tool ran once, with the arguments the model gave, and its result was answered aloud.
     assert result["tool_calls"] == [json.loads(script.TOOL_ARGUMENTS)]

@@ -164,8 +164,10 @@ async def test_spoken_and_typed_turns_a_tool_and_a_barge_in(hark: HarkProcess, l
     told = [text for text in said if text and script.STORY.startswith(text.rstrip(".,… "))]
     assert len(told) <= 1 and all(len(text) < len(script.STORY) for text in told)
 
-    # The barge-in truncated the story on the server, and both spoken turns were heard.
+    # The barge-in truncated the story on the server, and both spoken turns were heard. (The SDK
+    # retrieves the current item after each transcript and truncation; hark answers.)
     assert any(e["type"] == "conversation.item.truncated" for e in raw)
+    assert any(e["type"] == "conversation.item.retrieved" for e in raw)
     heard = [
         e["transcript"].lower() for e in raw if e["type"].endswith("input_audio_transcription.completed")
     ]
