@@ -37,7 +37,7 @@ async def test_semantic_vad_is_reported_and_switched_back() -> None:
 
 async def test_a_semantic_turn_outlasts_the_server_vad_silence() -> None:
     """Without a turn model (the fakes have none) a semantic turn ends on its eagerness's longest
-    silence (800 ms for high), where server_vad (200 ms in the fakes) would have ended it."""
+    silence (1000 ms for high), where server_vad (200 ms in the fakes) would have ended it."""
     backend = Backend()
     async with connect(backend) as wire:
         detection = {"type": "semantic_vad", "eagerness": "high", "create_response": False}
@@ -52,6 +52,6 @@ async def test_a_semantic_turn_outlasts_the_server_vad_silence() -> None:
         await wire.send(type="session.update", session={"type": "realtime"})
         await wire.until("session.updated")  # processed after all the audio above
         assert not wire.of("input_audio_buffer.speech_stopped"), "the turn ended inside a 400 ms pause"
-        await append(wire, quiet(600))
+        await append(wire, quiet(900))
         stopped = await wire.until("input_audio_buffer.speech_stopped")
         assert 500 <= stopped["audio_end_ms"] <= 700  # where the silence began: after the 600 ms tone

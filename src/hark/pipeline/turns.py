@@ -33,10 +33,14 @@ class SemanticPolicy:
         return any(silence_chunks == max(1, round(ms / chunk_ms)) for ms in self.decide_ms)
 
 
+# medium (and auto) first asks when server_vad would end the turn (300 ms), so it never ends a
+# turn sooner than server_vad does, only later when the model hears an unfinished sentence: on
+# the espeak-ng corpus the model says "done" at most inner pauses (docs/turn-taking.md), and the
+# Agents SDKs and LiveKit ask for semantic_vad by default. high may end a turn sooner.
 SEMANTIC_POLICIES = {
-    Eagerness.HIGH: SemanticPolicy(decide_ms=(96, 192, 384), threshold=0.3, max_silence_ms=800),
-    Eagerness.MEDIUM: SemanticPolicy(decide_ms=(128, 256, 512, 1024), threshold=0.5, max_silence_ms=2000),
-    Eagerness.LOW: SemanticPolicy(decide_ms=(256, 512, 1024, 2048), threshold=0.7, max_silence_ms=3000),
+    Eagerness.HIGH: SemanticPolicy(decide_ms=(160, 320, 640), threshold=0.5, max_silence_ms=1000),
+    Eagerness.MEDIUM: SemanticPolicy(decide_ms=(300, 600, 1200), threshold=0.5, max_silence_ms=2000),
+    Eagerness.LOW: SemanticPolicy(decide_ms=(500, 1000, 2000), threshold=0.7, max_silence_ms=3000),
 }
 SEMANTIC_POLICIES[Eagerness.AUTO] = SEMANTIC_POLICIES[Eagerness.MEDIUM]
 
