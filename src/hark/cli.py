@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         metavar="LIST",
         help="comma-separated: overhead,pipecat,capacity,bargein,local,speech,talkers,soak,meetings,"
-        "wyoming,turns (default: all but soak)",
+        "wyoming,turns,phone (default: all but soak)",
     )
     bench.add_argument("--docs", default="docs/benchmarks.md", help="where to write the report and plots")
     bench.add_argument("--no-docs", action="store_true", help="do not write the report")

@@ -24,6 +24,7 @@ SCENARIOS = (
     "meetings",
     "wyoming",
     "turns",
+    "phone",
 )
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
 """What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
@@ -154,6 +155,14 @@ def run(
 
         log("11. turn-taking corpus (docs/turn-taking.md)")
         details["turns"] = turns.run(log=log)
+    if "phone" in chosen:
+        from hark.bench import phone
+
+        log("12. a phone call over Twilio Media Streams: greeting and voice-to-voice")
+        try:
+            details["phone"] = phone.run(calls=2 if quick else 3, turns=3 if quick else 5, log=log)
+        except Exception as exc:
+            details["phone"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     result: dict[str, Any] = {
         "version": __version__,
