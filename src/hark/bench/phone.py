@@ -51,6 +51,7 @@ class _Line:
         self.to_say: list[bytes] = []
         self.last_speech_sent = 0.0
         self.media_at: list[float] = []
+        self._arrived = asyncio.Event()
         self._buffer: list[tuple[str, str]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -73,6 +74,7 @@ class _Line:
             event = message.get("event")
             if event == "media":
                 self.media_at.append(time.monotonic())
+                self._arrived.set()
                 self._buffer.append(("audio", message["media"]["payload"]))
             elif event == "mark":
                 self._buffer.append(("mark", message["mark"]["name"]))
@@ -95,8 +97,10 @@ class _Line:
         (raises TimeoutError after a minute)."""
         async with asyncio.timeout(60.0):
             while len(self.media_at) <= heard:
-                await asyncio.sleep(0.02)
-            while self._buffer or time.monotonic() - self.media_at[-1] < QUIET_S:
+                self._arrived.clear()
+                await self._arrived.wait()
+            # Quiet is a span of time with nothing new: polled on the clock, not an event.
+            while self._buffer or time.monotonic() - self.media_at[-1] < QUIET_S:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
 
