@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hark.engines.base import LLM, ChatMessage, LLMOptions, ToolCall
-from hark.errors import EngineError, EngineUnavailable
-from hark.pipeline.conversation import MAX_TOOL_ROUNDS, echo_reply
+from hark.engines.base import LLM, ChatMessage
+from hark.errors import EngineError
 from hark.pipeline.history import History
+from hark.pipeline.thinking import Thought, think
 from hark.pipeline.tools import Toolbox
 from hark.transports.wyoming.errors import WyomingError
 from wyoming.event import Event
@@ -82,38 +82,15 @@ def conversation_id(context: Any) -> str:
 async def reply_text(
     llm: LLM | None, tools: Toolbox | None, messages: list[ChatMessage]
 ) -> AsyncIterator[str]:
-    """The LLM's reply, running the tools it asks for; the labelled echo when there is no LLM or
-    it fails before its first word. A failure after that raises (words are never replayed).
-    The same rules as the voice conversation's reply (hark.pipeline.conversation)."""
+    """The LLM's reply, running the tools it asks for: the voice conversation's own rules
+    (labelled echo without an LLM or before its first word; never replayed after it)."""
     user_text = messages[-1].content if messages else None
-    if llm is None:
-        yield echo_reply(user_text, None)
-        return
-    specs = tools.specs if tools is not None else ()
-    started = False
-    try:
-        for round_ in range(MAX_TOOL_ROUNDS + 1):
-            options = LLMOptions(tools=specs if round_ < MAX_TOOL_ROUNDS else ())
-            text: list[str] = []
-            calls: list[ToolCall] = []
-            async for chunk in llm.stream(messages, options):
-                if isinstance(chunk, ToolCall):
-                    calls.append(chunk)
-                    continue
-                started = True
-                text.append(chunk)
-                yield chunk
-            if not calls or tools is None:
-                return
-            messages = [*messages, ChatMessage("assistant", "".join(text), tool_calls=tuple(calls))]
-            for call in calls:
-                log.info("tool call", extra={"tool": call.name})
-                messages.append(ChatMessage("tool", await tools.run(call), tool_call_id=call.id))
-    except EngineError as exc:
-        if started:
-            raise
-        log.warning("LLM unavailable, answering in echo mode", extra={"engine": exc.engine})
-        yield echo_reply(user_text, "unreachable" if isinstance(exc, EngineUnavailable) else "failed")
+    async for piece in think(llm, tools, Thought(messages), user_text=user_text, on_unavailable=_unused):
+        yield piece
+
+
+def _unused(_message: str) -> None:
+    """Wyoming has no side channel for the LLM's state: the echo reply itself says it."""
 
 
 async def handle(
