@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,26 @@ from hark.priority import Priority, current_budget, current_work
 from hark.work_queue import WorkQueue
 
 T = TypeVar("T")
+
+
+def next_batch(requests: queue.SimpleQueue[T | None], limit: int) -> list[T] | None:
+    """Block for one request, then take whatever else is already waiting, up to ``limit``: the
+    batch a model thread runs next. ``None`` once the queue was closed with a ``None``."""
+    first = requests.get()
+    if first is None:
+        return None
+    pending = [first]
+    while len(pending) < limit:
+        try:
+            more = requests.get_nowait()
+        except queue.Empty:
+            break
+        if more is None:
+            requests.put(None)  # seen again on the next call, which ends the thread
+            break
+        pending.append(more)
+    return pending
+
 
 PARTIAL_STALE_S = 1.0
 """A partial transcript that waited longer than this for a thread is dropped unrun."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hark.engines._blocking import next_batch
 from hark.engines.base import Float32Array
 from hark.engines.turn.log_mel import SAMPLE_RATE, log_mel
 from hark.errors import EngineError, MissingDependency
@@ -88,20 +89,7 @@ class SmartTurn:
         return [float(p) for p in np.asarray(out).reshape(len(features), -1)[:, 0]]
 
     def _work(self) -> None:
-        while True:
-            first = self._requests.get()
-            if first is None:
-                return
-            pending = [first]
-            while len(pending) < _MAX_BATCH:
-                try:
-                    more = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._requests.put(None)
-                    break
-                pending.append(more)
+        while (pending := next_batch(self._requests, _MAX_BATCH)) is not None:
             try:
                 outcomes: list[float | BaseException] = list(self.run_batch([r.features for r in pending]))
             except Exception as exc:

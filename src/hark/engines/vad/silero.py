@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hark.engines._blocking import next_batch
 from hark.engines.base import Float32Array, VADStream
 from hark.errors import EngineError, MissingDependency
 
@@ -103,20 +104,7 @@ class SileroVAD:
         return probabilities
 
     def _work(self) -> None:
-        while True:
-            first = self._requests.get()
-            if first is None:
-                return
-            pending = [first]
-            while len(pending) < _MAX_BATCH:
-                try:
-                    more = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._requests.put(None)
-                    break
-                pending.append(more)
+        while (pending := next_batch(self._requests, _MAX_BATCH)) is not None:
             self._run(pending)
 
     def _run(self, pending: list[_Request]) -> None:
