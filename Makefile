@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.hark-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the test suite drives: a second voice for test speech, and a browser.
-TEST_APT := espeak-ng chromium redis-server
+# Debian packages the test suite drives: a second voice for test speech, a browser, Redis, and
+# HAProxy (the scale-out test puts it in front of two hark instances).
+TEST_APT := espeak-ng chromium redis-server haproxy
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # The JS client the conformance suite drives, installed from its lockfile.
 JS_DIR   := tests/conformance/js

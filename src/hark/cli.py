@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hark.app import create_app
-    from hark.drain import DrainingServer
+    from hark.drain import CONNECTIONS_GRACE_S, DrainingServer
     from hark.engines.loader import prebuild
     from hark.logs import configure_logging
     from hark.security import check_startup, install_denial_log_filter
@@ -91,7 +91,7 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,  # uvicorn logs through hark's handler (see configure_logging)
         # Drain first (see hark.drain); then give connections a moment before cutting them.
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=CONNECTIONS_GRACE_S,
         ws_max_size=settings.security.max_frame_bytes,
         ws_ping_interval=settings.security.ping_interval_s,
         ws_ping_timeout=settings.security.ping_timeout_s,

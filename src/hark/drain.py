@@ -15,6 +15,19 @@ import uvicorn
 
 log = logging.getLogger("hark.drain")
 
+FLUSH_GRACE_S = 1.0
+"""After the drain deadline, how long a session may take to flush its last reply (the sessions'
+``link.flushed(deadline + 1.0)``)."""
+CONNECTIONS_GRACE_S = 5
+"""After the drain, how long uvicorn gives the connections left before cutting them."""
+
+
+def stop_within_s(drain_timeout_s: float) -> float:
+    """The longest a SIGTERM'd ``hark serve`` keeps its sessions open: the drain, the last flush,
+    then uvicorn's grace. A supervisor should wait at least this before SIGKILL (systemd's
+    ``TimeoutStopSec``; Kubernetes' ``terminationGracePeriodSeconds`` minus the preStop hook)."""
+    return drain_timeout_s + FLUSH_GRACE_S + CONNECTIONS_GRACE_S
+
 
 class Drainable(Protocol):
     async def drain(self, deadline: float) -> None:
