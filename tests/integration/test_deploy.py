@@ -172,7 +172,8 @@ def test_kubernetes_pods_agree_with_hark_settings(monkeypatch: pytest.MonkeyPatc
     # The port hark listens on is the one the Service and the probes use.
     assert container_port(pod, "http") == settings.server.port
     assert settings.server.host == "0.0.0.0"
-    for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready"), ("startupProbe", "/health")):
+    probes = {"livenessProbe": "/health", "readinessProbe": "/ready", "startupProbe": "/health"}
+    for probe, path in probes.items():
         get = container[probe]["httpGet"]
         assert get["path"] == path and container_port(pod, get["port"]) == settings.server.port
     # Redis is the Service of that name.
