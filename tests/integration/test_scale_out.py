@@ -22,7 +22,6 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,9 +172,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         }
         instances = {name: HarkProcess(env=env, log_path=directory / f"{name}.log") for name in NAMES}
         with contextlib.ExitStack() as stack:
-            # Both load their models at once (each start is mostly waiting on one core).
-            with ThreadPoolExecutor(len(instances)) as pool:
-                list(pool.map(lambda h: wait_ready(stack.enter_context(h)), instances.values()))
+            # One after the other: model loading is CPU-bound, and two at once on two busy cores
+            # took longer than HarkProcess's start-up limit.
+            for hark in instances.values():
+                wait_ready(stack.enter_context(hark))
             ports = {name: hark.port for name, hark in instances.items()}
             with HAProxy(directory, ports) as proxy:
                 yield Cluster(llm, redis, instances, proxy)
