@@ -40,6 +40,12 @@ def test_systemd_unit_runs_hark_with_the_config() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
+def test_compose_waits_for_the_drain() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose" / "docker-compose.yml").read_text())
+    grace = compose["services"]["hark"]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= stop_within_s(SecuritySettings().drain_timeout_s)
+
+
 def test_dockerfile_serves_hark() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["hark", "serve"]' in text and "/ready" in text and "silero-vad" in text
