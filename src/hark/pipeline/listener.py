@@ -17,7 +17,7 @@ from hark.audio import pcm16_to_float
 from hark.engines.base import VAD, Float32Array, TurnModel
 from hark.errors import EngineError
 from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
-from hark.polyphase import CausalResampler
+from hark.audio.polyphase import CausalResampler
 
 log = logging.getLogger("hark.listener")
 

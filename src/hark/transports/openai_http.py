@@ -155,7 +155,7 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
 
 async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
     """The speech response; ``job`` is released when its body has been sent (or abandoned)."""
-    from hark.encoding import CONTENT_TYPES, encode_stream
+    from hark.audio.codecs import CONTENT_TYPES, encode_stream
 
     tts = request.app.state.engines.tts
     splitter = SentenceSplitter()
