@@ -1,7 +1,9 @@
 """Authentication, session tokens, limits and the WebSocket handshake guard (see docs/security.md).
 
 Pure cores (:mod:`~hark.security.auth`, :mod:`~hark.security.tokens`,
-:mod:`~hark.security.limits`) and one thin ASGI shell (:mod:`~hark.security.guard`).
+:mod:`~hark.security.limits`, :mod:`~hark.security.origins`) and one thin ASGI shell
+(:mod:`~hark.security.guard`) that enforces what each route declares
+(:mod:`~hark.security.access`).
 """
 
 from __future__ import annotations
@@ -15,18 +17,16 @@ from hark.security.auth import (
     check_startup,
     is_loopback,
 )
-from hark.security.guard import (
+from hark.security.close_codes import (
     CLOSE_IDLE,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
-    HandshakeGuard,
-    Security,
-    install_denial_log_filter,
-    origin_allowed,
-    principal_of,
 )
+from hark.security.context import Security
+from hark.security.denial_log import install_denial_log_filter
+from hark.security.guard import HandshakeGuard
 from hark.security.limits import (
     AudioThrottle,
     IdleTimer,
@@ -39,6 +39,8 @@ from hark.security.limits import (
     Verdict,
     WindowCounter,
 )
+from hark.security.origins import origin_allowed
+from hark.security.scope import owner_of, principal_of
 from hark.security.tokens import (
     Claims,
     JtiStore,
@@ -86,6 +88,7 @@ __all__ = [
     "install_denial_log_filter",
     "is_loopback",
     "origin_allowed",
+    "owner_of",
     "principal_of",
     "scope_for",
 ]

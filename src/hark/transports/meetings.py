@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.websockets import WebSocket
@@ -26,8 +26,10 @@ from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.meetings.speaker_names import InvalidSpeakerNames
 from hark.pipeline.sentences import split_sentences
-from hark.security.guard import hold_idle, owner_of
+from hark.security.access import API_KEY, session_token
+from hark.security.idle import hold_idle
 from hark.security.limits import ByteGate
+from hark.security.scope import owner_of
 from hark.storage.recordings import StorageError
 from hark.transports.outbox import Outbox
 from hark.transports.socket import Message, SocketLink
@@ -444,7 +446,7 @@ def _error(status: int, message: str, code: str, type: str = "invalid_request_er
     return JSONResponse(body, status_code=status)
 
 
-@router.websocket("/v1/meetings/stream")
+@router.websocket("/v1/meetings/stream", dependencies=[Depends(session_token("meetings"))])
 async def meeting_stream(websocket: WebSocket) -> None:
     await websocket.accept()
     service = _service(websocket)
@@ -452,7 +454,7 @@ async def meeting_stream(websocket: WebSocket) -> None:
     await session.run()
 
 
-@router.get("/v1/meetings/{meeting_id}")
+@router.get("/v1/meetings/{meeting_id}", dependencies=[API_KEY])
 async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """The result (200); ``{"status": "recording" | "processing"}`` (202) while it is not ready."""
     service = _service(request)
@@ -470,7 +472,7 @@ async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.delete("/v1/meetings/{meeting_id}")
+@router.delete("/v1/meetings/{meeting_id}", dependencies=[API_KEY])
 async def delete_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """Removes the recording and the result."""
     service = _service(request)

@@ -24,10 +24,11 @@ from hark.audio import AudioFormatError, AudioTooLong, PCM16Resampler, change_sp
 from hark.engines.base import ChatMessage, LLMOptions, ToolCall, ToolSpec, Transcript
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline.sentences import SentenceSplitter
+from hark.security.access import API_KEY
 from hark.security.budget import BudgetExceeded, Job
-from hark.security.guard import owner_of
+from hark.security.scope import owner_of
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[API_KEY])
 
 MAX_SPEECH_INPUT = 4096
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
