@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from hark.audio import PCM16Resampler
 from hark.errors import EngineError
+from hark.meetings.events import MeetingEvent, to_wire
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.meetings.speaker_names import InvalidSpeakerNames
@@ -212,6 +213,9 @@ class MeetingSession:
         if self._connected:
             self.outbox.put(event, audio_of=audio_of)
 
+    def _emit(self, event: MeetingEvent) -> None:
+        self.send(to_wire(event))
+
     async def _receive(self, message: Message) -> None:
         data = message.get("bytes")
         if data is not None:
@@ -289,7 +293,7 @@ class MeetingSession:
                 language=event.language,
                 speakers=event.speakers,
                 max_minutes=event.max_minutes,
-                emit=self.send,
+                emit=self._emit,
                 owner=self.owner,
                 min_speakers=event.min_speakers,
                 max_speakers=event.max_speakers,
