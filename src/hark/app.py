@@ -34,8 +34,8 @@ from hark.security import HandshakeGuard, Security, client_secrets_router, is_lo
 from hark.security.access import declare, declare_api_docs, public, session_token
 from hark.security.body import BodyLimit
 from hark.security.headers import SecurityHeaders
-from hark.state import StoreUnavailable, build_store
-from hark.state.resume import OwnedStore
+from hark.sessionstore import StoreUnavailable, build_store
+from hark.sessionstore.resume import OwnedStore
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession

@@ -19,7 +19,7 @@ from hark.meetings.events import MeetingError, PartialTranscript, SpeakerMove, S
 from hark.meetings.meeting import Meeting, SegmentRecord, StopReason
 from hark.meetings.orchestrator import Orchestrator, OrchestratorClosed
 from hark.meetings.segmenter import SpeechSegment
-from hark.storage.recordings import StorageError
+from hark.meetings.storage import StorageError
 
 if TYPE_CHECKING:
     from hark.engines.loader import Engines

@@ -12,8 +12,8 @@ from hark.errors import HarkError
 from hark.meetings.diarizer import Live, SegmentVoice
 from hark.meetings.events import MeetingEvent
 from hark.meetings.segmenter import Segmenter
+from hark.meetings.storage import RecordingWriter
 from hark.security.limits import AudioThrottle
-from hark.storage.recordings import RecordingWriter
 
 RATE = 16_000
 """The rate meetings are recorded and transcribed at."""

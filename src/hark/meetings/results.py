@@ -18,7 +18,7 @@ from typing import Any
 from hark.config import MeetingSettings
 from hark.meetings.meeting import RATE, MeetingRefused
 from hark.meetings.models import MeetingResult
-from hark.storage.recordings import MeetingStore, RecordingRefused, RecordingWriter, StorageError
+from hark.meetings.storage import MeetingStore, RecordingRefused, RecordingWriter, StorageError
 
 log = logging.getLogger("hark.meetings")
 

@@ -16,7 +16,7 @@ routes answer 404, not 403, so ids cannot be probed).
 
 The rooms: :mod:`~hark.meetings.meeting` (one meeting's state), :mod:`~hark.meetings.live`
 (while it records), :mod:`~hark.meetings.processing` (after stop), :mod:`~hark.meetings.results`
-(storage and retention).
+(storage and retention, over :mod:`~hark.meetings.storage`).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class MemoryJtiStore:
 
 class StoreJtiStore:
     """Single use across instances over a shared :class:`~hark.security.limits.WindowCounter`
-    (``hark.state``'s ``SessionStore.hit``): the first ``hit`` of ``jti:<id>`` with limit 1 and a
+    (``hark.sessionstore``'s ``SessionStore.hit``): the first ``hit`` of ``jti:<id>`` with limit 1 and a
     window lasting until the token expires claims it. Fails closed: when the store cannot be
     reached the token is refused with ``token_store_unavailable`` (the guard answers 503)."""
 

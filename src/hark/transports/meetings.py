@@ -26,12 +26,12 @@ from hark.meetings.events import MeetingEvent, to_wire
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.meetings.speaker_names import InvalidSpeakerNames
+from hark.meetings.storage import StorageError
 from hark.pipeline.sentences import split_sentences
 from hark.security.access import API_KEY, session_token
 from hark.security.idle import hold_idle
 from hark.security.limits import ByteGate
 from hark.security.scope import owner_of
-from hark.storage.recordings import StorageError
 from hark.transports.outbox import Outbox
 from hark.transports.socket import Message, SocketLink
 
@@ -87,7 +87,7 @@ class StopEvent(BaseModel):
     event_id: str | None = Field(None, max_length=512)
 
 
-class ProtocolError(Exception):
+class MeetingProtocolError(Exception):
     def __init__(
         self,
         message: str,
@@ -115,17 +115,17 @@ class ProtocolError(Exception):
 
 def parse_event(text: str) -> StartEvent | StopEvent | SpeakerNamesEvent:
     if len(text) > MAX_EVENT_CHARS:
-        raise ProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
+        raise MeetingProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
-        raise ProtocolError("event is not valid JSON", code="invalid_json") from None
+        raise MeetingProtocolError("event is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
-        raise ProtocolError("event must be a JSON object", code="invalid_json")
+        raise MeetingProtocolError("event must be a JSON object", code="invalid_json")
     event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(
+        raise MeetingProtocolError(
             "event has no string 'type'", code="missing_required_parameter", param="type", event_id=event_id
         )
     model: type[StartEvent | StopEvent | SpeakerNamesEvent]
@@ -136,7 +136,7 @@ def parse_event(text: str) -> StartEvent | StopEvent | SpeakerNamesEvent:
     elif kind == "speaker_names":
         model = SpeakerNamesEvent
     else:
-        raise ProtocolError(
+        raise MeetingProtocolError(
             f"unsupported event type {kind[:80]!r}; send 'start', audio frames, then 'stop' "
             "(and 'speaker_names' at any time before 'final')",
             code="unknown_event_type",
@@ -149,7 +149,7 @@ def parse_event(text: str) -> StartEvent | StopEvent | SpeakerNamesEvent:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         message = "unknown option" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ProtocolError(
+        raise MeetingProtocolError(
             f"invalid {kind}: {param or 'event'}: {message}",
             code="invalid_value",
             param=param,
@@ -220,12 +220,12 @@ class MeetingSession:
         data = message.get("bytes")
         if data is not None:
             if len(data) > MAX_FRAME_BYTES:
-                error = ProtocolError(
+                error = MeetingProtocolError(
                     f"audio frame larger than {MAX_FRAME_BYTES} bytes", code="frame_too_large"
                 )
                 self.send(error.event())
             elif len(data) % 2:
-                error = ProtocolError(
+                error = MeetingProtocolError(
                     "PCM16 audio frames must have an even number of bytes; frame dropped",
                     code="invalid_audio",
                 )
@@ -239,7 +239,7 @@ class MeetingSession:
             return
         try:
             event = parse_event(text)
-        except ProtocolError as exc:
+        except MeetingProtocolError as exc:
             self.send(exc.event())
             return
         if isinstance(event, StartEvent):
@@ -269,12 +269,12 @@ class MeetingSession:
                         self._stop_requested(stop)
                     case ("names", SpeakerNamesEvent() as names):
                         self._name_speakers(names)
-            except ProtocolError as exc:
+            except MeetingProtocolError as exc:
                 self.send(exc.event())
             except Exception:
                 log.exception("meeting command failed")
                 self.send(
-                    ProtocolError(
+                    MeetingProtocolError(
                         "the server failed to handle that", code="server_error", type="server_error"
                     ).event()
                 )
@@ -282,7 +282,7 @@ class MeetingSession:
     async def _start(self, event: StartEvent) -> None:
         if self.meeting is not None:
             state = "recording" if self.meeting.status == "recording" else "being processed"
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 f"meeting {self.meeting.id} is still {state}; send 'stop' and wait for 'final'",
                 code="already_started",
                 event_id=event.event_id,
@@ -300,11 +300,11 @@ class MeetingSession:
                 speaker_names=event.speaker_names,
             )
         except InvalidSpeakerNames as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code="invalid_value", param="speaker_names", event_id=event.event_id
             ) from None
         except MeetingRefused as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code=exc.code, type="server_error", event_id=event.event_id
             ) from None
         self.meeting = meeting
@@ -328,7 +328,7 @@ class MeetingSession:
         if meeting is None:
             if not self._warned_idle_audio:
                 self._warned_idle_audio = True
-                raise ProtocolError(
+                raise MeetingProtocolError(
                     "no meeting is recording; send {'type': 'start'} before audio "
                     "(further frames are dropped without an error until then)",
                     code="not_started",
@@ -344,7 +344,7 @@ class MeetingSession:
     def _name_speakers(self, event: SpeakerNamesEvent) -> None:
         meeting = self.meeting
         if meeting is None:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 "no meeting to name speakers in; send it after 'start' and before 'final'",
                 code="not_started",
                 event_id=event.event_id,
@@ -352,7 +352,7 @@ class MeetingSession:
         try:
             names = self.service.name_speakers(meeting, event.names)
         except InvalidSpeakerNames as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code="invalid_value", param="names", event_id=event.event_id
             ) from None
         self.send(
@@ -362,7 +362,7 @@ class MeetingSession:
     def _stop_requested(self, event: StopEvent) -> None:
         meeting = self.meeting
         if meeting is None or meeting.status != "recording":
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 "no meeting is recording" if meeting is None else "the meeting has already stopped",
                 code="not_started",
                 event_id=event.event_id,
@@ -397,7 +397,7 @@ class MeetingSession:
         except Exception:
             log.exception("meeting processing failed", extra={"meeting": meeting.id})
             self.send(
-                ProtocolError(
+                MeetingProtocolError(
                     f"meeting {meeting.id} could not be processed",
                     code="processing_failed",
                     type="server_error",
@@ -428,7 +428,7 @@ class MeetingSession:
         except EngineError as exc:
             log.warning("the summary could not be spoken", extra={"meeting": meeting_id, "error": str(exc)})
             self.send(
-                ProtocolError(
+                MeetingProtocolError(
                     f"the summary could not be spoken: {exc}", code="tts_failed", type="server_error"
                 ).event()
             )
