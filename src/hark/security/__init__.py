@@ -1,7 +1,8 @@
 """Authentication, session tokens, limits and the WebSocket handshake guard (see docs/security.md).
 
 Pure cores (:mod:`~hark.security.auth`, :mod:`~hark.security.tokens`,
-:mod:`~hark.security.limits`, :mod:`~hark.security.origins`) and one thin ASGI shell
+:mod:`~hark.security.rate`, :mod:`~hark.security.slots`, :mod:`~hark.security.limits`,
+:mod:`~hark.security.origins`) and one thin ASGI shell
 (:mod:`~hark.security.guard`) that enforces what each route declares
 (:mod:`~hark.security.access`).
 """
@@ -27,20 +28,11 @@ from hark.security.close_codes import (
 from hark.security.context import Security
 from hark.security.denial_log import install_denial_log_filter
 from hark.security.guard import HandshakeGuard
-from hark.security.limits import (
-    AudioThrottle,
-    IdleTimer,
-    MemoryRateLimiter,
-    OutboundBudget,
-    RateLimiter,
-    SessionCap,
-    StoreRateLimiter,
-    TokenBucket,
-    Verdict,
-    WindowCounter,
-)
+from hark.security.limits import AudioThrottle, IdleTimer, OutboundBudget, Verdict
 from hark.security.origins import origin_allowed
+from hark.security.rate import MemoryRateLimiter, RateLimiter, StoreRateLimiter, TokenBucket, WindowCounter
 from hark.security.scope import owner_of, principal_of
+from hark.security.slots import SessionCap
 from hark.security.tokens import (
     Claims,
     JtiStore,

@@ -7,14 +7,8 @@ from dataclasses import dataclass
 from hark.config import SecuritySettings, Settings
 from hark.security.auth import KeyRing
 from hark.security.budget import TenantBudget
-from hark.security.limits import (
-    MemoryRateLimiter,
-    PreAuthBudget,
-    RateLimiter,
-    SessionCap,
-    StoreRateLimiter,
-    WindowCounter,
-)
+from hark.security.rate import MemoryRateLimiter, RateLimiter, StoreRateLimiter, WindowCounter
+from hark.security.slots import PreAuthBudget, SessionCap
 from hark.security.tokens import JtiStore, MemoryJtiStore, StoreJtiStore, TokenIssuer
 
 

@@ -55,10 +55,10 @@ from hark.security.auth import (
 from hark.security.close_codes import CLOSE_IDLE, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED
 from hark.security.context import Security
 from hark.security.idle import IDLE_KEY, IdleWatch
-from hark.security.limits import PreAuthSlot, SessionSlot
 from hark.security.origins import origin_allowed
 from hark.security.refusals import refuse_http, refuse_upgrade
 from hark.security.scope import client_address, route_path, with_principal
+from hark.security.slots import PreAuthSlot, SessionSlot
 
 log = logging.getLogger("hark.security")
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hark.errors import ConfigError, HarkError
 from hark.security.access import API_KEY
-from hark.security.limits import WindowCounter
+from hark.security.rate import WindowCounter
 
 ALGORITHM = "HS256"
 ISSUER = "hark"
@@ -148,7 +148,7 @@ class MemoryJtiStore:
 
 
 class StoreJtiStore:
-    """Single use across instances over a shared :class:`~hark.security.limits.WindowCounter`
+    """Single use across instances over a shared :class:`~hark.security.rate.WindowCounter`
     (``hark.sessionstore``'s ``SessionStore.hit``): the first ``hit`` of ``jti:<id>`` with limit 1 and a
     window lasting until the token expires claims it. Fails closed: when the store cannot be
     reached the token is refused with ``token_store_unavailable`` (the guard answers 503)."""
