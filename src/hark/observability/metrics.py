@@ -48,7 +48,7 @@ CLOSE_REASONS = ("client", "idle", "timeout", "shutdown", "error", "policy", OTH
 error: a server fault ended it; policy: refused (auth, limits, oversized frames)."""
 TURN_STATUSES = ("completed", "cancelled", "failed", OTHER)
 FAILURE_REASONS = ("timeout", "unavailable", "retryable", "final", "error", OTHER)
-"""As ``hark.engines.fallback.failure_reason`` names them (``saturated`` is not a failure: it
+"""As ``hark.engines.provider_health.failure_reason`` names them (``saturated`` is not a failure: it
 has its own series)."""
 ADMISSION_REASONS = ("capacity", "saturated", OTHER)
 """Why a new conversation was refused (``hark.admission``)."""
