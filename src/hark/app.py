@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Mount
 
 from hark import __version__
 from hark.admission import Admission, refuse
@@ -30,10 +31,11 @@ from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStat
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
+from hark.security.access import declare, declare_api_docs, public, session_token
 from hark.security.body import BodyLimit
 from hark.security.headers import SecurityHeaders
-from hark.state import StoreUnavailable, build_store
-from hark.state.resume import OwnedStore
+from hark.sessionstore import StoreUnavailable, build_store
+from hark.sessionstore.resume import OwnedStore
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
@@ -147,6 +149,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
+    declare_api_docs(app)
     app.state.settings = settings
     app.state.metrics = Metrics(
         lambda: getattr(app.state, "engines", None),
@@ -155,7 +158,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.include_router(metrics_router)
     app.state.drainer = Drainer(settings.security.drain_timeout_s)
     app.state.admission = Admission(settings.admission)
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    page = public("the browser pages and their scripts: they hold no secrets, and ask for a key")
+    app.routes.append(declare(Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"), page))
     app.include_router(admin.router)
     app.include_router(openai_http.router)
     app.include_router(meetings_transport.router)
@@ -166,20 +170,22 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[Depends(page)])
     async def index() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
 
-    @app.get("/meeting", include_in_schema=False)
+    @app.get("/meeting", include_in_schema=False, dependencies=[Depends(page)])
     async def meeting_page() -> FileResponse:
         return FileResponse(str(STATIC_DIR / "meeting.html"), headers={"Cache-Control": "no-cache"})
 
-    @app.get("/health")
+    probe = public("load balancers and orchestrators probe it without credentials; it names no secrets")
+
+    @app.get("/health", dependencies=[Depends(probe)])
     async def health() -> JSONResponse:
         status: LLMStatus = app.state.llm_status
         return JSONResponse({"status": "ok", "version": __version__, "llm": {"mode": status.mode}})
 
-    @app.get("/ready")
+    @app.get("/ready", dependencies=[Depends(probe)])
     async def ready() -> JSONResponse:
         checks = {
             "models": bool(getattr(app.state, "ready", False)),
@@ -198,13 +204,13 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         status = 200 if all(checks.values()) else 503
         return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
 
-    @app.websocket("/v1/tts/sessions")
+    @app.websocket("/v1/tts/sessions", dependencies=[Depends(session_token("tts"))])
     async def tts_sessions(websocket: WebSocket) -> None:
         await websocket.accept()
         limit = settings.security.outbound_buffer_bytes
         await TTSSession(websocket, app.state.engines.tts, limit_bytes=limit).run()
 
-    @app.websocket("/v1/realtime")
+    @app.websocket("/v1/realtime", dependencies=[Depends(session_token("realtime"))])
     async def realtime(websocket: WebSocket) -> None:
         admission: Admission = app.state.admission
         if (refusal := admission.enter()) is not None:
@@ -255,7 +261,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)
     # Outermost of the app's own middleware: every upgrade is checked before any route accepts it.
-    app.add_middleware(HandshakeGuard, settings=settings, security=security)
+    app.add_middleware(HandshakeGuard, settings=settings, security=security, routes=app.routes)
     return app
 
 

@@ -385,7 +385,7 @@ async def test_shutdown_finishes_a_meeting_that_was_being_processed(tmp_path: Pa
             log = (tmp_path / "server.log").read_text()
             assert "Application shutdown complete" in log
     assert len(slow.requests) == 1
-    from hark.storage.recordings import MeetingStore
+    from hark.meetings.storage import MeetingStore
 
     store = MeetingStore(tmp_path / "meetings", keys=[key], retention_days=1)
     result = store.load_result(meeting_id)

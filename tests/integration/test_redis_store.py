@@ -18,9 +18,9 @@ import pytest
 from redis.asyncio import Redis
 
 from hark.config import Settings
-from hark.state import SessionState, SessionStore, StoreUnavailable, build_store
-from hark.state.redis_store import RedisSessionStore
-from hark.state.resume import issue, resume
+from hark.sessionstore import SessionState, SessionStore, StoreUnavailable, build_store
+from hark.sessionstore.redis_store import RedisSessionStore
+from hark.sessionstore.resume import issue, resume
 from tests.redis_server import RedisServer, free_port
 from tests.unit.test_session_store import Advance, SessionStoreContract, StoreFactory, sample_state
 

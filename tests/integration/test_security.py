@@ -27,7 +27,7 @@ import jwt
 import pytest
 import uvicorn
 import websockets
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -45,6 +45,7 @@ from hark.security import (
     install_denial_log_filter,
     principal_of,
 )
+from hark.security.access import API_KEY_ACCESS, declare, public, session_token
 from tests.servers import free_port
 
 KEY = "sk-hark-integration-key-1"
@@ -90,10 +91,10 @@ class TinyApp:
     def app(self) -> Starlette:
         return Starlette(
             routes=[
-                WebSocketRoute("/v1/realtime", self.echo),
-                WebSocketRoute("/v1/tts/sessions", self.echo),
-                Route("/v1/models", self.models),
-                Route("/health", self.health),
+                declare(WebSocketRoute("/v1/realtime", self.echo), session_token("realtime")),
+                declare(WebSocketRoute("/v1/tts/sessions", self.echo), session_token("tts")),
+                declare(Route("/v1/models", self.models), API_KEY_ACCESS),
+                declare(Route("/health", self.health), public("probed without credentials")),
             ]
         )
 
@@ -119,7 +120,8 @@ def serve(*, auth_timeout_s: float = 0.5, **security: Any) -> Iterator[Served]:
     security = {"token_secret": SECRET, "rate_limit_per_minute": 100_000, **security}
     settings = Settings(security=security)
     inner = TinyApp()
-    guard = HandshakeGuard(inner.app(), settings, auth_timeout_s=auth_timeout_s)
+    app = inner.app()
+    guard = HandshakeGuard(app, settings, routes=app.routes, auth_timeout_s=auth_timeout_s)
     port = free_port()
     config = uvicorn.Config(
         guard,
@@ -605,7 +607,7 @@ async def test_a_backend_mints_a_token_and_a_browser_connects_with_it() -> None:
     security = Security.from_settings(settings)
     app.include_router(client_secrets_router(security.tokens))
 
-    @app.websocket("/v1/realtime")
+    @app.websocket("/v1/realtime", dependencies=[Depends(session_token("realtime"))])
     async def realtime(websocket: WebSocket) -> None:
         principal = principal_of(websocket.scope)
         offered = websocket.scope.get("subprotocols") or []
@@ -615,7 +617,7 @@ async def test_a_backend_mints_a_token_and_a_browser_connects_with_it() -> None:
         )
         await websocket.close()
 
-    app.add_middleware(HandshakeGuard, settings=settings, security=security)
+    app.add_middleware(HandshakeGuard, settings=settings, security=security, routes=app.routes)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -92,7 +92,7 @@ def test_completing_frame() -> None:
 
 def test_resampler_output_count_does_not_depend_on_the_audio() -> None:
     from hark.audio import pcm16_to_float
-    from hark.polyphase import CausalResampler
+    from hark.audio.polyphase import CausalResampler
 
     resampler = CausalResampler(24_000, 16_000)  # the listener's
     rng = np.random.default_rng(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import hark.config
+import hark.config.loading
 from hark.config import DEFAULT_SYSTEM_PROMPT, Settings, load_settings
 from hark.errors import ConfigError, HarkError
 
@@ -15,7 +15,7 @@ from hark.errors import ConfigError, HarkError
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No real /etc/hark/config.yaml and no HARK_* variables from the surrounding environment."""
-    monkeypatch.setattr(hark.config, "SYSTEM_CONFIG", tmp_path / "etc-absent" / "config.yaml")
+    monkeypatch.setattr(hark.config.loading, "SYSTEM_CONFIG", tmp_path / "etc-absent" / "config.yaml")
     for name in list(os.environ):
         if name.upper().startswith("HARK_"):
             monkeypatch.delenv(name)
@@ -139,7 +139,7 @@ def test_system_config_is_read_and_the_named_file_merges_over_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     system = write(tmp_path, "server:\n  port: 9005\n  host: 10.0.0.1\nvad:\n  start_ms: 64\n", "system.yaml")
-    monkeypatch.setattr(hark.config, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(hark.config.loading, "SYSTEM_CONFIG", system)
     assert load_settings().server.port == 9005
     named = write(tmp_path, "server:\n  port: 9006\n", "named.yaml")
     settings = load_settings(named)

@@ -13,6 +13,7 @@ from hark.engines.base import ToolCall, ToolSpec
 from hark.errors import EngineError, EngineUnavailable
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation
+from hark.pipeline.conversation_state import ConversationState
 from hark.pipeline.errors import (
     CommitTooShort,
     DuplicateItem,
@@ -24,7 +25,6 @@ from hark.pipeline.errors import (
 )
 from hark.pipeline.items import Item
 from hark.pipeline.options import ResponseOptions
-from hark.pipeline.state import ConversationState
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 

@@ -1,4 +1,4 @@
-"""Tests for the streaming encoding stage (hark.encoding)."""
+"""Tests for the streaming encoding stage (hark.audio.codecs)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from hark.encoding import CONTENT_TYPES, AudioFormat, StreamEncoder, encode_stream, wav_header
+from hark.audio.codecs import CONTENT_TYPES, AudioFormat, StreamEncoder, encode_stream, wav_header
 
 RATE = 24_000
 CHUNK_BYTES = RATE * 40 // 1000 * 2  # 40 ms of PCM16 mono

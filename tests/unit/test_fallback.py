@@ -13,7 +13,8 @@ import pytest
 
 from hark.config import FallbackSettings, ProviderConfig
 from hark.engines.base import ChatMessage, LLMChunk, LLMOptions, ToolCall, ToolSpec, Transcript
-from hark.engines.fallback import CircuitBreaker, FallbackLLM, FallbackSTT, FallbackTTS
+from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
+from hark.engines.provider_health import CircuitBreaker
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
 from hark.pipeline.thinking import Thought, think
 from hark.pipeline.tools import Tool, Toolbox

@@ -17,11 +17,11 @@ from hark.config import Settings
 from hark.security import TokenIssuer
 from hark.security.auth import KeyRing, tenant_of, verify_credential
 from hark.security.budget import BudgetExceeded, TenantBudget
-from hark.security.limits import PreAuthBudget
 from hark.security.loghygiene import MeetingIdFilter, WireRedactionFilter
-from hark.state.memory import MemorySessionStore
-from hark.state.resume import OwnedStore, issue, resume
-from hark.state.store import HistoryEntry, SessionState
+from hark.security.slots import PreAuthBudget
+from hark.sessionstore.memory import MemorySessionStore
+from hark.sessionstore.resume import OwnedStore, issue, resume
+from hark.sessionstore.store import HistoryEntry, SessionState
 
 
 def silent_flac(seconds: float, rate: int = 16_000, *, hide_length: bool = False) -> bytes:

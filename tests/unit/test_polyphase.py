@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hark.audio import AudioFormatError
-from hark.polyphase import DEFAULT_TAPS, CausalResampler
+from hark.audio.polyphase import DEFAULT_TAPS, CausalResampler
 
 RATES = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000]
 

@@ -40,7 +40,7 @@ from hark.security import (
 )
 from hark.security.auth import auth_message_credential, strip_credentials
 from hark.security.tokens import ALGORITHM
-from hark.state import MemorySessionStore, StoreUnavailable
+from hark.sessionstore import MemorySessionStore, StoreUnavailable
 
 SECRET = "s" * 40
 OTHER_SECRET = "o" * 40

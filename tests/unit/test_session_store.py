@@ -1,4 +1,4 @@
-"""The session-store contract (hark.state), run here against the in-memory store with a fake clock.
+"""The session-store contract (hark.sessionstore), run here against the in-memory store with a fake clock.
 
 ``SessionStoreContract`` is reused by tests/integration/test_redis_store.py against a real
 redis-server: a subclass supplies ``make_store`` (a factory taking ``state_ttl_s``) and ``advance``
@@ -17,9 +17,9 @@ from hark.config import Settings
 from hark.engines.base import ChatMessage
 from hark.errors import ConfigError
 from hark.pipeline.history import History
-from hark.state import MemorySessionStore, SessionState, SessionStore, StoreUnavailable, build_store
-from hark.state.resume import Checkpointer, issue, restore_history, resume, snapshot
-from hark.state.store import HistoryEntry
+from hark.sessionstore import MemorySessionStore, SessionState, SessionStore, StoreUnavailable, build_store
+from hark.sessionstore.resume import Checkpointer, issue, restore_history, resume, snapshot
+from hark.sessionstore.store import HistoryEntry
 
 StoreFactory = Callable[..., Awaitable[SessionStore]]
 Advance = Callable[[float], Awaitable[None]]
@@ -266,7 +266,7 @@ async def test_build_store_defaults_to_memory() -> None:
 
 
 async def test_build_store_with_a_url_is_redis_and_connects_lazily() -> None:
-    from hark.state.redis_store import RedisSessionStore
+    from hark.sessionstore.redis_store import RedisSessionStore
 
     settings = Settings(redis={"url": "redis://:s3cret@127.0.0.1:1/0", "key_prefix": "x:", "timeout_s": 0.5})
     store = build_store(settings)

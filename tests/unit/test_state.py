@@ -1,4 +1,4 @@
-"""Tests for the conversation state machine (hark.pipeline.state)."""
+"""Tests for the conversation state machine (hark.pipeline.conversation_state)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from hark.pipeline.state import ALLOWED, ConversationState, IllegalTransition, StateMachine
+from hark.pipeline.conversation_state import ALLOWED, ConversationState, IllegalTransition, StateMachine
 
 S = ConversationState
 

@@ -31,7 +31,7 @@ def resampled_samples(frame: int) -> int:
     what it was, so one table serves every session."""
     if frame >= len(_resampled):
         from hark.audio import pcm16_to_float
-        from hark.polyphase import CausalResampler
+        from hark.audio.polyphase import CausalResampler
 
         resampler = CausalResampler(RATE, 16_000)
         total, out = 0, []

@@ -26,9 +26,8 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from hark.config import FallbackSettings, ProviderConfig
@@ -44,6 +43,7 @@ from hark.engines.base import (
     Transcript,
     TTSCapabilities,
 )
+from hark.engines.provider_health import CircuitBreaker, Provider, Tally, failure_reason
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable
 from hark.priority import budget, current_work, refusable
 
@@ -51,92 +51,6 @@ log = logging.getLogger("hark.fallback")
 
 E = TypeVar("E", LLM, STT, TTS)
 T = TypeVar("T")
-
-
-def failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, EngineSaturated):
-        return "saturated"
-    if isinstance(exc, EngineUnavailable):
-        return "unavailable"
-    if isinstance(exc, EngineError):
-        return "retryable" if exc.retryable else "final"
-    return "error"
-
-
-@dataclass
-class _Tally:
-    """What one request's failed attempts said: (provider, reason, message), and the longest
-    Retry-After among them."""
-
-    errors: list[tuple[str, str, str]] = field(default_factory=list)
-    wait_hint: float | None = None
-
-    def add(self, label: str, exc: BaseException) -> None:
-        self.errors.append((label, failure_reason(exc), str(exc)))
-        if isinstance(exc, EngineError) and exc.retry_after is not None:
-            self.wait_hint = max(self.wait_hint or 0.0, exc.retry_after)
-
-
-class CircuitBreaker:
-    """Closed until ``threshold`` consecutive failures (or one stall); then open until reset."""
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
-        self.consecutive_failures = 0
-        self.is_open = False
-        self.opened_at: float | None = None
-
-    def success(self) -> None:
-        self.consecutive_failures = 0
-        self.is_open = False
-        self.opened_at = None
-
-    def failure(self, *, stalled: bool = False) -> bool:
-        """Record a failure; True when this one opened the circuit."""
-        self.consecutive_failures += 1
-        if not self.is_open and (stalled or self.consecutive_failures >= self.threshold):
-            self.is_open = True
-            self.opened_at = time.monotonic()
-            return True
-        return False
-
-
-@dataclass
-class ProviderStats:
-    attempts: int = 0
-    successes: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    saturated: int = 0
-    """Attempts it refused for load (not failures: the circuit stays closed)."""
-    spilled: int = 0
-    """Of those, requests sent on to the next provider (``spill_over``)."""
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=256))
-    """Seconds to the first token/byte/result of successful attempts, newest last."""
-
-
-@dataclass
-class Provider(Generic[E]):
-    label: str
-    engine: E
-    config: ProviderConfig
-    breaker: CircuitBreaker
-    stats: ProviderStats = field(default_factory=ProviderStats)
-
-    def status(self) -> dict[str, Any]:
-        latencies = sorted(self.stats.latencies)
-        return {
-            "name": self.label,
-            "kind": self.config.kind,
-            "circuit": "open" if self.breaker.is_open else "closed",
-            "attempts": self.stats.attempts,
-            "successes": self.stats.successes,
-            "failures": dict(self.stats.failures),
-            "saturated": self.stats.saturated,
-            "spilled": self.stats.spilled,
-            "latency_p50_s": latencies[len(latencies) // 2] if latencies else None,
-        }
 
 
 class Chain(Generic[E]):
@@ -211,7 +125,7 @@ class Chain(Generic[E]):
             self.settings.spill_over and index + 1 < len(candidates) and not current_work().priority.sheddable
         )
 
-    def _saturated(self, tally: _Tally, provider: Provider[E], exc: EngineSaturated, spill: bool) -> bool:
+    def _saturated(self, tally: Tally, provider: Provider[E], exc: EngineSaturated, spill: bool) -> bool:
         """Note a provider at capacity; True when the request moves on to the next one."""
         provider.stats.saturated += 1
         tally.add(provider.label, exc)
@@ -237,7 +151,7 @@ class Chain(Generic[E]):
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2.0**attempt)
         return float(ceiling * self._jitter())
 
-    async def _retry(self, tally: _Tally, provider: Provider[E], attempt: int, exc: BaseException) -> bool:
+    async def _retry(self, tally: Tally, provider: Provider[E], attempt: int, exc: BaseException) -> bool:
         """Note a failed attempt; wait and return True when the same provider should try again."""
         tally.add(provider.label, exc)
         delay = self._retry_delay(attempt, exc)
@@ -246,7 +160,7 @@ class Chain(Generic[E]):
         await self._sleep(delay)
         return True
 
-    def _exhausted(self, tally: _Tally, what: str) -> EngineError:
+    def _exhausted(self, tally: Tally, what: str) -> EngineError:
         """The error when every provider failed; it carries the longest Retry-After any gave
         (a busy worker pool gives one), so HTTP callers can answer 503 with it."""
         detail = "; ".join(f"{label} ({reason}: {message})" for label, reason, message in tally.errors)
@@ -290,7 +204,7 @@ class _Streaming(Chain[E]):
     """Shared by LLM and TTS: streams whose first item has a budget and must never be replayed."""
 
     async def _stream(self, open_stream: Callable[[E], AsyncIterator[T]], what: str) -> AsyncIterator[T]:
-        tally = _Tally()
+        tally = Tally()
         candidates = self.candidates()
         for index, provider in enumerate(candidates):
             attempt = 0
@@ -391,7 +305,7 @@ class FallbackSTT(Chain[STT]):
         )
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        tally = _Tally()
+        tally = Tally()
         candidates = self.candidates()
         for index, provider in enumerate(candidates):
             attempt = 0

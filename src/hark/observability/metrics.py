@@ -19,13 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
+from hark.security.access import public
 from hark.work_queue import WAIT_BUCKETS
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ CLOSE_REASONS = ("client", "idle", "timeout", "shutdown", "error", "policy", OTH
 error: a server fault ended it; policy: refused (auth, limits, oversized frames)."""
 TURN_STATUSES = ("completed", "cancelled", "failed", OTHER)
 FAILURE_REASONS = ("timeout", "unavailable", "retryable", "final", "error", OTHER)
-"""As ``hark.engines.fallback.failure_reason`` names them (``saturated`` is not a failure: it
+"""As ``hark.engines.provider_health.failure_reason`` names them (``saturated`` is not a failure: it
 has its own series)."""
 ADMISSION_REASONS = ("capacity", "saturated", OTHER)
 """Why a new conversation was refused (``hark.admission``)."""
@@ -353,7 +354,13 @@ def _queue_families(pool: WorkerPool) -> list[Metric]:
 router = APIRouter()
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get(
+    "/metrics",
+    include_in_schema=False,
+    dependencies=[
+        Depends(public("Prometheus scrapes it without credentials; it holds no secrets or transcripts"))
+    ],
+)
 async def metrics_endpoint(request: Request) -> Response:
     # async on purpose: the collector reads the chains and the pool on the event loop's thread.
     metrics: Metrics | None = getattr(request.app.state, "metrics", None)

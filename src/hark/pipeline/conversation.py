@@ -19,6 +19,7 @@ from typing import Any, Literal
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError, EngineSaturated
 from hark.pipeline import events as ev
+from hark.pipeline.conversation_state import ConversationState, StateMachine
 from hark.pipeline.errors import (
     CommitTooShort,
     InvalidValue,
@@ -34,7 +35,6 @@ from hark.pipeline.partials import PartialTranscripts
 from hark.pipeline.record import Record
 from hark.pipeline.reply import Reply, Status
 from hark.pipeline.responder import Responder, TextReply
-from hark.pipeline.state import ConversationState, StateMachine
 from hark.pipeline.thinking import MAX_TOOL_ROUNDS, Thought, echo_reply, think
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import TurnConfig, TurnEvent

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from hark.pipeline.conversation_state import ConversationState
 from hark.pipeline.items import Item
-from hark.pipeline.state import ConversationState
 
 Output = Literal["audio", "text"]
 """How a reply is given: spoken (audio with its transcript) or written only (no TTS)."""

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hark.audio import pcm16_to_float
+from hark.audio.polyphase import CausalResampler
 from hark.engines.base import VAD, Float32Array, TurnModel
 from hark.errors import EngineError
 from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
-from hark.polyphase import CausalResampler
 
 log = logging.getLogger("hark.listener")
 

@@ -1,7 +1,10 @@
 """Authentication, session tokens, limits and the WebSocket handshake guard (see docs/security.md).
 
 Pure cores (:mod:`~hark.security.auth`, :mod:`~hark.security.tokens`,
-:mod:`~hark.security.limits`) and one thin ASGI shell (:mod:`~hark.security.guard`).
+:mod:`~hark.security.rate`, :mod:`~hark.security.slots`, :mod:`~hark.security.limits`,
+:mod:`~hark.security.origins`) and one thin ASGI shell
+(:mod:`~hark.security.guard`) that enforces what each route declares
+(:mod:`~hark.security.access`).
 """
 
 from __future__ import annotations
@@ -15,30 +18,21 @@ from hark.security.auth import (
     check_startup,
     is_loopback,
 )
-from hark.security.guard import (
+from hark.security.close_codes import (
     CLOSE_IDLE,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
-    HandshakeGuard,
-    Security,
-    install_denial_log_filter,
-    origin_allowed,
-    principal_of,
 )
-from hark.security.limits import (
-    AudioThrottle,
-    IdleTimer,
-    MemoryRateLimiter,
-    OutboundBudget,
-    RateLimiter,
-    SessionCap,
-    StoreRateLimiter,
-    TokenBucket,
-    Verdict,
-    WindowCounter,
-)
+from hark.security.context import Security
+from hark.security.denial_log import install_denial_log_filter
+from hark.security.guard import HandshakeGuard
+from hark.security.limits import AudioThrottle, IdleTimer, OutboundBudget, Verdict
+from hark.security.origins import origin_allowed
+from hark.security.rate import MemoryRateLimiter, RateLimiter, StoreRateLimiter, TokenBucket, WindowCounter
+from hark.security.scope import owner_of, principal_of
+from hark.security.slots import SessionCap
 from hark.security.tokens import (
     Claims,
     JtiStore,
@@ -86,6 +80,7 @@ __all__ = [
     "install_denial_log_filter",
     "is_loopback",
     "origin_allowed",
+    "owner_of",
     "principal_of",
     "scope_for",
 ]

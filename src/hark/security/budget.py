@@ -10,7 +10,7 @@ one-word ones. Each tenant (see :mod:`hark.security.auth`) therefore has
 A request over a budget is refused at once with 429 and Retry-After; it never waits in the
 engines' queue, so one tenant's flood cannot fill the queue another tenant's request needs
 (the worker queue holds ``workers.queue_limit``; keep ``max_jobs_per_key`` below it).
-Pure and clock-driven like :mod:`hark.security.limits`; one process (not shared through Redis).
+Pure and clock-driven like :mod:`hark.security.rate`; one process (not shared through Redis).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Literal
 
 from hark.config import SecuritySettings
 from hark.errors import HarkError
-from hark.security.limits import TokenBucket
+from hark.security.rate import TokenBucket
 
 Resource = Literal["tts_chars", "stt_audio_s"]
 

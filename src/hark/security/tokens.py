@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hark.errors import ConfigError, HarkError
-from hark.security.limits import WindowCounter
+from hark.security.access import API_KEY
+from hark.security.rate import WindowCounter
 
 ALGORITHM = "HS256"
 ISSUER = "hark"
@@ -147,8 +148,8 @@ class MemoryJtiStore:
 
 
 class StoreJtiStore:
-    """Single use across instances over a shared :class:`~hark.security.limits.WindowCounter`
-    (``hark.state``'s ``SessionStore.hit``): the first ``hit`` of ``jti:<id>`` with limit 1 and a
+    """Single use across instances over a shared :class:`~hark.security.rate.WindowCounter`
+    (``hark.sessionstore``'s ``SessionStore.hit``): the first ``hit`` of ``jti:<id>`` with limit 1 and a
     window lasting until the token expires claims it. Fails closed: when the store cannot be
     reached the token is refused with ``token_store_unavailable`` (the guard answers 503)."""
 
@@ -315,12 +316,12 @@ def _error(status: int, message: str, code: str, param: str | None = None) -> JS
 def client_secrets_router(issuer: TokenIssuer) -> APIRouter:
     """``POST /v1/realtime/client_secrets``: mint a session token (OpenAI's GA route and shape).
 
-    The route sits under ``/v1/``, so :class:`hark.security.guard.HandshakeGuard` has already
+    The route declares ``API_KEY``, so :class:`hark.security.guard.HandshakeGuard` has already
     required an API key (when keys are configured) before it runs. The requested lifetime is
     capped at ``security.token_ttl_s``; the response's ``expires_at`` is the truth."""
     router = APIRouter()
 
-    @router.post("/v1/realtime/client_secrets", tags=["realtime"])
+    @router.post("/v1/realtime/client_secrets", tags=["realtime"], dependencies=[API_KEY])
     async def client_secrets(request: Request) -> JSONResponse:
         raw = await request.body()
         try:
@@ -333,7 +334,7 @@ def client_secrets_router(issuer: TokenIssuer) -> APIRouter:
         if body.expires_after is not None:
             ttl = min(ttl, body.expires_after.seconds)
         state = request.scope.get("state") or {}
-        principal = state.get("hark_principal")  # set by the guard (hark.security.guard.STATE_KEY)
+        principal = state.get("hark_principal")  # set by the guard (hark.security.scope.STATE_KEY)
         minted = issuer.mint(scope_for(body.session.type), ttl, tenant=getattr(principal, "owner", None))
         return JSONResponse(
             {

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from hark.engines.fallback import Chain
+from hark.security.access import ADMIN_KEY
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[ADMIN_KEY])
 
 
 def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:

@@ -11,24 +11,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.websockets import WebSocket
 
 from hark.audio import PCM16Resampler
 from hark.errors import EngineError
+from hark.meetings.events import MeetingEvent, to_wire
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.meetings.speaker_names import InvalidSpeakerNames
+from hark.meetings.storage import StorageError
 from hark.pipeline.sentences import split_sentences
-from hark.security.guard import hold_idle, owner_of
+from hark.security.access import API_KEY, session_token
+from hark.security.idle import hold_idle
 from hark.security.limits import ByteGate
-from hark.storage.recordings import StorageError
+from hark.security.scope import owner_of
+from hark.transports.meetings_protocol import (
+    MeetingProtocolError,
+    SpeakerNamesEvent,
+    StartEvent,
+    StopEvent,
+    parse_event,
+)
 from hark.transports.outbox import Outbox
 from hark.transports.socket import Message, SocketLink
 
@@ -36,7 +44,6 @@ log = logging.getLogger("hark.transports.meetings")
 
 router = APIRouter()
 
-MAX_EVENT_CHARS = 64 * 1024
 MAX_FRAME_BYTES = 1024 * 1024
 """About 16 s of 16 kHz audio per binary frame; clients send 20-100 ms."""
 MAX_QUEUED = 512
@@ -44,114 +51,6 @@ MAX_QUEUED = 512
 MAX_QUEUED_BYTES = 2 * 1024 * 1024
 """... and audio bytes (about a minute at 16 kHz): 512 frames of up to 1 MiB would be 512 MiB."""
 SUMMARY_AUDIO_RATE = 24_000
-
-
-class StartEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["start"]
-    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
-    language: str | None = Field(None, min_length=2, max_length=16, pattern=r"^[A-Za-z-]+$")
-    """Spoken language for transcription; default: ``stt.language``."""
-    speakers: int | None = Field(None, ge=1, le=20)
-    """How many people speak, when known (otherwise diarisation decides)."""
-    min_speakers: int | None = Field(None, ge=1, le=20)
-    max_speakers: int | None = Field(None, ge=1, le=20)
-    """Bounds for the number of speakers diarisation estimates."""
-    speaker_names: dict[str, str] | None = None
-    """Names for speaker labels, e.g. {"S1": "Ana"}; more can follow in ``speaker_names`` events."""
-    max_minutes: float | None = Field(None, gt=0.0)
-    """A shorter limit than ``meetings.max_minutes`` (a longer one is capped to it)."""
-    event_id: str | None = Field(None, max_length=512)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> StartEvent:
-        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
-            raise ValueError("min_speakers is above max_speakers")
-        return self
-
-
-class SpeakerNamesEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["speaker_names"]
-    names: dict[str, str]
-    """{"S2": "Maria"}: used by the summary and action owners, and in the final transcript."""
-    event_id: str | None = Field(None, max_length=512)
-
-
-class StopEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["stop"]
-    event_id: str | None = Field(None, max_length=512)
-
-
-class ProtocolError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message, self.code, self.type, self.param, self.event_id = message, code, type, param, event_id
-
-    def event(self) -> dict[str, Any]:
-        return {
-            "type": "error",
-            "error": {
-                "type": self.type,
-                "code": self.code,
-                "message": self.message,
-                "param": self.param,
-                "event_id": self.event_id,
-            },
-        }
-
-
-def parse_event(text: str) -> StartEvent | StopEvent | SpeakerNamesEvent:
-    if len(text) > MAX_EVENT_CHARS:
-        raise ProtocolError(f"event larger than {MAX_EVENT_CHARS} characters", code="event_too_large")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ProtocolError("event is not valid JSON", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("event must be a JSON object", code="invalid_json")
-    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-    kind = data.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError(
-            "event has no string 'type'", code="missing_required_parameter", param="type", event_id=event_id
-        )
-    model: type[StartEvent | StopEvent | SpeakerNamesEvent]
-    if kind == "start":
-        model = StartEvent
-    elif kind == "stop":
-        model = StopEvent
-    elif kind == "speaker_names":
-        model = SpeakerNamesEvent
-    else:
-        raise ProtocolError(
-            f"unsupported event type {kind[:80]!r}; send 'start', audio frames, then 'stop' "
-            "(and 'speaker_names' at any time before 'final')",
-            code="unknown_event_type",
-            param="type",
-            event_id=event_id,
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        message = "unknown option" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ProtocolError(
-            f"invalid {kind}: {param or 'event'}: {message}",
-            code="invalid_value",
-            param=param,
-            event_id=event_id,
-        ) from None
 
 
 _Command = (
@@ -210,16 +109,19 @@ class MeetingSession:
         if self._connected:
             self.outbox.put(event, audio_of=audio_of)
 
+    def _emit(self, event: MeetingEvent) -> None:
+        self.send(to_wire(event))
+
     async def _receive(self, message: Message) -> None:
         data = message.get("bytes")
         if data is not None:
             if len(data) > MAX_FRAME_BYTES:
-                error = ProtocolError(
+                error = MeetingProtocolError(
                     f"audio frame larger than {MAX_FRAME_BYTES} bytes", code="frame_too_large"
                 )
                 self.send(error.event())
             elif len(data) % 2:
-                error = ProtocolError(
+                error = MeetingProtocolError(
                     "PCM16 audio frames must have an even number of bytes; frame dropped",
                     code="invalid_audio",
                 )
@@ -233,7 +135,7 @@ class MeetingSession:
             return
         try:
             event = parse_event(text)
-        except ProtocolError as exc:
+        except MeetingProtocolError as exc:
             self.send(exc.event())
             return
         if isinstance(event, StartEvent):
@@ -263,12 +165,12 @@ class MeetingSession:
                         self._stop_requested(stop)
                     case ("names", SpeakerNamesEvent() as names):
                         self._name_speakers(names)
-            except ProtocolError as exc:
+            except MeetingProtocolError as exc:
                 self.send(exc.event())
             except Exception:
                 log.exception("meeting command failed")
                 self.send(
-                    ProtocolError(
+                    MeetingProtocolError(
                         "the server failed to handle that", code="server_error", type="server_error"
                     ).event()
                 )
@@ -276,7 +178,7 @@ class MeetingSession:
     async def _start(self, event: StartEvent) -> None:
         if self.meeting is not None:
             state = "recording" if self.meeting.status == "recording" else "being processed"
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 f"meeting {self.meeting.id} is still {state}; send 'stop' and wait for 'final'",
                 code="already_started",
                 event_id=event.event_id,
@@ -287,18 +189,18 @@ class MeetingSession:
                 language=event.language,
                 speakers=event.speakers,
                 max_minutes=event.max_minutes,
-                emit=self.send,
+                emit=self._emit,
                 owner=self.owner,
                 min_speakers=event.min_speakers,
                 max_speakers=event.max_speakers,
                 speaker_names=event.speaker_names,
             )
         except InvalidSpeakerNames as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code="invalid_value", param="speaker_names", event_id=event.event_id
             ) from None
         except MeetingRefused as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code=exc.code, type="server_error", event_id=event.event_id
             ) from None
         self.meeting = meeting
@@ -322,7 +224,7 @@ class MeetingSession:
         if meeting is None:
             if not self._warned_idle_audio:
                 self._warned_idle_audio = True
-                raise ProtocolError(
+                raise MeetingProtocolError(
                     "no meeting is recording; send {'type': 'start'} before audio "
                     "(further frames are dropped without an error until then)",
                     code="not_started",
@@ -338,7 +240,7 @@ class MeetingSession:
     def _name_speakers(self, event: SpeakerNamesEvent) -> None:
         meeting = self.meeting
         if meeting is None:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 "no meeting to name speakers in; send it after 'start' and before 'final'",
                 code="not_started",
                 event_id=event.event_id,
@@ -346,7 +248,7 @@ class MeetingSession:
         try:
             names = self.service.name_speakers(meeting, event.names)
         except InvalidSpeakerNames as exc:
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 str(exc), code="invalid_value", param="names", event_id=event.event_id
             ) from None
         self.send(
@@ -356,7 +258,7 @@ class MeetingSession:
     def _stop_requested(self, event: StopEvent) -> None:
         meeting = self.meeting
         if meeting is None or meeting.status != "recording":
-            raise ProtocolError(
+            raise MeetingProtocolError(
                 "no meeting is recording" if meeting is None else "the meeting has already stopped",
                 code="not_started",
                 event_id=event.event_id,
@@ -391,7 +293,7 @@ class MeetingSession:
         except Exception:
             log.exception("meeting processing failed", extra={"meeting": meeting.id})
             self.send(
-                ProtocolError(
+                MeetingProtocolError(
                     f"meeting {meeting.id} could not be processed",
                     code="processing_failed",
                     type="server_error",
@@ -422,7 +324,7 @@ class MeetingSession:
         except EngineError as exc:
             log.warning("the summary could not be spoken", extra={"meeting": meeting_id, "error": str(exc)})
             self.send(
-                ProtocolError(
+                MeetingProtocolError(
                     f"the summary could not be spoken: {exc}", code="tts_failed", type="server_error"
                 ).event()
             )
@@ -444,7 +346,7 @@ def _error(status: int, message: str, code: str, type: str = "invalid_request_er
     return JSONResponse(body, status_code=status)
 
 
-@router.websocket("/v1/meetings/stream")
+@router.websocket("/v1/meetings/stream", dependencies=[Depends(session_token("meetings"))])
 async def meeting_stream(websocket: WebSocket) -> None:
     await websocket.accept()
     service = _service(websocket)
@@ -452,7 +354,7 @@ async def meeting_stream(websocket: WebSocket) -> None:
     await session.run()
 
 
-@router.get("/v1/meetings/{meeting_id}")
+@router.get("/v1/meetings/{meeting_id}", dependencies=[API_KEY])
 async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """The result (200); ``{"status": "recording" | "processing"}`` (202) while it is not ready."""
     service = _service(request)
@@ -470,7 +372,7 @@ async def get_meeting(meeting_id: str, request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.delete("/v1/meetings/{meeting_id}")
+@router.delete("/v1/meetings/{meeting_id}", dependencies=[API_KEY])
 async def delete_meeting(meeting_id: str, request: Request) -> JSONResponse:
     """Removes the recording and the result."""
     service = _service(request)

@@ -14,20 +14,32 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from hark.audio import AudioFormatError, AudioTooLong, PCM16Resampler, change_speed, decode_audio_file
-from hark.engines.base import ChatMessage, LLMOptions, ToolCall, ToolSpec, Transcript
-from hark.errors import EngineError, EngineUnavailable
+from hark.engines.base import ToolCall, Transcript
+from hark.errors import EngineError
 from hark.pipeline.sentences import SentenceSplitter
+from hark.security.access import API_KEY
 from hark.security.budget import BudgetExceeded, Job
-from hark.security.guard import owner_of
+from hark.security.scope import owner_of
+from hark.transports.openai_wire import (
+    APIError,
+    ChatRequest,
+    TranscriptFormat,
+    budget_error,
+    chat_messages,
+    chat_options,
+    engine_error,
+    render_transcript,
+    tool_call_json,
+)
+from hark.transports.openai_wire import install_error_handlers as install_error_handlers
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[API_KEY])
 
 MAX_SPEECH_INPUT = 4096
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -56,74 +68,19 @@ VOICES = frozenset(
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers
-
-
-def error_response(error: APIError) -> JSONResponse:
-    body = {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"][1:]) or None
-        return error_response(APIError(400, f"{param or 'request'}: {first['msg']}", param=param))
-
-
-def _engine_error(exc: EngineError, what: str) -> APIError:
-    retry_after = exc.retry_after if exc.retry_after is not None else 1.0
-    status = 503 if isinstance(exc, EngineUnavailable) or exc.retryable else 502
-    return APIError(
-        status,
-        f"{what} failed: {exc}",
-        type="server_error",
-        code="engine_unavailable" if status == 503 else "engine_error",
-        headers={"Retry-After": str(max(1, round(retry_after)))} if status == 503 else None,
-    )
-
-
 def _start_job(request: Request) -> Job:
     """A running-request place in the caller's tenant budget (429 when it has none left)."""
     try:
         return request.app.state.security.budget.start(owner_of(request.scope))  # type: ignore[no-any-return]
     except BudgetExceeded as exc:
-        raise _budget_error(exc) from None
+        raise budget_error(exc) from None
 
 
 def _charge(request: Request, resource: Literal["tts_chars", "stt_audio_s"], amount: float) -> None:
     try:
         request.app.state.security.budget.charge(owner_of(request.scope), resource, amount)
     except BudgetExceeded as exc:
-        raise _budget_error(exc) from None
-
-
-def _budget_error(exc: BudgetExceeded) -> APIError:
-    return APIError(
-        429,
-        str(exc),
-        type="requests",
-        code=exc.code,
-        headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-    )
+        raise budget_error(exc) from None
 
 
 # -- speech -----------------------------------------------------------------------------
@@ -155,7 +112,7 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
 
 async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
     """The speech response; ``job`` is released when its body has been sent (or abandoned)."""
-    from hark.encoding import CONTENT_TYPES, encode_stream
+    from hark.audio.codecs import CONTENT_TYPES, encode_stream
 
     tts = request.app.state.engines.tts
     splitter = SentenceSplitter()
@@ -181,7 +138,7 @@ async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
     try:
         first = await anext(stream, b"")
     except EngineError as exc:
-        raise _engine_error(exc, "speech synthesis") from exc
+        raise engine_error(exc, "speech synthesis") from exc
 
     async def audio_body() -> AsyncIterator[bytes]:
         try:
@@ -215,9 +172,6 @@ async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
 # -- transcription and translation ------------------------------------------------------
 
 
-TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-
-
 async def _read_upload(file: UploadFile, limit: int = MAX_UPLOAD_BYTES) -> bytes:
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -225,46 +179,6 @@ async def _read_upload(file: UploadFile, limit: int = MAX_UPLOAD_BYTES) -> bytes
             413, f"the file exceeds {limit / (1024 * 1024):g} MB", param="file", code="file_too_large"
         )
     return data
-
-
-def _timestamp(seconds: float, separator: str) -> str:
-    ms = round(seconds * 1000)
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
-
-
-def _segments(transcript: Transcript) -> list[dict[str, Any]]:
-    return [{"id": 0, "start": 0.0, "end": round(transcript.duration_s, 3), "text": transcript.text}]
-
-
-def render_transcript(transcript: Transcript, fmt: TranscriptFormat, task: str) -> Response:
-    segments = _segments(transcript)
-    if fmt == "text":
-        return PlainTextResponse(transcript.text + "\n")
-    if fmt in ("srt", "vtt"):
-        separator = "," if fmt == "srt" else "."
-        blocks = [
-            (f"{i + 1}\n" if fmt == "srt" else "")
-            + f"{_timestamp(s['start'], separator)} --> {_timestamp(s['end'], separator)}\n{s['text']}\n"
-            for i, s in enumerate(segments)
-        ]
-        text = ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(blocks)
-        return PlainTextResponse(text, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
-    if fmt == "verbose_json":
-        return JSONResponse(
-            {
-                "task": task,
-                "language": transcript.language or "en",
-                "duration": round(transcript.duration_s, 3),
-                "text": transcript.text,
-                "segments": segments,
-            }
-        )
-    return JSONResponse(
-        {"text": transcript.text, "usage": {"type": "duration", "seconds": round(transcript.duration_s)}}
-    )
 
 
 async def _transcribe(request: Request, file: UploadFile, language: str | None) -> Transcript:
@@ -290,7 +204,7 @@ async def _transcribe_job(request: Request, file: UploadFile, language: str | No
     try:
         return await request.app.state.engines.stt.transcribe(audio, language=language)  # type: ignore[no-any-return]
     except EngineError as exc:
-        raise _engine_error(exc, "transcription") from exc
+        raise engine_error(exc, "transcription") from exc
 
 
 @router.post("/audio/transcriptions")
@@ -337,83 +251,6 @@ async def translations(
 # -- chat -------------------------------------------------------------------------------
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
-    stream: bool = False
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=131_072)
-    max_completion_tokens: int | None = Field(None, ge=1, le=131_072)
-    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
-    response_format: dict[str, Any] | None = None
-
-
-def _content(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
-    return ""
-
-
-def _messages(body: ChatRequest) -> list[ChatMessage]:
-    out: list[ChatMessage] = []
-    for index, m in enumerate(body.messages):
-        role = m.get("role")
-        if role == "developer":
-            role = "system"
-        if role not in ("system", "user", "assistant", "tool"):
-            raise APIError(
-                400,
-                f"messages[{index}].role must be system, user, assistant or tool",
-                param=f"messages.{index}.role",
-            )
-        calls = tuple(
-            ToolCall(
-                c.get("id", ""),
-                c.get("function", {}).get("name", ""),
-                c.get("function", {}).get("arguments", "{}"),
-            )
-            for c in m.get("tool_calls") or []
-            if isinstance(c, dict)
-        )
-        out.append(
-            ChatMessage(
-                role, _content(m.get("content")), tool_calls=calls, tool_call_id=m.get("tool_call_id")
-            )
-        )
-    return out
-
-
-def _options(body: ChatRequest) -> LLMOptions:
-    tools = tuple(
-        ToolSpec(
-            f["name"], f.get("description", ""), f.get("parameters") or {"type": "object", "properties": {}}
-        )
-        for t in body.tools or []
-        if isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)
-    )
-    schema = None
-    if body.response_format and body.response_format.get("type") == "json_schema":
-        schema = (body.response_format.get("json_schema") or {}).get("schema")
-    return LLMOptions(
-        tools=tools,
-        json_schema=schema,
-        temperature=body.temperature,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-    )
-
-
-def _tool_call_json(index: int, call: ToolCall) -> dict[str, Any]:
-    return {
-        "index": index,
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
-    }
-
-
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: ChatRequest) -> Response:
     llm = request.app.state.engines.llm
@@ -427,11 +264,11 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
         )
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    stream = llm.stream(_messages(body), _options(body))
+    stream = llm.stream(chat_messages(body), chat_options(body))
     try:
         first = await anext(stream, None)
     except EngineError as exc:
-        raise _engine_error(exc, "the language model") from exc
+        raise engine_error(exc, "the language model") from exc
 
     async def chunks() -> AsyncIterator[str | ToolCall]:
         if first is not None:
@@ -446,11 +283,11 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
             async for chunk in chunks():
                 (calls if isinstance(chunk, ToolCall) else text).append(chunk)  # type: ignore[arg-type]
         except EngineError as exc:
-            raise _engine_error(exc, "the language model") from exc
+            raise engine_error(exc, "the language model") from exc
         message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
         if calls:
             message["tool_calls"] = [
-                {k: v for k, v in _tool_call_json(i, c).items() if k != "index"} for i, c in enumerate(calls)
+                {k: v for k, v in tool_call_json(i, c).items() if k != "index"} for i, c in enumerate(calls)
             ]
         return JSONResponse(
             {
@@ -480,7 +317,7 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
         try:
             async for chunk in chunks():
                 if isinstance(chunk, ToolCall):
-                    yield sse({"tool_calls": [_tool_call_json(calls, chunk)]})
+                    yield sse({"tool_calls": [tool_call_json(calls, chunk)]})
                     calls += 1
                 else:
                     yield sse({"content": chunk})

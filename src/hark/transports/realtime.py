@@ -27,7 +27,7 @@ from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
 from hark.pipeline.errors import PipelineError
 from hark.security import CLOSE_IDLE, AudioThrottle, IdleTimer
-from hark.state import SessionState, SessionStore, StoreUnavailable
+from hark.sessionstore import SessionState, SessionStore, StoreUnavailable
 from hark.transports import realtime_protocol as rp
 from hark.transports.outbox import Outbox
 from hark.transports.realtime_beta import is_beta

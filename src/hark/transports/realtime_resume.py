@@ -1,6 +1,6 @@
 """hark's addition to the Realtime protocol: resuming a disconnected session (``hark.resume``,
 ``hark.resume_token``, ``hark.resumed``). The socket-free half of the handshake; the flow is
-described in ``hark.state.resume``."""
+described in ``hark.sessionstore.resume``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 from hark.engines.base import ChatMessage
 from hark.pipeline.conversation import Conversation
-from hark.state import SessionState, SessionStore, StoreUnavailable
-from hark.state.resume import Checkpointer, ResumeToken, issue, resume, snapshot
+from hark.sessionstore import SessionState, SessionStore, StoreUnavailable
+from hark.sessionstore.resume import Checkpointer, ResumeToken, issue, resume, snapshot
 from hark.transports import realtime_protocol as rp
 
 log = logging.getLogger("hark.realtime")

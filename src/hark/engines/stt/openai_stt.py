@@ -16,7 +16,7 @@ import openai
 
 from hark.audio import float_to_pcm16
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
-from hark.engines.llm.openai_compat import check_models, classify
+from hark.engines.openai_client import check_models, classify
 from hark.engines.provider_common import api_key
 from hark.errors import ConfigError, EngineError
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 
 from hark.engines.base import TTSCapabilities
-from hark.engines.llm.openai_compat import check_models, classify
+from hark.engines.openai_client import check_models, classify
 from hark.engines.provider_common import Deadlines, pcm16_stream, require_api_key
 from hark.errors import ConfigError, EngineError
 

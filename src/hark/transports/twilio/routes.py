@@ -17,7 +17,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import PlainTextResponse, Response
 
 from hark.config import Settings
@@ -26,6 +26,7 @@ from hark.engines.base import TTS
 from hark.errors import ConfigError
 from hark.observability.jsonlog import session_scope
 from hark.security import Security, is_loopback, scope_for
+from hark.security.access import in_band, public
 from hark.transports.twilio import mulaw, signature
 from hark.transports.twilio.greeting import PhraseCache, sentences
 from hark.transports.twilio.session import TOKEN_KIND, ConversationFactory, PhoneSession
@@ -131,7 +132,11 @@ def _routes(
     config = settings.twilio
     routes = APIRouter()
 
-    @routes.post(VOICE_PATH, include_in_schema=False)
+    @routes.post(
+        VOICE_PATH,
+        include_in_schema=False,
+        dependencies=[Depends(public("Twilio cannot send an API key; it signs the request, checked below"))],
+    )
     async def incoming_call(request: Request) -> Response:
         body = await read_body(request, MAX_WEBHOOK_BYTES)
         if body is None:
@@ -161,7 +166,12 @@ def _routes(
             headers={"Cache-Control": "no-store"},
         )
 
-    @routes.websocket(STREAM_PATH)
+    @routes.websocket(
+        STREAM_PATH,
+        dependencies=[
+            Depends(in_band("Twilio cannot present one; the start message carries a single-use token"))
+        ],
+    )
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
         state = websocket.app.state

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hark.errors import MissingDependency
-from hark.state.memory import MemorySessionStore
-from hark.state.store import HistoryEntry, SessionState, SessionStore, StoreUnavailable
+from hark.sessionstore.memory import MemorySessionStore
+from hark.sessionstore.store import HistoryEntry, SessionState, SessionStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from hark.config import Settings
@@ -31,7 +31,7 @@ def build_store(settings: Settings) -> SessionStore:
     if redis.url is None or not redis.url.get_secret_value():
         return MemorySessionStore(state_ttl_s=redis.resume_ttl_s)
     try:
-        from hark.state.redis_store import RedisSessionStore
+        from hark.sessionstore.redis_store import RedisSessionStore
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] != "redis":
             raise

@@ -32,7 +32,7 @@ from typing import Any
 
 from hark.engines.base import ChatMessage
 from hark.pipeline.history import History
-from hark.state.store import HistoryEntry, SessionState, SessionStore, StoreUnavailable
+from hark.sessionstore.store import HistoryEntry, SessionState, SessionStore, StoreUnavailable
 
 log = logging.getLogger("hark.state")
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from hark.state.store import (
+from hark.sessionstore.store import (
     TOKEN_BYTES,
     SessionState,
     check_rate,
@@ -23,7 +23,7 @@ SWEEP_INTERVAL_S = 5.0
 
 
 class MemorySessionStore:
-    """A :class:`~hark.state.store.SessionStore` in a few dicts. Every method is synchronous under
+    """A :class:`~hark.sessionstore.store.SessionStore` in a few dicts. Every method is synchronous under
     the hood (no await inside), so each is atomic on the event loop. States are kept as JSON, as
     Redis keeps them, so a saved state is a copy and must serialise."""
 

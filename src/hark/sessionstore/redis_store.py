@@ -32,7 +32,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hark.errors import ConfigError
-from hark.state.store import (
+from hark.sessionstore.store import (
     TOKEN_BYTES,
     SessionState,
     StoreUnavailable,
@@ -74,7 +74,7 @@ def _text(value: Any) -> str | None:
 
 
 class RedisSessionStore:
-    """A :class:`~hark.state.store.SessionStore` on ``redis.asyncio``."""
+    """A :class:`~hark.sessionstore.store.SessionStore` on ``redis.asyncio``."""
 
     def __init__(
         self,

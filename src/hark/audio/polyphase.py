@@ -18,7 +18,7 @@ from math import gcd
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hark.audio import AudioFormatError
+from hark.audio.pcm import AudioFormatError
 from hark.engines.base import Float32Array
 
 _FLOAT_BYTES = 4

@@ -68,7 +68,7 @@ class SessionState(BaseModel):
     updated_at: float = 0.0
     """Unix time of the last save; stamped by the store."""
     owner: str | None = None
-    """The tenant whose credential created the session (see :class:`hark.state.resume.OwnedStore`);
+    """The tenant whose credential created the session (see :class:`hark.sessionstore.resume.OwnedStore`);
     only that tenant can resume it."""
 
 
