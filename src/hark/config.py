@@ -494,6 +494,29 @@ class TwilioSettings(_Section):
         return self.auth_token.get_secret_value() if self.auth_token else None
 
 
+class IceServer(_Section):
+    """One STUN or TURN server, as ``RTCIceServer`` spells it."""
+
+    urls: list[str] = Field(min_length=1)
+    """``stun:host:3478``, ``turn:host:3478?transport=udp``, ``turns:host:5349``."""
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class WebRTCSettings(_Section):
+    """WebRTC calls (``POST /v1/realtime/calls``, docs/protocol.md "WebRTC")."""
+
+    enabled: bool = True
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    """STUN/TURN for peers behind NAT (docs/deploy.md "WebRTC"). Empty: host candidates only,
+    which is enough on loopback and a LAN."""
+    gather_timeout_s: float = Field(2.0, gt=0.0, le=30.0)
+    """The answer waits at most this long for ICE candidates (an unreachable STUN/TURN server
+    would stall it); past it the answer is made again with host candidates only."""
+    connect_timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+    """A call whose ICE and DTLS have not completed by then is closed (and counted)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HARK_",
@@ -518,6 +541,7 @@ class Settings(BaseSettings):
     wyoming: WyomingSettings = WyomingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     twilio: TwilioSettings = TwilioSettings()
+    webrtc: WebRTCSettings = WebRTCSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -86,6 +86,8 @@ IN_BAND_AUTH: frozenset[str] = frozenset({"/twilio/stream"})
 origin, rate limits and the session cap apply, and the application checks a single-use token in
 the first messages before any session starts."""
 PROTECTED_HTTP_PREFIXES = ("/v1/", "/admin/")
+TOKEN_HTTP: dict[str, str] = {"/v1/realtime/calls": "realtime"}
+"""REST paths that also take a single-use session token of that kind (a browser's WebRTC offer)."""
 PUBLIC_HTTP = frozenset({"/", "/health", "/ready", "/meeting"})
 
 CLOSE_POLICY = 1008
@@ -310,7 +312,9 @@ class HandshakeGuard:
                         "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
                         "missing_api_key",
                     )
-                principal = await verify_credential(credential, keys=ring, tokens=None, kind=None)
+                kind = TOKEN_HTTP.get(path)
+                tokens = self.security.tokens if kind is not None else None
+                principal = await verify_credential(credential, keys=ring, tokens=tokens, kind=kind)
             except AuthError as exc:
                 log.info("request refused", extra={"path": path, "status": 401, "reason": exc.code})
                 return await self._http_error(send, 401, "Incorrect API key provided.", "invalid_api_key")

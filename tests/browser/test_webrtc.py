@@ -1,0 +1,120 @@
+"""A real WebRTC call from Chromium to a real ``hark serve`` (echo mode) on loopback.
+
+A bare page (``webrtc_call.html``, written as OpenAI's WebRTC guide writes a client) sends its
+fake microphone, speech from espeak-ng looped with a short pause, on a track, and reads events on
+the ``oai-events`` data channel. The pause is shorter than the echoed reply, so the second
+utterance barges in: the transcript arrives on the channel, the reply plays on the track
+(energy in ``getStats()``), the barge-in silences it, and the history keeps only what played.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.speech import silence, speak, write_wav
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+PAGE = Path(__file__).with_name("webrtc_call.html")
+SENTENCE = "Hello there. What is the weather like today?"
+PAUSE_MS = 1500
+"""Shorter than the echoed reply: the loop's next utterance interrupts it."""
+
+
+@pytest.fixture(scope="module")
+def barge_in_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wav = tmp_path_factory.mktemp("webrtc") / "speech.wav"
+    write_wav(wav, silence(500) + speak(SENTENCE) + silence(PAUSE_MS))
+    return wav
+
+
+def _events(page: Page, kind: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = page.evaluate(
+        "(kind) => window.rtc.events.filter((e) => e.type === kind)", kind
+    )
+    return found
+
+
+def _wait_event(page: Page, kind: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    page.wait_for_function(
+        "([kind]) => window.rtc.error !== null || window.rtc.events.some((e) => e.type === kind)",
+        arg=[kind],
+        timeout=timeout_s * 1000,
+    )
+    assert page.evaluate("() => window.rtc.error") is None
+    return _events(page, kind)[0]
+
+
+def _energy(page: Page, start: float, end: float) -> float:
+    total: float = page.evaluate(
+        "([a, b]) => window.rtc.levels.filter((l) => l.t > a && l.t <= b).reduce((s, l) => s + l.energy, 0)",
+        [start, end],
+    )
+    return total
+
+
+def test_webrtc_call_transcript_reply_and_barge_in(
+    barge_in_wav: Path,
+    launch_chromium: Callable[..., Browser],
+    watch_errors: Callable[[Page], list[str]],
+    hark_server: Any,
+) -> None:
+    browser = launch_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={barge_in_wav}",
+        "--disable-quic",
+    )
+    context = browser.new_context(permissions=["microphone"])
+    page = context.new_page()
+    errors = watch_errors(page)
+    page.goto(hark_server.base_url + "/health")  # the call's origin is hark's own
+    page.set_content(PAGE.read_text(encoding="utf-8"))
+    page.evaluate("(base) => window.startCall(base, null)", hark_server.base_url)
+
+    created = _wait_event(page, "session.created", 20)
+    assert created["session"]["type"] == "realtime"
+
+    # What was said, transcribed by the server, on the data channel.
+    transcript = _wait_event(page, "conversation.item.input_audio_transcription.completed")
+    assert re.search(r"weather", transcript["transcript"], re.IGNORECASE), transcript
+
+    # The echoed reply plays on the track: no audio deltas on the channel.
+    started = _wait_event(page, "output_audio_buffer.started")
+    cleared = _wait_event(page, "output_audio_buffer.cleared")
+    assert cleared["response_id"] == started["response_id"]
+    assert not _events(page, "response.output_audio.delta")
+    assert _energy(page, started["_t"], cleared["_t"]) > 0.0
+
+    # After the barge-in the track is silent until the next reply starts.
+    page.wait_for_function(
+        "(t) => window.rtc.levels.some((l) => l.t > t + 1500)", arg=cleared["_t"], timeout=10_000
+    )
+    later = [e["_t"] for e in _events(page, "output_audio_buffer.started") if e["_t"] > cleared["_t"]]
+    quiet_end = min([cleared["_t"] + 1500, *later])
+    before = _energy(page, started["_t"], cleared["_t"])
+    after = _energy(page, cleared["_t"] + 300, quiet_end)
+    assert after < before * 0.02, (before, after)
+
+    # The history keeps only the words that played: the server cut the item itself.
+    truncated = _wait_event(page, "conversation.item.truncated")
+    assert truncated["audio_end_ms"] > 0
+    page.evaluate(
+        "(id) => window.send({type: 'conversation.item.retrieve', item_id: id})", truncated["item_id"]
+    )
+    item = _wait_event(page, "conversation.item.retrieved", 10)["item"]
+    heard = item["content"][0]["transcript"].split()
+    full = f"Echo mode. You said: {transcript['transcript'].strip()}".split()
+    assert len(heard) < len(full), (heard, full)
+    assert heard == full[: len(heard)]
+
+    page.evaluate("() => window.hangUp()")
+    assert not errors, errors
