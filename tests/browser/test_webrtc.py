@@ -72,6 +72,7 @@ def test_webrtc_call_transcript_reply_and_barge_in(
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={barge_in_wav}",
         "--disable-quic",
+        "--allow-loopback-in-peer-connection",
     )
     context = browser.new_context(permissions=["microphone"])
     page = context.new_page()
@@ -118,3 +119,59 @@ def test_webrtc_call_transcript_reply_and_barge_in(
 
     page.evaluate("() => window.hangUp()")
     assert not errors, errors
+
+
+AGENTS_BUNDLE = (
+    Path(__file__).parents[1]
+    / "conformance/js/node_modules/@openai/agents-realtime/dist/bundle/openai-realtime-agents.umd.js"
+)
+
+
+def test_openai_agents_sdk_webrtc_transport(
+    barge_in_wav: Path,
+    launch_chromium: Callable[..., Browser],
+    hark_server: Any,
+) -> None:
+    """The official Agents SDK's ``OpenAIRealtimeWebRTC``, pointed at hark with ``baseUrl``.
+
+    In a browser the SDK accepts only keys starting with ``ek_`` (OpenAI's client secrets)
+    unless ``useInsecureApiKey`` is set; hark's client secrets are JWTs, so the flag is set here
+    (auth is off on this loopback server)."""
+    if not AGENTS_BUNDLE.is_file():
+        pytest.skip("tests/conformance/js/node_modules is not installed (make test installs it)")
+    browser = launch_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={barge_in_wav}",
+        "--disable-quic",
+        "--allow-loopback-in-peer-connection",
+    )
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    page.goto(hark_server.base_url + "/health")
+    page.add_script_tag(path=str(AGENTS_BUNDLE))
+    page.evaluate(
+        """async (base) => {
+          const sdk = window.OpenAIAgentsRealtime;
+          window.sdk = { events: [], error: null };
+          const agent = new sdk.RealtimeAgent({ name: "Assistant", instructions: "Be brief." });
+          const transport = new sdk.OpenAIRealtimeWebRTC({
+            baseUrl: base + "/v1/realtime/calls", useInsecureApiKey: true,
+          });
+          transport.on("*", (event) => window.sdk.events.push(event.type));
+          const session = new sdk.RealtimeSession(agent, { transport, model: "hark" });
+          session.on("error", (e) => { window.sdk.error = String(e && (e.error || e)); });
+          window.sdk.session = session;
+          await session.connect({ apiKey: "not-checked-on-loopback" });
+          window.sdk.callId = transport.callId;
+        }""",
+        hark_server.base_url,
+    )
+    assert page.evaluate("() => window.sdk.callId").startswith("rtc_")
+    page.wait_for_function(
+        """() => window.sdk.session.history.some((i) => i.role === "user" && i.content.some(
+             (c) => /weather/i.test(c.transcript || "")))""",
+        timeout=60_000,
+    )
+    page.wait_for_function("() => window.sdk.events.includes('output_audio_buffer.started')", timeout=30_000)
+    assert page.evaluate("() => window.sdk.error") is None
+    page.evaluate("() => window.sdk.session.close()")

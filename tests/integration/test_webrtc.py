@@ -22,7 +22,7 @@ from tests.servers import HarkProcess
 from tests.speech import silence, speak
 
 aiortc = pytest.importorskip("aiortc")
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 from av import AudioFrame  # noqa: E402
 
@@ -80,7 +80,7 @@ class Peer:
     """One aiortc client: its events from the data channel, the reply's energy from its track."""
 
     def __init__(self, speech: bytes = b"") -> None:
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.seen: list[dict[str, Any]] = []
         self.loud_frames = 0
@@ -128,7 +128,9 @@ async def post_offer(
 
 
 @contextlib.asynccontextmanager
-async def call(server: HarkProcess, speech: bytes = b"", key: str = API_KEY) -> AsyncIterator[tuple[Peer, str]]:
+async def call(
+    server: HarkProcess, speech: bytes = b"", key: str = API_KEY
+) -> AsyncIterator[tuple[Peer, str]]:
     peer = Peer(speech)
     try:
         response = await post_offer(server, await peer.offer(), key=key)
@@ -184,12 +186,18 @@ async def test_a_call_hears_answers_and_hangs_up(server: HarkProcess) -> None:
 
 
 async def test_malformed_offers_are_400(server: HarkProcess) -> None:
-    no_audio = RTCPeerConnection()
+    no_audio = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     no_audio.createDataChannel("oai-events")
     await no_audio.setLocalDescription(await no_audio.createOffer())
     data_only = no_audio.localDescription.sdp
     await no_audio.close()
-    cases = ["", "hello", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", data_only, "v=0\r\n" + "a=x\r\n" * 20_000]
+    cases = [
+        "",
+        "hello",
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+        data_only,
+        "v=0\r\n" + "a=x\r\n" * 20_000,
+    ]
     for body in cases:
         response = await post_offer(server, body)
         assert response.status_code == 400, (body[:40], response.text)
@@ -272,7 +280,10 @@ async def test_dropped_peer_frees_everything_and_sideband_watches(server: HarkPr
         await peer.next("session.created", 20)
         url = server.base_url.replace("http", "ws") + f"/v1/realtime?call_id={call_id}"
         async with websockets.connect(url, additional_headers=auth()) as sideband:
-            sideband_update = {"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}}
+            sideband_update = {
+                "type": "session.update",
+                "session": {"type": "realtime", "instructions": "Be brief."},
+            }
             await sideband.send(json.dumps(sideband_update))
             updated = await peer.next("session.updated", 10)  # steered from the side, seen by the peer
             assert updated["session"]["instructions"] == "Be brief."

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, ReplyTrack, mono_pcm16  # noqa: E402
+from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, ReplyTrack, mono_pcm16
 
 
 def tone(ms: int, value: int = 1000) -> bytes:
@@ -36,7 +36,10 @@ async def test_frames_are_20_ms_on_the_rtp_clock_with_silence_between_replies() 
     frames = [await reply.recv() for _ in range(3)]
     assert [f.pts for f in frames] == [FRAME_SAMPLES, 2 * FRAME_SAMPLES, 3 * FRAME_SAMPLES]
     assert frames[0].to_ndarray().all() and frames[1].to_ndarray().all()
-    assert frames[2].to_ndarray()[0, : FRAME_SAMPLES // 2].all() and not frames[2].to_ndarray()[0, FRAME_SAMPLES // 2 :].any()
+    assert (
+        frames[2].to_ndarray()[0, : FRAME_SAMPLES // 2].all()
+        and not frames[2].to_ndarray()[0, FRAME_SAMPLES // 2 :].any()
+    )
     assert reply.played_ms("item_1") == pytest.approx(50.0)
     assert log == [("started", "resp_1")]
     reply.finish("resp_1")

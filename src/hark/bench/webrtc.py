@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
+import itertools
 import json
 import statistics
 import time
@@ -89,6 +91,9 @@ class _Client:
                 await self.changed.wait()
             return found
 
+    def audio_after(self, t: float) -> float | None:
+        return next((a for a in self.audio_at if a > t), None)
+
     def seen(self, kind: str, after: float) -> tuple[float, dict[str, Any]] | None:
         return next(((t, e) for t, e in self.events if t > after and e.get("type") == kind), None)
 
@@ -101,27 +106,27 @@ async def _turns(client: _Client, question: bytes, interruption: bytes, turns: i
         client.mic.say(question)
         await client.until(lambda: not client.mic.queue)
         spoke = client.mic.last_sent
-        first = await client.until(lambda: next((t for t in client.audio_at if t > spoke), None))
+        first = await client.until(functools.partial(client.audio_after, spoke))
         if turn == turns:  # the last turn is interrupted
             await asyncio.sleep(0.5)
             client.mic.say(interruption)
             await client.until(lambda: client.mic.first_sent)
             cut = client.mic.first_sent
-            at, _ = await client.until(lambda: client.seen("output_audio_buffer.cleared", cut))
+            at, _ = await client.until(functools.partial(client.seen, "output_audio_buffer.cleared", cut))
             cleared.append((at - cut) * 1000)
             await asyncio.sleep(1.0)
             loud = [t for t in client.audio_at if cut < t]
             stopped.append((_last_before_gap(loud) - cut) * 1000 if loud else 0.0)
         else:
             v2v.append((first - spoke) * 1000)
-        await client.until(lambda: client.seen("response.done", spoke))
+        await client.until(functools.partial(client.seen, "response.done", spoke))
         await asyncio.sleep(1.5)  # the reply plays out
     return {"v2v": v2v, "cleared": cleared, "stopped": stopped}
 
 
 def _last_before_gap(times: list[float], gap_s: float = 0.2) -> float:
     """The last of the reply's frames: the first gap of silence ends the reply."""
-    for earlier, later in zip(times, times[1:], strict=False):
+    for earlier, later in itertools.pairwise(times):
         if later - earlier > gap_s:
             return earlier
     return times[-1]
@@ -161,7 +166,7 @@ async def _ws_session(ws_base: str, work: Callable[[_Client], Any]) -> Any:
 
 
 async def _call_session(base_url: str, work: Callable[[_Client], Any]) -> Any:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
     from av import AudioFrame
 
@@ -191,12 +196,12 @@ async def _call_session(base_url: str, work: Callable[[_Client], Any]) -> Any:
         try:
             while True:
                 frame = await track.recv()
-                if np.abs(frame.to_ndarray()).max() > LOUD:
+                if isinstance(frame, AudioFrame) and np.abs(frame.to_ndarray()).max() > LOUD:
                     client.audio()
         except MediaStreamError:
             return
 
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     tasks: list[asyncio.Task[None]] = []
     pc.addTrack(Microphone())
     channel = pc.createDataChannel("oai-events")
@@ -227,7 +232,9 @@ async def _call_session(base_url: str, work: Callable[[_Client], Any]) -> Any:
 # -- the scenario ------------------------------------------------------------------------------
 
 
-async def _cpu_per_session_s(pid: int, open_session: Callable[..., Any], sessions: int, seconds: float) -> float:
+async def _cpu_per_session_s(
+    pid: int, open_session: Callable[..., Any], sessions: int, seconds: float
+) -> float:
     async def hold(client: _Client) -> None:
         await asyncio.sleep(seconds + 2.0)
 
@@ -252,7 +259,9 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(*, turns: int = 3, sessions: int = 4, seconds: float = 10.0, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    *, turns: int = 3, sessions: int = 4, seconds: float = 10.0, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     question = utterance(QUESTION).pcm
     interruption = utterance(INTERRUPTION).pcm
     result: dict[str, Any] = {"turns": turns}

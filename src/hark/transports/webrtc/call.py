@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
 
 from hark.config import IceServer, WebRTCSettings
 from hark.transports.webrtc.channel import ChannelSocket
@@ -60,8 +61,12 @@ class Call:
                 return await self._negotiate(offer, ice_config(self.settings.ice_servers))
         except TimeoutError:
             if not self.settings.ice_servers:
-                raise CallError(503, "could not gather ICE candidates in time", "ice_gathering_timeout") from None
-            log.warning("ICE gathering through the configured servers timed out; answering with host candidates")
+                raise CallError(
+                    503, "could not gather ICE candidates in time", "ice_gathering_timeout"
+                ) from None
+            log.warning(
+                "ICE gathering through the configured servers timed out; answering with host candidates"
+            )
             self.gather_fallback = True
             await self._close_pc()
             self.track = ReplyTrack()
@@ -78,7 +83,9 @@ class Call:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
             await self._close_pc()
-            raise CallError(400, f"the SDP offer cannot be used: {str(exc)[:120]}", "invalid_offer", param="sdp") from None
+            raise CallError(
+                400, f"the SDP offer cannot be used: {str(exc)[:120]}", "invalid_offer", param="sdp"
+            ) from None
         if not any(t.kind == "audio" for t in pc.getTransceivers()):
             await self._close_pc()
             raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
@@ -142,7 +149,8 @@ class Call:
                 frame = await remote.recv()
             except MediaStreamError:
                 return
-            await session.push_audio(mono_pcm16(frame))
+            if isinstance(frame, AudioFrame):
+                await session.push_audio(mono_pcm16(frame))
 
     async def _close_pc(self) -> None:
         pc, self.pc = self.pc, None

@@ -58,15 +58,19 @@ class ChannelSocket:
         if self.closed.is_set():
             return
         self.received += 1
-        item = {"type": "websocket.receive", "text": message} if isinstance(message, str) else {
-            "type": "websocket.receive",
-            "text": message.decode("utf-8", "replace"),
-        }
+        item = (
+            {"type": "websocket.receive", "text": message}
+            if isinstance(message, str)
+            else {
+                "type": "websocket.receive",
+                "text": message.decode("utf-8", "replace"),
+            }
+        )
         try:
             self._inbox.put_nowait(item)
         except asyncio.QueueFull:
             log.info("closing a call that floods its data channel")
-            self.close(1008, "too many events")
+            self.hang_up("too many events")
 
     # -- what the session calls (starlette's WebSocket, in part) --------------------------
 

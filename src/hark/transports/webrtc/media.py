@@ -168,6 +168,6 @@ def mono_pcm16(frame: AudioFrame) -> bytes:
     if frame.format.name != "s16":
         raise ValueError(f"unexpected sample format {frame.format.name}")
     if channels == 1:
-        return samples.astype("<i2", copy=False).tobytes()
+        return bytes(samples.astype("<i2", copy=False).tobytes())
     wide = samples.reshape(-1, channels).astype(np.int32)
-    return (wide.sum(axis=1) // channels).astype("<i2").tobytes()
+    return bytes((wide.sum(axis=1) // channels).astype("<i2").tobytes())

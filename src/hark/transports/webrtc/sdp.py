@@ -50,7 +50,9 @@ def check_offer(text: str) -> str:
         raise CallError(400, "the SDP offer is too large", "invalid_offer", param="sdp")
     lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
     if not lines or lines[0] != "v=0":
-        raise CallError(400, "the body is not an SDP offer (it must begin with v=0)", "invalid_offer", param="sdp")
+        raise CallError(
+            400, "the body is not an SDP offer (it must begin with v=0)", "invalid_offer", param="sdp"
+        )
     if not any(line.startswith("m=audio ") for line in lines):
         raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
     if not any(line.startswith("a=fingerprint:") for line in lines):
