@@ -265,7 +265,7 @@ def run(
     question = utterance(QUESTION).pcm
     interruption = utterance(INTERRUPTION).pcm
     result: dict[str, Any] = {"turns": turns}
-    with hark_server(scripted_env()) as hark:
+    with hark_server(scripted_env(tts_ms_per_char=60.0)) as hark:  # replies long enough to interrupt
 
         async def measure() -> None:
             ws_base, base = hark.ws_base, hark.base_url
