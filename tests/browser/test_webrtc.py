@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 PAGE = Path(__file__).with_name("webrtc_call.html")
-SENTENCE = "Hello there. What is the weather like today?"
+SENTENCE = "What is the weather like today?"
+"""One sentence: no pause inside it for the turn detector to end the turn at."""
 INTERRUPTION = "Wait, stop. Tell me about Paris instead."
 
 
@@ -93,12 +94,25 @@ def test_webrtc_call_transcript_reply_and_barge_in(
     assert created["session"]["type"] == "realtime"
 
     # What was said, transcribed by the server, on the data channel.
-    transcript = _wait_event(page, "conversation.item.input_audio_transcription.completed")
-    assert re.search(r"weather", transcript["transcript"], re.IGNORECASE), transcript
+    page.wait_for_function(
+        """() => window.rtc.events.some((e) => e.type ===
+             "conversation.item.input_audio_transcription.completed" && /weather/i.test(e.transcript))""",
+        timeout=60_000,
+    )
+    transcript = next(
+        e
+        for e in _events(page, "conversation.item.input_audio_transcription.completed")
+        if re.search(r"weather", e["transcript"], re.IGNORECASE)
+    )
 
     # The reply plays on the track (no audio deltas on the channel); once it is heard, the
     # user speaks over it.
-    started = _wait_event(page, "output_audio_buffer.started")
+    page.wait_for_function(
+        "(t) => window.rtc.events.some((e) => e.type === 'output_audio_buffer.started' && e._t > t)",
+        arg=transcript["_t"],
+        timeout=60_000,
+    )
+    started = next(e for e in _events(page, "output_audio_buffer.started") if e["_t"] > transcript["_t"])
     page.wait_for_function(
         "(t) => window.rtc.levels.some((l) => l.t > t && l.energy > 0)", arg=started["_t"], timeout=30_000
     )
