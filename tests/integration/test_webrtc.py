@@ -209,10 +209,15 @@ async def test_malformed_offers_are_400(server: HarkProcess) -> None:
     await until_no_sessions(server)
 
 
-async def test_wrong_content_types_are_415(server: HarkProcess) -> None:
+async def test_wrong_content_types_are_415_and_foreign_origins_403(server: HarkProcess) -> None:
     peer = Peer()
     offer = await peer.offer()
     await peer.pc.close()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        headers = {"Content-Type": "application/sdp", "Origin": "https://evil.example", **auth()}
+        foreign = await client.post(CALLS, content=offer, headers=headers)
+    assert foreign.status_code == 403, foreign.text
+    assert error_of(foreign)["code"] == "origin_not_allowed"
     for content_type in ("text/plain", "application/json", "application/x-www-form-urlencoded"):
         response = await post_offer(server, offer, content_type)
         assert response.status_code == 415, response.text

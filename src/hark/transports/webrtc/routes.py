@@ -125,7 +125,11 @@ class Calls:
         metrics: Metrics = state.metrics
         config = session_config(offer.session)
         call = Call(new_id("rtc"), principal.owner, self.settings.webrtc)
-        answer = await call.answer(offer.sdp)
+        try:
+            answer = await call.answer(offer.sdp)
+        except BaseException:  # refused, or the request went away: nothing may stay open
+            await asyncio.shield(call.abandon())
+            raise
         if call.gather_fallback:
             self.failures(metrics).labels("gather_fallback").inc()
         model = request.query_params.get("model") or str((offer.session or {}).get("model") or "hark")
