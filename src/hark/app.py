@@ -41,6 +41,7 @@ from hark.transports import meetings as meetings_transport
 from hark.transports.realtime import RealtimeSession
 from hark.transports.tts_session import TTSSession
 from hark.transports.twilio import routes as twilio
+from hark.transports.webrtc.routes import Calls
 
 log = logging.getLogger("hark.app")
 
@@ -106,6 +107,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         else None
     )
 
+    calls = Calls(settings, security, lambda rate: make_conversation(app, settings, sample_rate=rate))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = prebuilt if prebuilt is not None else await asyncio.to_thread(prebuild, settings)
@@ -129,6 +132,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         app.state.ready = True
         yield
         app.state.ready = False
+        await calls.aclose()
         # 1. Sessions have closed with their sockets (after the drain); Wyoming connections
         #    finish the request in progress and close.
         if app.state.wyoming is not None:
@@ -167,6 +171,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     app.state.security = security
     if phone is not None:
         app.include_router(phone.router)
+    if settings.webrtc.enabled:
+        app.include_router(calls.router)
     openai_http.install_error_handlers(app)
     app.state.started_at = time.time()
 
@@ -222,6 +228,8 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             admission.leave()
 
     async def serve_realtime(websocket: WebSocket) -> None:
+        if (call_id := websocket.query_params.get("call_id")) is not None:
+            return await calls.sideband(websocket, call_id)
         offered = websocket.scope.get("subprotocols") or []
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
         drainer: Drainer = app.state.drainer

@@ -377,6 +377,7 @@ def test_masked_is_plain_data() -> None:
         "tts",
         "twilio",
         "vad",
+        "webrtc",
         "workers",
         "wyoming",
     ]

@@ -36,7 +36,13 @@ PUBLIC_ON_PURPOSE = {
     "/openapi.json",
 }
 
-TOKEN_KINDS = {"/v1/realtime": "realtime", "/v1/tts/sessions": "tts", "/v1/meetings/stream": "meetings"}
+TOKEN_KINDS = {
+    "/v1/realtime": "realtime",
+    "/v1/tts/sessions": "tts",
+    "/v1/meetings/stream": "meetings",
+    # The WebRTC offer: a browser sends it with a single-use client secret (REST, not a WebSocket).
+    "/v1/realtime/calls": "realtime",
+}
 
 
 def _path(route: BaseRoute) -> str:
@@ -65,7 +71,7 @@ def test_only_the_routes_meant_to_be_public_are(routes: list[BaseRoute]) -> None
             assert access.reason, f"{_path(route)} is public without saying why"
 
 
-def test_each_websocket_names_the_token_kind_it_accepts(routes: list[BaseRoute]) -> None:
+def test_each_route_that_takes_a_session_token_names_its_kind(routes: list[BaseRoute]) -> None:
     kinds = {
         _path(r): a.token_kind for r in routes if (a := access_of(r)) is not None and a.token_kind is not None
     }

@@ -25,6 +25,7 @@ SCENARIOS = (
     "wyoming",
     "turns",
     "phone",
+    "webrtc",
 )
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
 """What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
@@ -163,6 +164,17 @@ def run(
             details["phone"] = phone.run(calls=2 if quick else 3, turns=3 if quick else 5, log=log)
         except Exception as exc:
             details["phone"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    if "webrtc" in chosen:
+        from hark.bench import webrtc
+
+        log("13. WebRTC beside WebSocket: voice-to-voice, barge-in, CPU per session-second")
+        try:
+            details["webrtc"] = webrtc.run(
+                turns=3 if quick else 10, sessions=2 if quick else 4, seconds=5.0 if quick else 20.0, log=log
+            )
+        except Exception as exc:
+            details["webrtc"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     result: dict[str, Any] = {
         "version": __version__,

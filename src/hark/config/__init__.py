@@ -7,7 +7,7 @@ conversation.py  prompt, history, reply pacing, speculation, tools
 meetings.py      recording, retention, diarisation, workflows
 security.py      credentials, tenants, limits
 server.py        HTTP, logs, worker processes, admission, the shared store
-transports.py    Wyoming and Twilio
+transports.py    Wyoming, Twilio and WebRTC
 """
 
 from hark.config.base import Section
@@ -31,7 +31,7 @@ from hark.config.server import (
     WorkerSettings,
 )
 from hark.config.settings import Settings
-from hark.config.transports import TwilioSettings, WyomingSettings
+from hark.config.transports import IceServer, TwilioSettings, WebRTCSettings, WyomingSettings
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -40,6 +40,7 @@ __all__ = [
     "AdmissionSettings",
     "ConversationSettings",
     "FallbackSettings",
+    "IceServer",
     "LLMSettings",
     "MeetingSettings",
     "ObservabilitySettings",
@@ -53,6 +54,7 @@ __all__ = [
     "TTSSettings",
     "TwilioSettings",
     "VADSettings",
+    "WebRTCSettings",
     "WorkerSettings",
     "WorkflowConfig",
     "WyomingSettings",

@@ -17,7 +17,7 @@ from hark.config.server import (
     ServerSettings,
     WorkerSettings,
 )
-from hark.config.transports import TwilioSettings, WyomingSettings
+from hark.config.transports import TwilioSettings, WebRTCSettings, WyomingSettings
 
 
 class Settings(BaseSettings):
@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     wyoming: WyomingSettings = WyomingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     twilio: TwilioSettings = TwilioSettings()
+    webrtc: WebRTCSettings = WebRTCSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""Transports beyond the HTTP server: Wyoming (Home Assistant) and Twilio phone calls."""
+"""Transports beyond the WebSocket API: Wyoming (Home Assistant), Twilio phone calls, WebRTC."""
 
 from __future__ import annotations
 
@@ -91,3 +91,26 @@ class TwilioSettings(Section):
             except OSError as exc:
                 raise ConfigError(f"cannot read twilio.auth_token_file: {exc.strerror}") from exc
         return self.auth_token.get_secret_value() if self.auth_token else None
+
+
+class IceServer(Section):
+    """One STUN or TURN server, as ``RTCIceServer`` spells it."""
+
+    urls: list[str] = Field(min_length=1)
+    """``stun:host:3478``, ``turn:host:3478?transport=udp``, ``turns:host:5349``."""
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class WebRTCSettings(Section):
+    """WebRTC calls (``POST /v1/realtime/calls``, docs/protocol.md "WebRTC")."""
+
+    enabled: bool = True
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    """STUN/TURN for peers behind NAT (docs/deploy.md "WebRTC"). Empty: host candidates only,
+    which is enough on loopback and a LAN."""
+    gather_timeout_s: float = Field(2.0, gt=0.0, le=30.0)
+    """The answer waits at most this long for ICE candidates (an unreachable STUN/TURN server
+    would stall it); past it the answer is made again with host candidates only."""
+    connect_timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+    """A call whose ICE and DTLS have not completed by then is closed (and counted)."""

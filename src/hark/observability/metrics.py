@@ -42,7 +42,7 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2
 """Seconds. Voice-to-voice is good under 1 s and broken past a few; 10 s catches the stalls."""
 
 OTHER = "other"
-TRANSPORTS = ("realtime", "tts", "meeting", "wyoming", "twilio", OTHER)
+TRANSPORTS = ("realtime", "tts", "meeting", "wyoming", "twilio", "webrtc", OTHER)
 CLOSE_REASONS = ("client", "idle", "timeout", "shutdown", "error", "policy", OTHER)
 """client: the client hung up; idle / timeout: idle or ping timeout; shutdown: server drain;
 error: a server fault ended it; policy: refused (auth, limits, oversized frames)."""

@@ -121,7 +121,11 @@ class HandshakeGuard:
                         "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
                         "missing_api_key",
                     )
-                principal = await verify_credential(credential, keys=ring, tokens=None, kind=None)
+                # A route that declares a session-token kind (the WebRTC offer) also takes a
+                # single-use client secret minted for it; every other REST route an API key only.
+                kind = access.token_kind
+                tokens = self.security.tokens if kind is not None else None
+                principal = await verify_credential(credential, keys=ring, tokens=tokens, kind=kind)
             except AuthError as exc:
                 log.info("request refused", extra={"path": path, "status": 401, "reason": exc.code})
                 return await refuse_http(send, 401, "Incorrect API key provided.", "invalid_api_key")

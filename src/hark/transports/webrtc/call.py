@@ -1,0 +1,159 @@
+"""One call: its peer connection, a set-up bounded in time, and a teardown that frees it all.
+
+aiortc gathers every ICE candidate before it can write the answer: an unreachable STUN or TURN
+server would stall the answer for as long as its transactions last, so gathering is bounded
+(``gather_timeout_s``) and past it the answer is made again with host candidates only. A peer
+that never completes ICE and DTLS is hung up after ``connect_timeout_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from hark.config import IceServer, WebRTCSettings
+from hark.transports.webrtc.channel import ChannelSocket
+from hark.transports.webrtc.media import ReplyTrack, mono_pcm16
+from hark.transports.webrtc.sdp import CallError
+from hark.transports.webrtc.session import CallSession
+
+log = logging.getLogger("hark.webrtc")
+
+
+def ice_config(servers: list[IceServer]) -> RTCConfiguration:
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(
+                urls=server.urls,
+                username=server.username,
+                credential=server.credential.get_secret_value() if server.credential else None,
+            )
+            for server in servers
+        ]
+    )
+
+
+class Call:
+    def __init__(self, call_id: str, owner: str, settings: WebRTCSettings) -> None:
+        self.id = call_id
+        self.owner = owner
+        self.settings = settings
+        self.socket = ChannelSocket(self._ended)
+        self.track = ReplyTrack()
+        self.pc: RTCPeerConnection | None = None
+        self._remote: MediaStreamTrack | None = None
+        self.connected = asyncio.Event()
+        self.end_reason: str | None = None
+        self.gather_fallback = False
+        """Whether the answer had to be made again with host candidates only."""
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    async def answer(self, offer: str) -> str:
+        """The SDP answer to ``offer``; CallError 400 when aiortc cannot use the offer."""
+        try:
+            async with asyncio.timeout(self.settings.gather_timeout_s):
+                return await self._negotiate(offer, ice_config(self.settings.ice_servers))
+        except TimeoutError:
+            if not self.settings.ice_servers:
+                raise CallError(
+                    503, "could not gather ICE candidates in time", "ice_gathering_timeout"
+                ) from None
+            log.warning(
+                "ICE gathering through the configured servers timed out; answering with host candidates"
+            )
+            self.gather_fallback = True
+            await self._close_pc()
+            self.track = ReplyTrack()
+            self._remote = None
+            return await self._negotiate(offer, RTCConfiguration(iceServers=[]))
+
+    async def _negotiate(self, offer: str, config: RTCConfiguration) -> str:
+        pc = RTCPeerConnection(config)
+        self.pc = pc
+        pc.on("datachannel", self.socket.attach)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", lambda: self._on_state(pc))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+            await self._close_pc()
+            raise CallError(
+                400, f"the SDP offer cannot be used: {str(exc)[:120]}", "invalid_offer", param="sdp"
+            ) from None
+        if not any(t.kind == "audio" for t in pc.getTransceivers()):
+            await self._close_pc()
+            raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
+        pc.addTrack(self.track)
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        return pc.localDescription.sdp
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._remote is None:
+            self._remote = track
+
+    def _on_state(self, pc: RTCPeerConnection) -> None:
+        state = pc.connectionState
+        if state == "connected":
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            self.socket.hang_up(f"connection {state}")
+
+    def _ended(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    # -- the call -------------------------------------------------------------------------
+
+    async def run(self, session: CallSession, on_timeout: Callable[[], None]) -> None:
+        """Until the call ends (hang-up, peer gone, idle, drain); everything is freed on return."""
+        tasks = [asyncio.create_task(self._watch_connect(on_timeout))]
+        if self._remote is not None:
+            tasks.append(asyncio.create_task(self._listen(self._remote, session)))
+        try:
+            await session.run()
+        finally:
+            # 1. The session has stopped (its conversation closed).  2. Stop listening and
+            #    watching.  3. Close the peer connection (tracks, transports, sockets).
+            self.socket.hang_up("session ended")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.track.stop()
+            await self._close_pc()
+
+    async def abandon(self) -> None:
+        """A call refused after its answer was made (its session settings were invalid)."""
+        self.socket.hang_up("refused")
+        self.track.stop()
+        await self._close_pc()
+
+    async def _watch_connect(self, on_timeout: Callable[[], None]) -> None:
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                await self.connected.wait()
+        except TimeoutError:
+            log.info("hanging up a call whose ICE/DTLS never completed", extra={"call": self.id})
+            on_timeout()
+            self.socket.hang_up("connect_timeout")
+
+    async def _listen(self, remote: MediaStreamTrack, session: CallSession) -> None:
+        while True:
+            try:
+                frame = await remote.recv()
+            except MediaStreamError:
+                return
+            if isinstance(frame, AudioFrame):
+                await session.push_audio(mono_pcm16(frame))
+
+    async def _close_pc(self) -> None:
+        pc, self.pc = self.pc, None
+        if pc is not None:
+            with contextlib.suppress(Exception):  # closing what already failed
+                await pc.close()

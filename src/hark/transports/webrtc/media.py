@@ -1,0 +1,173 @@
+"""Audio on the peer connection: reply audio out on a track paced by the RTP clock in 20 ms
+frames, and the caller's decoded Opus in, as mono PCM16 for the listening path.
+
+The outbound track knows exactly which samples it has handed to the encoder, per reply item, so
+a barge-in cuts the history at what was played, with no client ``truncate``."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+RATE = 48_000
+"""Opus's clock: the conversation speaks and listens at this rate on a call (no resampling
+between it and the codec)."""
+FRAME_SAMPLES = RATE // 50
+FRAME_BYTES = FRAME_SAMPLES * 2
+SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass(slots=True)
+class _Piece:
+    response_id: str
+    item_id: str
+    pcm: bytes
+
+
+class ReplyTrack(MediaStreamTrack):
+    """The reply, 20 ms at a time, on the RTP clock (silence between replies).
+
+    ``on_started(response_id)`` runs when a response's first sample goes out;
+    ``on_stopped(response_id)`` when its last has, once ``finish(response_id)`` said no more is
+    coming."""
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        *,
+        on_started: Callable[[str], None] | None = None,
+        on_stopped: Callable[[str], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.on_started = on_started
+        self.on_stopped = on_stopped
+        self._clock = clock
+        self._queue: collections.deque[_Piece] = collections.deque()
+        self._played: dict[str, int] = {}
+        """Samples of each reply item handed to the encoder."""
+        self._playing: str | None = None
+        self._finished: set[str] = set()
+        self._dropped: set[str] = set()
+        self._start: float | None = None
+        self._timestamp = 0
+        self.queued_bytes = 0
+
+    # -- what the session does ------------------------------------------------------------
+
+    def push(self, response_id: str, item_id: str, pcm: bytes) -> None:
+        if response_id in self._dropped or not pcm:
+            return
+        self._queue.append(_Piece(response_id, item_id, pcm))
+        self.queued_bytes += len(pcm)
+
+    def finish(self, response_id: str) -> None:
+        """No more audio will come for ``response_id``."""
+        self._finished.add(response_id)
+        if self._playing == response_id and not self._has(response_id):
+            self._stop()
+        elif self._playing is None and not self._has(response_id):
+            self._finished.discard(response_id)
+
+    def clear(self) -> dict[str, tuple[str, float]]:
+        """Barge-in: drop everything not yet played. Returns, for each item cut short (audio of
+        it left unplayed), its response id and the ms of it played."""
+        cut: dict[str, tuple[str, float]] = {}
+        for piece in self._queue:
+            cut[piece.item_id] = (piece.response_id, self.played_ms(piece.item_id))
+            self._dropped.add(piece.response_id)
+        self._queue.clear()
+        self.queued_bytes = 0
+        if self._playing is not None:
+            # Cleared, not stopped: output_audio_buffer.cleared says so, and no "stopped" follows.
+            self._dropped.add(self._playing)
+            self._finished.discard(self._playing)
+            self._playing = None
+        return cut
+
+    def drop(self, response_id: str) -> None:
+        """Refuse any later audio of ``response_id`` (it was cancelled)."""
+        self._dropped.add(response_id)
+
+    def played_ms(self, item_id: str) -> float:
+        return self._played.get(item_id, 0) * 1000.0 / RATE
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._queue)
+
+    # -- what aiortc's sender does --------------------------------------------------------
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = self._now()
+        if self._start is None:
+            self._start = now
+        else:
+            self._timestamp += FRAME_SAMPLES
+            wait = self._start + self._timestamp / RATE - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self._next_frame())
+        frame.pts = self._timestamp
+        frame.sample_rate = RATE
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+    def _next_frame(self) -> bytes:
+        out = bytearray()
+        while len(out) < FRAME_BYTES and self._queue:
+            piece = self._queue[0]
+            if self._playing != piece.response_id:
+                if self._playing is not None:
+                    self._stop()
+                self._playing = piece.response_id
+                if self.on_started is not None:
+                    self.on_started(piece.response_id)
+            take = min(FRAME_BYTES - len(out), len(piece.pcm))
+            out += piece.pcm[:take]
+            self._played[piece.item_id] = self._played.get(piece.item_id, 0) + take // 2
+            if take == len(piece.pcm):
+                self._queue.popleft()
+            else:
+                piece.pcm = piece.pcm[take:]
+            self.queued_bytes -= take
+        if self._playing is not None and self._playing in self._finished and not self._has(self._playing):
+            self._stop()
+        return bytes(out) + SILENCE[len(out) :]
+
+    def _has(self, response_id: str) -> bool:
+        return any(p.response_id == response_id for p in self._queue)
+
+    def _stop(self) -> None:
+        response_id, self._playing = self._playing, None
+        if response_id is None:
+            return
+        self._finished.discard(response_id)
+        if self.on_stopped is not None:
+            self.on_stopped(response_id)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+
+def mono_pcm16(frame: AudioFrame) -> bytes:
+    """A decoded frame (aiortc's Opus decoder gives interleaved s16 stereo) as mono PCM16."""
+    samples = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.name != "s16":
+        raise ValueError(f"unexpected sample format {frame.format.name}")
+    if channels == 1:
+        return bytes(samples.astype("<i2", copy=False).tobytes())
+    wide = samples.reshape(-1, channels).astype(np.int32)
+    return bytes((wide.sum(axis=1) // channels).astype("<i2").tobytes())

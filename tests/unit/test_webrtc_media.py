@@ -1,0 +1,67 @@
+"""The outbound reply track: 20 ms frames on the RTP clock, exact played counts, clear."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc")
+
+from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, ReplyTrack, mono_pcm16
+
+
+def tone(ms: int, value: int = 1000) -> bytes:
+    return np.full(RATE * ms // 1000, value, dtype="<i2").tobytes()
+
+
+def track() -> tuple[ReplyTrack, list[tuple[str, str]]]:
+    seconds = itertools.count(0, 1)  # a clock always late: recv never sleeps
+    log: list[tuple[str, str]] = []
+    reply = ReplyTrack(
+        on_started=lambda r: log.append(("started", r)),
+        on_stopped=lambda r: log.append(("stopped", r)),
+        clock=lambda: float(next(seconds)),
+    )
+    return reply, log
+
+
+async def test_frames_are_20_ms_on_the_rtp_clock_with_silence_between_replies() -> None:
+    reply, log = track()
+    silent = await reply.recv()
+    assert silent.samples == FRAME_SAMPLES and silent.sample_rate == RATE and silent.pts == 0
+    assert not silent.to_ndarray().any()
+    reply.push("resp_1", "item_1", tone(50))
+    frames = [await reply.recv() for _ in range(3)]
+    assert [f.pts for f in frames] == [FRAME_SAMPLES, 2 * FRAME_SAMPLES, 3 * FRAME_SAMPLES]
+    assert frames[0].to_ndarray().all() and frames[1].to_ndarray().all()
+    assert (
+        frames[2].to_ndarray()[0, : FRAME_SAMPLES // 2].all()
+        and not frames[2].to_ndarray()[0, FRAME_SAMPLES // 2 :].any()
+    )
+    assert reply.played_ms("item_1") == pytest.approx(50.0)
+    assert log == [("started", "resp_1")]
+    reply.finish("resp_1")
+    assert log == [("started", "resp_1"), ("stopped", "resp_1")]
+
+
+async def test_clear_keeps_exactly_what_played_and_refuses_the_rest() -> None:
+    reply, log = track()
+    reply.push("resp_1", "item_1", tone(1000))
+    for _ in range(7):
+        await reply.recv()
+    cut = reply.clear()
+    assert cut == {"item_1": ("resp_1", pytest.approx(140.0))}
+    reply.push("resp_1", "item_1", tone(100))  # late audio of the cleared reply
+    assert not reply.pending
+    assert not (await reply.recv()).to_ndarray().any()
+    assert log == [("started", "resp_1")]  # cleared, not stopped
+
+
+def test_stereo_is_mixed_to_mono() -> None:
+    from av import AudioFrame
+
+    stereo = np.array([[100, 300] * 4], dtype="<i2")
+    frame = AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+    assert np.frombuffer(mono_pcm16(frame), dtype="<i2").tolist() == [200] * 4
