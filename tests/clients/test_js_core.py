@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.js_workspace import CORE, npm
+from tests.js_workspace import CORE, REACT, npm
 
 
 def test_core_and_hooks_type_check_strict(js_workspace: Path) -> None:
@@ -14,6 +14,11 @@ def test_core_and_hooks_type_check_strict(js_workspace: Path) -> None:
 
 def test_core_unit_tests_pass(js_workspace: Path) -> None:
     out = npm("test", cwd=CORE)
+    assert "# fail 0" in out, out[-2000:]
+
+
+def test_hooks_render_on_the_server(js_workspace: Path) -> None:
+    out = npm("test", cwd=REACT)
     assert "# fail 0" in out, out[-2000:]
 
 
