@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "clients" / "js"
 REACT = ROOT / "clients" / "react"
 EXAMPLE = ROOT / "examples" / "nextjs"

@@ -37,7 +37,10 @@ def conversation_wav(espeak_path: str, tmp_path_factory: pytest.TempPathFactory)
     folder = tmp_path_factory.mktemp("kit-speech")
     raw = folder / "raw.wav"
     subprocess.run(
-        [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), SENTENCE], check=True, capture_output=True, timeout=60
+        [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), SENTENCE],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     with wave.open(str(raw), "rb") as w:
         rate, frames = w.getframerate(), w.readframes(w.getnframes())
@@ -60,7 +63,12 @@ def example_app(js_workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
     logs = tmp_path_factory.mktemp("kit")
     env = {"HARK_SECURITY_ALLOWED_ORIGINS": f'["{origin}"]', "HARK_TTS_NOISE_W_SCALE": "0"}
     with HarkProcess(env=env, log_path=logs / "hark.log") as hark:
-        app_env = {**os.environ, "HARK_URL": hark.base_url, "HARK_PUBLIC_URL": hark.base_url, "NEXT_TELEMETRY_DISABLED": "1"}
+        app_env = {
+            **os.environ,
+            "HARK_URL": hark.base_url,
+            "HARK_PUBLIC_URL": hark.base_url,
+            "NEXT_TELEMETRY_DISABLED": "1",
+        }
         with open(logs / "next.log", "wb") as log:
             proc = subprocess.Popen(
                 ["npx", "next", "start", "-p", str(port), "-H", "127.0.0.1"],
@@ -112,13 +120,14 @@ def test_the_example_app_talks_and_stops_on_barge_in(
     start = page.get_by_test_id("start-button")
     expect(start).to_have_text("Start")
     start.click()
-    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-status", "connected", timeout=20_000)
+    status = page.get_by_test_id("connection-status")
+    expect(status).to_have_attribute("data-status", "connected", timeout=20_000)
     expect(page.get_by_test_id("transport")).to_have_text(re.compile("WebRTC|WebSocket"))
 
     # What was said, transcribed and shown; the reply shown and played.
-    expect(page.get_by_test_id("transcript-user").filter(has_text=re.compile("weather", re.I)).first).to_be_visible(
-        timeout=90_000
-    )
+    expect(
+        page.get_by_test_id("transcript-user").filter(has_text=re.compile("weather", re.I)).first
+    ).to_be_visible(timeout=90_000)
     page.wait_for_function(
         """() => window.harkExample.transcripts.some((t) => t.role === "assistant" && t.text.trim())
                && window.harkExample.playedMs > 0""",
@@ -146,5 +155,5 @@ def test_the_example_app_talks_and_stops_on_barge_in(
 
     start.click()
     expect(start).to_have_text("Start")
-    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-status", "closed")
+    expect(status).to_have_attribute("data-status", "closed")
     assert errors == [], errors

@@ -77,7 +77,9 @@ def test_talk_to_hark_in_the_browser(
     hark = _hark(page)
     # WebRTC when the server offers it, else the WebSocket; the page says which.
     assert hark["transport"] in ("webrtc", "websocket"), hark["transport"]
-    expect(page.get_by_test_id("transport")).to_have_text("WebRTC" if hark["transport"] == "webrtc" else "WebSocket")
+    expect(page.get_by_test_id("transport")).to_have_text(
+        "WebRTC" if hark["transport"] == "webrtc" else "WebSocket"
+    )
     if hark["transport"] == "websocket":
         assert hark["receivedAudioBytes"] > 0
         assert hark["sentAudioBytes"] > 0
@@ -101,7 +103,9 @@ def test_talk_to_hark_in_the_browser(
     expect(latency.locator('dd[data-key="stt_ms"]')).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
     expect(latency.locator('dd[data-key="voice_to_voice_ms"]')).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
     # The figure a person is shown first is measured in the page: end of speech → first sample played.
-    page.wait_for_function("() => window.hark.heard.some((t) => typeof t.heardMs === 'number')", timeout=30_000)
+    page.wait_for_function(
+        "() => window.hark.heard.some((t) => typeof t.heardMs === 'number')", timeout=30_000
+    )
     expect(page.get_by_test_id("latency-heard")).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
 
     shot = tmp_path / "hark-page.png"

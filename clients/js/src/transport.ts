@@ -38,9 +38,12 @@ export function callsUrl(baseUrl: string, harkEvents = true): string {
   return url.toString();
 }
 
-/** Subprotocols for a WebSocket: the credential rides here, never in the URL. */
+/**
+ * Subprotocols for a WebSocket: the credential rides here, never in the URL. Without one, none
+ * are offered: Chrome fails a handshake whose server picks no subprotocol from those offered.
+ */
 export function webSocketProtocols(token: string | null): string[] {
-  return token ? ["realtime", `openai-insecure-api-key.${token}`] : ["realtime"];
+  return token ? ["realtime", `openai-insecure-api-key.${token}`] : [];
 }
 
 function withId(event: ClientEvent): ClientEvent {

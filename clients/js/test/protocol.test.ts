@@ -30,7 +30,7 @@ test("URLs and subprotocols carry the token outside the URL", () => {
   assert.equal(realtimeUrl("http://127.0.0.1:8000", false), "ws://127.0.0.1:8000/v1/realtime?model=hark");
   assert.equal(callsUrl("http://127.0.0.1:8000"), "http://127.0.0.1:8000/v1/realtime/calls?hark_events=1");
   assert.deepEqual(webSocketProtocols("tok"), ["realtime", "openai-insecure-api-key.tok"]);
-  assert.deepEqual(webSocketProtocols(null), ["realtime"]);
+  assert.deepEqual(webSocketProtocols(null), []);
   const update = voiceSessionUpdate(24000, { instructions: "be brief" }) as unknown as { session: Record<string, unknown> };
   assert.equal(update.session["instructions"], "be brief");
 });

@@ -21,9 +21,12 @@ export function callsUrl(baseUrl, harkEvents = true) {
         url.searchParams.set("hark_events", "1");
     return url.toString();
 }
-/** Subprotocols for a WebSocket: the credential rides here, never in the URL. */
+/**
+ * Subprotocols for a WebSocket: the credential rides here, never in the URL. Without one, none
+ * are offered: Chrome fails a handshake whose server picks no subprotocol from those offered.
+ */
 export function webSocketProtocols(token) {
-    return token ? ["realtime", `openai-insecure-api-key.${token}`] : ["realtime"];
+    return token ? ["realtime", `openai-insecure-api-key.${token}`] : [];
 }
 function withId(event) {
     return event.event_id ? event : { event_id: eventId(), ...event };
