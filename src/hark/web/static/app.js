@@ -45,6 +45,7 @@ const hark = {
   events: [], // types of the last MAX_EVENTS server events
   sentEvents: [], // types of the last client events (audio appends excluded)
   eventCounts: {},
+  playing: false, // reply audio coming out now
   playedMs: 0, // reply audio played, all items
   playedMsByItem: {},
   receivedAudioBytes: 0,
@@ -259,6 +260,7 @@ async function stop({ connection = "offline" } = {}) {
 
 function onPlayback(s, progress) {
   if (s !== session) return;
+  hark.playing = progress.playing;
   if (progress.item) {
     hark.playedMsByItem[progress.item] = Math.floor(progress.ms);
     let total = 0;
