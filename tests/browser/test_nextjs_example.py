@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 import wave
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import SENTENCE
-from tests.js_workspace import EXAMPLE, npm
+from tests.js_workspace import EXAMPLE, ROOT, npm
 from tests.servers import HarkProcess, free_port
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
+NEXT_BIN = ROOT / "node_modules" / "next" / "dist" / "bin" / "next"
 # lead, speech, a gap the whole reply fits in, speech, a gap shorter than the reply, speech, rest.
 GAPS_S = (0.5, 7.0, 2.5, 6.0)
 
@@ -70,12 +72,14 @@ def example_app(js_workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
             "NEXT_TELEMETRY_DISABLED": "1",
         }
         with open(logs / "next.log", "wb") as log:
+            # `next start` in this process group (npx would leave its child behind on terminate).
             proc = subprocess.Popen(
-                ["npx", "next", "start", "-p", str(port), "-H", "127.0.0.1"],
+                ["node", str(NEXT_BIN), "start", "-p", str(port), "-H", "127.0.0.1"],
                 cwd=EXAMPLE,
                 env=app_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             try:
                 deadline = time.monotonic() + 60
@@ -90,7 +94,7 @@ def example_app(js_workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
                     time.sleep(0.2)
                 yield origin
             finally:
-                proc.terminate()
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=15)
 
 

@@ -18,7 +18,7 @@ export function AudioVisualizer({
 
   useEffect(() => {
     const el = canvas.current;
-    if (!el || !active) return;
+    if (!el) return;
     const ctx = el.getContext("2d");
     if (!ctx) return;
     const bars = new Array<number>(24).fill(0);
@@ -33,19 +33,20 @@ export function AudioVisualizer({
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       ctx.clearRect(0, 0, w, h);
       t += 1;
-      const level = speakingRef.current ? 0.25 + 0.2 * Math.sin(t / 6) : Math.min(1, levelRef.current * 6);
+      const level = !active ? 0 : speakingRef.current ? 0.25 + 0.2 * Math.sin(t / 6) : Math.min(1, levelRef.current * 6);
       bars.shift();
       bars.push(level);
       const gap = 4;
       const bw = (w - gap * (bars.length - 1)) / bars.length;
-      ctx.fillStyle = speakingRef.current ? "#8b7bff" : "#3ddc97";
+      ctx.fillStyle = !active ? "#262c3d" : speakingRef.current ? "#8b7bff" : "#3ddc97";
       bars.forEach((v, i) => {
         const bh = Math.max(4, v * h);
         ctx.beginPath();
         ctx.roundRect(i * (bw + gap), (h - bh) / 2, bw, bh, bw / 2);
         ctx.fill();
       });
-      frame = requestAnimationFrame(draw);
+      // At rest: one frame of flat bars, no animation loop.
+      if (active) frame = requestAnimationFrame(draw);
     };
     frame = requestAnimationFrame(draw);
     return () => cancelAnimationFrame(frame);

@@ -131,15 +131,24 @@ export function ConversationInterface({ harkUrl }: { harkUrl: string }) {
 
         <dl className="latency" data-testid="latency">
           <div title="Measured in this browser: from the end of your speech at the microphone to the first reply sample played">
-            <dt>You heard the reply after</dt>
+            <dt>
+              <span className="long">You heard the reply after</span>
+              <span className="short">You heard it after</span>
+            </dt>
             <dd data-testid="latency-heard">{ms(heard?.heardMs)}</dd>
           </div>
           <div title="Measured by hark: from the end of speech its VAD saw to the first reply audio it sent">
-            <dt>Server: speech end → audio sent</dt>
+            <dt>
+              <span className="long">Server: speech end → audio sent</span>
+              <span className="short">Server figure</span>
+            </dt>
             <dd data-testid="latency-server">{ms(server?.voice_to_voice_ms)}</dd>
           </div>
           <div title="Measured by hark: end of speech to the final transcript">
-            <dt>Speech-to-text</dt>
+            <dt>
+              <span className="long">Speech-to-text</span>
+              <span className="short">Transcript</span>
+            </dt>
             <dd>{ms(server?.stt_ms)}</dd>
           </div>
         </dl>
