@@ -103,6 +103,9 @@ def _kit(page: Page) -> dict[str, Any]:
     return state
 
 
+# The module's fixture runs `next build` (about 70 s alone on 2 cores, 2-3 minutes on a busy
+# machine) and starts its own hark; the conversation itself takes about a minute.
+@pytest.mark.timeout(600)
 def test_the_example_app_talks_and_stops_on_barge_in(
     example_app: str,
     conversation_wav: Path,
