@@ -13,14 +13,17 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # The JS client the conformance suite drives, installed from its lockfile.
 JS_DIR   := tests/conformance/js
 JS_STAMP := $(JS_DIR)/node_modules/.hark-installed
+# The web client kit (clients/js, clients/react, examples/nextjs): one npm workspace at the root,
+# installed once from its lockfile.
+KIT_STAMP := node_modules/.hark-installed
 
-.PHONY: run test install test-deps lint typecheck check bench bench-quick clean
+.PHONY: run test install test-deps lint typecheck check bench bench-quick clean vendor-js
 
 run: $(STAMP)
 	@echo "hark: starting on http://$(HOST):$(PORT)"
 	$(BIN)/hark serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) test-deps $(JS_STAMP)
+test: $(STAMP) test-deps $(JS_STAMP) $(KIT_STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 install: $(STAMP)
@@ -45,6 +48,16 @@ $(JS_STAMP): $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
+
+$(KIT_STAMP): package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(KIT_STAMP)
+
+# The built-in page runs on the client core compiled to src/hark/web/static/vendor/hark-client/
+# (committed, so users need no build step); run this after changing clients/js.
+vendor-js: $(KIT_STAMP)
+	cd clients/js && npm run vendor
 
 test-deps:
 	@missing=""; \
@@ -73,4 +86,4 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules node_modules clients/*/dist clients/js/.test-build examples/nextjs/.next

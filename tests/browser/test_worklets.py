@@ -73,7 +73,7 @@ def page(
 CAPTURE_JS = """
 async ({rate, freq, amplitude, seconds}) => {
   const ctx = new OfflineAudioContext(1, Math.round(rate * seconds), rate);
-  await ctx.audioWorklet.addModule("/static/capture-worklet.js");
+  await ctx.audioWorklet.addModule("/static/vendor/hark-client/capture-worklet.js");
   const node = new AudioWorkletNode(ctx, "hark-capture", {
     numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
     channelCount: 1, channelCountMode: "explicit",
@@ -120,7 +120,7 @@ PLAYBACK_JS = """
 async ({rate}) => {
   const seconds = 1.2;
   const ctx = new OfflineAudioContext(1, Math.round(rate * seconds), rate);
-  await ctx.audioWorklet.addModule("/static/playback-worklet.js");
+  await ctx.audioWorklet.addModule("/static/vendor/hark-client/playback-worklet.js");
   const node = new AudioWorkletNode(ctx, "hark-playback", {
     numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
     processorOptions: { sourceRate: 24000 },

@@ -1,7 +1,8 @@
-// hark web client: microphone → /v1/realtime → transcripts and spoken replies.
+// hark web client: microphone → hark (WebRTC, or WebSocket when WebRTC is not offered) →
+// transcripts and spoken replies. Capture, playback, barge-in and the protocol live in the shared
+// client core (clients/js, compiled into ./vendor/hark-client/); this file is the page's UI.
 
-import { AudioEngine } from "./audio.js";
-import { pcm16FromBase64, RealtimeClient, realtimeUrl } from "./realtime.js";
+import { fetchClientSecret, HarkClient } from "./vendor/hark-client/index.js";
 import { formatMs, TranscriptView } from "./transcript.js";
 import { $, sharedElements, showConnection, showState, showTalkButton, talkMeter, toaster } from "./common.js";
 
@@ -15,30 +16,36 @@ const STATE_LABELS = {
   speaking: "Speaking",
 };
 
-const SESSION_UPDATE = {
-  type: "session.update",
-  session: {
-    type: "realtime",
-    output_modalities: ["audio"],
-    audio: {
-      input: {
-        format: { type: "audio/pcm", rate: 24000 },
-        turn_detection: { type: "server_vad" },
-      },
-      output: { format: { type: "audio/pcm", rate: 24000 } },
-    },
-  },
+// The page's CSP (script-src 'self') refuses Blob-URL worklets: load the generated files.
+const WORKLETS = {
+  capture: new URL("./vendor/hark-client/capture-worklet.js", import.meta.url).href,
+  playback: new URL("./vendor/hark-client/playback-worklet.js", import.meta.url).href,
 };
+
+const TRANSPORT_LABELS = { webrtc: "WebRTC", websocket: "WebSocket" };
+
+/** A single-use client secret from this hark, or null when it mints none for us (keys required,
+ * or an older server): the WebSocket on loopback needs none. */
+async function pageToken() {
+  try {
+    return (await fetchClientSecret("/v1/realtime/client_secrets")).value;
+  } catch {
+    return null;
+  }
+}
 
 // ---- testing hook: live, plain data ------------------------------------------------------
 
 const hark = {
   state: "idle",
   connection: "offline",
+  transport: null, // "webrtc" | "websocket" once connected
+  heard: [], // client-measured latency per reply: {responseId, heardMs, server}
   running: false,
   events: [], // types of the last MAX_EVENTS server events
   sentEvents: [], // types of the last client events (audio appends excluded)
   eventCounts: {},
+  playing: false, // reply audio coming out now
   playedMs: 0, // reply audio played, all items
   playedMsByItem: {},
   receivedAudioBytes: 0,
@@ -66,6 +73,7 @@ const ui = {
   conversation: $("conversation"),
   transcript: $("transcript"),
   latency: $("latency"),
+  transport: $("transport"),
   clear: $("clear"),
 };
 
@@ -96,12 +104,22 @@ function setRunning(mode) {
   document.body.classList.toggle("is-running", mode !== "stopped");
 }
 
-function showLatency(event) {
+/** turn: {responseId, heardMs (client: end of your speech → first reply sample played), server}. */
+function showLatency(turn) {
+  const values = { heard_ms: turn.heardMs, ...(turn.server || {}) };
   for (const dd of ui.latency.querySelectorAll("dd[data-key]")) {
-    const value = event[dd.dataset.key];
+    const value = values[dd.dataset.key];
     dd.textContent = formatMs(typeof value === "number" ? value : null);
   }
   ui.latency.classList.add("has-data");
+}
+
+function showTransport(kind) {
+  hark.transport = kind;
+  ui.transport.hidden = !kind;
+  ui.transport.dataset.transport = kind || "";
+  ui.transport.textContent = kind ? TRANSPORT_LABELS[kind] || kind : "";
+  ui.transport.title = kind === "websocket" ? "Connected over WebSocket (this server did not offer WebRTC)" : "Connected over WebRTC";
 }
 
 function showLlmStatus(status) {
@@ -163,49 +181,65 @@ function updateClear() {
 
 async function start() {
   if (session) return;
-  const s = {
-    client: null,
-    audio: null,
-    stopped: false,
-    streaming: false,
-    serverState: false, // the server sends hark.state; otherwise the state is derived here
-    openResponses: new Set(),
-    dropResponses: new Set(), // responses interrupted by barge-in: their audio is ignored
-    dropItems: new Set(),
-    audioItems: new Set(), // assistant items that have sent audio
-  };
+  const client = new HarkClient({ getToken: pageToken, worklets: WORKLETS });
+  const s = { client, stopped: false, serverState: false, openResponses: new Set() };
   session = s;
   setRunning("starting");
   setConnection("connecting");
   setState("connecting");
 
-  s.audio = new AudioEngine({
-    onChunk: (pcm) => onMicChunk(s, pcm),
-    onLevel: (rms) => {
-      if (s === session) meter.push(rms);
-    },
-    onPlayback: (progress) => onPlayback(s, progress),
+  client.on("event", (event) => onServerEvent(s, event));
+  client.on("level", (rms) => {
+    if (s !== session) return;
+    meter.push(rms);
+    hark.sentAudioBytes = client.sentAudioBytes;
   });
-  s.client = new RealtimeClient(realtimeUrl(), {
-    onEvent: (event) => onServerEvent(s, event),
-    onClose: (info) => onClose(s, info),
+  client.on("playback", (progress) => onPlayback(s, progress));
+  client.on("sent", (event) => {
+    if (s === session && event.type !== "input_audio_buffer.append") record(hark.sentEvents, event.type);
+  });
+  client.on("truncated", ({ itemId, audioEndMs }) => {
+    if (s !== session) return;
+    hark.truncations.push({ item_id: itemId, audio_end_ms: audioEndMs });
+    hark.playedMsByItem[itemId] = audioEndMs;
+    transcript.assistantInterrupted(itemId, audioEndMs);
+  });
+  client.on("transport", (kind) => {
+    if (s === session) showTransport(kind);
+  });
+  client.on("latency", (turn) => {
+    if (s !== session) return;
+    const i = hark.heard.findIndex((t) => turn.responseId && t.responseId === turn.responseId);
+    if (i >= 0) hark.heard[i] = { ...hark.heard[i], ...turn, heardMs: turn.heardMs ?? hark.heard[i].heardMs };
+    else hark.heard.push(turn);
+    showLatency(i >= 0 ? hark.heard[i] : turn);
+  });
+  client.on("status", (status) => {
+    if (s !== session) return;
+    if (status === "reconnecting") setConnection("connecting");
+  });
+  client.on("error", (err) => {
+    if (s !== session || s.stopped) return;
+    if (err.code === "connection_lost") {
+      toast(err.message, { detail: "Press Start to reconnect." });
+      stop({ connection: "lost" });
+    }
   });
 
-  // audio.start() creates the AudioContext synchronously, inside this click.
-  const results = await Promise.allSettled([s.audio.start(), s.client.connect()]);
-  if (s.stopped) return;
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed) {
-    const connectFailed = results[1].status === "rejected";
-    const reason = failed.reason && failed.reason.message ? failed.reason.message : String(failed.reason);
-    toast(reason, { detail: connectFailed ? "Check that hark is running, then press Start again." : "" });
-    await stop({ connection: connectFailed ? "error" : "offline" });
+  try {
+    // connect() creates the AudioContext synchronously, inside this click.
+    await client.connect();
+  } catch (err) {
+    if (s.stopped) return;
+    const unreachable = err && err.code === "server_unreachable";
+    toast(err && err.message ? err.message : String(err), {
+      detail: unreachable ? "Check that hark is running, then press Start again." : "",
+    });
+    await stop({ connection: unreachable ? "error" : "offline" });
     return;
   }
-  hark.sampleRate = s.audio.sampleRate;
-  s.client.send(SESSION_UPDATE);
-  record(hark.sentEvents, SESSION_UPDATE.type);
-  s.streaming = true;
+  if (s.stopped) return;
+  hark.sampleRate = client.sampleRate;
   setRunning("running");
   meter.setActive(true);
   if (!s.serverState) setState("idle");
@@ -216,37 +250,24 @@ async function stop({ connection = "offline" } = {}) {
   if (!s) return;
   session = null;
   s.stopped = true;
-  s.streaming = false;
-  s.client.close();
   meter.setActive(false);
   setRunning("stopped");
   setState("idle");
   setConnection(connection);
-  await s.audio.stop();
-}
-
-function onClose(s, info) {
-  if (s !== session) return;
-  if (!info.expected) {
-    const why = info.reason ? `: ${info.reason}` : info.code && info.code !== 1000 ? ` (code ${info.code})` : "";
-    toast(`The server closed the connection${why}.`, { detail: "Press Start to reconnect." });
-  }
-  stop({ connection: info.expected ? "offline" : "lost" });
-}
-
-function onMicChunk(s, pcm) {
-  if (!s.streaming || s !== session) return;
-  const bytes = pcm.byteLength;
-  if (s.client.appendAudio(pcm)) hark.sentAudioBytes += bytes;
+  showTransport(null);
+  await s.client.disconnect();
 }
 
 function onPlayback(s, progress) {
   if (s !== session) return;
+  hark.playing = progress.playing;
   if (progress.item) {
     hark.playedMsByItem[progress.item] = Math.floor(progress.ms);
     let total = 0;
     for (const ms of Object.values(hark.playedMsByItem)) total += ms;
     hark.playedMs = total;
+  } else if (progress.playing) {
+    hark.playedMs = Math.max(hark.playedMs, 1); // WebRTC: the track is sounding
   }
   if (!s.serverState) {
     if (progress.playing) setState("speaking");
@@ -257,31 +278,6 @@ function onPlayback(s, progress) {
 function record(list, type) {
   list.push(type);
   if (list.length > MAX_EVENTS) list.splice(0, list.length - MAX_EVENTS);
-}
-
-function send(s, event) {
-  if (s.client.send(event)) record(hark.sentEvents, event.type);
-}
-
-/** The user started speaking: silence the reply at once, then tell the server what was heard. */
-function bargeIn(s) {
-  for (const id of s.openResponses) s.dropResponses.add(id);
-  const audio = s.audio;
-  const pending = [...s.audioItems].filter((item) => audio.enqueuedMs(item) > audio.playedMs(item) + 0.5);
-  if (pending.length === 0 && !audio.busy) return;
-  for (const item of pending) s.dropItems.add(item);
-  audio.flush().then(({ item: current, ms }) => {
-    if (s !== session) return;
-    for (const item of pending) {
-      const played = item === current ? ms : audio.playedMs(item);
-      const audioEndMs = Math.max(0, Math.min(Math.floor(played), Math.floor(audio.enqueuedMs(item))));
-      send(s, { type: "conversation.item.truncate", item_id: item, content_index: 0, audio_end_ms: audioEndMs });
-      hark.truncations.push({ item_id: item, audio_end_ms: audioEndMs });
-      hark.playedMsByItem[item] = audioEndMs;
-      transcript.assistantInterrupted(item, audioEndMs);
-      s.audioItems.delete(item);
-    }
-  });
 }
 
 function onServerEvent(s, event) {
@@ -308,12 +304,10 @@ function onServerEvent(s, event) {
 
     case "hark.latency":
       hark.latency.push(event);
-      showLatency(event);
       transcript.latency(event);
       break;
 
     case "input_audio_buffer.speech_started":
-      bargeIn(s);
       if (event.item_id) transcript.userStarted(event.item_id);
       if (!s.serverState) setState("listening");
       break;
@@ -358,15 +352,8 @@ function onServerEvent(s, event) {
     }
 
     case "response.output_audio.delta":
-    case "response.audio.delta": {
-      if (typeof event.delta !== "string" || !event.item_id) break;
-      const pcm = pcm16FromBase64(event.delta);
-      hark.receivedAudioBytes += pcm.byteLength;
-      if (s.dropResponses.has(event.response_id) || s.dropItems.has(event.item_id)) break;
-      s.audioItems.add(event.item_id);
-      s.audio.enqueue(event.item_id, pcm);
+      hark.receivedAudioBytes = s.client.receivedAudioBytes;
       break;
-    }
 
     case "response.output_audio_transcript.delta":
     case "response.audio_transcript.delta":
@@ -391,7 +378,7 @@ function onServerEvent(s, event) {
       const detail = (details.error && details.error.message) || details.reason || "";
       transcript.responseDone(response.id, response.status, detail);
       if (response.status === "failed") toast(detail ? `The reply failed: ${detail}` : "The reply failed.");
-      if (!s.serverState && !s.audio.busy && hark.state !== "listening") setState("idle");
+      if (!s.serverState && !s.client.playing && hark.state !== "listening") setState("idle");
       break;
     }
 

@@ -1,7 +1,7 @@
 // hark meetings page: microphone → /v1/meetings/stream → live transcript, then the summary,
 // decisions and action items. Audio goes up as binary PCM16 mono frames at 16 kHz.
 
-import { connectCapture, requestMicrophone } from "./audio.js";
+import { captureWorkletUrl, connectCapture, requestMicrophone } from "./audio.js";
 import { $, sharedElements, showConnection, showState, showTalkButton, talkMeter, toaster } from "./common.js";
 
 const RATE = 16000;
@@ -294,7 +294,7 @@ async function openMicrophone(s) {
   const resumed = ctx.resume();
   const stream = await requestMicrophone();
   s.stream = stream;
-  await ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url).href);
+  await ctx.audioWorklet.addModule(captureWorkletUrl);
   const { capture } = connectCapture(ctx, stream, {
     targetRate: RATE,
     chunkMs: CHUNK_MS,
