@@ -494,6 +494,23 @@ class TwilioSettings(_Section):
         return self.auth_token.get_secret_value() if self.auth_token else None
 
 
+class AudioSettings(_Section):
+    echo_cancellation: Literal["auto", "on", "off"] = "auto"
+    """Take hark's own voice out of the listener's microphone audio (WebRTC AEC3, needs
+    ``pywebrtc-audio``). ``auto``: on for every path hark paces the playback of (phone,
+    WebSocket, WebRTC) when the package is installed; ``on``: the same, and a missing package
+    stops the server at start; ``off``: never. Measured reasons: docs/turn-taking.md."""
+
+    def echo_cancelled(self, installed: bool) -> bool:
+        """Whether the paths hark paces cancel echo, given whether AEC3 is installed."""
+        if self.echo_cancellation == "on" and not installed:
+            raise ConfigError(
+                "audio.echo_cancellation is on but pywebrtc-audio is not installed; "
+                "install it with: pip install 'pywebrtc-audio>=0.2,<0.3'"
+            )
+        return self.echo_cancellation != "off" and installed
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HARK_",
@@ -518,6 +535,7 @@ class Settings(BaseSettings):
     wyoming: WyomingSettings = WyomingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     twilio: TwilioSettings = TwilioSettings()
+    audio: AudioSettings = AudioSettings()
 
     @classmethod
     def settings_customise_sources(
