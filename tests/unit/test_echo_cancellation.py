@@ -119,3 +119,26 @@ def test_a_piece_short_of_a_frame_is_held_for_the_next() -> None:
 def test_unsupported_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="11025"):
         EchoCanceller(11_025)
+
+
+def test_where_the_client_removed_the_echo_the_users_speech_passes_untouched(reply: np.ndarray) -> None:
+    """A browser's or a phone's own canceller leaves no echo: AEC3, still learning, would
+    suppress the user barging in, so its output is not used."""
+    noise = np.random.default_rng(3).standard_normal(reply.size).astype(np.float32) * 10 ** (-65 / 20)
+    user = pcm16_to_float(speak("Wait, stop.", voice="en+f3", rate=RATE)) * 0.5
+    mic = noise.copy()
+    at = RATE * 2
+    mic[at : at + len(user)] += user
+    pcm = float_to_pcm16(mic)
+    canceller = EchoCanceller(RATE)
+    canceller.played(float_to_pcm16(reply))
+    out = b"".join(canceller.process(pcm[i : i + FRAME]) for i in range(0, len(pcm), FRAME))
+    assert canceller.presence.present is False
+    assert out[at * 2 : (at + len(user)) * 2] == pcm[at * 2 : (at + len(user)) * 2]
+
+
+def test_the_played_voice_in_the_microphone_is_recognised_as_echo(reply: np.ndarray) -> None:
+    canceller = EchoCanceller(RATE)
+    canceller.played(float_to_pcm16(reply))
+    run(canceller, float_to_pcm16(room_echo(reply, RATE, gain_db=-20, delay_ms=150)))
+    assert canceller.presence.present is True

@@ -2,7 +2,7 @@
 
 The reply (espeak-ng, voice en-us) reaches the microphone through a room: 30-150 ms of delay, a
 short synthetic reverberation (an exponentially decaying noise tail, RT60 ~120 ms) and a gain
-of -6, -12 or -20 dB, alone and with the user (voice en+f3) talking over it 1.5 s into the
+of -6, -12 or -20 dB (or none: the client removed it), over a -65 dBFS noise floor, alone and with the user (voice en+f3) talking over it 1.5 s into the
 reply. Each case runs through hark's own listening path (causal resampler, Silero VAD, turn
 detector) in 20 ms frames, once as the microphone heard it and once through the echo canceller
 the phone, WebSocket and WebRTC paths use, fed the reply as it was played. A speech start
@@ -25,7 +25,9 @@ from hark.bench.audio import RATE, espeak, frames, silence
 from hark.pipeline.listener import Listener
 from hark.pipeline.turns import TurnConfig, TurnEvent
 
-GAINS_DB = (-6, -12, -20)
+GAINS_DB: tuple[int | None, ...] = (-6, -12, -20, None)
+"""None: no echo at all, as from a client whose own echo canceller removed it (a browser's
+getUserMedia): what cancelling again on the server costs the user's speech."""
 DELAYS_MS = (30, 90, 150)
 REPLY = (
     "Sure. The weather in Paris today is mild, around eighteen degrees, with a light breeze "
@@ -36,6 +38,8 @@ USER = "Wait, stop. What about Sunday?"
 USER_VOICE = "en+f3"
 USER_AT_MS = 1500
 LEAD_MS = 300
+NOISE_DB = -65
+"""The microphone's own noise floor (white, dBFS), under everything."""
 MARGIN_MS = 50
 """A speech start this close before the user's first sample is the user's, not the echo's
 (the listener's 96 ms start rule reports a start back at its first speech chunk)."""
@@ -59,13 +63,14 @@ def room_echo(played: np.ndarray, rate: int, *, gain_db: float, delay_ms: float)
 
 @dataclass(frozen=True, slots=True)
 class EchoCase:
-    gain_db: int
+    gain_db: int | None
     delay_ms: int
     with_user: bool
     reply: bytes
     """The reply as hark played it, PCM16 at 24 kHz, from LEAD_MS on."""
     mic: bytes
     user_start_ms: float | None
+    user_end_ms: float | None
 
 
 def corpus() -> list[EchoCase]:
@@ -74,19 +79,25 @@ def corpus() -> list[EchoCase]:
         raise RuntimeError("the echo corpus needs espeak-ng (make test-deps installs it)")
     played = pcm16_to_float(silence(LEAD_MS) + reply_pcm + silence(1000))
     user = pcm16_to_float(user_pcm)
+    noise = np.random.default_rng(3).standard_normal(played.size).astype(np.float32) * 10 ** (NOISE_DB / 20)
     cases = []
     for gain in GAINS_DB:
-        for delay in DELAYS_MS:
-            echo = room_echo(played, RATE, gain_db=gain, delay_ms=delay)
+        for delay in DELAYS_MS if gain is not None else DELAYS_MS[:1]:
+            echo = (
+                room_echo(played, RATE, gain_db=gain, delay_ms=delay)
+                if gain is not None
+                else np.zeros_like(played)
+            )
             for with_user in (False, True):
-                mic = echo.copy()
-                start_ms = None
+                mic = echo + noise
+                start_ms = end_ms = None
                 if with_user:
                     start_ms = LEAD_MS + USER_AT_MS
                     at = RATE * start_ms // 1000
                     mic[at : at + user.size] += user[: mic.size - at]
+                    end_ms = start_ms + user.size * 1000 / RATE
                 cases.append(
-                    EchoCase(gain, delay, with_user, reply_pcm, float_to_pcm16(mic), start_ms)
+                    EchoCase(gain, delay, with_user, reply_pcm, float_to_pcm16(mic), start_ms, end_ms)
                 )
     return cases
 
@@ -95,7 +106,8 @@ def corpus() -> list[EchoCase]:
 class EchoOutcome:
     self_interrupted: bool
     barge_in_ms: float | None
-    """From the user's first sample to the speech start that answers it (None: not heard)."""
+    """From the user's first sample to the speech start that answers it (None: no speech
+    started while the user spoke, e.g. because the echo had already started one)."""
 
 
 async def run_case(case: EchoCase, vad: Any, *, cancel: bool) -> EchoOutcome:
@@ -116,7 +128,7 @@ async def run_case(case: EchoCase, vad: Any, *, cancel: bool) -> EchoOutcome:
             user = case.user_start_ms
             if user is None or boundary.audio_ms < user - MARGIN_MS:
                 self_interrupted = True
-            elif barge_in is None:
+            elif barge_in is None and case.user_end_ms is not None and boundary.audio_ms < case.user_end_ms:
                 barge_in = fed_ms - user
     return EchoOutcome(self_interrupted, barge_in)
 
@@ -126,7 +138,7 @@ async def _run(vad: Any, log: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "corpus": {
             "cases": len(cases),
-            "gains_db": list(GAINS_DB),
+            "gains_db": [g if g is not None else "none (client-side AEC)" for g in GAINS_DB],
             "delays_ms": list(DELAYS_MS),
             "reverb": "synthetic, RT60 ~120 ms",
             "speech": "espeak-ng (synthetic): reply en-us, user en+f3",
@@ -140,13 +152,14 @@ async def _run(vad: Any, log: Callable[[str], None]) -> dict[str, Any]:
             alone = [o for c, o in outcomes if not c.with_user]
             under = [o for c, o in outcomes if c.with_user]
             heard = [o.barge_in_ms for o in under if o.barge_in_ms is not None]
-            by_gain[f"{gain}dB"] = {
+            label = f"{gain}dB" if gain is not None else "no_echo"
+            by_gain[label] = {
                 "self_interruptions_alone": f"{sum(o.self_interrupted for o in alone)}/{len(alone)}",
                 "self_interruptions_under_user": f"{sum(o.self_interrupted for o in under)}/{len(under)}",
                 "user_heard": f"{len(heard)}/{len(under)}",
                 "user_barge_in_ms_p50": round(statistics.median(heard), 1) if heard else None,
             }
-            log(f"   echo {mode} {gain} dB: {by_gain[f'{gain}dB']}")
+            log(f"   echo {mode} {label}: {by_gain[label]}")
         results[mode] = by_gain
     return results
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hark.audio import float_to_pcm16, pcm16_to_float
+from hark.engines.aec.presence import EchoPresence, frame_db
 from hark.engines.aec.reference import FarEnd
 from hark.engines.base import Float32Array
 from hark.errors import MissingDependency
@@ -73,8 +74,10 @@ class EchoCanceller:
         self._resampler = CausalResampler(far_rate, near_rate) if far_rate != near_rate else None
         self._pending = b""
         """Microphone bytes short of a whole 10 ms frame, held for the next piece."""
+        self.presence = EchoPresence()
+        """Whether the played audio is in the microphone at all (else AEC3's output is unused)."""
         self.frames_cancelled = 0
-        """10 ms frames that went through AEC3 (the rest passed untouched)."""
+        """10 ms frames whose echo-cancelled audio was used (the rest passed untouched)."""
 
     def played(self, pcm: bytes, *, at_ms: float | None = None) -> None:
         """Reply audio (PCM16 at the far rate) handed to the listener's speaker; ``at_ms``: where
@@ -115,6 +118,11 @@ class EchoCanceller:
         return near, (far if echo_possible and whole else None)
 
     def _cancel(self, near: bytes, far: Float32Array) -> bytes:
-        out = self._processor.process(pcm16_to_float(near), np.ascontiguousarray(far))
+        # AEC3 always runs while an echo is possible, so that it keeps learning the room.
+        mic = pcm16_to_float(near)
+        out = self._processor.process(mic, np.ascontiguousarray(far))
+        frame = self._frame_bytes // 2
+        if self.presence.push(frame_db(far, frame), frame_db(mic, frame)) is False:
+            return near
         self.frames_cancelled += len(near) // self._frame_bytes
         return float_to_pcm16(np.asarray(out, dtype=np.float32))
