@@ -2,12 +2,13 @@
 
 The reply (espeak-ng, voice en-us) reaches the microphone through a room: 30-150 ms of delay, a
 short synthetic reverberation (an exponentially decaying noise tail, RT60 ~120 ms) and a gain
-of -6, -12 or -20 dB (or none: the client removed it), over a -65 dBFS noise floor, alone and with the user (voice en+f3) talking over it 1.5 s into the
-reply. Each case runs through hark's own listening path (causal resampler, Silero VAD, turn
-detector) in 20 ms frames, once as the microphone heard it and once through the echo canceller
-the phone, WebSocket and WebRTC paths use, fed the reply as it was played. A speech start
-before the user speaks is a self-interruption (today's barge-in fires on it); with the user
-talking, the speech start that follows is the real barge-in, timed from the user's first sample.
+of -6, -12 or -20 dB (or none: the client removed it), over a -65 dBFS noise floor, alone and
+with the user (voice en+f3) talking over it 1.5 s into the reply. Each case runs through hark's
+own listening path (causal resampler, Silero VAD, turn detector) in 20 ms frames, once as the
+microphone heard it and once through the echo canceller the phone and WebSocket paths use, fed
+the reply as it was played. A speech start before the user speaks is a self-interruption
+(today's barge-in fires on it); with the user talking, the speech start that follows is the
+real barge-in, timed from the user's first sample.
 """
 
 from __future__ import annotations
