@@ -71,11 +71,12 @@ class EchoPresence:
         if heard.std() < 1e-6:
             self.score, self.present = 0.0, False  # a silent microphone: nothing to cancel
             return
-        best = -1.0
-        for lag in range(LAGS):
-            played = far[far.size - window - lag : far.size - lag]
-            if played.std() < 1e-6:
-                continue
-            best = max(best, float(np.corrcoef(played, heard)[0, 1]))
+        # Every delay at once: row k of ``played`` is the far end ``LAGS - 1 - k`` frames back.
+        played = np.lib.stride_tricks.sliding_window_view(far[far.size - window - LAGS + 1 :], window)
+        played = played - played.mean(axis=1, keepdims=True)
+        heard = heard - heard.mean()
+        norms = np.linalg.norm(played, axis=1) * np.linalg.norm(heard)
+        scores = np.divide(played @ heard, norms, out=np.full(LAGS, -1.0), where=norms > 1e-9)
+        best = float(scores.max())
         self.score = best
         self.present = best >= THRESHOLD
