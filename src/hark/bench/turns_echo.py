@@ -1,6 +1,6 @@
 """Corpus (d) of ``hark bench --only turns``: hark's own reply leaking back into its input.
 
-The reply (espeak-ng, voice en-us) reaches the microphone through a room: 30-150 ms of delay, a
+The reply (espeak-ng, voices en-us and en+m3) reaches the microphone through a room: 30-150 ms of delay, a
 short synthetic reverberation (an exponentially decaying noise tail, RT60 ~120 ms) and a gain
 of -6, -12 or -20 dB (or none: the client removed it), over a -65 dBFS noise floor, alone and
 with the user (voice en+f3) talking over it 1.5 s into the reply. Each case runs through hark's
@@ -34,7 +34,7 @@ REPLY = (
     "Sure. The weather in Paris today is mild, around eighteen degrees, with a light breeze "
     "from the west. Tomorrow looks wetter, so you may want an umbrella."
 )
-REPLY_VOICE = "en-us"
+REPLY_VOICES = ("en-us", "en+m3")
 USER = "Wait, stop. What about Sunday?"
 USER_VOICE = "en+f3"
 USER_AT_MS = 1500
@@ -75,31 +75,33 @@ class EchoCase:
 
 
 def corpus() -> list[EchoCase]:
-    reply_pcm, user_pcm = espeak(REPLY, voice=REPLY_VOICE), espeak(USER, voice=USER_VOICE)
-    if not reply_pcm or not user_pcm:
+    user_pcm = espeak(USER, voice=USER_VOICE)
+    if not user_pcm:
         raise RuntimeError("the echo corpus needs espeak-ng (make test-deps installs it)")
-    played = pcm16_to_float(silence(LEAD_MS) + reply_pcm + silence(1000))
     user = pcm16_to_float(user_pcm)
-    noise = np.random.default_rng(3).standard_normal(played.size).astype(np.float32) * 10 ** (NOISE_DB / 20)
     cases = []
-    for gain in GAINS_DB:
-        for delay in DELAYS_MS if gain is not None else DELAYS_MS[:1]:
-            echo = (
-                room_echo(played, RATE, gain_db=gain, delay_ms=delay)
-                if gain is not None
-                else np.zeros_like(played)
-            )
-            for with_user in (False, True):
-                mic = echo + noise
-                start_ms = end_ms = None
-                if with_user:
-                    start_ms = LEAD_MS + USER_AT_MS
-                    at = RATE * start_ms // 1000
-                    mic[at : at + user.size] += user[: mic.size - at]
-                    end_ms = start_ms + user.size * 1000 / RATE
-                cases.append(
-                    EchoCase(gain, delay, with_user, reply_pcm, float_to_pcm16(mic), start_ms, end_ms)
+    for voice in REPLY_VOICES:
+        reply_pcm = espeak(REPLY, voice=voice) or b""
+        played = pcm16_to_float(silence(LEAD_MS) + reply_pcm + silence(1000))
+        noise = np.random.default_rng(3).standard_normal(played.size).astype(np.float32)
+        noise *= 10 ** (NOISE_DB / 20)
+        for gain in GAINS_DB:
+            for delay in DELAYS_MS if gain is not None else DELAYS_MS[:1]:
+                echo = (
+                    room_echo(played, RATE, gain_db=gain, delay_ms=delay)
+                    if gain is not None
+                    else np.zeros_like(played)
                 )
+                for with_user in (False, True):
+                    mic = echo + noise
+                    start_ms = end_ms = None
+                    if with_user:
+                        start_ms = LEAD_MS + USER_AT_MS
+                        at = RATE * start_ms // 1000
+                        mic[at : at + user.size] += user[: mic.size - at]
+                        end_ms = start_ms + user.size * 1000 / RATE
+                    pcm = float_to_pcm16(mic)
+                    cases.append(EchoCase(gain, delay, with_user, reply_pcm, pcm, start_ms, end_ms))
     return cases
 
 
@@ -142,7 +144,7 @@ async def _run(vad: Any, log: Callable[[str], None]) -> dict[str, Any]:
             "gains_db": [g if g is not None else "none (client-side AEC)" for g in GAINS_DB],
             "delays_ms": list(DELAYS_MS),
             "reverb": "synthetic, RT60 ~120 ms",
-            "speech": "espeak-ng (synthetic): reply en-us, user en+f3",
+            "speech": f"espeak-ng (synthetic): replies {', '.join(REPLY_VOICES)}; user {USER_VOICE}",
         }
     }
     for cancel in (False, True):
