@@ -8,7 +8,9 @@ import pytest
 
 from hark.audio import float_to_pcm16, pcm16_to_float
 from hark.bench.turns_echo import room_echo
+from hark.config import AudioSettings, load_settings
 from hark.engines.aec import EchoCanceller, FarEnd
+from hark.errors import ConfigError
 from tests.speech import speak
 
 RATE = 16_000
@@ -142,3 +144,19 @@ def test_the_played_voice_in_the_microphone_is_recognised_as_echo(reply: np.ndar
     canceller.played(float_to_pcm16(reply))
     run(canceller, float_to_pcm16(room_echo(reply, RATE, gain_db=-20, delay_ms=150)))
     assert canceller.presence.present is True
+
+
+# -- the setting ----------------------------------------------------------------------------
+
+
+def test_the_setting_resolves_against_whether_aec3_is_installed() -> None:
+    assert AudioSettings().echo_cancelled(installed=True)
+    assert not AudioSettings().echo_cancelled(installed=False)  # auto: quietly off
+    assert not AudioSettings(echo_cancellation="off").echo_cancelled(installed=True)
+    with pytest.raises(ConfigError, match="pywebrtc-audio"):
+        AudioSettings(echo_cancellation="on").echo_cancelled(installed=False)
+
+
+def test_the_setting_reads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARK_AUDIO_ECHO_CANCELLATION", "off")
+    assert load_settings().audio.echo_cancellation == "off"
