@@ -23,6 +23,7 @@ import numpy as np
 
 from hark.audio import float_to_pcm16, pcm16_to_float
 from hark.bench.audio import RATE, espeak, frames, silence
+from hark.engines.base import Float32Array
 from hark.pipeline.listener import Listener
 from hark.pipeline.turns import TurnConfig, TurnEvent
 
@@ -46,16 +47,17 @@ MARGIN_MS = 50
 (the listener's 96 ms start rule reports a start back at its first speech chunk)."""
 
 
-def impulse_response(rate: int, *, rt60_ms: float = 120.0, seed: int = 1) -> np.ndarray:
+def impulse_response(rate: int, *, rt60_ms: float = 120.0, seed: int = 1) -> Float32Array:
     """A direct path and a decaying diffuse tail, unit energy: a small room."""
     rng = np.random.default_rng(seed)
     n = int(rate * rt60_ms / 1000)
     response = rng.standard_normal(n) * np.exp(-np.arange(n) / (n / 6.9)) * 0.3
     response[0] = 1.0
-    return (response / np.sqrt(np.sum(response**2))).astype(np.float32)
+    unit: Float32Array = (response / np.sqrt(np.sum(response**2))).astype(np.float32)
+    return unit
 
 
-def room_echo(played: np.ndarray, rate: int, *, gain_db: float, delay_ms: float) -> np.ndarray:
+def room_echo(played: Float32Array, rate: int, *, gain_db: float, delay_ms: float) -> Float32Array:
     """What a microphone hears of ``played`` (float32): delayed, reverberated, attenuated."""
     wet = np.convolve(played, impulse_response(rate))[: played.size] * 10 ** (gain_db / 20)
     delay = int(rate * delay_ms / 1000)

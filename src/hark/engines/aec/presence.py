@@ -38,7 +38,8 @@ def frame_db(audio: Float32Array, frame: int) -> Float32Array:
     if n == 0:
         return np.zeros(0, dtype=np.float32)
     power = np.mean(audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1)
-    return np.maximum(10 * np.log10(power + 1e-12), FLOOR_DB).astype(np.float32)
+    levels: Float32Array = np.maximum(10 * np.log10(power + 1e-12), FLOOR_DB).astype(np.float32)
+    return levels
 
 
 class EchoPresence:
