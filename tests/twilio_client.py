@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import json
 import secrets
@@ -111,8 +110,8 @@ class PhoneCall:
     speech_times: list[float] = field(default_factory=list)
     _sequence: int = 2
     _chunk: int = 0
-    _room: collections.deque[bytes] = field(default_factory=collections.deque)
-    """μ-law frames the caller heard, on their way back into the microphone."""
+    _room: dict[int, bytes] = field(default_factory=dict)
+    """μ-law frames the caller heard, by the speaker's tick, on their way back into the microphone."""
 
     def of(self, event: str) -> list[Sent]:
         return [r for r in self.received if r.message.get("event") == event]
@@ -180,7 +179,7 @@ class PhoneCall:
                 self.speech_times.append(time.monotonic())
             except asyncio.QueueEmpty:
                 frame = SILENCE
-            frame = self._leak(frame)
+            frame = self._leak(frame, index)
             self._chunk += 1
             await self.send(
                 {
@@ -196,10 +195,12 @@ class PhoneCall:
             index += 1
             await asyncio.sleep(max(0.0, started + index * FRAME_S - time.monotonic()))
 
-    def _leak(self, frame: bytes) -> bytes:
-        if self.leak_db is None or len(self._room) <= self.leak_frames:
+    def _leak(self, frame: bytes, tick: int) -> bytes:
+        # By tick, both on the clock: the delay stays the same when the loop runs late.
+        echo = self._room.pop(tick - self.leak_frames, None) if self.leak_db is not None else None
+        if echo is None:
             return frame
-        heard = np.frombuffer(mulaw.decode(self._room.popleft()), dtype="<i2").astype(np.float32)
+        heard = np.frombuffer(mulaw.decode(echo), dtype="<i2").astype(np.float32)
         said = np.frombuffer(mulaw.decode(frame), dtype="<i2").astype(np.float32)
         mixed = said + heard * 10 ** (self.leak_db / 20)
         return mulaw.encode(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
@@ -232,7 +233,8 @@ class PhoneCall:
                 else:
                     self._buffer.pop(0)
             if self.leak_db is not None:
-                self._room.append(bytes(self.played[before:]).ljust(mulaw.FRAME_BYTES, b"\xff"))
+                self._room[index] = bytes(self.played[before:]).ljust(mulaw.FRAME_BYTES, b"\xff")
+                self._room.pop(index - 50, None)  # never picked up: the microphone ran ahead
 
     async def _receive(self) -> None:
         try:

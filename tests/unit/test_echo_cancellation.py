@@ -160,3 +160,14 @@ def test_the_setting_resolves_against_whether_aec3_is_installed() -> None:
 def test_the_setting_reads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARK_AUDIO_ECHO_CANCELLATION", "off")
     assert load_settings().audio.echo_cancellation == "off"
+
+
+def test_reply_audio_starts_under_the_sample_captured_now_not_the_last_one_read() -> None:
+    """Microphone audio read late (the event loop was busy) was captured before the reply
+    played: the reply's reference starts after it."""
+    canceller = EchoCanceller(RATE)
+    for i in range(50):  # one second, on time
+        canceller.process(bytes(FRAME), now=0.02 * (i + 1))
+    canceller.played(b"\x10\x00" * RATE, now=1.5)  # 0.5 s of audio not read yet
+    assert canceller._far.take(RATE // 2)[0].max() == 0.0
+    assert canceller._far.take(10)[0].min() > 0.0

@@ -6,8 +6,9 @@ getUserMedia, a phone's own canceller) there is nothing to learn, and the user b
 the first reply was suppressed for over a second (bench corpus (d): 1340 ms instead of 100 ms
 to the speech start). So the canceller's output is used only while the microphone's loudness
 follows the played audio's at some delay: the best Pearson correlation of the two log-energy
-envelopes over ``LAGS`` 10 ms frames of delay, on the last ``WINDOW`` frames. Until enough has
-played to tell, the output is used (a missed self-interruption costs more than a late one).
+envelopes over ``LAGS`` 10 ms frames of delay, on the last ``WINDOW`` frames since the last
+stretch in which nothing could echo. Until enough has played to tell, the last decision holds,
+and at first the output is used (a missed self-interruption costs more than a late one).
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ FLOOR_DB = -60.0
 AUDIBLE_DB = -45.0
 THRESHOLD = 0.5
 """Correlation at or above which the played audio is taken to be in the microphone (echo
-through a room: 0.7-0.95 on the bench; the user's own speech over a reply: below 0.2)."""
+through a room: 0.7-0.98 on the bench and a phone call; no echo: below 0.2)."""
+KEEP = 0.3
+"""Once in, an echo is taken to be gone only below this: the user talking over a reply lowers
+the correlation for a while (0.49-0.57 on a phone call), and letting the echo through then
+made the reply interrupt itself."""
 DECIDE_EVERY = 10
 
 
@@ -50,6 +55,13 @@ class EchoPresence:
         self.present: bool | None = None
         """None until enough has played to tell."""
         self.score = 0.0
+
+    def gap(self) -> None:
+        """Nothing played could echo for a while: start the envelopes afresh (the user's words
+        in between say nothing about the echo), keeping the last decision."""
+        self._far.clear()
+        self._near.clear()
+        self._since = 0
 
     def push(self, far_db: Float32Array, near_db: Float32Array) -> bool | None:
         self._far.extend(far_db.tolist())
@@ -80,4 +92,4 @@ class EchoPresence:
         scores = np.divide(played @ heard, norms, out=np.full(LAGS, -1.0), where=norms > 1e-9)
         best = float(scores.max())
         self.score = best
-        self.present = best >= THRESHOLD
+        self.present = best >= (KEEP if self.present else THRESHOLD)

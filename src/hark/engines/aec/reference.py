@@ -18,6 +18,28 @@ import numpy as np
 from hark.engines.base import Float32Array
 
 
+class MicClock:
+    """When the microphone's first sample was captured, on this host's monotonic clock: the
+    earliest ``arrival - samples / rate`` seen. Audio read late (a busy event loop, a network
+    stall) only makes that later, so the minimum is the on-time estimate. With it, reply audio
+    starts under the sample being captured now rather than the last one read, which may be
+    hundreds of ms behind while a transcription runs, a jump in delay AEC3 would have to find
+    again (and did not, in time, on a phone call: the reply's first words barged in)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.start: float | None = None
+
+    def arrived(self, samples: int, now: float) -> None:
+        """``samples`` in all have arrived by ``now``."""
+        start = now - samples / self.rate
+        if self.start is None or start < self.start:
+            self.start = start
+
+    def position(self, now: float) -> int | None:
+        return None if self.start is None else int((now - self.start) * self.rate)
+
+
 class FarEnd:
     def __init__(self, rate: int, *, tail_ms: int) -> None:
         self.rate = rate
