@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 import websockets
 
 from hark.transports.twilio import mulaw, signature
@@ -91,6 +92,10 @@ class PhoneCall:
     stream_sid: str
     echo_marks: bool = True
     """False: marks are never echoed (as if the audio were stuck in Twilio's buffer)."""
+    leak_db: float | None = None
+    """A speakerphone: what the caller hears leaks back into the microphone at this gain,
+    ``leak_frames`` 20 ms frames later (None: no leak)."""
+    leak_frames: int = 4
     received: list[Sent] = field(default_factory=list)
     played: bytearray = field(default_factory=bytearray)
     """Reply μ-law the caller has heard."""
@@ -105,6 +110,8 @@ class PhoneCall:
     speech_times: list[float] = field(default_factory=list)
     _sequence: int = 2
     _chunk: int = 0
+    _room: dict[int, bytes] = field(default_factory=dict)
+    """μ-law frames the caller heard, by the speaker's tick, on their way back into the microphone."""
 
     def of(self, event: str) -> list[Sent]:
         return [r for r in self.received if r.message.get("event") == event]
@@ -172,6 +179,7 @@ class PhoneCall:
                 self.speech_times.append(time.monotonic())
             except asyncio.QueueEmpty:
                 frame = SILENCE
+            frame = self._leak(frame, index)
             self._chunk += 1
             await self.send(
                 {
@@ -187,10 +195,25 @@ class PhoneCall:
             index += 1
             await asyncio.sleep(max(0.0, started + index * FRAME_S - time.monotonic()))
 
+    def _leak(self, frame: bytes, tick: int) -> bytes:
+        # By tick, both on the clock: the delay stays the same when the loop runs late.
+        echo = self._room.pop(tick - self.leak_frames, None) if self.leak_db is not None else None
+        if echo is None:
+            return frame
+        heard = np.frombuffer(mulaw.decode(echo), dtype="<i2").astype(np.float32)
+        said = np.frombuffer(mulaw.decode(frame), dtype="<i2").astype(np.float32)
+        mixed = said + heard * 10 ** (self.leak_db / 20)
+        return mulaw.encode(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
+
     async def _speaker(self) -> None:
         """Plays the buffer in real time, 20 ms at a time, echoing marks as it reaches them."""
+        started = time.monotonic()
+        index = 0
         while True:
-            await asyncio.sleep(FRAME_S)
+            # On the clock, as the microphone is: a leak then comes back at a steady delay.
+            index += 1
+            await asyncio.sleep(max(0.0, started + index * FRAME_S - time.monotonic()))
+            before = len(self.played)
             budget = mulaw.FRAME_BYTES
             while self._buffer:
                 kind, item = self._buffer[0]
@@ -209,6 +232,9 @@ class PhoneCall:
                     self._buffer[0] = ("audio", rest)
                 else:
                     self._buffer.pop(0)
+            if self.leak_db is not None:
+                self._room[index] = bytes(self.played[before:]).ljust(mulaw.FRAME_BYTES, b"\xff")
+                self._room.pop(index - 50, None)  # never picked up: the microphone ran ahead
 
     async def _receive(self) -> None:
         try:
@@ -255,13 +281,18 @@ def start_message(stream_sid: str, call_sid: str, parameters: dict[str, str]) ->
 
 @asynccontextmanager
 async def phone_call(
-    ws_url: str, call_sid: str, parameters: dict[str, str], *, echo_marks: bool = True
+    ws_url: str,
+    call_sid: str,
+    parameters: dict[str, str],
+    *,
+    echo_marks: bool = True,
+    leak_db: float | None = None,
 ) -> AsyncIterator[tuple[PhoneCall, float]]:
     """Connect the stream as Twilio does (``connected``, then ``start``) and keep the line open:
     yields the call and when ``start`` was sent (time.monotonic())."""
     stream_sid = "MZ" + secrets.token_hex(16)
     async with websockets.connect(ws_url, max_size=2**20) as ws:
-        call = PhoneCall(ws, stream_sid, echo_marks=echo_marks)
+        call = PhoneCall(ws, stream_sid, echo_marks=echo_marks, leak_db=leak_db)
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await ws.send(json.dumps(start_message(stream_sid, call_sid, parameters)))
         started = time.monotonic()

@@ -18,6 +18,7 @@ from hark import __version__
 from hark.admission import Admission, refuse
 from hark.config import Settings
 from hark.drain import Drainer
+from hark.engines import aec
 from hark.engines.base import TTS
 from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
 from hark.errors import EngineError
@@ -38,7 +39,7 @@ from hark.sessionstore import StoreUnavailable, build_store
 from hark.sessionstore.resume import OwnedStore
 from hark.transports import admin, openai_http
 from hark.transports import meetings as meetings_transport
-from hark.transports.realtime import RealtimeSession
+from hark.transports.realtime import SAMPLE_RATE, RealtimeSession
 from hark.transports.tts_session import TTSSession
 from hark.transports.twilio import routes as twilio
 from hark.transports.webrtc.routes import Calls
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     store = build_store(settings)
     shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
     security = Security.from_settings(settings, store=shared)
+    echo_cancelled = settings.audio.echo_cancelled(aec.available())
     phone = (
         twilio.PhoneLine(
             settings, security, lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate)
@@ -248,6 +250,7 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             metrics=app.state.metrics,
             session_id=principal.session_id if principal is not None else None,
             limits=settings.security,
+            echo=aec.EchoCanceller(SAMPLE_RATE) if echo_cancelled else None,
         )
         metrics: Metrics = app.state.metrics
         with session_scope(session.id):

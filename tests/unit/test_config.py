@@ -365,6 +365,7 @@ def test_masked_is_plain_data() -> None:
     masked = load_settings().masked()
     assert sorted(masked) == [
         "admission",
+        "audio",
         "conversation",
         "fallback",
         "llm",

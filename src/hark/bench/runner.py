@@ -156,6 +156,9 @@ def run(
 
         log("11. turn-taking corpus (docs/turn-taking.md)")
         details["turns"] = turns.run(log=log)
+        from hark.bench import turns_echo
+
+        details["turns"]["echo"] = turns_echo.run(log=log)
     if "phone" in chosen:
         from hark.bench import phone
 

@@ -8,8 +8,10 @@ meetings.py      recording, retention, diarisation, workflows
 security.py      credentials, tenants, limits
 server.py        HTTP, logs, worker processes, admission, the shared store
 transports.py    Wyoming, Twilio and WebRTC
+audio.py         microphone audio processing (echo cancellation)
 """
 
+from hark.config.audio import AudioSettings
 from hark.config.base import Section
 from hark.config.conversation import DEFAULT_SYSTEM_PROMPT, ConversationSettings
 from hark.config.engines import (
@@ -38,6 +40,7 @@ __all__ = [
     "SYSTEM_CONFIG",
     "APIKeyConfig",
     "AdmissionSettings",
+    "AudioSettings",
     "ConversationSettings",
     "FallbackSettings",
     "IceServer",

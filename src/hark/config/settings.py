@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hark.config.audio import AudioSettings
 from hark.config.conversation import ConversationSettings
 from hark.config.engines import FallbackSettings, LLMSettings, STTSettings, TTSSettings, VADSettings
 from hark.config.meetings import MeetingSettings
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     twilio: TwilioSettings = TwilioSettings()
     webrtc: WebRTCSettings = WebRTCSettings()
+    audio: AudioSettings = AudioSettings()
 
     @classmethod
     def settings_customise_sources(

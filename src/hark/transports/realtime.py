@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from hark.audio import AudioFormatError, decode_base64_pcm16
 from hark.config import SecuritySettings
+from hark.engines.aec import EchoCanceller
 from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
@@ -66,8 +67,11 @@ class RealtimeSession:
         metrics: Metrics | None = None,
         session_id: str | None = None,
         limits: SecuritySettings | None = None,
+        echo: EchoCanceller | None = None,
     ):
         self.ws = websocket
+        self.echo = echo
+        """Takes hark's own voice out of the client's audio (audio.echo_cancellation)."""
         self.metrics = metrics
         self.id = session_id or new_id("sess")
         limits = limits or SecuritySettings()
@@ -246,6 +250,8 @@ class RealtimeSession:
         # Processed here, in the reader, rather than handed to a task through a queue: one task
         # switch less per frame, and a commit or clear that follows always finds this audio in.
         try:
+            if self.echo is not None:
+                pcm = await self.echo.heard(pcm)
             await self.conversation.push_audio(pcm)
         except Exception:
             log.exception("audio processing failed")
@@ -319,9 +325,13 @@ class RealtimeSession:
                     self._turn_failed("transcription")
             case ev.ResponseDone():
                 self._response_done(event)
+            case ev.ResponseAudio(_response_id, _item_id, pcm) if self.echo is not None:
+                self.echo.played(pcm)
             case ev.OutputCleared(response_id, _item_id):
                 # Audio still queued here is never sent; the client drops what it has buffered.
                 self.outbox.drop_audio(response_id)
+                if self.echo is not None:
+                    self.echo.clear()
         self._send(self.codec.encode(event))
 
     def _response_done(self, event: ev.ResponseDone) -> None:

@@ -60,6 +60,13 @@ class FasterWhisperSTT:
         except ImportError as exc:
             raise MissingDependency("faster-whisper", "pip install faster-whisper") from exc
         model = settings.model or str(default_model_path())
+        if model == "base":  # multilingual Whisper base, joined from its two wheels
+            from hark.engines.stt.whisper_base import base_model_path
+
+            try:
+                model = str(base_model_path())
+            except OSError as exc:
+                raise EngineError(f"cannot join Whisper base's parts: {exc}", engine=self.name) from exc
         if not Path(model).exists():
             raise EngineError(
                 f"stt.model {model!r} is not a directory; give the path of a CTranslate2 Whisper model "

@@ -22,6 +22,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from hark.config import Settings
 from hark.drain import Drainer
+from hark.engines import aec
 from hark.engines.base import TTS
 from hark.errors import ConfigError
 from hark.observability.jsonlog import session_scope
@@ -131,6 +132,7 @@ def _routes(
 ) -> APIRouter:
     config = settings.twilio
     routes = APIRouter()
+    echo_cancelled = settings.audio.echo_cancelled(aec.available())
 
     @routes.post(
         VOICE_PATH,
@@ -187,6 +189,7 @@ def _routes(
             limits=settings.security,
             llm_status=state.llm_status,
             metrics=state.metrics,
+            echo=aec.EchoCanceller(mulaw.RATE) if echo_cancelled else None,
         )
         with session_scope(session.id):
             drainer.register(session)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hark.config import SecuritySettings, TwilioSettings
+from hark.engines.aec import EchoCanceller
 from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, LLMStatus, new_id
@@ -60,8 +61,11 @@ class PhoneSession:
         limits: SecuritySettings,
         llm_status: LLMStatus,
         metrics: Metrics | None = None,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.ws = websocket
+        self.echo = echo
+        """Takes hark's own voice out of the caller's audio (audio.echo_cancellation)."""
         self.id = new_id("call")
         self._factory = conversation_factory
         self._tokens = tokens
@@ -270,6 +274,8 @@ class PhoneSession:
         if pause:
             await asyncio.sleep(pause)
         try:
+            if self.echo is not None:
+                pcm = await self.echo.heard(pcm)
             await self.conversation.push_audio(pcm)
         except Exception:
             log.exception("audio processing failed", extra={"session": self.id})
@@ -365,6 +371,8 @@ class PhoneSession:
             self.first_audio_ms = round((time.monotonic() - self.started_at) * 1000.0, 1)
             log.info("first audio out", extra={"session": self.id, "first_media_ms": self.first_audio_ms})
         ulaw = mulaw.encode(pcm)
+        if self.echo is not None:
+            self.echo.played(mulaw.decode(ulaw))  # what the caller hears, μ-law's loss included
         for frame in mulaw.frames(ulaw):
             self.outbox.put(tp.media(self.stream_sid, frame), audio_of=response_id)
         self._item_sent_ms += len(ulaw) * 1000.0 / mulaw.RATE
@@ -377,6 +385,8 @@ class PhoneSession:
         if response_id is not None:
             self.outbox.drop_audio(response_id)
         self.outbox.put(tp.clear(self.stream_sid))
+        if self.echo is not None:
+            self.echo.clear()
         items = self.ledger.cleared()
         if item_id is not None and item_id not in items:
             items.append(item_id)
