@@ -319,8 +319,9 @@ class RealtimeSession:
                     self._turn_failed("transcription")
             case ev.ResponseDone():
                 self._response_done(event)
-            case ev.OutputCleared(response_id, _item_id):
-                # Audio still queued here is never sent; the client drops what it has buffered.
+            case ev.OutputCleared(response_id, _item_id) | ev.OutputPaused(response_id, _item_id):
+                # Audio still queued here is never sent; the client drops what it has buffered
+                # (a paused reply sends again, on resuming, what the listener had not heard).
                 self.outbox.drop_audio(response_id)
         self._send(self.codec.encode(event))
 
