@@ -155,6 +155,12 @@ def run(
 
         log("11. turn-taking corpus (docs/turn-taking.md)")
         details["turns"] = turns.run(log=log)
+        from hark.bench import overlap
+
+        try:
+            details["turns"]["overlap"] = overlap.run(quick=quick, log=log)
+        except Exception as exc:
+            details["turns"]["overlap"] = {"error": f"{type(exc).__name__}: {exc}"}
     if "phone" in chosen:
         from hark.bench import phone
 
