@@ -74,7 +74,10 @@ async def test_interrupt_response_false_keeps_talking(
 ) -> None:
     llm, _ = fake_llm
     detection = {"type": "server_vad", "interrupt_response": False}
-    async with realtime(hark_with_llm.base_url, audio={"input": {"turn_detection": detection}}) as (conn, rec):
+    async with realtime(hark_with_llm.base_url, audio={"input": {"turn_detection": detection}}) as (
+        conn,
+        rec,
+    ):
         response_id = await _reply_playing(conn, rec, llm)
         mark = rec.mark()
         await send_audio(conn, speak("Stop, tell me about Rome.") + silence(900))
@@ -95,7 +98,10 @@ async def test_create_response_false_commits_without_replying(
     llm, _ = fake_llm
     llm.reply = "Sunny."
     detection = {"type": "server_vad", "create_response": False}
-    async with realtime(hark_with_llm.base_url, audio={"input": {"turn_detection": detection}}) as (conn, rec):
+    async with realtime(hark_with_llm.base_url, audio={"input": {"turn_detection": detection}}) as (
+        conn,
+        rec,
+    ):
         await send_audio(conn, silence(300) + speak(QUESTION) + silence(900))
         await rec.wait_for("input_audio_buffer.committed")
         final = await rec.wait_for("conversation.item.input_audio_transcription.completed", timeout=40)

@@ -131,7 +131,9 @@ async def test_without_backchannels_speech_cancels_at_once() -> None:
 
 async def test_interrupt_response_off_keeps_the_reply_and_commits_the_turn() -> None:
     h = Harness()
-    h.conversation.configure_turns(TurnConfig(start_ms=64, end_silence_ms=200), prefix_ms=100, interrupt_response=False)
+    h.conversation.configure_turns(
+        TurnConfig(start_ms=64, end_silence_ms=200), prefix_ms=100, interrupt_response=False
+    )
     await h.reply_playing()
     h.stt.text = "Stop, tell me about Rome."
     await h.push(tone(300), quiet(400))
@@ -145,7 +147,9 @@ async def test_interrupt_response_off_keeps_the_reply_and_commits_the_turn() -> 
 
 async def test_create_response_off_commits_without_replying() -> None:
     h = Harness()
-    h.conversation.configure_turns(TurnConfig(start_ms=64, end_silence_ms=200), prefix_ms=100, create_response=False)
+    h.conversation.configure_turns(
+        TurnConfig(start_ms=64, end_silence_ms=200), prefix_ms=100, create_response=False
+    )
     await h.push(tone(300), quiet(400))
     await h.until(lambda: bool(h.of(ev.TranscriptFinal)))
     assert h.of(ev.InputCommitted) and not h.of(ev.ResponseStarted)

@@ -98,7 +98,9 @@ def corpus(voices: tuple[str, ...]) -> list[Case]:
     return cases
 
 
-async def _case(session: Session, question: list[str | bytes], case: Case, rng: random.Random) -> dict[str, Any]:
+async def _case(
+    session: Session, question: list[str | bytes], case: Case, rng: random.Random
+) -> dict[str, Any]:
     mark = session.mark()
     session.enqueue(question)
     created = await session.wait_for("response.created", after=mark, limit_s=TIMEOUT_S)
@@ -160,16 +162,19 @@ async def _quiet(session: Session, *, after: int) -> None:
     if created - done:
         await session._ws.send('{"type": "response.cancel"}')
     for rid in created - done:
-        await session.wait_for(
-            "response.done", lambda r, rid=rid: r.data["response"]["id"] == rid, after=after, limit_s=TIMEOUT_S
-        )
+
+        def ended(r: Received, rid: str = rid) -> bool:
+            return bool(r.data["response"]["id"] == rid)
+
+        await session.wait_for("response.done", ended, after=after, limit_s=TIMEOUT_S)
 
 
 def _rate(results: list[dict[str, Any]], part: str) -> float | None:
     chosen = [r for r in results if r["part"] == part and "error" not in r]
     if not chosen:
         return None
-    return round(100 * sum(r["interrupted"] or r["committed"] for r in chosen) / len(chosen), 1)
+    failed = sum(1 for r in chosen if r["interrupted"] or r["committed"])
+    return round(100 * failed / len(chosen), 1)
 
 
 async def _drive(url: str, cases: list[Case]) -> list[dict[str, Any]]:
@@ -183,7 +188,9 @@ async def _drive(url: str, cases: list[Case]) -> list[dict[str, Any]]:
             try:
                 results.append(await _case(session, question, case, rng))
             except (TimeoutError, ConnectionError, KeyError) as exc:
-                results.append({"part": case.part, "label": case.label, "error": f"{type(exc).__name__}: {exc}"})
+                results.append(
+                    {"part": case.part, "label": case.label, "error": f"{type(exc).__name__}: {exc}"}
+                )
             if session.error:
                 break
     finally:
@@ -211,9 +218,11 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict[str,
         "self_interruption_pct_d_text": _rate(results, "d"),
         "missed_interruptions_e": sum(1 for r in real if not r["interrupted"]),
         "bargein_pause_ms": stats.summary([r["paused_ms"] for r in real if r["paused_ms"] is not None]),
-        "bargein_cancel_ms": stats.summary([r["cancelled_ms"] for r in real if r["cancelled_ms"] is not None]),
+        "bargein_cancel_ms": stats.summary(
+            [r["cancelled_ms"] for r in real if r["cancelled_ms"] is not None]
+        ),
         "errors": sum(1 for r in results if "error" in r),
         "cases": results,
     }
-    log(f"   {({k: v for k, v in summary.items() if k != 'cases'})}")
+    log(f"   { ({k: v for k, v in summary.items() if k != 'cases'}) }")
     return summary

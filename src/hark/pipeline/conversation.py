@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
@@ -64,7 +64,7 @@ class ConversationConfig:
     """Transcribe at a pause, before the turn is known to be over."""
     speculative_reply: bool = True
     """Start the reply (LLM and first TTS) at a pause, before the turn is known to be over."""
-    interruptions: InterruptionPolicy = InterruptionPolicy()
+    interruptions: InterruptionPolicy = field(default_factory=InterruptionPolicy)
     """Speech over a spoken reply: backchannels and self-speech that do not interrupt it."""
 
 
@@ -227,10 +227,10 @@ class Conversation:
             self._set_state(ConversationState.LISTENING)
 
     def _pause_reply(self) -> bool:
-        if self._response is None or not isinstance(self._response[2], Responder):
+        if self._response is None:
             return False
-        response_id, item_id, responder = self._response
-        return self.barge.begin(response_id, item_id, responder)
+        response_id, item_id, output = self._response
+        return isinstance(output, Responder) and self.barge.begin(response_id, item_id, output)
 
     def _paused(self, boundary: TurnBoundary) -> None:
         """A short silence: transcribe what was said so far now, while the end-of-turn silence
