@@ -108,13 +108,15 @@ async def test_own_words_heard_back_do_not_interrupt() -> None:
     await h.conversation.aclose()
 
 
-async def test_no_transcript_by_the_bound_interrupts() -> None:
-    h = Harness(interruptions=InterruptionPolicy(confirm_ms=200))
+async def test_a_slow_transcript_keeps_the_reply_paused_past_the_bound_then_decides() -> None:
+    h = Harness(interruptions=InterruptionPolicy(confirm_ms=100))
     await h.reply_playing()
-    h.stt.stall = True
-    await h.push(tone(300))
+    h.stt.text, h.stt.delay = "Mm-hmm.", 0.5
+    await h.push(tone(200), quiet(400))
     done = await h.done()
-    assert done.status == "cancelled" and h.of(ev.OutputCleared)
+    assert done.status == "completed" and done.text == REPLY
+    assert [e.reason for e in h.of(ev.SpeechIgnored)] == ["backchannel"]
+    assert not h.of(ev.OutputCleared)
     await h.conversation.aclose()
 
 

@@ -105,7 +105,9 @@ class BargeIn:
         with contextlib.suppress(EngineError, asyncio.CancelledError):
             text = (await asyncio.shield(transcript)).text
         own = self._reply[2].full_text() if self._reply is not None else ""
-        action = self.gate.heard(text, own, complete=True) if self.deciding else Action.NONE
+        action = (
+            self.gate.heard(text, own, complete=True, now=self._clock()) if self.deciding else Action.NONE
+        )
         if action is Action.INTERRUPT or self.gate.phase is Phase.INTERRUPTED:
             self._act(action)
             return Verdict.WORDS, transcript
@@ -138,7 +140,7 @@ class BargeIn:
             if self._task is asyncio.current_task():
                 self._task = None
         own = self._reply[2].full_text() if self._reply is not None else ""
-        self._act(self.gate.heard(text, own, complete=complete))
+        self._act(self.gate.heard(text, own, complete=complete, now=self._clock()))
 
     def _expire(self) -> None:
         self._timer = None

@@ -5,10 +5,12 @@ then decides, within ``confirm_ms``: real words interrupt (``INTERRUPT``); a bac
 "yeah", "right"), a sound with no words (a cough, a laugh) or hark's own words leaking back into
 the microphone resume the reply where it paused (``RESUME``) and are not a turn.
 
-    SPEAKING --speech--> PAUSED --words--------------------------> INTERRUPTED
-                           |  \\--no words, speech over / bound--> RESUMED --words--> INTERRUPTED
-                           \\--bound with no transcript yet -----> INTERRUPTED (as without backchannels)
+    SPEAKING --speech--> PAUSED --words-------------------------------> INTERRUPTED
+                           \\--no words, and speech over or bound--> RESUMED --words--> INTERRUPTED
     RESUMED --speech over--> SPEAKING;  RESUMED --new speech--> PAUSED
+
+With no transcript yet at the bound (a slow transcriber) the reply stays paused until one comes:
+paused, hark is as quiet as after a barge-in, and the words still decide.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DEFAULT_BACKCHANNELS = (
     "hmm",
     "mm hmm",
     "uh huh",
+    "uh uh",
     "uh",
     "um",
     "huh",
@@ -58,6 +61,9 @@ NOISE_TRANSCRIPTS = ("you", "thank you", "bye")
 _TAGS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 """[coughs], (laughs), *cough*: sound tags a transcriber writes instead of words."""
 _WORD = re.compile(r"[a-z0-9']+")
+_HUM = re.compile(r"(?:[mh]+|u+[hm]+|a+h+|o+h+|(?:ha)+h?)")
+"""One word of humming or laughing however it is spelled: "mmm", "hmmm", "mmhmm", "uhh", "umm",
+"ahh", "ohh", "hahaha" (and "M-H-M": a transcriber spelling a hum as letters)."""
 
 
 def words(text: str) -> list[str]:
@@ -108,6 +114,9 @@ class InterruptionPolicy:
         """Whether ``heard`` is a run of backchannel phrases ("yeah okay", "uh huh right")."""
         i = 0
         while i < len(heard):
+            if _HUM.fullmatch(heard[i]):
+                i += 1
+                continue
             phrase = next((p for p in self._phrases if tuple(heard[i : i + len(p)]) == p), None)
             if phrase is None:
                 return False
@@ -189,28 +198,28 @@ class InterruptionGate:
         self.verdict, self.started_at, self.deadline = None, now, now + self.policy.confirm_ms / 1000.0
         return Action.PAUSE
 
-    def heard(self, text: str, own_text: str, *, complete: bool) -> Action:
+    def heard(self, text: str, own_text: str, *, complete: bool, now: float) -> Action:
         """A transcript of the speech so far; ``complete``: it covers all of it (the speaker has
-        paused or stopped), so a verdict of no words resumes the reply now."""
+        paused or stopped). No words resume the reply if complete or past the bound."""
         if self.phase not in (Phase.PAUSED, Phase.RESUMED):
             return Action.NONE
         self.verdict = self.policy.classify(text, own_text)
         if self.verdict is Verdict.WORDS:
             self._move(Phase.INTERRUPTED)
             return Action.INTERRUPT
-        if complete and self.phase is Phase.PAUSED:
+        past_bound = self.deadline is not None and now >= self.deadline
+        if (complete or past_bound) and self.phase is Phase.PAUSED:
             self._move(Phase.RESUMED)
             return Action.RESUME
         return Action.NONE
 
     def expire(self, now: float) -> Action:
-        """The confirmation bound: no words yet resumes the reply; no transcript at all yet (a
-        slow transcriber) interrupts, as hark does without backchannel detection."""
+        """The confirmation bound: only non-words heard so far resume the reply; with no
+        transcript yet it stays paused (the next one decides)."""
         if self.phase is not Phase.PAUSED or self.deadline is None or now < self.deadline:
             return Action.NONE
         if self.verdict is None:
-            self._move(Phase.INTERRUPTED)
-            return Action.INTERRUPT
+            return Action.NONE
         self._move(Phase.RESUMED)
         return Action.RESUME
 
