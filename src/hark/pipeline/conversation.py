@@ -656,9 +656,9 @@ class Conversation:
         responder = self._replies.get(item_id)
         if responder is None:
             raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
-        if audio_end_ms > responder.clock.sent_ms + 1:
+        if audio_end_ms > responder.clock.peak_ms + 1:
             raise InvalidValue(
-                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms",
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.peak_ms)} ms",
                 param="audio_end_ms",
             )
         self.record.truncated(item_id, responder.heard(float(audio_end_ms)))
