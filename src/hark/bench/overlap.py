@@ -45,7 +45,8 @@ INTERRUPTIONS = (
     "No, I meant London.",
     "Hold on, how cold is it?",
 )
-LEAKS = ("Monday starts cool and grey", "the clouds lift and the sun comes out")
+LEAKS = ("Here is the weather for the rest", "the weather for the rest of the week")
+"""From the reply's first sentence: words hark has begun to say when the leak is played."""
 LEAK_DB = -12.0
 VOICES = ("en-us", "en+f3", "en-us+m7")
 TIMEOUT_S = 30.0

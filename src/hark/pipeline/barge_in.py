@@ -54,7 +54,7 @@ class BargeIn:
         self._task: asyncio.Task[None] | None = None
         self._complete: tuple[int, asyncio.Task[Transcript]] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._checked_ms = 0
+        self._checked_ms: int | None = None
 
     @property
     def deciding(self) -> bool:
@@ -69,7 +69,7 @@ class BargeIn:
         if action is Action.INTERRUPT:
             return False
         self._reply = (response_id, item_id, responder)
-        self._checked_ms = 0
+        self._checked_ms = None  # the first transcription comes CHECK_MS into the speech
         at_ms = responder.pause(rewind=self.rewind)
         self._emit(ev.OutputPaused(response_id, item_id, int(at_ms)))
         delay = self.policy.confirm_ms / 1000.0
@@ -78,6 +78,8 @@ class BargeIn:
 
     def check(self, heard_ms: int, utterance: Callable[[], Float32Array]) -> None:
         """More speech was heard: transcribe it again if ``CHECK_MS`` more came since last time."""
+        if self._checked_ms is None:
+            self._checked_ms = heard_ms  # the lead-in before speech began is not worth judging
         if not self.deciding or self._task is not None or heard_ms - self._checked_ms < CHECK_MS:
             return
         self._checked_ms = heard_ms
