@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from hark.engines.base import STT, Float32Array, Transcript
-from hark.errors import EngineError
+from hark.errors import EngineError, WorkShed
 from hark.pipeline import events as ev
 from hark.pipeline.interruptions import Action, InterruptionGate, InterruptionPolicy, Phase, Verdict
 from hark.pipeline.responder import Responder
@@ -83,7 +83,9 @@ class BargeIn:
         if not self.deciding or self._task is not None or heard_ms - self._checked_ms < CHECK_MS:
             return
         self._checked_ms = heard_ms
-        self._task = asyncio.create_task(self._judge(self._transcribe(utterance()), complete=False))
+        # Interim: shed first under load; the transcript at the pause (or the end) still decides.
+        interim = self._transcribe(utterance(), Priority.PARTIAL)
+        self._task = asyncio.create_task(self._judge(interim, complete=False))
 
     def paused(self, at_ms: int, audio: Float32Array) -> None:
         """The speaker paused at ``at_ms``: a transcript of everything so far settles it."""
@@ -128,15 +130,20 @@ class BargeIn:
 
     # -- inside ----------------------------------------------------------------------------
 
-    def _transcribe(self, audio: Float32Array) -> asyncio.Task[Transcript]:
-        with work_as(Priority.FINAL):  # it decides whether the reply goes on: never shed
+    def _transcribe(
+        self, audio: Float32Array, priority: Priority = Priority.FINAL
+    ) -> asyncio.Task[Transcript]:
+        """FINAL by default: the transcript that settles whether the reply goes on is never shed."""
+        with work_as(priority):
             return asyncio.create_task(self._stt.transcribe(audio, language=self._language))
 
     async def _judge(self, transcript: asyncio.Task[Transcript], *, complete: bool) -> None:
         try:
             text = (await transcript).text
+        except WorkShed:
+            return
         except EngineError:
-            log.warning("transcribing speech over the reply failed; deciding at the bound")
+            log.warning("transcribing speech over the reply failed; the next transcript decides")
             return
         finally:
             if self._task is asyncio.current_task():
