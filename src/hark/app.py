@@ -29,6 +29,7 @@ from hark.observability.metrics import router as metrics_router
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
 from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
+from hark.pipeline.interruptions import DEFAULT_BACKCHANNELS, InterruptionPolicy
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
@@ -70,6 +71,14 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         speculative_transcript=settings.conversation.speculative_transcript,
         speculative_reply=settings.conversation.speculative_reply,
         language=settings.stt.language,
+        interruptions=InterruptionPolicy(
+            backchannels=vad.backchannels,
+            phrases=tuple(vad.backchannel_words)
+            if vad.backchannel_words is not None
+            else DEFAULT_BACKCHANNELS,
+            confirm_ms=vad.interruption_confirm_ms,
+            self_speech=vad.self_speech_guard,
+        ),
     )
 
 

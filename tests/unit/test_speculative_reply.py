@@ -249,7 +249,9 @@ async def test_barge_in_just_after_release_cancels_it_once() -> None:
     await h.live(quiet(200))  # the turn ends on the pause: released
     assert h.of(ev.ResponseStarted)
     h.tts.texts.clear()
-    await h.speak_to_pause()  # the user talks over it at once
+    # The user talks over it at once: the reply pauses, the words cancel it, then a pause (the
+    # transcriptions that judge speech over a reply come before it, so speak_to_pause can't wait).
+    await h.live(tone(500), quiet(160))
     [first] = await h.done()
     assert first.status == "cancelled" and first.reason == "turn_detected"
     assert len(h.of(ev.OutputCleared)) == 1

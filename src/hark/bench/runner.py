@@ -159,6 +159,12 @@ def run(
         from hark.bench import turns_echo
 
         details["turns"]["echo"] = turns_echo.run(log=log)
+        from hark.bench import overlap
+
+        try:
+            details["turns"]["overlap"] = overlap.run(quick=quick, log=log)
+        except Exception as exc:
+            details["turns"]["overlap"] = {"error": f"{type(exc).__name__}: {exc}"}
     if "phone" in chosen:
         from hark.bench import phone
 

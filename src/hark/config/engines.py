@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -34,6 +34,18 @@ class VADSettings(Section):
     """How soon a semantic turn ends: ``high`` answers sooner and cuts off more often."""
     turn_model_path: Path | None = None
     """Smart Turn ONNX file; default: the file inside the installed ``pipecat-ai`` wheel."""
+    backchannels: bool = True
+    """Speech over hark's reply pauses it and only real words interrupt it: a backchannel
+    ("mhm", "yeah", "right"), a cough or a laugh resumes the reply and is not a turn. False:
+    any speech over the reply cuts it off at once (docs/turn-taking.md)."""
+    backchannel_words: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, max_length=200
+    )
+    """Words and phrases that do not interrupt (default: mhm, uh-huh, yeah, right, okay, ...)."""
+    interruption_confirm_ms: int = Field(1000, ge=100, le=5000)
+    """The longest a reply stays paused waiting for the speech over it to show words."""
+    self_speech_guard: bool = True
+    """Speech over the reply made of hark's own words (its voice heard back) does not interrupt."""
 
 
 class ProviderConfig(Section):

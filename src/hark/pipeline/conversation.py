@@ -13,12 +13,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError, EngineSaturated
 from hark.pipeline import events as ev
+from hark.pipeline.barge_in import BargeIn
 from hark.pipeline.conversation_state import ConversationState, StateMachine
 from hark.pipeline.errors import (
     CommitTooShort,
@@ -28,6 +29,7 @@ from hark.pipeline.errors import (
     UnknownItem,
 )
 from hark.pipeline.history import History
+from hark.pipeline.interruptions import InterruptionPolicy, Verdict
 from hark.pipeline.items import Item, ItemLog
 from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
@@ -62,6 +64,8 @@ class ConversationConfig:
     """Transcribe at a pause, before the turn is known to be over."""
     speculative_reply: bool = True
     """Start the reply (LLM and first TTS) at a pause, before the turn is known to be over."""
+    interruptions: InterruptionPolicy = field(default_factory=InterruptionPolicy)
+    """Speech over a spoken reply: backchannels and self-speech that do not interrupt it."""
 
 
 @dataclass(slots=True)
@@ -144,6 +148,11 @@ class Conversation:
             current_item=lambda: self._item_id,
         )
         self._speculative: _Speculation | None = None
+        self.barge = BargeIn(
+            config.interruptions, stt, language=config.language, emit=emit, interrupt=self._interrupted
+        )
+        """Decides whether speech over a spoken reply interrupts it (pipeline/barge_in.py)."""
+        self._settling: asyncio.Task[None] | None = None
         self._transcribing: asyncio.Task[str | None] | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
@@ -198,23 +207,38 @@ class Conversation:
                 self._paused(boundary)
             else:
                 self._speech_stopped(boundary)
-        if self.listener.in_speech and self.config.partial_interval_ms:
+        if self.listener.in_speech and self.barge.deciding:
+            self.barge.check(self.listener.utterance_ms(), self.listener.utterance)
+        elif self.listener.in_speech and self.config.partial_interval_ms:
             self._maybe_partial()
 
     def _speech_started(self, boundary: TurnBoundary) -> None:
         self._cancel_speculative()
-        if self.interrupt:
+        # Over a spoken reply the speech pauses it and its words decide (barge_in.py); with
+        # interrupt_response off the reply goes on and the speech is a turn of its own.
+        over_reply = self._pause_reply() if self.interrupt else self.responding
+        if self.interrupt and not over_reply:
             self._barge_in()
         self._item_id = new_id("item")
         self._speech_start_ms = boundary.audio_ms
         self._partials.restart()
         self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
-        self._set_state(ConversationState.LISTENING)
+        if not over_reply:
+            self._set_state(ConversationState.LISTENING)
+
+    def _pause_reply(self) -> bool:
+        if self._response is None:
+            return False
+        response_id, item_id, output = self._response
+        return isinstance(output, Responder) and self.barge.begin(response_id, item_id, output)
 
     def _paused(self, boundary: TurnBoundary) -> None:
         """A short silence: transcribe what was said so far now, while the end-of-turn silence
         runs on. If the turn ends on this silence the result is the final transcript; if the user
         goes on, it is thrown away (speculative end of turn)."""
+        if self.barge.deciding:  # speech over a reply: is it words?
+            self.barge.paused(boundary.audio_ms, self.listener.utterance())
+            return
         if self._item_id is None or not self.config.speculative_transcript:
             return
         self._cancel_speculative()
@@ -238,6 +262,10 @@ class Conversation:
         item_id = self._item_id or new_id("item")
         self._item_id = None
         self._emit(ev.SpeechStopped(item_id, boundary.audio_ms))
+        if self.barge.deciding:
+            audio = self.listener.take_utterance()
+            self._settling = asyncio.create_task(self._settle(item_id, boundary, audio))
+            return
         speculation = None
         if self._speculative is not None and self._speculative.audio_ms == boundary.audio_ms:
             # The turn ended on the silence the speculation started at.
@@ -274,6 +302,14 @@ class Conversation:
         release(end_of_speech, detected)
         return True
 
+    async def _settle(self, item_id: str, boundary: TurnBoundary, audio: Float32Array) -> None:
+        """Speech over a reply ended: a turn if it had real words, else dropped without a trace."""
+        verdict, transcript = await self.barge.settle(boundary.audio_ms, audio)
+        if verdict is not Verdict.WORDS:
+            self._emit(ev.SpeechIgnored(item_id, verdict.value))
+            return
+        self._commit(item_id, end_of_speech=boundary.wall_time, speculative=transcript, audio=audio)
+
     def commit(self) -> str:
         """Commit what was appended (client-side turn detection). Raises CommitTooShort."""
         if self.listener.utterance_ms() < MIN_COMMIT_MS:
@@ -294,22 +330,28 @@ class Conversation:
         if self.machine.state is ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)
 
-    def _accept_input(self, item_id: str) -> Float32Array:
-        audio = self.listener.take_utterance()
+    def _accept_input(self, item_id: str, audio: Float32Array | None = None) -> Float32Array:
+        audio = self.listener.take_utterance() if audio is None else audio
         self._partials.cancel()
         previous = self.record.user_audio(item_id)
         self._emit(ev.InputCommitted(item_id, previous))
         return audio
 
     def _commit(
-        self, item_id: str, *, end_of_speech: float, speculative: asyncio.Task[Transcript] | None = None
+        self,
+        item_id: str,
+        *,
+        end_of_speech: float,
+        speculative: asyncio.Task[Transcript] | None = None,
+        audio: Float32Array | None = None,
     ) -> None:
-        audio = self._accept_input(item_id)
+        audio = self._accept_input(item_id, audio)
         detected = time.monotonic()
         previous = self._transcribing
         with work_as(Priority.FINAL):
             self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
-        if self.auto_respond:
+        # interrupt_response off: a reply still being given is not replaced (as OpenAI documents).
+        if self.auto_respond and (self.interrupt or not self.responding):
             self._set_state(ConversationState.THINKING)
             self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
         elif self.machine.state is ConversationState.LISTENING:
@@ -575,6 +617,11 @@ class Conversation:
 
     # -- interruption --------------------------------------------------------------------
 
+    def _interrupted(self) -> None:
+        """The speech over the reply had real words: barge in."""
+        self._barge_in()
+        self._set_state(ConversationState.LISTENING)
+
     def _barge_in(self) -> None:
         if self._response is not None:
             response_id, item_id, _ = self._response
@@ -591,6 +638,7 @@ class Conversation:
             response_id, item_id, _ = self._response
             self._emit(ev.OutputCleared(response_id, item_id))
         self._cancel_response(reason="client_cancelled")
+        self.barge.reset()
         if self.machine.state is not ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)  # so that a new response can start
         return True
@@ -608,9 +656,9 @@ class Conversation:
         responder = self._replies.get(item_id)
         if responder is None:
             raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
-        if audio_end_ms > responder.clock.sent_ms + 1:
+        if audio_end_ms > responder.clock.peak_ms + 1:
             raise InvalidValue(
-                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.sent_ms)} ms",
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.peak_ms)} ms",
                 param="audio_end_ms",
             )
         self.record.truncated(item_id, responder.heard(float(audio_end_ms)))
@@ -624,12 +672,15 @@ class Conversation:
 
     async def aclose(self) -> None:
         # Stop every task of the turn, a held reply included, and wait until they have stopped.
+        self.barge.reset()
         tasks: list[asyncio.Task[Any]] = [
-            t for t in (self._partials.task, self._response_task, self._transcribing) if t is not None
+            t
+            for t in (self._partials.task, self._response_task, self._transcribing, self._settling)
+            if t is not None
         ]
         if self._speculative is not None:
             tasks += [t for t in (self._speculative.transcript, self._speculative.reply) if t is not None]
-        self._partials.task = self._response_task = self._speculative = None
+        self._partials.task = self._response_task = self._speculative = self._settling = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

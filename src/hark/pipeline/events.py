@@ -163,6 +163,35 @@ class OutputCleared:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputPaused:
+    """Speech started over the reply: no more of its audio is sent until it resumes or is
+    cancelled. ``audio_ms``: the position in the reply's audio it will resume from."""
+
+    response_id: str
+    item_id: str
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutputResumed:
+    """The speech over the reply was not an interruption: its audio goes on from ``audio_ms``."""
+
+    response_id: str
+    item_id: str
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechIgnored:
+    """Speech over a reply that was not a turn (a backchannel, a sound with no words, hark's own
+    words): it is not committed and nothing answers it."""
+
+    item_id: str
+    reason: str
+    """"backchannel", "noise" (no words: a cough, a laugh) or "self_speech"."""
+
+
+@dataclass(frozen=True, slots=True)
 class ItemTruncated:
     item_id: str
     audio_end_ms: int
@@ -204,6 +233,9 @@ Event = (
     | ItemAdded
     | ItemDeleted
     | OutputCleared
+    | OutputPaused
+    | OutputResumed
+    | SpeechIgnored
     | ItemTruncated
     | Latency
     | ConversationError

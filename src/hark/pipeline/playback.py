@@ -11,6 +11,8 @@ class PlaybackClock:
 
     def __init__(self) -> None:
         self.sent_ms = 0.0
+        self.peak_ms = 0.0
+        """The furthest position ever sent (a paused reply rewinds ``sent_ms`` to the playhead)."""
         self._anchor_time: float | None = None
         self._anchor_ms = 0.0
 
@@ -24,6 +26,7 @@ class PlaybackClock:
             self._anchor_time = now
             self._anchor_ms = self.sent_ms
         self.sent_ms += duration_ms
+        self.peak_ms = max(self.peak_ms, self.sent_ms)
 
     def wait_s(self, now: float, lead_ms: float) -> float:
         """Seconds to wait before more audio may be sent without running ``lead_ms`` ahead."""

@@ -10,6 +10,7 @@ barge-in has little to take back and ``heard()`` knows which words were actually
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -67,6 +68,35 @@ class Responder:
         self.segments: list[Segment] = []
         self.spoken_text: list[str] = []
         self.timings = ReplyTimings()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._sent: collections.deque[tuple[float, bytes]] = collections.deque()
+        """(position, piece) of the audio sent lately: what a rewinding resume sends again."""
+        self._replay: list[bytes] = []
+        self._generation = 0
+        """Counts pauses: a piece whose wait for its turn spanned one is not sent then."""
+
+    def pause(self, *, rewind: bool) -> float:
+        """Send nothing more until ``resume``; returns the position (ms of reply audio) the reply
+        will resume from: the listener's playhead (``rewind``: the client drops what it had
+        buffered, so what it lost is sent again) or the end of what was sent."""
+        self._generation += 1
+        self._flowing.clear()
+        at = self.clock.played_ms(time.monotonic()) if rewind else self.clock.sent_ms
+        lost: list[bytes] = []
+        for start, piece in self._sent:
+            end = start + pcm16_duration_ms(len(piece), self._output_rate)
+            if end > at:
+                lost.append(piece[max(0, int((at - start) * self._output_rate / 1000)) * 2 :])
+        self._replay = lost + self._replay
+        self.clock.sent_ms = min(self.clock.sent_ms, at)
+        self._sent.clear()
+        return at
+
+    def resume(self) -> float:
+        """Go on from where ``pause`` stopped; returns that position."""
+        self._flowing.set()
+        return self.clock.sent_ms
 
     def heard(self, played_ms: float | None = None) -> str:
         position = self.clock.played_ms(time.monotonic()) if played_ms is None else played_ms
@@ -159,6 +189,7 @@ class Responder:
         while (item := await audio.get()) is not _END:
             if self._hold is not None:
                 await self._hold.wait()
+            await self._replayed()
             kind, payload = item
             if kind == "start":
                 sentence = str(payload)
@@ -171,16 +202,40 @@ class Responder:
             else:  # the sentence's end: what is left of it goes out as a shorter chunk
                 pieces = [rest] if (rest := chunker.flush()) else []
             for piece in pieces:
-                delay = self.clock.wait_s(time.monotonic(), self._lead_ms)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                now = time.monotonic()
-                if self.timings.first_audio_sent is None:
-                    self.timings.first_audio_sent = now
-                self.clock.on_send(now, pcm16_duration_ms(len(piece), self._output_rate))
+                while True:
+                    await self._replayed()
+                    if await self._paced(piece):
+                        break
                 current = self.segments[-1]  # its end grows as its audio goes out
                 self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
-                self._on_audio(piece)
+        await self._replayed()
+
+    async def _replayed(self) -> None:
+        """Wait while paused; after a rewinding pause, send again what the listener lost."""
+        while True:
+            await self._flowing.wait()
+            if not self._replay:
+                return
+            if await self._paced(self._replay[0]):
+                self._replay.pop(0)
+
+    async def _paced(self, piece: bytes) -> bool:
+        """Send ``piece`` when the pacing allows; False (not sent) if a pause came meanwhile."""
+        generation = self._generation
+        delay = self.clock.wait_s(time.monotonic(), self._lead_ms)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if generation != self._generation or not self._flowing.is_set():
+            return False
+        now = time.monotonic()
+        if self.timings.first_audio_sent is None:
+            self.timings.first_audio_sent = now
+        self._sent.append((self.clock.sent_ms, piece))
+        while self._sent and self._sent[0][0] < self.clock.sent_ms - self._lead_ms - 1000:
+            self._sent.popleft()
+        self.clock.on_send(now, pcm16_duration_ms(len(piece), self._output_rate))
+        self._on_audio(piece)
+        return True
 
 
 class TextReply:

@@ -327,8 +327,9 @@ class RealtimeSession:
                 self._response_done(event)
             case ev.ResponseAudio(_response_id, _item_id, pcm) if self.echo is not None:
                 self.echo.played(pcm)
-            case ev.OutputCleared(response_id, _item_id):
-                # Audio still queued here is never sent; the client drops what it has buffered.
+            case ev.OutputCleared(response_id, _item_id) | ev.OutputPaused(response_id, _item_id):
+                # Audio still queued here is never sent; the client drops what it has buffered
+                # (a paused reply sends again, on resuming, what the listener had not heard).
                 self.outbox.drop_audio(response_id)
                 if self.echo is not None:
                     self.echo.clear()

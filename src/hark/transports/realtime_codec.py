@@ -217,6 +217,14 @@ class RealtimeCodec:
                         "voice_to_voice_ms": event.voice_to_voice_ms,
                     }
                 )
+            case ev.OutputPaused(response_id, item_id, audio_ms) | ev.OutputResumed(
+                response_id, item_id, audio_ms
+            ):
+                paused = isinstance(event, ev.OutputPaused)
+                name = "hark.output_paused" if paused else "hark.output_resumed"
+                put({"type": name, "response_id": response_id, "item_id": item_id, "audio_ms": audio_ms})
+            case ev.SpeechIgnored(item_id, reason):
+                put({"type": "hark.speech_ignored", "item_id": item_id, "reason": reason})
             case ev.ConversationError(code, message, kind):
                 out.extend(self.error(rp.ProtocolError(message, code=code, type=kind)))
         return out

@@ -105,6 +105,7 @@ class PhoneSession:
             return
         self.stream_sid = start.stream_sid
         conversation = self._factory(self._on_event)
+        conversation.barge.rewind = False  # Twilio plays on what it has buffered when a reply pauses
         self.conversation = conversation
         if self.metrics is not None:
             self.metrics.session_opened("twilio")

@@ -1,0 +1,240 @@
+"""Is speech over hark's reply an interruption? A pure, clock-injected decision; no I/O.
+
+Speech that starts while hark speaks pauses the reply at once (``PAUSE``); what the speech says
+then decides, within ``confirm_ms``: real words interrupt (``INTERRUPT``); a backchannel ("mhm",
+"yeah", "right"), a sound with no words (a cough, a laugh) or hark's own words leaking back into
+the microphone resume the reply where it paused (``RESUME``) and are not a turn.
+
+    SPEAKING --speech--> PAUSED --words-------------------------------> INTERRUPTED
+                           \\--no words, and speech over or bound--> RESUMED --words--> INTERRUPTED
+    RESUMED --speech over--> SPEAKING;  RESUMED --new speech--> PAUSED
+
+With no transcript yet at the bound (a slow transcriber) the reply stays paused until one comes:
+paused, hark is as quiet as after a barge-in, and the words still decide.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_BACKCHANNELS = (
+    "mhm",
+    "mm",
+    "mmm",
+    "hm",
+    "hmm",
+    "mm hmm",
+    "uh huh",
+    "uh uh",
+    "uh",
+    "um",
+    "huh",
+    "ah",
+    "oh",
+    "ooh",
+    "wow",
+    "yeah",
+    "yes",
+    "yep",
+    "yup",
+    "right",
+    "okay",
+    "ok",
+    "alright",
+    "all right",
+    "sure",
+    "i see",
+    "got it",
+    "cool",
+    "nice",
+    "ha",
+    "haha",
+    "ha ha",
+    "heh",
+)
+NOISE_TRANSCRIPTS = ("you", "thank you", "bye")
+"""What Whisper-class models write for a cough, a breath or a laugh with no words in it."""
+
+_TAGS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+"""[coughs], (laughs), *cough*: sound tags a transcriber writes instead of words."""
+_WORD = re.compile(r"[a-z0-9']+")
+_HUM = re.compile(r"(?:[mh]+|u+[hm]+|a+h+|o+h+|(?:ha)+h?)")
+"""One word of humming or laughing however it is spelled: "mmm", "hmmm", "mmhmm", "uhh", "umm",
+"ahh", "ohh", "hahaha" (and "M-H-M": a transcriber spelling a hum as letters)."""
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text`` without punctuation or sound tags; "uh-huh" is two words."""
+    return _WORD.findall(_TAGS.sub(" ", text.lower()).replace("-", " "))
+
+
+class Verdict(enum.Enum):
+    NOISE = "noise"
+    """No words (silence, a cough, a laugh): not an interruption."""
+    BACKCHANNEL = "backchannel"
+    SELF = "self_speech"
+    """hark's own recent words, heard back through the microphone."""
+    WORDS = "words"
+    """Real words: an interruption."""
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptionPolicy:
+    backchannels: bool = True
+    """False: any speech over the reply interrupts it at once (no pause, no confirmation)."""
+    phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    max_words: int = 4
+    """A backchannel is short: more words than this are an interruption whatever they are."""
+    confirm_ms: float = 1000.0
+    """The longest the reply stays paused waiting for words, from the start of the speech."""
+    self_speech: bool = True
+    """Words that are hark's own recent words do not interrupt (its voice leaking back)."""
+    self_overlap: float = 0.6
+    """Share of the heard words that must be hark's own for the speech to count as self-speech."""
+    _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parsed = {tuple(words(p)) for p in self.phrases} - {()}
+        object.__setattr__(self, "_phrases", tuple(sorted(parsed, key=len, reverse=True)))
+
+    def classify(self, text: str, own_text: str = "") -> Verdict:
+        heard = words(text)
+        if not heard or " ".join(heard) in NOISE_TRANSCRIPTS:
+            return Verdict.NOISE
+        if len(heard) <= self.max_words and self._covered(heard):
+            return Verdict.BACKCHANNEL
+        if self.self_speech and own_text and _overlap(heard, words(own_text)) >= self.self_overlap:
+            return Verdict.SELF
+        return Verdict.WORDS
+
+    def _covered(self, heard: list[str]) -> bool:
+        """Whether ``heard`` is a run of backchannel phrases ("yeah okay", "uh huh right")."""
+        i = 0
+        while i < len(heard):
+            if _HUM.fullmatch(heard[i]):
+                i += 1
+                continue
+            phrase = next((p for p in self._phrases if tuple(heard[i : i + len(p)]) == p), None)
+            if phrase is None:
+                return False
+            i += len(phrase)
+        return True
+
+
+def _overlap(heard: list[str], own: list[str]) -> float:
+    """Share of ``heard`` found, in order, in ``own`` (an echo is a run of hark's words); a
+    misheard long word (ratio >= 0.8 to one of hark's) counts as that word."""
+    vocabulary = set(own)
+
+    def nearest(word: str) -> str:
+        if word in vocabulary or len(word) < 4:
+            return word
+        close = difflib.get_close_matches(word, vocabulary, 1, 0.8)
+        return close[0] if close else word
+
+    matcher = difflib.SequenceMatcher(None, [nearest(w) for w in heard], own, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(heard)
+
+
+class Phase(enum.Enum):
+    SPEAKING = "speaking"
+    """hark speaks and nobody speaks over it."""
+    PAUSED = "paused"
+    """Speech over the reply: the reply is paused until what it says is known."""
+    RESUMED = "resumed"
+    """Not an interruption: the reply goes on, the speech is not a turn."""
+    INTERRUPTED = "interrupted"
+
+
+class Action(enum.Enum):
+    NONE = "none"
+    PAUSE = "pause"
+    RESUME = "resume"
+    INTERRUPT = "interrupt"
+
+
+_P = Phase
+ALLOWED: dict[Phase, frozenset[Phase]] = {
+    _P.SPEAKING: frozenset({_P.PAUSED}),
+    _P.PAUSED: frozenset({_P.RESUMED, _P.INTERRUPTED, _P.SPEAKING}),
+    _P.RESUMED: frozenset({_P.INTERRUPTED, _P.SPEAKING, _P.PAUSED}),
+    _P.INTERRUPTED: frozenset({_P.SPEAKING}),
+}
+
+
+class IllegalMove(RuntimeError):
+    pass
+
+
+class InterruptionGate:
+    """One reply's listener. Every method takes the time (seconds, any monotonic clock) and
+    returns what the caller must do to the reply."""
+
+    def __init__(self, policy: InterruptionPolicy) -> None:
+        self.policy = policy
+        self.phase = Phase.SPEAKING
+        self.verdict: Verdict | None = None
+        """The verdict on the latest transcript of the current speech (None: none yet)."""
+        self.started_at: float | None = None
+        self.deadline: float | None = None
+
+    def _move(self, target: Phase) -> None:
+        if target not in ALLOWED[self.phase]:
+            raise IllegalMove(f"Cannot move from {self.phase.value} to {target.value}.")
+        self.phase = target
+
+    def speech_started(self, now: float) -> Action:
+        """Speech began over the reply."""
+        if self.phase is Phase.INTERRUPTED:
+            return Action.NONE
+        if not self.policy.backchannels:
+            self._move(Phase.PAUSED)
+            self._move(Phase.INTERRUPTED)
+            return Action.INTERRUPT
+        self._move(Phase.PAUSED)
+        self.verdict, self.started_at, self.deadline = None, now, now + self.policy.confirm_ms / 1000.0
+        return Action.PAUSE
+
+    def heard(self, text: str, own_text: str, *, complete: bool, now: float) -> Action:
+        """A transcript of the speech so far; ``complete``: it covers all of it (the speaker has
+        paused or stopped). No words resume the reply if complete or past the bound."""
+        if self.phase not in (Phase.PAUSED, Phase.RESUMED):
+            return Action.NONE
+        self.verdict = self.policy.classify(text, own_text)
+        if self.verdict is Verdict.WORDS:
+            self._move(Phase.INTERRUPTED)
+            return Action.INTERRUPT
+        past_bound = self.deadline is not None and now >= self.deadline
+        if (complete or past_bound) and self.phase is Phase.PAUSED:
+            self._move(Phase.RESUMED)
+            return Action.RESUME
+        return Action.NONE
+
+    def expire(self, now: float) -> Action:
+        """The confirmation bound: only non-words heard so far resume the reply; with no
+        transcript yet it stays paused (the next one decides)."""
+        if self.phase is not Phase.PAUSED or self.deadline is None or now < self.deadline:
+            return Action.NONE
+        if self.verdict is None:
+            return Action.NONE
+        self._move(Phase.RESUMED)
+        return Action.RESUME
+
+    def speech_ended(self) -> Action:
+        """The speech is over and was judged not an interruption: it is dropped."""
+        if self.phase is Phase.PAUSED:
+            self._move(Phase.RESUMED)
+            self._move(Phase.SPEAKING)
+            return Action.RESUME
+        if self.phase is Phase.RESUMED:
+            self._move(Phase.SPEAKING)
+        return Action.NONE
+
+    @property
+    def deciding(self) -> bool:
+        """Speech over the reply whose fate is not settled: PAUSED, or RESUMED with the speech
+        still going (its later words may still interrupt)."""
+        return self.phase in (Phase.PAUSED, Phase.RESUMED)

@@ -1,0 +1,160 @@
+"""The interruption decision: every transition of the gate, and how speech is classified."""
+
+from __future__ import annotations
+
+import pytest
+
+from hark.pipeline.interruptions import (
+    Action,
+    IllegalMove,
+    InterruptionGate,
+    InterruptionPolicy,
+    Phase,
+    Verdict,
+    words,
+)
+
+OWN = "The Eiffel Tower was finished in 1889 and is about three hundred metres tall."
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("", Verdict.NOISE),
+        ("  ", Verdict.NOISE),
+        ("[coughing]", Verdict.NOISE),
+        ("(laughs)", Verdict.NOISE),
+        ("*cough*", Verdict.NOISE),
+        (" you", Verdict.NOISE),
+        ("Thank you.", Verdict.NOISE),
+        ("Mhm.", Verdict.BACKCHANNEL),
+        ("Mm-hmm.", Verdict.BACKCHANNEL),
+        ("Uh-huh.", Verdict.BACKCHANNEL),
+        ("M-H-M", Verdict.BACKCHANNEL),
+        ("MMHMM", Verdict.BACKCHANNEL),
+        ("hmmm, ahh", Verdict.BACKCHANNEL),
+        ("Hahaha!", Verdict.BACKCHANNEL),
+        ("Ha, ha, ha...", Verdict.BACKCHANNEL),
+        ("Hm, he", Verdict.WORDS),
+        ("Yeah, right.", Verdict.BACKCHANNEL),
+        ("Okay.", Verdict.BACKCHANNEL),
+        ("Ha ha ha.", Verdict.BACKCHANNEL),
+        ("I see.", Verdict.BACKCHANNEL),
+        ("Yeah yeah yeah yeah yeah", Verdict.WORDS),  # more than max_words
+        ("Stop, tell me about Rome.", Verdict.WORDS),
+        ("Wait.", Verdict.WORDS),
+        ("No.", Verdict.WORDS),
+        ("the eiffel tower was finished", Verdict.SELF),
+        ("Eiffel tower was finish in 1889", Verdict.SELF),  # a misheard word still counts
+        ("Tell me about the tower instead", Verdict.WORDS),  # some own words, mostly new ones
+    ],
+)
+def test_classify(text: str, verdict: Verdict) -> None:
+    assert InterruptionPolicy().classify(text, OWN) is verdict
+
+
+def test_words_drop_tags_punctuation_and_split_hyphens() -> None:
+    assert words("Uh-huh, [laughs] RIGHT!") == ["uh", "huh", "right"]
+
+
+def test_self_speech_guard_can_be_off_and_phrases_replaced() -> None:
+    assert InterruptionPolicy(self_speech=False).classify("the eiffel tower", OWN) is Verdict.WORDS
+    custom = InterruptionPolicy(phrases=("jawohl", "genau so"))
+    assert custom.classify("Genau so!", "") is Verdict.BACKCHANNEL
+    assert custom.classify("yeah", "") is Verdict.WORDS
+
+
+def gate(**kw: object) -> InterruptionGate:
+    return InterruptionGate(InterruptionPolicy(confirm_ms=1000, **kw))  # type: ignore[arg-type]
+
+
+def test_backchannel_pauses_then_resumes_when_the_speaker_stops() -> None:
+    g = gate()
+    assert g.speech_started(10.0) is Action.PAUSE and g.phase is Phase.PAUSED
+    assert g.deadline == pytest.approx(11.0)
+    assert g.heard("Mhm", OWN, complete=False, now=0.0) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("Mhm.", OWN, complete=True, now=0.0) is Action.RESUME and g.phase is Phase.RESUMED
+    assert g.verdict is Verdict.BACKCHANNEL
+    assert g.speech_ended() is Action.NONE and g.phase is Phase.SPEAKING
+    assert not g.deciding
+
+
+def test_real_words_interrupt_at_once_even_in_a_partial() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("Stop, tell me", OWN, complete=False, now=0.0) is Action.INTERRUPT
+    assert g.phase is Phase.INTERRUPTED and not g.deciding
+    assert g.heard("Stop, tell me about Rome", OWN, complete=True, now=0.0) is Action.NONE
+    assert g.speech_started(1.0) is Action.NONE  # a cancelled reply is not paused again
+
+
+def test_words_after_a_resume_still_interrupt() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    g.heard("yeah", OWN, complete=True, now=0.0)
+    assert g.phase is Phase.RESUMED and g.deciding
+    assert g.heard("yeah but what about Rome", OWN, complete=False, now=0.0) is Action.INTERRUPT
+    assert g.phase is Phase.INTERRUPTED
+
+
+def test_new_speech_after_a_resume_pauses_again() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    g.heard("mhm", OWN, complete=True, now=0.0)
+    assert g.speech_started(2.0) is Action.PAUSE and g.phase is Phase.PAUSED
+    assert g.verdict is None and g.deadline == pytest.approx(3.0)
+
+
+def test_the_bound_resumes_when_only_non_words_were_heard() -> None:
+    g = gate()
+    g.speech_started(5.0)
+    g.heard("(laughing)", OWN, complete=False, now=0.0)
+    assert g.expire(5.5) is Action.NONE  # not yet
+    assert g.expire(6.0) is Action.RESUME and g.phase is Phase.RESUMED
+    assert g.expire(7.0) is Action.NONE
+
+
+def test_with_no_transcript_by_the_bound_the_reply_stays_paused_until_one_comes() -> None:
+    g = gate()
+    g.speech_started(5.0)
+    assert g.expire(6.0) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("", OWN, complete=False, now=6.5) is Action.RESUME  # past the bound: no words
+    g.speech_started(7.0)
+    g.expire(8.0)
+    assert g.heard("wait a second", OWN, complete=False, now=8.5) is Action.INTERRUPT
+
+
+def test_speech_that_ends_while_paused_resumes() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.speech_ended() is Action.RESUME and g.phase is Phase.SPEAKING
+
+
+def test_self_speech_resumes() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("finished in 1889 and is about", OWN, complete=True, now=0.0) is Action.RESUME
+    assert g.verdict is Verdict.SELF
+
+
+def test_without_backchannels_speech_interrupts_at_once() -> None:
+    g = gate(backchannels=False)
+    assert g.speech_started(0.0) is Action.INTERRUPT and g.phase is Phase.INTERRUPTED
+
+
+def test_nothing_happens_outside_a_decision() -> None:
+    g = gate()
+    assert g.heard("stop", OWN, complete=True, now=0.0) is Action.NONE
+    assert g.expire(100.0) is Action.NONE
+    assert g.speech_ended() is Action.NONE
+    assert g.phase is Phase.SPEAKING
+
+
+def test_illegal_moves_are_refused() -> None:
+    g = gate()
+    with pytest.raises(IllegalMove, match="Cannot move from speaking to resumed"):
+        g._move(Phase.RESUMED)
+    g.speech_started(0.0)
+    g.heard("stop now", OWN, complete=False, now=0.0)
+    with pytest.raises(IllegalMove):
+        g._move(Phase.PAUSED)
