@@ -45,6 +45,11 @@ class Probe:
         now = time.monotonic()
         if phase == "start":
             self._gc_started = now
+            if self._loop is None:
+                # The server's loop is made by uvicorn (uvloop or asyncio): a collection in the
+                # loop's thread finds it. (Not gc.get_objects() from the probe's thread: that
+                # exposes tuples still being built, and CPython then fails to resize them.)
+                self._loop = asyncio._get_running_loop()
         else:
             took = round((now - self._gc_started) * 1000.0, 3)
             self._add(["gc", round(self._gc_started, 6), took, info["generation"]])
@@ -56,21 +61,13 @@ class Probe:
     def _ran(self, asked: float) -> None:
         self._add(["lag", round(asked, 6), round((time.monotonic() - asked) * 1000.0, 3)])
 
-    def _find_loop(self) -> asyncio.AbstractEventLoop | None:
-        # The server's loop is made by uvicorn (uvloop or asyncio); find the running one.
-        for obj in gc.get_objects():
-            if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
-                return obj
-        return None
-
     def _run(self) -> None:
-        flushed = search = time.monotonic()
+        flushed = time.monotonic()
         with self.path.open("a", encoding="utf-8") as out:
             while True:
                 time.sleep(LAG_INTERVAL_S)
-                if (self._loop is None or self._loop.is_closed()) and time.monotonic() >= search:
-                    self._loop = self._find_loop()  # until found: a scan of every object is slow
-                    search = time.monotonic() + 0.25
+                if self._loop is not None and self._loop.is_closed():
+                    self._loop = None
                 if self._loop is not None:
                     try:
                         self._loop.call_soon_threadsafe(self._ran, time.monotonic())
