@@ -377,3 +377,11 @@ def test_stalls_are_counted_in_their_window_and_set_against_the_slow_turns() -> 
     assert tail["tail_with_gc_pause"] == 1
     assert tail["tail_with_loop_stall_only"] == 1
     assert tail["tail_unexplained"] == 1
+
+
+def test_the_first_reply_audio_is_two_loop_passes_from_the_end_of_the_turn() -> None:
+    from hark.bench import passes
+
+    counted = passes.count(3)
+    assert counted["passes_range"][0] == counted["passes_range"][1]  # the same every turn
+    assert counted["pipeline_passes"] == 2  # the turn's tasks start; the synthesis stage wakes
