@@ -262,8 +262,7 @@ def run(
     out: dict[str, Any] = {"turns": {f: [] for f in frameworks}, "errors": {}, "stalls": {}}
     for repeat in range(repeats):
         for framework in frameworks:
-            if framework in out["errors"]:
-                continue
+            # A failed server (one run's) does not end the framework's other runs.
             if framework == "pipecat" and (why := pipecat_available()) is not None:
                 out["errors"]["pipecat"] = why
                 continue
@@ -280,7 +279,7 @@ def run(
                         log,
                     )
                 except Exception as exc:
-                    out["errors"][framework] = f"{type(exc).__name__}: {exc}"
+                    out["errors"][framework] = f"run {repeat + 1}: {type(exc).__name__}: {exc}"
                     break
                 for turn in got:
                     turn.run = repeat
