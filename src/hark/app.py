@@ -70,6 +70,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         output_lead_ms=settings.conversation.output_lead_ms,
         speculative_transcript=settings.conversation.speculative_transcript,
         speculative_reply=settings.conversation.speculative_reply,
+        first_clause_words=settings.conversation.first_clause_words,
         language=settings.stt.language,
         interruptions=InterruptionPolicy(
             backchannels=vad.backchannels,

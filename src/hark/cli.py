@@ -23,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("config", help="print the effective configuration, secrets masked")
     show.add_argument("--config", help="YAML config file (also HARK_CONFIG)")
     bench = commands.add_parser("bench", help="measure latency, capacity and throughput (docs/benchmarks.md)")
-    bench.add_argument("--quick", action="store_true", help="a shortened run (under 5 minutes)")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a shortened run: fewer turns and steps (overhead and capacity still run three times)",
+    )
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument(
         "--only",

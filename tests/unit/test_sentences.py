@@ -264,3 +264,57 @@ def test_generated_text_loses_nothing_and_ignores_chunking(seed: int) -> None:
     assert " ".join(whole).split() == text.split()
     assert re.sub(r"\s", "", "".join(whole)) == re.sub(r"\s", "", text)
     assert_chunking_invariant(text, whole, seeds=5, **kwargs)
+
+
+# -- the first chunk may be a clause ---------------------------------------------------------
+
+CLAUSE_EXAMPLES: list[tuple[str, list[str]]] = [
+    (
+        "Well, in Paris, it is sunny today. Enjoy it.",
+        ["Well, in Paris,", "it is sunny today.", "Enjoy it."],
+    ),
+    # Too few words before the comma: the first chunk runs on to the next boundary.
+    ("Sure, Paris is sunny and mild today. Yes.", ["Sure, Paris is sunny and mild today.", "Yes."]),
+    (
+        "It costs 1,000 euros, which is a lot. Yes, it is.",
+        ["It costs 1,000 euros,", "which is a lot.", "Yes, it is."],
+    ),
+    ("In Paris it is sunny - take a hat. Bye.", ["In Paris it is sunny -", "take a hat.", "Bye."]),
+    (
+        "Paris is sunny and mild today. You will not need it.",
+        ["Paris is sunny and mild today.", "You will not need it."],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CLAUSE_EXAMPLES)
+def test_the_first_chunk_may_end_at_a_clause(text: str, expected: list[str]) -> None:
+    assert split_sentences(text, first_clause_words=3) == expected
+
+
+def test_a_first_clause_is_found_however_the_text_is_streamed() -> None:
+    rng = random.Random(7)
+    text = "So, as far as I know, the museum opens at nine: come early. It gets busy, they say."
+    whole = split_sentences(text, first_clause_words=4)
+    for _ in range(200):
+        splitter = SentenceSplitter(first_clause_words=4)
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            step = rng.randint(1, 6)
+            out += splitter.push(text[i : i + step])
+            i += step
+        assert out + splitter.flush() == whole
+    assert whole[0] == "So, as far as I know,"
+
+
+def test_no_first_clause_is_shorter_than_its_minimum() -> None:
+    rng = random.Random(11)
+    words = ["yes,", "well", "the", "sun,", "is", "out;", "and", "so", "-", "we", "go", "home."]
+    for _ in range(300):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 20)))
+        for minimum in (2, 3, 5):
+            chunks = split_sentences(text, first_clause_words=minimum)
+            first = chunks[0] if chunks else ""
+            if len(chunks) > 1 and first[-1] in ",;:-":  # cut at a clause, not the whole reply
+                assert len(first.split()) >= minimum, (text, chunks)

@@ -53,6 +53,8 @@ class Script:
     tts_first_audio_ms: float = 100.0
     reply: str = DEFAULT_REPLY
     transcript: str = DEFAULT_TRANSCRIPT
+    first_clause_words: int = 0
+    """The server's ``conversation.first_clause_words``: where its first TTS chunk may end."""
 
 
 def tokens(text: str) -> list[str]:
@@ -61,7 +63,7 @@ def tokens(text: str) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
-def first_sentence_token_index(reply: str) -> int:
+def first_sentence_token_index(reply: str, first_clause_words: int = 0) -> int:
     """Index of the token that lets a streaming sentence splitter cut the first sentence.
 
     A splitter cannot cut at "today." before it sees what follows ("3.5", "Dr. Smith", "example.com"),
@@ -70,7 +72,7 @@ def first_sentence_token_index(reply: str) -> int:
     reply has one sentence."""
     from hark.pipeline.sentences import SentenceSplitter
 
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause_words=first_clause_words)
     parts = tokens(reply)
     for index, token in enumerate(parts):
         if splitter.push(token):
@@ -83,7 +85,7 @@ def scripted_first_audio_ms(script: Script) -> float:
 
     STT final + LLM time to the token that completes the first sentence (see
     ``first_sentence_token_index``) + TTS time to first audio."""
-    k = first_sentence_token_index(script.reply)
+    k = first_sentence_token_index(script.reply, script.first_clause_words)
     llm_ms = script.llm_first_token_ms + k * script.llm_token_ms
     return script.stt_final_ms + llm_ms + script.tts_first_audio_ms
 

@@ -11,14 +11,14 @@ import asyncio
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hark.bench import stats
+from hark.bench import probe, stalls, stats
 from hark.bench.audio import Utterance, frames
 from hark.bench.client import HARK_WIRES, Received, Session, resampled_samples
 from hark.bench.fakes import Script, scripted_first_audio_ms
-from hark.bench.server import ServerProcess, hark_server, scripted_env
+from hark.bench.server import HarkServer, ServerProcess, hark_server, scripted_env
 
 TURN_TIMEOUT_S = 20.0
 HARK_BINARY_PATH = "/v1/realtime?model=hark&audio=binary&hark_events=1"
@@ -43,6 +43,11 @@ class Turn:
     resampler_hold_ms: float | None = None
     """From the frame holding the decisive chunk's last sample to the frame after which the
     server's input resampler had put it out (part of the overhead)."""
+    decision_at: float | None = None
+    audio_at: float | None = None
+    """The turn's overhead window on the client's monotonic clock: the decision frame sent, the
+    first reply audio received (the stall probe's events are set against it)."""
+    run: int = 0
 
 
 def _late(session: Session, first: int, last: int) -> float:
@@ -155,6 +160,7 @@ def _measure(
     turn.voice_to_voice_ms = round(times.voice_to_voice_ms, 2)
     turn.end_of_turn_wait_ms = round(times.end_of_turn_wait_ms, 2)
     turn.send_lateness_ms = _late(session, first, decision)
+    turn.decision_at, turn.audio_at = sent[decision], audio_at
 
 
 async def _quiet(session: Session, seconds: float, *, limit: float = 20.0) -> None:
@@ -244,53 +250,99 @@ def run(
     end_silence_ms: int = 300,
     tts_ms_per_char: float = 10.0,
     frameworks: tuple[str, ...] = ("hark", "pipecat"),
+    repeats: int = 1,
+    script: Script | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Both frameworks, both STT delays, ``turns`` turns each framework (split over the delays)."""
+    """``repeats`` runs; in each, every framework and STT delay in turn (so they share the
+    machine's conditions), ``turns`` turns per framework and run (split over the delays).
+    ``script``: the fakes' reply and the server's first chunk (hark only), else the defaults."""
+    base = script or Script()
     per_delay = max(1, -(-turns // len(stt_delays)))
-    out: dict[str, Any] = {"turns": {}, "errors": {}}
-    for framework in frameworks:
-        collected: list[Turn] = []
-        if framework == "pipecat" and (why := pipecat_available()) is not None:
-            out["errors"]["pipecat"] = why
-            continue
-        for delay in stt_delays:
-            script = Script(stt_final_ms=delay)
-            if framework in ("hark", "hark_speculative"):
-                env = scripted_env(
-                    stt_final_ms=delay,
-                    tts_ms_per_char=tts_ms_per_char,
-                    end_silence_ms=end_silence_ms,
-                    speculation=framework == "hark_speculative",
-                    precise=True,
-                )
-                server, url, wire = hark_server(env), "", "binary"
-            else:
-                server = pipecat_server(
-                    script, end_silence_ms=end_silence_ms, tts_ms_per_char=tts_ms_per_char
-                )
-                url, wire = "", "raw"
-            log(f"  {framework}: {per_delay} turns, STT final {delay:g} ms, {sessions} sessions")
-            try:
-                with server:
-                    url = server.ws_base + (HARK_BINARY_PATH if wire == "binary" else "/ws")
-                    got = asyncio.run(
-                        drive(
-                            url,
-                            wire=wire,
-                            sessions=sessions,
-                            turns=per_delay,
-                            speech=speech,
-                            script=script,
-                            end_silence_ms=end_silence_ms,
-                        )
+    out: dict[str, Any] = {"turns": {f: [] for f in frameworks}, "errors": {}, "stalls": {}}
+    for repeat in range(repeats):
+        for framework in frameworks:
+            # A failed server (one run's) does not end the framework's other runs.
+            if framework == "pipecat" and (why := pipecat_available()) is not None:
+                out["errors"]["pipecat"] = why
+                continue
+            for delay in stt_delays:
+                try:
+                    got, seen = _one(
+                        framework,
+                        replace(base, stt_final_ms=delay),
+                        per_delay,
+                        sessions,
+                        speech,
+                        end_silence_ms,
+                        tts_ms_per_char,
+                        log,
                     )
-            except Exception as exc:
-                out["errors"][framework] = f"{type(exc).__name__}: {exc}"
-                break
-            collected.extend(got)
-        out["turns"][framework] = [asdict(t) for t in collected]
+                except Exception as exc:
+                    out["errors"][framework] = f"run {repeat + 1}: {type(exc).__name__}: {exc}"
+                    break
+                for turn in got:
+                    turn.run = repeat
+                out["turns"][framework].extend(asdict(t) for t in got)
+                if seen is not None:
+                    out["stalls"].setdefault(framework, []).append(
+                        {"run": repeat, "stt_final_ms": delay, **seen}
+                    )
     return out
+
+
+def _one(
+    framework: str,
+    script: Script,
+    turns: int,
+    sessions: int,
+    speech: Utterance,
+    end_silence_ms: int,
+    tts_ms_per_char: float,
+    log: Any,
+) -> tuple[list[Turn], dict[str, Any] | None]:
+    """One server, one STT delay: its turns and (hark) what its stall probe saw."""
+    delay = script.stt_final_ms
+    server: ServerProcess
+    if framework in ("hark", "hark_speculative"):
+        env = scripted_env(
+            stt_final_ms=delay,
+            tts_ms_per_char=tts_ms_per_char,
+            end_silence_ms=end_silence_ms,
+            speculation=framework == "hark_speculative",
+            precise=True,
+            reply=script.reply,
+            first_clause_words=script.first_clause_words,
+        )
+        server, wire = hark_server(env), "binary"
+    else:
+        server, wire = (
+            pipecat_server(script, end_silence_ms=end_silence_ms, tts_ms_per_char=tts_ms_per_char),
+            "raw",
+        )
+    log(f"  {framework}: {turns} turns, STT final {delay:g} ms, {sessions} sessions")
+    with server:
+        url = server.ws_base + (HARK_BINARY_PATH if wire == "binary" else "/ws")
+        started = time.monotonic()
+        got = asyncio.run(
+            drive(
+                url,
+                wire=wire,
+                sessions=sessions,
+                turns=turns,
+                speech=speech,
+                script=script,
+                end_silence_ms=end_silence_ms,
+            )
+        )
+        if not isinstance(server, HarkServer):
+            return got, None
+        time.sleep(probe.FLUSH_S + 0.1)
+        events = server.stalls()
+    return got, {
+        **stalls.window(events, started, time.monotonic()),
+        "attribution": stalls.attribute([asdict(t) for t in got], events),
+    }
 
 
 def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -317,6 +369,7 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
         subset = [t["overhead_ms"] for t in ok if t["stt_final_ms"] == delay]
         by_delay[f"stt_{delay:g}ms"] = stats.summary(subset)
     result["overhead_by_stt_delay_ms"] = by_delay
+    result["runs"] = {key: runs_spread(ok, key) for key in ("overhead_ms", "voice_to_voice_ms")}
     server = [t for t in ok if t.get("server_overhead_ms") is not None]
     if server:
         result["server_overhead_ms"] = stats.summary([t["server_overhead_ms"] for t in server])
@@ -337,3 +390,12 @@ def server_breakdown(turns: list[dict[str, Any]]) -> dict[str, Any]:
         rows["llm_start"].append(ttft - script.llm_first_token_ms)
         rows["tts"].append(ttfb - script.tts_first_audio_ms)
     return {k: stats.summary(v, (50, 95)) for k, v in rows.items()}
+
+
+def runs_spread(turns: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Each run's p50/p95/p99 of ``key``, and across runs the median and the spread (min–max)."""
+    per_run = [
+        stats.summary([t[key] for t in turns if t.get("run", 0) == r and t[key] is not None])
+        for r in sorted({t.get("run", 0) for t in turns})
+    ]
+    return {"per_run": per_run, **stats.across(per_run)}

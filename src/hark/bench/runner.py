@@ -45,10 +45,12 @@ class Plan:
     talkers_window_s: float = 60.0
     soak_sessions: int = 20
     soak_s: float = 600.0
+    repeats: int = 3
+    """Runs of the overhead and capacity scenarios; their figures are the median of the runs."""
 
 
-FULL = Plan(320, 8, (10, 25, 50, 100, 150, 200, 300, 400, 600), 20.0, 40, 4, 20, 10)
-QUICK = Plan(40, 5, (10, 25, 50, 100), 6.0, 6, 3, 4, 3, (1, 4, 8), 20.0, 20, 60.0)
+FULL = Plan(320, 8, (25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 400, 500), 20.0, 40, 4, 20, 10)
+QUICK = Plan(30, 5, (25, 50, 100, 150, 200, 250), 6.0, 6, 3, 4, 3, (1, 4, 8), 20.0, 20, 60.0)
 
 DEFAULT_LOG = """
 No speed work recorded yet. Record each change here as: what dominated (profile), the change,
@@ -92,18 +94,24 @@ def run(
             sessions=plan.overhead_sessions,
             speech=speech,
             frameworks=frameworks,
+            repeats=plan.repeats,
             log=log,
         )
         details["overhead"] = {
             **{name: overhead.summarise(turns) for name, turns in raw["turns"].items()},
             "turns": raw["turns"],
             "errors": raw["errors"],
+            "stalls": raw["stalls"],
         }
     if "capacity" in chosen:
         log("3. capacity on one core")
         try:
-            details["capacity"] = capacity.run(
-                steps=list(plan.capacity_steps), speech=speech, window_s=plan.capacity_window_s, log=log
+            details["capacity"] = capacity.repeated(
+                plan.repeats,
+                steps=list(plan.capacity_steps),
+                speech=speech,
+                window_s=plan.capacity_window_s,
+                log=log,
             )
         except Exception as exc:
             details["capacity"] = {"error": f"{type(exc).__name__}: {exc}"}

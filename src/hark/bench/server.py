@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -32,6 +33,8 @@ def scripted_env(
     end_silence_ms: int = 300,
     speculation: bool = False,
     precise: bool = False,
+    reply: str | None = None,
+    first_clause_words: int | None = None,
 ) -> dict[str, str]:
     """Environment for a hark process with the fixed-delay fakes in every stage. Speculation
     (transcript and reply started at a pause, hark's default) is off unless asked for: it runs
@@ -41,13 +44,21 @@ def scripted_env(
     def providers(options: dict[str, Any]) -> str:
         return json.dumps([{"kind": "scripted", "options": {**options, "precise": precise}}])
 
-    return {
+    llm: dict[str, Any] = {"first_token_ms": llm_first_token_ms, "token_ms": llm_token_ms}
+    if reply is not None:
+        llm["reply"] = reply
+    clause = (
+        {}
+        if first_clause_words is None
+        else {"HARK_CONVERSATION_FIRST_CLAUSE_WORDS": str(first_clause_words)}
+    )
+    return clause | {
         "HARK_WORKERS_ENABLED": "false",
         "HARK_VAD_END_SILENCE_MS": str(end_silence_ms),
         "HARK_CONVERSATION_SPECULATIVE_TRANSCRIPT": speculate,
         "HARK_CONVERSATION_SPECULATIVE_REPLY": speculate,
         "HARK_STT_PROVIDERS": providers({"final_ms": stt_final_ms}),
-        "HARK_LLM_PROVIDERS": providers({"first_token_ms": llm_first_token_ms, "token_ms": llm_token_ms}),
+        "HARK_LLM_PROVIDERS": providers(llm),
         "HARK_TTS_PROVIDERS": providers(
             {"first_audio_ms": tts_first_audio_ms, "ms_per_char": tts_ms_per_char}
         ),
@@ -149,10 +160,43 @@ class ServerProcess:
         self._data_dir.cleanup()
 
 
-def hark_server(env: dict[str, str], *, cpu: set[int] | None = None) -> ServerProcess:
-    return ServerProcess(
-        [sys.executable, "-m", "hark", "serve", "--host", "127.0.0.1", "--port", "{port}"], env=env, cpu=cpu
-    )
+class HarkServer(ServerProcess):
+    """``hark serve`` with the stall probe (``hark.bench.probe``): GC pauses and event-loop lag."""
+
+    def __init__(self, env: dict[str, str], *, cpu: set[int] | None = None) -> None:
+        self.probe_path = Path(tempfile.mkdtemp(prefix="hark-probe-")) / "probe.jsonl"
+        command = [sys.executable, "-m", "hark.bench.probe", str(self.probe_path), "serve"]
+        super().__init__([*command, "--host", "127.0.0.1", "--port", "{port}"], env=env, cpu=cpu)
+
+    def __enter__(self) -> HarkServer:
+        super().__enter__()
+        return self
+
+    def stalls(self) -> list[list[Any]]:
+        """What the probe has recorded so far (it writes every half second)."""
+        from hark.bench.probe import read
+
+        return list(read(self.probe_path))
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.probe_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.probe_path.parent.rmdir()
+
+
+def hark_server(env: dict[str, str], *, cpu: set[int] | None = None) -> HarkServer:
+    return HarkServer(env, cpu=cpu)
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process (thread id → utime + stime)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (task / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -139,3 +139,15 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
     return round(numerator / denominator, 3)
+
+
+def across(runs: Sequence[dict[str, Any]], keys: Sequence[str] = ("p50", "p95", "p99")) -> dict[str, Any]:
+    """Runs' summaries combined: ``median`` (each key's median over the runs) and ``spread``
+    (each key's [min, max]). Runs without a figure are left out."""
+    median: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    for key in keys:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        median[key] = round(percentile(values, 50), 1) if values else None
+        spread[key] = [min(values), max(values)] if values else None
+    return {"runs": len(runs), "median": median, "spread": spread}

@@ -31,5 +31,10 @@ class ConversationSettings(Section):
     ends on that pause it is spoken at once, when the user goes on it is dropped. Faster
     answers, at the price of LLM requests that are thrown away (each pause the user speaks on):
     turn it off when those are billed and the cost matters more than the latency."""
+    first_clause_words: int = Field(4, ge=0, le=50)
+    """Start speaking the reply at its first clause (a ``,`` ``;`` ``:`` or spaced dash) when that
+    clause has at least this many words, instead of at the end of its first sentence; 0 waits
+    for the sentence. Each chunk is synthesised on its own, so the first clause ends with the
+    TTS's clause-final intonation (docs/benchmarks.md, speed-work entry 20)."""
     tools: list[Literal["current_time"]] = Field(default_factory=list)
     """Tools the LLM may call (its server must support OpenAI-style tools)."""

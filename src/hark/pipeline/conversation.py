@@ -1,103 +1,45 @@
 """One conversation: the conductor between listening, transcribing, thinking and speaking.
 
-It owns the state machine, the history and the tasks of the current turn, and delegates the
-work: ``Listener`` (audio → turns), the STT engine (turn → text), the LLM (text → reply text) and
-``Responder`` (reply text → paced audio). It reports through ``emit`` and knows no wire format.
+It owns the state machine, the record and the tasks of the current turn, and delegates the
+work: ``Listener`` (audio → turns), ``final_transcript`` (turn → text), ``Speculation`` (what
+starts at a pause), ``Answerer`` (text → a response: LLM, then ``Responder``'s paced audio) and
+``ResponseSlot`` (the one response in progress). It reports through ``emit`` and knows no wire
+format.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
-from hark.errors import EngineError, EngineSaturated
 from hark.pipeline import events as ev
+from hark.pipeline.answering import Answerer, Speech
 from hark.pipeline.barge_in import BargeIn
 from hark.pipeline.conversation_state import ConversationState, StateMachine
-from hark.pipeline.errors import (
-    CommitTooShort,
-    InvalidValue,
-    NoActiveResponse,
-    ResponseActive,
-    UnknownItem,
-)
+from hark.pipeline.errors import CommitTooShort, NoActiveResponse, ResponseActive
 from hark.pipeline.history import History
-from hark.pipeline.interruptions import InterruptionPolicy, Verdict
+from hark.pipeline.interruptions import Verdict
 from hark.pipeline.items import Item, ItemLog
 from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
 from hark.pipeline.partials import PartialTranscripts
 from hark.pipeline.record import Record
-from hark.pipeline.reply import Reply, Status
-from hark.pipeline.responder import Responder, TextReply
-from hark.pipeline.thinking import MAX_TOOL_ROUNDS, Thought, echo_reply, think
+from hark.pipeline.responder import Responder
+from hark.pipeline.setup import ConversationConfig, LLMStatus, new_id
+from hark.pipeline.slot import ResponseSlot
+from hark.pipeline.speculation import Speculation
+from hark.pipeline.thinking import MAX_TOOL_ROUNDS, echo_reply
 from hark.pipeline.tools import Toolbox
+from hark.pipeline.transcribing import final_transcript, transcript_in
 from hark.pipeline.turns import TurnConfig, TurnEvent
-from hark.priority import Priority, Work, work_as
+from hark.priority import Priority, work_as
 
 __all__ = ["MAX_TOOL_ROUNDS", "Conversation", "ConversationConfig", "LLMStatus", "echo_reply", "new_id"]
 
-log = logging.getLogger("hark.conversation")
-
 MIN_COMMIT_MS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationConfig:
-    system_prompt: str
-    history_turns: int
-    turn: TurnConfig
-    prefix_ms: int
-    max_turn_s: float
-    partial_interval_ms: int
-    output_chunk_ms: int
-    output_lead_ms: int
-    language: str | None = None
-    speculative_transcript: bool = True
-    """Transcribe at a pause, before the turn is known to be over."""
-    speculative_reply: bool = True
-    """Start the reply (LLM and first TTS) at a pause, before the turn is known to be over."""
-    interruptions: InterruptionPolicy = field(default_factory=InterruptionPolicy)
-    """Speech over a spoken reply: backchannels and self-speech that do not interrupt it."""
-
-
-@dataclass(slots=True)
-class _Speculation:
-    """What started at a pause inside a turn: a transcription of the speech so far and, once it
-    is in, a reply prepared from it but held back. If the turn ends on this pause both are used
-    as they are; if the user goes on, both are dropped without a trace."""
-
-    audio_ms: int
-    """Position of the silence it started at."""
-    transcript: asyncio.Task[Transcript]
-    work: Work
-    """Its engine work's priority: SPECULATIVE, promoted to FINAL when the turn ends on it."""
-    reply: asyncio.Task[None] | None = None
-    text: str | None = None
-    """The transcript the held reply answers."""
-    context: list[ChatMessage] | None = None
-    """What the held reply's LLM was sent; it may speak only if that is still the conversation."""
-    release: Callable[[float | None, float], None] | None = None
-    """Set by the held reply once it runs: lets it speak (end_of_speech, detected)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LLMStatus:
-    mode: str
-    """"llm" when a model answers, "echo" when none is configured or reachable."""
-    message: str
-    setting: str | None = None
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 class Conversation:
@@ -116,9 +58,6 @@ class Conversation:
         turn_model: TurnModel | None = None,
     ) -> None:
         self._stt = stt
-        self._tts = tts
-        self._llm = llm
-        self._tools = tools
         self.config = config
         self._emit = emit
         self.output_rate = output_rate
@@ -139,7 +78,6 @@ class Conversation:
         self.defaults = ResponseOptions()
         """The session's reply settings (tools, output, …); a response.create may override them."""
         self._item_id: str | None = None
-        self._speech_start_ms = 0
         self._partials = PartialTranscripts(
             stt,
             language=config.language,
@@ -147,18 +85,27 @@ class Conversation:
             emit=emit,
             current_item=lambda: self._item_id,
         )
-        self._speculative: _Speculation | None = None
+        self._speculative: Speculation | None = None
         self.barge = BargeIn(
             config.interruptions, stt, language=config.language, emit=emit, interrupt=self._interrupted
         )
         """Decides whether speech over a spoken reply interrupts it (pipeline/barge_in.py)."""
         self._settling: asyncio.Task[None] | None = None
         self._transcribing: asyncio.Task[str | None] | None = None
-        self._response_task: asyncio.Task[None] | None = None
-        self._cancel_reasons: dict[asyncio.Task[None], str] = {}
-        """Why a response task was cancelled, for its response.done (read by the task itself)."""
-        self._response: tuple[str, str, Responder | TextReply] | None = None
-        self._replies: dict[str, Responder | TextReply] = {}
+        self.slot = ResponseSlot()
+        self._answerer = Answerer(
+            llm,
+            tools,
+            Speech(
+                tts, output_rate, config.output_chunk_ms, config.output_lead_ms, config.first_clause_words
+            ),
+            self.record,
+            self.slot,
+            self.machine,
+            self._set_state,
+            emit,
+            new_id,
+        )
 
     # -- input ---------------------------------------------------------------------------
 
@@ -218,18 +165,17 @@ class Conversation:
         # interrupt_response off the reply goes on and the speech is a turn of its own.
         over_reply = self._pause_reply() if self.interrupt else self.responding
         if self.interrupt and not over_reply:
-            self._barge_in()
+            self._stop_reply("turn_detected")
         self._item_id = new_id("item")
-        self._speech_start_ms = boundary.audio_ms
         self._partials.restart()
         self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
         if not over_reply:
             self._set_state(ConversationState.LISTENING)
 
     def _pause_reply(self) -> bool:
-        if self._response is None:
+        if self.slot.current is None:
             return False
-        response_id, item_id, output = self._response
+        response_id, item_id, output = self.slot.current
         return isinstance(output, Responder) and self.barge.begin(response_id, item_id, output)
 
     def _paused(self, boundary: TurnBoundary) -> None:
@@ -246,16 +192,16 @@ class Conversation:
         audio = self.listener.utterance()
         with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
             transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
-            speculation = _Speculation(boundary.audio_ms, transcript, work)
+            speculation = Speculation(boundary.audio_ms, transcript, work)
             if self.auto_respond and self.config.speculative_reply and not self.responding:
-                speculation.reply = asyncio.create_task(self._respond_early(speculation))
+                speculation.reply = asyncio.create_task(
+                    self._answerer.run_held(speculation, self._held_options)
+                )
         self._speculative = speculation
 
     def _cancel_speculative(self) -> None:
         if self._speculative is not None:
-            self._speculative.transcript.cancel()
-            if self._speculative.reply is not None:
-                self._speculative.reply.cancel()
+            self._speculative.cancel()
             self._speculative = None
 
     def _speech_stopped(self, boundary: TurnBoundary) -> None:
@@ -282,7 +228,7 @@ class Conversation:
             speculative=speculation.transcript if speculation is not None else None,
         )
 
-    def _release_early(self, item_id: str, speculation: _Speculation, end_of_speech: float) -> bool:
+    def _release_early(self, item_id: str, speculation: Speculation, end_of_speech: float) -> bool:
         """Let the held reply speak, if it is still good: its transcript is this turn's, the turn
         is to be answered, nothing else answers, no earlier transcript is still to be reported
         (events stay in order) and the LLM was asked with the conversation as it is now."""
@@ -295,10 +241,10 @@ class Conversation:
             return False  # e.g. an earlier turn's words came in after the LLM was asked
         detected = time.monotonic()
         self._accept_input(item_id)
-        self._transcript_in(item_id, text)
+        transcript_in(self._emit, self.record, item_id, text)
         self._transcribing = None
         self._set_state(ConversationState.THINKING)
-        self._response_task = reply
+        self.slot.task = reply
         release(end_of_speech, detected)
         return True
 
@@ -349,7 +295,18 @@ class Conversation:
         detected = time.monotonic()
         previous = self._transcribing
         with work_as(Priority.FINAL):
-            self._transcribing = asyncio.create_task(self._transcribe(item_id, audio, previous, speculative))
+            self._transcribing = asyncio.create_task(
+                final_transcript(
+                    self._stt,
+                    audio,
+                    language=self.config.language,
+                    item_id=item_id,
+                    previous=previous,
+                    speculative=speculative,
+                    emit=self._emit,
+                    record=self.record,
+                )
+            )
         # interrupt_response off: a reply still being given is not replaced (as OpenAI documents).
         if self.auto_respond and (self.interrupt or not self.responding):
             self._set_state(ConversationState.THINKING)
@@ -364,36 +321,6 @@ class Conversation:
             return  # the speculative transcription is this moment's partial
         self._partials.maybe(self.listener.utterance_ms(), self.listener.utterance)
 
-    async def _transcribe(
-        self,
-        item_id: str,
-        audio: Float32Array,
-        previous: asyncio.Task[str | None] | None,
-        speculative: asyncio.Task[Transcript] | None = None,
-    ) -> str | None:
-        if previous is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await previous
-        try:
-            if speculative is not None:
-                try:
-                    transcript = await speculative
-                except (EngineError, asyncio.CancelledError):
-                    transcript = await self._stt.transcribe(audio, language=self.config.language)
-            else:
-                transcript = await self._stt.transcribe(audio, language=self.config.language)
-        except EngineError as exc:
-            log.warning("transcription failed", extra={"engine": exc.engine, "retryable": exc.retryable})
-            self._emit(ev.TranscriptFailed(item_id, str(exc), isinstance(exc, EngineSaturated)))
-            return None
-        text = transcript.text.strip()
-        self._transcript_in(item_id, text)
-        return text
-
-    def _transcript_in(self, item_id: str, text: str) -> None:
-        self._emit(ev.TranscriptFinal(item_id, text))
-        self.record.user_transcript(item_id, text)
-
     # -- responses -----------------------------------------------------------------------
 
     @property
@@ -404,7 +331,7 @@ class Conversation:
 
     @property
     def responding(self) -> bool:
-        return self._response_task is not None and not self._response_task.done()
+        return self.slot.busy
 
     def create_response(self, options: ResponseOptions | None = None) -> str:
         """Answer the conversation so far (response.create), with ``options`` for this response
@@ -412,7 +339,10 @@ class Conversation:
         out-of-band ``input`` names an item that is not in the conversation."""
         if self.responding:
             raise ResponseActive("a response is already in progress")
-        context = self._context_of(options)
+        context = None  # the history, unless an out-of-band response names its ``input``
+        if options is not None and options.input is not None:
+            own = options.instructions
+            context = self.record.context(options.input, own if own is not None else self.instructions)
         if self._speculative is not None and self._speculative.reply is not None:
             self._speculative.reply.cancel()  # the client's response replaces the held one
             self._speculative.reply = None
@@ -423,13 +353,6 @@ class Conversation:
             wait_for=pending, end_of_speech=None, detected=time.monotonic(), options=resolved
         )
 
-    def _context_of(self, options: ResponseOptions | None) -> list[ChatMessage] | None:
-        """The messages an out-of-band response with ``input`` answers (None: the history)."""
-        if options is None or options.input is None:
-            return None
-        instructions = options.instructions if options.instructions is not None else self.instructions
-        return self.record.context(options.input, instructions)
-
     def say(self, text: str) -> str:
         """Speak ``text`` as the assistant's next reply, without the LLM (a phone call's greeting):
         paced, interruptible and cut to what was heard like any reply. Returns the response id.
@@ -439,8 +362,8 @@ class Conversation:
         self._set_state(ConversationState.THINKING)
         response_id = new_id("resp")
         options = resolve(self.defaults, self.instructions, None)
-        self._response_task = asyncio.create_task(
-            self._respond(
+        self.slot.task = asyncio.create_task(
+            self._answerer.run(
                 response_id, new_id("item"), None, None, time.monotonic(), options=options, fixed=text
             )
         )
@@ -454,138 +377,19 @@ class Conversation:
         detected: float,
         options: ResolvedOptions | None = None,
     ) -> str:
-        self._cancel_response(reason="turn_detected")  # a new turn replaces the reply in progress
+        self.slot.cancel("turn_detected")  # a new turn replaces the reply in progress
         response_id = new_id("resp")
         item_id = new_id("item")
         options = options or resolve(self.defaults, self.instructions, None)
         with work_as(Priority.FINAL):  # the reply being spoken
-            self._response_task = asyncio.create_task(
-                self._respond(response_id, item_id, wait_for, end_of_speech, detected, options=options)
+            self.slot.task = asyncio.create_task(
+                self._answerer.run(response_id, item_id, wait_for, end_of_speech, detected, options=options)
             )
         return response_id
 
-    async def _respond_early(self, speculation: _Speculation) -> None:
-        """The held reply: waits for the speculative transcript, then prepares the answer to it.
-        Nothing is emitted until ``speculation.release`` is called at the end of the turn; until
-        then, a failure or an empty transcript just ends it (the turn then answers as usual)."""
-        try:
-            transcript = await asyncio.shield(speculation.transcript)
-        except EngineError:
-            return
-        text = transcript.text.strip()
-        if not text:
-            return
-        speculation.text = text
-        speculation.context = self.history.messages(self.instructions, pending_user=text)
-        options = resolve(self.defaults, self.instructions, None, speculation.context)
-        await self._respond(
-            new_id("resp"), new_id("item"), None, None, time.monotonic(), options=options, early=speculation
-        )
-
-    async def _respond(
-        self,
-        response_id: str,
-        item_id: str,
-        wait_for: asyncio.Task[str | None] | None,
-        end_of_speech: float | None,
-        detected: float,
-        *,
-        options: ResolvedOptions,
-        early: _Speculation | None = None,
-        fixed: str | None = None,
-    ) -> None:
-        user_text: str | None = None
-        if early is not None:
-            user_text = early.text
-        elif wait_for is not None:
-            # Shielded: a barge-in cancels this reply, not the transcript of what was said. A
-            # transcript already in (it often is: its task ran first) costs no extra loop pass.
-            user_text = wait_for.result() if wait_for.done() else await asyncio.shield(wait_for)
-            if not user_text:
-                # Noise, not words (or a failed transcription, already reported): nothing to answer.
-                self._set_state(ConversationState.IDLE)
-                return
-        transcribed = time.monotonic()
-        mode: Literal["llm", "echo"] = "llm" if self._llm is not None else "echo"
-        hold = asyncio.Event() if early is not None else None
-
-        def speech(on_text: Callable[[str], None]) -> Responder:
-            return Responder(
-                self._tts,
-                output_rate=self.output_rate,
-                chunk_ms=self.config.output_chunk_ms,
-                lead_ms=self.config.output_lead_ms,
-                on_text=on_text,
-                on_audio=lambda pcm: self._on_reply_audio(response_id, item_id, pcm),
-                hold=hold,
-            )
-
-        reply = Reply(
-            response_id, item_id, options, record=self.record, emit=self._emit, new_id=new_id, speech=speech
-        )
-        opened = False
-
-        def open_response(speech_end: float | None, turn_detected: float) -> None:
-            nonlocal opened, end_of_speech, detected
-            end_of_speech, detected, opened = speech_end, turn_detected, True
-            self._response = (response_id, item_id, reply.output)
-            self._replies[item_id] = reply.output
-            while len(self._replies) > 8:
-                self._replies.pop(next(iter(self._replies)))
-            reply.started(mode)
-            if hold is not None:
-                hold.set()
-
-        if early is None:
-            open_response(end_of_speech, detected)
-        else:
-            early.release = open_response
-        status: Status = "completed"
-        reason: str | None = None
-        history = self.history.messages(options.instructions)
-        thought = Thought(
-            options.context if options.context is not None else history,
-            options.tools,
-            options.tool_choice,
-            options.max_output_tokens,
-        )
-        saturated = False
-        try:
-            source = (
-                _once(fixed)
-                if fixed is not None
-                else think(
-                    self._llm,
-                    self._tools,
-                    thought,
-                    user_text=user_text or self.history.last_user_text(),
-                    on_unavailable=lambda m: self._emit(ev.ConversationError("llm_unavailable", m)),
-                    confirmed=hold,
-                )
-            )
-            await reply.output.run(source)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            status = "cancelled"
-            reason = self._cancel_reasons.pop(task, "turn_detected") if task is not None else "turn_detected"
-            raise
-        except EngineError as exc:
-            status, reason, saturated = "failed", str(exc), isinstance(exc, EngineSaturated)
-            if opened:
-                self._emit(ev.ConversationError("engine_error", reason))
-        finally:
-            # A held reply never released leaves no trace: nothing was said, nothing is reported.
-            if opened:
-                reply.report_latency(end_of_speech, detected, transcribed)
-                self._response = None
-                reply.finish(status, reason, thought.client_calls, saturated=saturated)
-                if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
-                    self._set_state(ConversationState.IDLE)
-
-    def _on_reply_audio(self, response_id: str, item_id: str, pcm: bytes) -> None:
-        if self.machine.state is ConversationState.THINKING:
-            self._set_state(ConversationState.SPEAKING)
-        self._emit(ev.ResponseAudio(response_id, item_id, pcm))
+    def _held_options(self, text: str) -> tuple[list[ChatMessage], ResolvedOptions]:
+        context = self.history.messages(self.instructions, pending_user=text)
+        return context, resolve(self.defaults, self.instructions, None, context)
 
     # -- items the client adds, reads and deletes ----------------------------------------
 
@@ -612,21 +416,22 @@ class Conversation:
     def delete_item(self, item_id: str) -> None:
         """conversation.item.delete: gone from the record and from what the LLM is sent."""
         self.record.delete(item_id)
-        self._replies.pop(item_id, None)
+        self.slot.forget(item_id)
         self._emit(ev.ItemDeleted(item_id))
 
     # -- interruption --------------------------------------------------------------------
 
     def _interrupted(self) -> None:
         """The speech over the reply had real words: barge in."""
-        self._barge_in()
+        self._stop_reply("turn_detected")
         self._set_state(ConversationState.LISTENING)
 
-    def _barge_in(self) -> None:
-        if self._response is not None:
-            response_id, item_id, _ = self._response
+    def _stop_reply(self, reason: str) -> None:
+        """Stop the response in progress; a client drops the audio it has not played yet."""
+        if self.slot.current is not None:
+            response_id, item_id, _ = self.slot.current
             self._emit(ev.OutputCleared(response_id, item_id))
-        self._cancel_response(reason="turn_detected")
+        self.slot.cancel(reason)
 
     def cancel_response(self, *, strict: bool = False) -> bool:
         """response.cancel; False when nothing was in progress (``strict``: NoActiveResponse)."""
@@ -634,34 +439,15 @@ class Conversation:
             if strict:
                 raise NoActiveResponse("no response in progress")
             return False
-        if self._response is not None:
-            response_id, item_id, _ = self._response
-            self._emit(ev.OutputCleared(response_id, item_id))
-        self._cancel_response(reason="client_cancelled")
+        self._stop_reply("client_cancelled")
         self.barge.reset()
         if self.machine.state is not ConversationState.LISTENING:
             self._set_state(ConversationState.IDLE)  # so that a new response can start
         return True
 
-    def _cancel_response(self, *, reason: str) -> None:
-        for task in [t for t in self._cancel_reasons if t.done()]:
-            del self._cancel_reasons[task]  # cancelled before it ever ran
-        if self._response_task is not None and not self._response_task.done():
-            self._cancel_reasons[self._response_task] = reason
-            self._response_task.cancel()
-        self._response_task = None
-
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """The client played only ``audio_end_ms`` of an assistant item: keep only those words."""
-        responder = self._replies.get(item_id)
-        if responder is None:
-            raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
-        if audio_end_ms > responder.clock.peak_ms + 1:
-            raise InvalidValue(
-                f"audio_end_ms {audio_end_ms} is beyond the item's {int(responder.clock.peak_ms)} ms",
-                param="audio_end_ms",
-            )
-        self.record.truncated(item_id, responder.heard(float(audio_end_ms)))
+        self.record.truncated(item_id, self.slot.heard(item_id, audio_end_ms))
         self._emit(ev.ItemTruncated(item_id, audio_end_ms))
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -675,16 +461,12 @@ class Conversation:
         self.barge.reset()
         tasks: list[asyncio.Task[Any]] = [
             t
-            for t in (self._partials.task, self._response_task, self._transcribing, self._settling)
+            for t in (self._partials.task, self.slot.task, self._transcribing, self._settling)
             if t is not None
         ]
         if self._speculative is not None:
-            tasks += [t for t in (self._speculative.transcript, self._speculative.reply) if t is not None]
-        self._partials.task = self._response_task = self._speculative = self._settling = None
+            tasks += self._speculative.tasks()
+        self._partials.task = self.slot.task = self._speculative = self._settling = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text

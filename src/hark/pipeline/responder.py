@@ -5,6 +5,11 @@ writing the rest, and the next sentence is synthesised while the current one pla
 audio is passed on piece by piece as the TTS makes it, so its first words play before the rest
 is synthesised. Audio is sent at most ``lead_ms`` ahead of the listener's playhead, so a
 barge-in has little to take back and ``heard()`` knows which words were actually heard.
+
+The hand-offs are kept off the way to the first audio: the splitting stage runs in the caller's
+task (the LLM is asked at once), and the synthesis stage sends what may go now itself when the
+sending stage is idle with nothing queued (the first chunks of a reply, and every sentence that
+comes after the previous one has played), instead of waking the sending stage for it.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ SENTENCE_ATTEMPTS = 2
 AUDIO_QUEUE_PIECES = 16
 """Pieces of audio the synthesis stage may run ahead of the sending stage."""
 
-_Piece = tuple[Literal["start", "audio", "end"], str | bytes]
-"""("start", sentence), then ("audio", pcm) pieces, then ("end", sentence)."""
+_Piece = tuple[Literal["start"], str] | tuple[Literal["chunks"], list[bytes]]
+"""("start", sentence), then ("chunks", [pcm, ...]) of ``chunk_ms`` each (a sentence's last one
+may be shorter)."""
 
 
 @dataclass(slots=True)
@@ -54,9 +60,12 @@ class Responder:
         on_text: Callable[[str], None],
         on_audio: Callable[[bytes], None],
         hold: asyncio.Event | None = None,
+        first_clause_words: int = 0,
     ) -> None:
         """``hold``: nothing is sent (text or audio) until it is set; the reply is prepared
-        meanwhile (a speculative reply waiting for the turn to end)."""
+        meanwhile (a speculative reply waiting for the turn to end). ``first_clause_words``: the
+        first chunk spoken may be a clause of at least that many words (``SentenceSplitter``)."""
+        self._first_clause_words = first_clause_words
         self._tts = tts
         self._hold = hold
         self._output_rate = output_rate
@@ -75,6 +84,9 @@ class Responder:
         self._replay: list[bytes] = []
         self._generation = 0
         """Counts pauses: a piece whose wait for its turn spanned one is not sent then."""
+        self._chunker = Chunker(self._chunk_bytes)
+        self._sender_idle = False
+        """The sending stage waits for work with none queued: the synthesis stage may send itself."""
 
     def pause(self, *, rewind: bool) -> float:
         """Send nothing more until ``resume``; returns the position (ms of reply audio) the reply
@@ -111,9 +123,9 @@ class Responder:
         audio: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=AUDIO_QUEUE_PIECES)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._split(text, sentences))
                 group.create_task(self._synthesize(sentences, audio))
                 group.create_task(self._send(audio))
+                await self._split(text, sentences)  # here: the LLM is asked without a task switch
         except BaseExceptionGroup as group:
             # One stage failed and the others were stopped: the caller sees that one error.
             raise group.exceptions[0] from None
@@ -121,7 +133,7 @@ class Responder:
     async def _split(self, text: AsyncIterator[str], out: asyncio.Queue[str | None]) -> None:
         # End markers are sent only on success: on failure or cancellation the task group stops
         # every stage, and waiting to hand a marker to a stopped stage would never end.
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_clause_words=self._first_clause_words)
         async for delta in text:
             if self.timings.first_text is None:
                 self.timings.first_text = time.monotonic()
@@ -166,8 +178,8 @@ class Responder:
                         started = True
                         if self.timings.first_audio_ready is None:
                             self.timings.first_audio_ready = time.monotonic()
-                        await out.put(("start", sentence))
-                    await out.put(("audio", pcm))
+                        await self._pass_on(("start", sentence), out)
+                    await self._pass_on(("chunks", self._chunker.push(pcm)), out)
                     passed += len(pcm)
                 tail = resampler.process(b"", last=True)
                 tail = tail[min(skip, len(tail)) :]
@@ -178,37 +190,59 @@ class Responder:
                     log.warning("speech failed part-way through a sentence; synthesising the rest again")
                 continue
             if not started:
-                await out.put(("start", sentence))  # its words are still the reply's text
-            if tail:
-                await out.put(("audio", tail))
-            await out.put(("end", sentence))
+                await self._pass_on(("start", sentence), out)  # its words are still the reply's text
+            chunks = self._chunker.push(tail) if tail else []
+            if rest := self._chunker.flush():  # the sentence's end goes out as a shorter chunk
+                chunks.append(rest)
+            await self._pass_on(("chunks", chunks), out)
             return
 
+    async def _pass_on(self, piece: _Piece, out: asyncio.Queue[_Piece | None]) -> None:
+        """Hand ``piece`` to the sending stage; or, when that stage is idle with nothing queued
+        and the reply is not held, send now what may go now and queue only the rest."""
+        if piece[0] == "chunks" and not piece[1]:
+            return
+        flowing = self._flowing.is_set() and not self._replay
+        if self._sender_idle and flowing and out.empty() and (self._hold is None or self._hold.is_set()):
+            rest = self._deliver(piece)
+            if rest is not None:
+                out.put_nowait(rest)  # the queue was empty: it has room, and the order is kept
+            return
+        await out.put(piece)
+
     async def _send(self, audio: asyncio.Queue[_Piece | None]) -> None:
-        chunker = Chunker(self._chunk_bytes)
+        self._sender_idle = True
         while (item := await audio.get()) is not _END:
+            self._sender_idle = False
             if self._hold is not None:
                 await self._hold.wait()
             await self._replayed()
-            kind, payload = item
-            if kind == "start":
-                sentence = str(payload)
-                self.segments.append(Segment(self.clock.sent_ms, self.clock.sent_ms, sentence))
-                self.spoken_text.append(sentence)
-                self._on_text(sentence if not self.spoken_text[:-1] else " " + sentence)
-                continue
-            if kind == "audio" and isinstance(payload, bytes):
-                pieces = chunker.push(payload)
-            else:  # the sentence's end: what is left of it goes out as a shorter chunk
-                pieces = [rest] if (rest := chunker.flush()) else []
-            for piece in pieces:
-                while True:
-                    await self._replayed()
-                    if await self._paced(piece):
-                        break
-                current = self.segments[-1]  # its end grows as its audio goes out
-                self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
+            while (item := self._deliver(item)) is not None:
+                if not self._flowing.is_set() or self._replay:
+                    await self._replayed()  # paused: wait, then send again what the listener lost
+                else:
+                    await asyncio.sleep(self.clock.wait_s(time.monotonic(), self._lead_ms))
+            self._sender_idle = True
         await self._replayed()
+
+    def _deliver(self, piece: _Piece) -> _Piece | None:
+        """Send ``piece``, or as much of it as may go now: what must wait for the playhead
+        (``lead_ms``) or for a paused reply to resume comes back."""
+        if piece[0] == "start":
+            sentence = piece[1]
+            self.segments.append(Segment(self.clock.sent_ms, self.clock.sent_ms, sentence))
+            self.spoken_text.append(sentence)
+            self._on_text(sentence if not self.spoken_text[:-1] else " " + sentence)
+            return None
+        chunks = piece[1]
+        for index, chunk in enumerate(chunks):
+            now = time.monotonic()
+            if not self._flowing.is_set() or self._replay or self.clock.wait_s(now, self._lead_ms) > 0:
+                return ("chunks", chunks[index:])
+            self._put(chunk, now)
+            current = self.segments[-1]  # its end grows as its audio goes out
+            self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
+        return None
 
     async def _replayed(self) -> None:
         """Wait while paused; after a rewinding pause, send again what the listener lost."""
@@ -227,7 +261,11 @@ class Responder:
             await asyncio.sleep(delay)
         if generation != self._generation or not self._flowing.is_set():
             return False
-        now = time.monotonic()
+        self._put(piece, time.monotonic())
+        return True
+
+    def _put(self, piece: bytes, now: float) -> None:
+        """Send one chunk of reply audio, and remember it for a rewinding pause."""
         if self.timings.first_audio_sent is None:
             self.timings.first_audio_sent = now
         self._sent.append((self.clock.sent_ms, piece))
@@ -235,7 +273,6 @@ class Responder:
             self._sent.popleft()
         self.clock.on_send(now, pcm16_duration_ms(len(piece), self._output_rate))
         self._on_audio(piece)
-        return True
 
 
 class TextReply:

@@ -36,15 +36,23 @@ class SentenceSplitter:
 
     Sentences come back stripped and non-empty, never longer than ``max_chars``; one shorter than
     ``min_chars`` is held back and joined with the next (the last one, on flush, is not held).
+
+    ``first_clause_words`` > 0: the first chunk may end at a clause boundary (``,`` ``;`` ``:``
+    or a spaced dash, followed by a space) once it has at least that many words, so speech can
+    start before the first sentence is written; every later chunk is a sentence.
     """
 
-    def __init__(self, *, min_chars: int = 1, max_chars: int = 300) -> None:
+    def __init__(self, *, min_chars: int = 1, max_chars: int = 300, first_clause_words: int = 0) -> None:
         if max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, got {max_chars}")
         if not 0 <= min_chars <= max_chars:
             raise ValueError(f"min_chars must be between 0 and max_chars ({max_chars}), got {min_chars}")
+        if first_clause_words < 0:
+            raise ValueError(f"first_clause_words must be 0 or more, got {first_clause_words}")
         self._min = min_chars
         self._max = max_chars
+        self._first_clause_words = first_clause_words
+        self._first = True
         self._buf = ""
 
     def push(self, text: str) -> list[str]:
@@ -56,6 +64,7 @@ class SentenceSplitter:
         """End of stream: return what remains (stripped), if anything non-blank. Resets the splitter."""
         out = self._drain(final=True)
         rest, self._buf = self._buf.strip(), ""
+        self._first = True
         return [*out, rest] if rest else out
 
     def _drain(self, *, final: bool) -> list[str]:
@@ -67,9 +76,27 @@ class SentenceSplitter:
                 return out
             out.append(self._buf[:cut].rstrip())  # non-empty: the buffer starts with a non-space
             self._buf = self._buf[cut:]
+            self._first = False
 
     def _next_cut(self, final: bool) -> int | None:
         """Where the first sentence of the buffer ends, or None when that is not known yet."""
+        sentence = self._sentence_cut(final)
+        if not (self._first and self._first_clause_words):
+            return sentence
+        clause = self._clause_cut()
+        if clause is not None and (sentence is None or clause < sentence):
+            return clause
+        return sentence
+
+    def _clause_cut(self) -> int | None:
+        """The end of the first clause with enough words. Its verdict needs only the text up to the
+        space after it (the boundary pattern asks for that space), so chunking cannot change it."""
+        for match in _CLAUSE.finditer(self._buf, 0, self._max + 1):
+            if len(self._buf[: match.end()].split()) >= self._first_clause_words:
+                return match.end()
+        return None
+
+    def _sentence_cut(self, final: bool) -> int | None:
         buf = self._buf
         for match in _CANDIDATE.finditer(buf):
             if match.group() == "\n":
@@ -153,7 +180,11 @@ class SentenceSplitter:
         return space or self._max
 
 
-def split_sentences(text: str, *, min_chars: int = 1, max_chars: int = 300) -> list[str]:
+def split_sentences(
+    text: str, *, min_chars: int = 1, max_chars: int = 300, first_clause_words: int = 0
+) -> list[str]:
     """Split a whole text at once: the same result as pushing it in any chunks, then flushing."""
-    splitter = SentenceSplitter(min_chars=min_chars, max_chars=max_chars)
+    splitter = SentenceSplitter(
+        min_chars=min_chars, max_chars=max_chars, first_clause_words=first_clause_words
+    )
     return splitter.push(text) + splitter.flush()

@@ -1,0 +1,64 @@
+"""The response slot: at most one response in progress per conversation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hark.pipeline.errors import InvalidValue, UnknownItem
+from hark.pipeline.responder import Responder, TextReply
+
+RECENT_REPLIES = 8
+"""Assistant items a client may still truncate (it plays them a little behind)."""
+
+Output = Responder | TextReply
+
+
+class ResponseSlot:
+    """The response task in progress, why it was cancelled (its response.done reads the reason),
+    the reply being said now, and the last few replies for ``conversation.item.truncate``."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.current: tuple[str, str, Output] | None = None
+        """(response id, item id, output) of the reply that has been opened and not yet finished."""
+        self._reasons: dict[asyncio.Task[None], str] = {}
+        self._recent: dict[str, Output] = {}
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the response in progress (if any) and free the slot."""
+        for task in [t for t in self._reasons if t.done()]:
+            del self._reasons[task]  # cancelled before it ever ran
+        if self.task is not None and not self.task.done():
+            self._reasons[self.task] = reason
+            self.task.cancel()
+        self.task = None
+
+    def reason(self, task: asyncio.Task[None] | None) -> str:
+        """Why ``task`` was cancelled (a new turn, unless the client cancelled it)."""
+        return self._reasons.pop(task, "turn_detected") if task is not None else "turn_detected"
+
+    def opened(self, response_id: str, item_id: str, output: Output) -> None:
+        self.current = (response_id, item_id, output)
+        self._recent[item_id] = output
+        while len(self._recent) > RECENT_REPLIES:
+            self._recent.pop(next(iter(self._recent)))
+
+    def heard(self, item_id: str, audio_end_ms: int) -> str:
+        """The words of a recent reply heard in its first ``audio_end_ms``. Raises UnknownItem,
+        or InvalidValue when more was played than was sent."""
+        output = self._recent.get(item_id)
+        if output is None:
+            raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
+        if audio_end_ms > output.clock.peak_ms + 1:
+            raise InvalidValue(
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(output.clock.peak_ms)} ms",
+                param="audio_end_ms",
+            )
+        return output.heard(float(audio_end_ms))
+
+    def forget(self, item_id: str) -> None:
+        self._recent.pop(item_id, None)
