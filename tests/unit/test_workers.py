@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from hark.assembly import worker_settings
 from hark.config import FallbackSettings, ProviderConfig, Settings, STTSettings
 from hark.engines.base import Transcript
 from hark.engines.fallback import FallbackSTT
-from hark.engines.loader import worker_settings
 from hark.errors import EngineError, EngineUnavailable, WorkShed
 from hark.priority import Priority, work_as
 from hark.work_queue import ShedReason

@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hark.assembly import Engines
 from hark.audio import float_to_pcm16
 from hark.config import Settings
 from hark.engines.base import Float32Array
-from hark.engines.loader import Engines
 from hark.errors import EngineError, HarkError
 from hark.meetings.diarizer import Diarizer, Live, SegmentVoice
 from hark.meetings.models import MeetingResult, TranscriptSegment

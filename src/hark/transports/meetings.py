@@ -28,6 +28,7 @@ from hark.meetings.speaker_names import InvalidSpeakerNames
 from hark.pipeline.sentences import split_sentences
 from hark.security.guard import hold_idle, owner_of
 from hark.security.limits import ByteGate
+from hark.services import services_of
 from hark.storage.recordings import StorageError
 from hark.transports.outbox import Outbox
 from hark.transports.socket import Message, SocketLink
@@ -435,8 +436,7 @@ def _b64(pcm: bytes) -> str:
 
 
 def _service(request: Request | WebSocket) -> MeetingService:
-    service: MeetingService = request.app.state.meetings
-    return service
+    return services_of(request).meetings
 
 
 def _error(status: int, message: str, code: str, type: str = "invalid_request_error") -> JSONResponse:

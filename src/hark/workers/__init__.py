@@ -1,7 +1,8 @@
 """CPU-heavy engines (STT, TTS, speaker embeddings) in a supervised pool of worker processes.
 
 pool = WorkerPool([("stt", stt_provider), ("tts", tts_provider)], settings,
-                  processes=default_processes(), queue_limit=16, request_timeout_s=30)
+                  processes=default_processes(), queue_limit=16, request_timeout_s=30,
+                  factory=registry.build)  # builds an engine in the child
 await pool.start()                   # every worker built and warmed its engines
 stt, tts = pooled_engines(pool)      # STT / TTS protocol proxies; the parent holds no model
 ...

@@ -35,7 +35,6 @@ from statistics import fmean
 from typing import Any, Literal
 
 from hark.config import ProviderConfig, Settings
-from hark.engines import registry
 from hark.errors import EngineError, EngineSaturated, EngineUnavailable, WorkShed
 from hark.priority import Budget, Priority, Work, current_budget, current_work, may_refuse
 from hark.work_queue import WorkQueue
@@ -153,8 +152,9 @@ class WorkerPool:
     """Processes that each hold every engine in ``stage_providers``; requests run one per worker.
 
     ``stage_providers`` lists ``(stage, provider)`` pairs (``"stt"`` or ``"tts"``); a request
-    names its engine by index in that list. ``factory`` builds an engine in the child; it must be
-    a module-level function (it is pickled by reference). ``partial_stale_s``: a partial
+    names its engine by index in that list. ``factory`` builds an engine in the child
+    (``hark.engines.registry.build``, or a test double); it must be a module-level function
+    (it is pickled by reference). ``partial_stale_s``: a partial
     transcript that waited longer than this is dropped unrun (the next one supersedes it)."""
 
     def __init__(
@@ -167,7 +167,7 @@ class WorkerPool:
         request_timeout_s: float,
         start_timeout_s: float = 120.0,
         partial_stale_s: float | None = None,
-        factory: Factory = registry.build,
+        factory: Factory,
     ) -> None:
         if processes < 1 or queue_limit < 0 or request_timeout_s <= 0 or start_timeout_s <= 0:
             raise ValueError("processes >= 1, queue_limit >= 0 and positive timeouts are required")
