@@ -78,6 +78,7 @@ def stage_providers(settings: Settings) -> dict[str, list[ProviderConfig]]:
 def prebuild(settings: Settings) -> Prebuilt:
     """Blocking: construct the in-process engines (loading local models unless pooled)."""
     started = time.perf_counter()
+    registry.load_plugins(settings.server.plugins)
     vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
     built: dict[Slot, Any] = {}
     pooled: list[tuple[Slot, ProviderConfig]] = []

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from hark.bench.fakes import PLUGIN_ENV
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -150,8 +152,11 @@ class ServerProcess:
 
 
 def hark_server(env: dict[str, str], *, cpu: set[int] | None = None) -> ServerProcess:
+    """``hark serve`` with ``env``; the fixed-delay fakes (kind ``scripted``) are registered."""
     return ServerProcess(
-        [sys.executable, "-m", "hark", "serve", "--host", "127.0.0.1", "--port", "{port}"], env=env, cpu=cpu
+        [sys.executable, "-m", "hark", "serve", "--host", "127.0.0.1", "--port", "{port}"],
+        env={**PLUGIN_ENV, **env},
+        cpu=cpu,
     )
 
 
