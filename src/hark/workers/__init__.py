@@ -9,8 +9,9 @@ stt, tts = pooled_engines(pool)      # STT / TTS protocol proxies; the parent ho
 await pool.aclose()
 """
 
-from hark.workers.child import EngineInfo
-from hark.workers.pool import PoolBusy, WorkerPool, available_cores, default_processes
+from hark.workers.pool import PoolBusy, WorkerPool
+from hark.workers.process import available_cores, default_processes
+from hark.workers.proto import EngineInfo
 from hark.workers.proxy import PooledSpeaker, PooledSTT, PooledTTS, pooled_engine, pooled_engines
 
 POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper"), ("speaker", "campplus")})
