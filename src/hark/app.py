@@ -1,8 +1,8 @@
-"""create_app(settings) -> FastAPI. The lifespan loads the engines once and shares them."""
+"""create_app(settings) -> FastAPI: the routes and middleware. The lifespan opens the shared
+services (``hark.services``) once and hands them to every transport."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,19 +16,16 @@ from starlette.routing import Mount
 
 from hark import __version__
 from hark.admission import Admission, refuse
+from hark.assembly import Prebuilt
 from hark.config import Settings
 from hark.drain import Drainer
 from hark.engines import aec
 from hark.engines.base import TTS
-from hark.engines.loader import ECHO_SETTING, Engines, Prebuilt, assemble, prebuild, warm_up
-from hark.errors import EngineError
-from hark.meetings.service import MeetingService
 from hark.observability.jsonlog import session_scope
-from hark.observability.metrics import Metrics
-from hark.observability.metrics import router as metrics_router
+from hark.observability.metrics import Metrics, metrics_router
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
-from hark.pipeline.conversation import Conversation, ConversationConfig, LLMStatus
+from hark.pipeline.conversation import Conversation, ConversationConfig
 from hark.pipeline.interruptions import DEFAULT_BACKCHANNELS, InterruptionPolicy
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.turns import Eagerness, TurnConfig
@@ -36,6 +33,7 @@ from hark.security import HandshakeGuard, Security, client_secrets_router, is_lo
 from hark.security.access import declare, declare_api_docs, public, session_token
 from hark.security.body import BodyLimit
 from hark.security.headers import SecurityHeaders
+from hark.services import Services, open_services, running
 from hark.sessionstore import StoreUnavailable, build_store
 from hark.sessionstore.resume import OwnedStore
 from hark.transports import admin, openai_http
@@ -83,78 +81,74 @@ def conversation_config(settings: Settings) -> ConversationConfig:
     )
 
 
-async def probe_llm(engines: Engines, settings: Settings) -> LLMStatus:
-    if engines.llm is None:
-        log.warning("no LLM configured; answering in echo mode", extra={"setting": ECHO_SETTING})
-        return LLMStatus(
-            mode="echo",
-            message="No language model is configured, so hark repeats what it hears (echo mode).",
-            setting=ECHO_SETTING,
-        )
-    try:
-        await engines.llm.check()
-    except EngineError as exc:
-        log.warning(
-            "LLM not reachable; turns fall back to echo mode until it answers", extra={"error": str(exc)}
-        )
-        return LLMStatus(
-            mode="echo",
-            message=f"The language model is not reachable ({exc}); hark answers in echo mode until it is.",
-            setting="HARK_LLM_BASE_URL",
-        )
-    return LLMStatus(mode="llm", message=f"Answering with {settings.llm.model} ({engines.llm.name}).")
-
-
-def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, prebuilt: Prebuilt | None = None, drainer: Drainer | None = None
+) -> FastAPI:
+    """``drainer``: the server's (``hark serve`` drains it on SIGTERM); a new one by default."""
     # Built here, not in the lifespan, so the guard can share it (it connects lazily).
     store = build_store(settings)
     shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
     security = Security.from_settings(settings, store=shared)
     echo_cancelled = settings.audio.echo_cancelled(aec.available())
+    drainer = drainer or Drainer(settings.security.drain_timeout_s)
+    admission = Admission(settings.admission)
+    started_at = time.time()
+    metrics = Metrics(
+        lambda: services.engines if (services := running(app.state)) is not None else None,
+        tracer=TurnTracer.from_endpoint(settings.observability.otel_endpoint),
+    )
     phone = (
         twilio.PhoneLine(
-            settings, security, lambda tts, rate: make_conversation(app, settings, tts=tts, sample_rate=rate)
+            settings,
+            security,
+            lambda tts, rate: make_conversation(live(), settings, tts=tts, sample_rate=rate),
         )
         if settings.twilio.enabled
         else None
     )
+    serving = False  # from the end of start-up to the start of shutdown: /ready's "models"
 
-    calls = Calls(settings, security, lambda rate: make_conversation(app, settings, sample_rate=rate))
+    def live() -> Services:
+        """The services, once the lifespan has opened them."""
+        services = running(app.state)
+        if services is None:
+            raise RuntimeError("hark's services are not running (the app's lifespan has not started)")
+        return services
+
+    calls = Calls(settings, security, lambda rate: make_conversation(live(), settings, sample_rate=rate))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        built = prebuilt if prebuilt is not None else await asyncio.to_thread(prebuild, settings)
-        loaded = await assemble(settings, built)
-        await warm_up(loaded)
-        app.state.engines = loaded
-        app.state.admission.pressure = loaded.pool.pressure if loaded.pool is not None else None
-        app.state.llm_status = await probe_llm(loaded, settings)
-        app.state.store = store
-        app.state.meetings = await MeetingService.create(settings, loaded)
-        app.state.wyoming = None
-        if settings.wyoming.enabled:
-            from hark.transports import wyoming
+        nonlocal serving
+        async with open_services(
+            settings,
+            prebuilt=prebuilt,
+            security=security,
+            store=store,
+            metrics=metrics,
+            drainer=drainer,
+            admission=admission,
+            started_at=started_at,
+        ) as services:
+            app.state.services = services
+            wyoming_server = None
+            if settings.wyoming.enabled:
+                from hark.transports import wyoming
 
-            app.state.wyoming = wyoming.WyomingServer(
-                settings, wyoming.services(settings, loaded, app.state.metrics)
-            )
-            await app.state.wyoming.start()
-        if phone is not None:
-            await phone.warm(loaded.tts)
-        app.state.ready = True
-        yield
-        app.state.ready = False
-        await calls.aclose()
-        # 1. Sessions have closed with their sockets (after the drain); Wyoming connections
-        #    finish the request in progress and close.
-        if app.state.wyoming is not None:
-            await app.state.wyoming.stop(settings.security.drain_timeout_s)
-        # 2. Meetings already stopped are processed to the end: their jobs use the engines.
-        await app.state.meetings.aclose()
-        # 3. The session store, then the models.
-        await app.state.store.aclose()
-        await loaded.aclose()
-        app.state.metrics.close()
+                wyoming_server = wyoming.WyomingServer(
+                    settings, wyoming.services(settings, services.engines, metrics)
+                )
+                await wyoming_server.start()
+            if phone is not None:
+                await phone.warm(services.engines.tts)
+            serving = True
+            yield
+            serving = False
+            # Sessions have closed with their sockets (after the drain); Wyoming connections
+            # finish the request in progress and close. Then the services stop (open_services).
+            await calls.aclose()
+            if wyoming_server is not None:
+                await wyoming_server.stop(settings.security.drain_timeout_s)
 
     docs = api_docs(settings)
     app = FastAPI(
@@ -166,27 +160,18 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
         openapi_url="/openapi.json" if docs else None,
     )
     declare_api_docs(app)
-    app.state.settings = settings
-    app.state.metrics = Metrics(
-        lambda: getattr(app.state, "engines", None),
-        tracer=TurnTracer.from_endpoint(settings.observability.otel_endpoint),
-    )
-    app.include_router(metrics_router)
-    app.state.drainer = Drainer(settings.security.drain_timeout_s)
-    app.state.admission = Admission(settings.admission)
+    app.include_router(metrics_router(metrics))
     page = public("the browser pages and their scripts: they hold no secrets, and ask for a key")
     app.routes.append(declare(Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"), page))
     app.include_router(admin.router)
     app.include_router(openai_http.router)
     app.include_router(meetings_transport.router)
     app.include_router(client_secrets_router(security.tokens))
-    app.state.security = security
     if phone is not None:
         app.include_router(phone.router)
     if settings.webrtc.enabled:
         app.include_router(calls.router)
     openai_http.install_error_handlers(app)
-    app.state.started_at = time.time()
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(page)])
     async def index() -> FileResponse:
@@ -200,22 +185,22 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
 
     @app.get("/health", dependencies=[Depends(probe)])
     async def health() -> JSONResponse:
-        status: LLMStatus = app.state.llm_status
+        status = live().llm_status
         return JSONResponse({"status": "ok", "version": __version__, "llm": {"mode": status.mode}})
 
     @app.get("/ready", dependencies=[Depends(probe)])
     async def ready() -> JSONResponse:
         checks = {
-            "models": bool(getattr(app.state, "ready", False)),
-            "accepting": not app.state.drainer.draining,
-            "capacity": app.state.admission.check() is None,
+            "models": serving,
+            "accepting": not drainer.draining,
+            "capacity": admission.check() is None,
         }
-        pool = app.state.engines.pool if checks["models"] else None
+        pool = live().engines.pool if checks["models"] else None
         if pool is not None:
             checks["workers"] = pool.ready
         if settings.redis.url is not None and checks["models"]:
             try:
-                await app.state.store.ping()
+                await store.ping()
                 checks["redis"] = True
             except StoreUnavailable:
                 checks["redis"] = False
@@ -226,13 +211,12 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
     async def tts_sessions(websocket: WebSocket) -> None:
         await websocket.accept()
         limit = settings.security.outbound_buffer_bytes
-        await TTSSession(websocket, app.state.engines.tts, limit_bytes=limit).run()
+        await TTSSession(websocket, live().engines.tts, limit_bytes=limit).run()
 
     @app.websocket("/v1/realtime", dependencies=[Depends(session_token("realtime"))])
     async def realtime(websocket: WebSocket) -> None:
-        admission: Admission = app.state.admission
         if (refusal := admission.enter()) is not None:
-            app.state.metrics.admission_refused(refusal.reason)
+            metrics.admission_refused(refusal.reason)
             return await refuse(websocket, refusal)
         try:
             await serve_realtime(websocket)
@@ -244,25 +228,24 @@ def create_app(settings: Settings, *, prebuilt: Prebuilt | None = None) -> FastA
             return await calls.sideband(websocket, call_id)
         offered = websocket.scope.get("subprotocols") or []
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
-        drainer: Drainer = app.state.drainer
         if drainer.draining:
             await websocket.close(code=1013, reason="server is draining; try again shortly")
             return
         model = websocket.query_params.get("model") or "hark"
         principal = principal_of(websocket.scope)
+        services = live()
         session = RealtimeSession(
             websocket,
-            make_conversation(app, settings),
-            app.state.llm_status,
+            make_conversation(services, settings),
+            services.llm_status,
             model,
-            store=OwnedStore(app.state.store, principal.owner if principal is not None else "anonymous"),
+            store=OwnedStore(store, principal.owner if principal is not None else "anonymous"),
             resume_ttl_s=settings.redis.resume_ttl_s,
-            metrics=app.state.metrics,
+            metrics=metrics,
             session_id=principal.session_id if principal is not None else None,
             limits=settings.security,
             echo=aec.EchoCanceller(SAMPLE_RATE) if echo_cancelled else None,
         )
-        metrics: Metrics = app.state.metrics
         with session_scope(session.id):
             log.info("session opened", extra={"session": session.id})
             metrics.session_opened("realtime")
@@ -294,10 +277,10 @@ def api_docs(settings: Settings) -> bool:
 
 
 def make_conversation(
-    app: FastAPI, settings: Settings, *, tts: TTS | None = None, sample_rate: int | None = None
+    services: Services, settings: Settings, *, tts: TTS | None = None, sample_rate: int | None = None
 ) -> Callable[[Callable[[ev.Event], None]], Conversation]:
     """``tts`` and ``sample_rate`` (audio in and out): a transport's own, e.g. the phone's 8 kHz."""
-    engines: Engines = app.state.engines
+    engines = services.engines
     rate = sample_rate or 24_000
     config = conversation_config(settings)
 

@@ -52,8 +52,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hark.app import create_app
-    from hark.drain import CONNECTIONS_GRACE_S, DrainingServer
-    from hark.engines.loader import prebuild
+    from hark.assembly import prebuild
+    from hark.drain import CONNECTIONS_GRACE_S, Drainer, DrainingServer
     from hark.logs import configure_logging
     from hark.security import check_startup, install_denial_log_filter
     from hark.security.slow import http_protocol
@@ -85,7 +85,8 @@ def serve(args: argparse.Namespace) -> int:
     except (ConfigError, MissingDependency) as exc:
         print(f"hark: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, prebuilt=prebuilt)
+    drainer = Drainer(settings.security.drain_timeout_s)
+    app = create_app(settings, prebuilt=prebuilt, drainer=drainer)
     print(f"hark {__version__}: serving http://{shown}:{settings.server.port}", flush=True)
     config = uvicorn.Config(
         app,
@@ -103,7 +104,7 @@ def serve(args: argparse.Namespace) -> int:
         http=http_protocol(settings.server.header_timeout_s),
     )
     install_denial_log_filter()  # after uvicorn.Config, which sets up uvicorn's loggers
-    server = DrainingServer(config, app.state.drainer)
+    server = DrainingServer(config, drainer)
     server.run(sockets=[listening_socket(host, settings.server.port)])
     return 0
 

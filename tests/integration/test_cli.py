@@ -46,6 +46,7 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
         "header_timeout_s": 10.0,
         "keep_alive_s": 5,
         "body_timeout_s": 30.0,
+        "plugins": [],
     }
 
 
@@ -58,6 +59,18 @@ def test_invalid_value_stops_start_up_naming_the_key(tmp_path: Path) -> None:
     result = run_hark("serve", "--config", str(config))
     assert result.returncode == 2
     assert "server.prot" in result.stderr and "unknown setting" in result.stderr
+
+
+def test_benchmark_fakes_are_a_plugin_not_a_provider_kind() -> None:
+    scripted = {"HARK_STT_PROVIDERS": '[{"kind": "scripted"}]', "HARK_WORKERS_ENABLED": "false"}
+    result = run_hark("serve", "--port", "0", env=scripted)
+    assert result.returncode == 2
+    assert "unknown provider kind 'scripted'" in result.stderr
+    result = run_hark(
+        "serve", "--port", "0", env={**scripted, "HARK_SERVER_PLUGINS": '["hark.no_such_plugin"]'}
+    )
+    assert result.returncode == 2
+    assert "server.plugins: cannot import 'hark.no_such_plugin'" in result.stderr
 
 
 def test_hark_config_env_names_the_file(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import websockets
 
+from hark.bench.fakes import PLUGIN_ENV
 from tests.load import LagProbe, Session, percentile, rss_kib
 from tests.servers import HarkProcess
 from tests.speech import silence, speak
@@ -27,6 +28,7 @@ from tests.speech import silence, speak
 pytestmark = pytest.mark.slow
 
 SCRIPTED = {
+    **PLUGIN_ENV,
     "HARK_STT_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_TTS_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_LLM_PROVIDERS": '[{"kind": "scripted"}]',

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hark.bench.fakes import PLUGIN_ENV
 from tests.load import Session, percentile
 from tests.servers import HarkProcess
 
@@ -25,6 +26,7 @@ MESSAGES = 1_000
 HEALTHY_TEXT = "Hello there, how are you?"
 
 SCRIPTED = {
+    **PLUGIN_ENV,
     "HARK_STT_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_TTS_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_LLM_PROVIDERS": '[{"kind": "scripted"}]',

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import websockets
 
+from hark.bench.fakes import PLUGIN_ENV
 from hark.transports.realtime import MAX_APPEND_BYTES
 from tests.servers import HarkProcess
 from tests.speech import silence, speak
@@ -161,6 +162,7 @@ async def test_unknown_audio_wire_is_an_error_and_json_is_used(hark_server: Hark
 # -- a client that stops reading binary audio ---------------------------------------------------
 
 SCRIPTED_ECHO = {
+    **PLUGIN_ENV,
     "HARK_STT_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_TTS_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_WORKERS_ENABLED": "false",

@@ -16,9 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from hark.bench.fakes import PLUGIN_ENV
 from tests.servers import HarkProcess
 
 SCRIPTED = {
+    **PLUGIN_ENV,
     "HARK_STT_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_TTS_PROVIDERS": '[{"kind": "scripted"}]',
     "HARK_LLM_PROVIDERS": '[{"kind": "scripted", "options": {"first_token_ms": 0, "token_ms": 0}}]',

@@ -11,6 +11,7 @@ import pytest
 
 from hark.audio import decode_audio_file
 from hark.config import Settings
+from hark.engines import registry
 from hark.workers import PooledTTS, WorkerPool, pooled_engines
 from tests.servers import HarkProcess
 
@@ -22,7 +23,12 @@ SENTENCE = "Paris is sunny and mild today, and you will not need an umbrella."
 async def test_piper_in_a_worker_streams_a_sentence_in_pieces() -> None:
     settings = Settings()
     pool = WorkerPool(
-        [("tts", settings.tts.providers[0])], settings, processes=1, queue_limit=4, request_timeout_s=60.0
+        [("tts", settings.tts.providers[0])],
+        settings,
+        processes=1,
+        queue_limit=4,
+        request_timeout_s=60.0,
+        factory=registry.build,
     )
     await pool.start()
     try:

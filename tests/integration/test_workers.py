@@ -9,6 +9,7 @@ import pytest
 import soxr
 
 from hark.config import Settings
+from hark.engines import registry
 from hark.workers import PooledSTT, PooledTTS, WorkerPool, pooled_engines
 
 pytestmark = pytest.mark.slow
@@ -22,6 +23,7 @@ async def test_default_local_engines_warm_up_and_speak_and_listen_in_a_worker() 
         processes=1,
         queue_limit=4,
         request_timeout_s=60.0,
+        factory=registry.build,
     )
     assert not pool.ready
     await pool.start()

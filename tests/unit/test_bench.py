@@ -127,7 +127,8 @@ def _provider(**options: Any) -> ProviderConfig:
 
 
 def test_registry_builds_the_fakes_from_options() -> None:
-    settings = Settings()
+    settings = Settings.model_validate({"server": {"plugins": ["hark.bench.fakes"]}})
+    registry.load_plugins(settings.server.plugins)
     stt = registry.build("stt", _provider(final_ms=150, text="hi"), settings)
     llm = registry.build("llm", _provider(first_token_ms=50, token_ms=5), settings)
     tts = registry.build("tts", _provider(first_audio_ms=30, sample_rate=22050), settings)

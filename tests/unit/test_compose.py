@@ -14,9 +14,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from hark.assembly import Engines
 from hark.config import FallbackSettings, ProviderConfig, load_settings
 from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
-from hark.engines.loader import Engines
 from hark.observability.metrics import STAGE_LATENCIES, Metrics
 from hark.pipeline import events as ev
 from hark.work_queue import WorkQueue

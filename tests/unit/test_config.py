@@ -392,6 +392,7 @@ def test_masked_is_plain_data() -> None:
         "header_timeout_s": 10.0,
         "keep_alive_s": 5,
         "body_timeout_s": 30.0,
+        "plugins": [],
     }
     assert masked["llm"]["api_key"] is None
     assert masked["vad"]["model_path"] is None

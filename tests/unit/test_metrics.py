@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from hark.assembly import Engines
 from hark.config import FallbackSettings, ProviderConfig
 from hark.engines.fallback import FallbackLLM, FallbackSTT, FallbackTTS
-from hark.engines.loader import Engines
 from hark.errors import EngineError
 from hark.observability.jsonlog import (
     JsonFormatter,
@@ -29,7 +29,7 @@ from hark.observability.jsonlog import (
     redact,
     session_scope,
 )
-from hark.observability.metrics import ERROR_CODES, STAGE_LATENCIES, Metrics, router
+from hark.observability.metrics import ERROR_CODES, STAGE_LATENCIES, Metrics, metrics_router
 from hark.observability.tracing import TurnTracer
 from hark.pipeline import events as ev
 from hark.priority import Priority, Work
@@ -268,11 +268,10 @@ async def test_collector_survives_an_unreadable_pool(engines: Engines) -> None:
 
 async def test_route_serves_the_exposition() -> None:
     app = FastAPI()
-    app.include_router(router)
+    metrics = Metrics(lambda: None)
+    app.include_router(metrics_router(metrics))
     with TestClient(app) as client:
-        assert client.get("/metrics").status_code == 503
-        app.state.metrics = Metrics(lambda: None)
-        app.state.metrics.turn(latency(), "completed")
+        metrics.turn(latency(), "completed")
         response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from hark.assembly import worker_settings
 from hark.config import FallbackSettings, ProviderConfig, Settings, STTSettings
 from hark.engines.base import Transcript
 from hark.engines.fallback import FallbackSTT
-from hark.engines.loader import worker_settings
 from hark.errors import EngineError, EngineUnavailable, WorkShed
 from hark.priority import Priority, work_as
 from hark.work_queue import ShedReason
 from hark.workers import PoolBusy, PooledSTT, PooledTTS, WorkerPool, available_cores, pooled_engines
-from hark.workers.testing import CRASH, FAIL, HANG, fake_audio, fake_factory
+from tests.fakes import CRASH, FAIL, HANG, fake_audio, fake_factory
 
 REQUEST_TIMEOUT_S = 2.0
 RECOVERY_S = 20.0

@@ -1,9 +1,13 @@
 """Fixed-delay engines for benchmarks: kind ``scripted`` in the STT, LLM and TTS tables.
 
+A plugin, not a production provider: a server has them only when ``server.plugins`` names this
+module (:data:`PLUGIN_ENV`, which every bench server's environment carries).
+
 They do no work, only wait, so whatever a turn takes beyond their script is the framework's.
 Every delay is measured from the moment the engine is called, against absolute deadlines (no
 drift from one token to the next), and every one can be changed through ``provider.options``::
 
+    HARK_SERVER_PLUGINS='["hark.bench.fakes"]'
     HARK_STT_PROVIDERS='[{"kind": "scripted", "options": {"final_ms": 150}}]'
     HARK_LLM_PROVIDERS='[{"kind": "scripted", "options": {"first_token_ms": 200, "token_ms": 20}}]'
     HARK_TTS_PROVIDERS='[{"kind": "scripted", "options": {"first_audio_ms": 100}}]'
@@ -38,6 +42,18 @@ from hark.errors import ConfigError
 
 if TYPE_CHECKING:
     from hark.config import ProviderConfig, Settings
+
+PLUGIN_ENV = {"HARK_SERVER_PLUGINS": '["hark.bench.fakes"]'}
+"""The environment that gives a ``hark serve`` process the ``scripted`` kind."""
+
+
+def register() -> None:
+    """The plugin hook: kind ``scripted`` in the STT, LLM and TTS tables."""
+    from hark.engines import registry
+
+    for stage, engine in (("stt", "ScriptedSTT"), ("llm", "ScriptedLLM"), ("tts", "ScriptedTTS")):
+        registry.register(stage, "scripted", f"{__name__}:{engine}")
+
 
 DEFAULT_TRANSCRIPT = "What is the weather like in Paris today?"
 DEFAULT_REPLY = "Paris is sunny and mild today. You will not need an umbrella."

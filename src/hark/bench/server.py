@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from hark.bench.fakes import PLUGIN_ENV
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -166,7 +168,9 @@ class HarkServer(ServerProcess):
     def __init__(self, env: dict[str, str], *, cpu: set[int] | None = None) -> None:
         self.probe_path = Path(tempfile.mkdtemp(prefix="hark-probe-")) / "probe.jsonl"
         command = [sys.executable, "-m", "hark.bench.probe", str(self.probe_path), "serve"]
-        super().__init__([*command, "--host", "127.0.0.1", "--port", "{port}"], env=env, cpu=cpu)
+        super().__init__(
+            [*command, "--host", "127.0.0.1", "--port", "{port}"], env={**PLUGIN_ENV, **env}, cpu=cpu
+        )
 
     def __enter__(self) -> HarkServer:
         super().__enter__()
@@ -186,6 +190,7 @@ class HarkServer(ServerProcess):
 
 
 def hark_server(env: dict[str, str], *, cpu: set[int] | None = None) -> HarkServer:
+    """``hark serve`` with ``env``; the fixed-delay fakes (kind ``scripted``) are registered."""
     return HarkServer(env, cpu=cpu)
 
 

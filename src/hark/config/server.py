@@ -28,6 +28,9 @@ class ServerSettings(Section):
     keep_alive_s: int = Field(5, ge=1, le=600)
     body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     """A request body that stops arriving for this long is answered 408."""
+    plugins: list[str] = Field(default_factory=list)
+    """Modules imported at start-up whose ``register()`` adds provider kinds, e.g.
+    ``hark.bench.fakes`` (the benchmark's fixed-delay engines, kind ``scripted``)."""
 
 
 class RedisSettings(Section):

@@ -1,8 +1,13 @@
-"""Engines by name, imported on demand so an unused provider's dependencies are never needed."""
+"""Engines by name, imported on demand so an unused provider's dependencies are never needed.
+
+A plugin (a module named in ``server.plugins``) adds kinds of its own: its ``register()`` calls
+:func:`register`. The benchmark's fixed-delay fakes come in that way (``hark.bench.fakes``).
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hark.errors import ConfigError, MissingDependency
@@ -16,8 +21,6 @@ STT_ENGINES = {
     "faster-whisper": "hark.engines.stt.faster_whisper:FasterWhisperSTT",
     "deepgram": "hark.engines.stt.deepgram:DeepgramSTT",
     "openai": "hark.engines.stt.openai_stt:OpenAISTT",
-    # Fixed-delay fakes for `hark bench` (no model, no network).
-    "scripted": "hark.bench.fakes:ScriptedSTT",
 }
 TTS_ENGINES = {
     "piper": "hark.engines.tts.piper:PiperTTS",
@@ -25,7 +28,6 @@ TTS_ENGINES = {
     "cartesia": "hark.engines.tts.cartesia:CartesiaTTS",
     "openai": "hark.engines.tts.openai_tts:OpenAITTS",
     "espeak": "hark.engines.tts.espeak:EspeakTTS",
-    "scripted": "hark.bench.fakes:ScriptedTTS",
 }
 LLM_ENGINES = {
     "openai": _OPENAI_LLM,
@@ -38,7 +40,6 @@ LLM_ENGINES = {
     "anthropic": "hark.engines.llm.anthropic:AnthropicLLM",
     "gemini": "hark.engines.llm.gemini:GeminiLLM",
     "llama-cpp": "hark.engines.llm.llama_cpp:LlamaCppLLM",
-    "scripted": "hark.bench.fakes:ScriptedLLM",
 }
 VAD_ENGINES = {"silero": "hark.engines.vad.silero:SileroVAD"}
 SPEAKER_ENGINES = {"campplus": "hark.engines.speaker.campplus:CampPlusEmbedder"}
@@ -64,6 +65,28 @@ def import_from_string(target: str) -> Any:
             raise MissingDependency(root, _EXTRAS[root]) from exc
         raise
     return getattr(module, attr)
+
+
+def register(stage: str, kind: str, target: str) -> None:
+    """Add provider ``kind`` to ``stage``'s table; ``target`` is ``"module:Class"``, imported
+    when a provider of that kind is built. Registering the same target twice is harmless."""
+    table = STAGES[stage]
+    if table.get(kind, target) != target:
+        raise ConfigError(f"{stage}: provider kind {kind!r} is taken by {table[kind]}")
+    table[kind] = target
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import each plugin module and call its ``register()`` (``server.plugins``)."""
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"server.plugins: cannot import {name!r}: {exc}") from exc
+        hook = getattr(module, "register", None)
+        if not callable(hook):
+            raise ConfigError(f"server.plugins: {name} has no register() function")
+        hook()
 
 
 def resolve(table: dict[str, str], kind: str, stage: str) -> Any:

@@ -22,7 +22,7 @@ from hark.meetings.segmenter import SpeechSegment
 from hark.meetings.storage import StorageError
 
 if TYPE_CHECKING:
-    from hark.engines.loader import Engines
+    from hark.assembly import Engines
 
 log = logging.getLogger("hark.meetings")
 

@@ -15,7 +15,7 @@ from hark.meetings.summary import summarise
 from hark.workflows import Workflow, run_workflows
 
 if TYPE_CHECKING:
-    from hark.engines.loader import Engines
+    from hark.assembly import Engines
 
 log = logging.getLogger("hark.meetings")
 

@@ -27,8 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hark.assembly import Engines
 from hark.config import Settings
-from hark.engines.loader import Engines
 from hark.meetings.diarizer import Diarizer
 from hark.meetings.live import Recorder
 from hark.meetings.meeting import Emit, Meeting, MeetingBusy, MeetingRefused, StopReason, new_meeting_id

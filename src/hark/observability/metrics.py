@@ -19,8 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
@@ -30,7 +30,7 @@ from hark.security.access import public
 from hark.work_queue import WAIT_BUCKETS
 
 if TYPE_CHECKING:
-    from hark.engines.loader import Engines
+    from hark.assembly import Engines
     from hark.workers.pool import WorkerPool
 
 log = logging.getLogger("hark.metrics")
@@ -351,20 +351,20 @@ def _queue_families(pool: WorkerPool) -> list[Metric]:
     return [waiting, wait, shed, pressure]
 
 
-router = APIRouter()
+def metrics_router(metrics: Metrics) -> APIRouter:
+    """``GET /metrics``: the Prometheus exposition of ``metrics``."""
+    router = APIRouter()
 
+    @router.get(
+        "/metrics",
+        include_in_schema=False,
+        dependencies=[
+            Depends(public("Prometheus scrapes it without credentials; it holds no secrets or transcripts"))
+        ],
+    )
+    async def metrics_endpoint() -> Response:
+        # async on purpose: the collector reads the chains and the pool on the event loop's thread.
+        body, content_type = metrics.render()
+        return Response(content=body, media_type=content_type)
 
-@router.get(
-    "/metrics",
-    include_in_schema=False,
-    dependencies=[
-        Depends(public("Prometheus scrapes it without credentials; it holds no secrets or transcripts"))
-    ],
-)
-async def metrics_endpoint(request: Request) -> Response:
-    # async on purpose: the collector reads the chains and the pool on the event loop's thread.
-    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
-    if metrics is None:
-        return PlainTextResponse("metrics are not enabled\n", status_code=503)
-    body, content_type = metrics.render()
-    return Response(content=body, media_type=content_type)
+    return router

@@ -10,12 +10,13 @@ from pydantic import BaseModel, Field
 
 from hark.engines.fallback import Chain
 from hark.security.access import ADMIN_KEY
+from hark.services import services_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[ADMIN_KEY])
 
 
 def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    key = request.app.state.settings.server.admin_key
+    key = services_of(request).settings.server.admin_key
     if key is None:
         raise HTTPException(404, "the admin API is off; set server.admin_key (HARK_SERVER_ADMIN_KEY)")
     expected = f"Bearer {key.get_secret_value()}"
@@ -33,15 +34,16 @@ class Order(BaseModel):
 
 
 def _chain(request: Request, stage: str) -> Chain[Any]:
-    chain = getattr(request.app.state.engines, stage)
+    engines = services_of(request).engines
+    chain: Chain[Any] | None = {"stt": engines.stt, "llm": engines.llm, "tts": engines.tts}[stage]
     if chain is None:
         raise HTTPException(404, f"no {stage} providers are configured")
-    return chain  # type: ignore[no-any-return]
+    return chain
 
 
 @router.get("/providers", dependencies=[Admin])
 async def providers(request: Request) -> dict[str, Any]:
-    engines = request.app.state.engines
+    engines = services_of(request).engines
     return {
         stage: (chain.status() if chain is not None else [])
         for stage, chain in (("stt", engines.stt), ("llm", engines.llm), ("tts", engines.tts))

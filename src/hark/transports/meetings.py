@@ -30,6 +30,7 @@ from hark.security.access import API_KEY, session_token
 from hark.security.idle import hold_idle
 from hark.security.limits import ByteGate
 from hark.security.scope import owner_of
+from hark.services import services_of
 from hark.transports.meetings_protocol import (
     MeetingProtocolError,
     SpeakerNamesEvent,
@@ -337,8 +338,7 @@ def _b64(pcm: bytes) -> str:
 
 
 def _service(request: Request | WebSocket) -> MeetingService:
-    service: MeetingService = request.app.state.meetings
-    return service
+    return services_of(request).meetings
 
 
 def _error(status: int, message: str, code: str, type: str = "invalid_request_error") -> JSONResponse:

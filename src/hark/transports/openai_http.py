@@ -26,6 +26,7 @@ from hark.pipeline.sentences import SentenceSplitter
 from hark.security.access import API_KEY
 from hark.security.budget import BudgetExceeded, Job
 from hark.security.scope import owner_of
+from hark.services import services_of
 from hark.transports.openai_wire import (
     APIError,
     ChatRequest,
@@ -71,14 +72,14 @@ SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 def _start_job(request: Request) -> Job:
     """A running-request place in the caller's tenant budget (429 when it has none left)."""
     try:
-        return request.app.state.security.budget.start(owner_of(request.scope))  # type: ignore[no-any-return]
+        return services_of(request).security.budget.start(owner_of(request.scope))
     except BudgetExceeded as exc:
         raise budget_error(exc) from None
 
 
 def _charge(request: Request, resource: Literal["tts_chars", "stt_audio_s"], amount: float) -> None:
     try:
-        request.app.state.security.budget.charge(owner_of(request.scope), resource, amount)
+        services_of(request).security.budget.charge(owner_of(request.scope), resource, amount)
     except BudgetExceeded as exc:
         raise budget_error(exc) from None
 
@@ -114,7 +115,7 @@ async def _speech(request: Request, body: SpeechRequest, job: Job) -> Response:
     """The speech response; ``job`` is released when its body has been sent (or abandoned)."""
     from hark.audio.codecs import CONTENT_TYPES, encode_stream
 
-    tts = request.app.state.engines.tts
+    tts = services_of(request).engines.tts
     splitter = SentenceSplitter()
     sentences = splitter.push(body.input) + splitter.flush()
 
@@ -190,7 +191,7 @@ async def _transcribe(request: Request, file: UploadFile, language: str | None) 
 
 
 async def _transcribe_job(request: Request, file: UploadFile, language: str | None) -> Transcript:
-    limits = request.app.state.settings.security
+    limits = services_of(request).settings.security
     data = await _read_upload(file, limits.max_upload_bytes)
     try:
         audio = await asyncio.to_thread(
@@ -202,7 +203,7 @@ async def _transcribe_job(request: Request, file: UploadFile, language: str | No
         raise APIError(400, str(exc), param="file", code="invalid_audio") from None
     _charge(request, "stt_audio_s", audio.size / STT_RATE)
     try:
-        return await request.app.state.engines.stt.transcribe(audio, language=language)  # type: ignore[no-any-return]
+        return await services_of(request).engines.stt.transcribe(audio, language=language)
     except EngineError as exc:
         raise engine_error(exc, "transcription") from exc
 
@@ -253,7 +254,7 @@ async def translations(
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: ChatRequest) -> Response:
-    llm = request.app.state.engines.llm
+    llm = services_of(request).engines.llm
     if llm is None:
         raise APIError(
             503,
@@ -336,8 +337,9 @@ async def chat_completions(request: Request, body: ChatRequest) -> Response:
 
 @router.get("/models")
 async def models(request: Request) -> JSONResponse:
-    settings = request.app.state.settings
-    created = int(request.app.state.started_at)
+    services = services_of(request)
+    settings = services.settings
+    created = int(services.started_at)
     ids: list[tuple[str, str]] = [(p.model or p.label, "llm") for p in settings.llm.chain()]
     ids += [(p.model or p.label, "stt") for p in settings.stt.providers]
     ids += [(p.model or p.label, "tts") for p in settings.tts.providers]

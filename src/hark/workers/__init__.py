@@ -1,15 +1,17 @@
 """CPU-heavy engines (STT, TTS, speaker embeddings) in a supervised pool of worker processes.
 
 pool = WorkerPool([("stt", stt_provider), ("tts", tts_provider)], settings,
-                  processes=default_processes(), queue_limit=16, request_timeout_s=30)
+                  processes=default_processes(), queue_limit=16, request_timeout_s=30,
+                  factory=registry.build)  # builds an engine in the child
 await pool.start()                   # every worker built and warmed its engines
 stt, tts = pooled_engines(pool)      # STT / TTS protocol proxies; the parent holds no model
 ...
 await pool.aclose()
 """
 
-from hark.workers.child import EngineInfo
-from hark.workers.pool import PoolBusy, WorkerPool, available_cores, default_processes
+from hark.workers.pool import PoolBusy, WorkerPool
+from hark.workers.process import available_cores, default_processes
+from hark.workers.proto import EngineInfo
 from hark.workers.proxy import PooledSpeaker, PooledSTT, PooledTTS, pooled_engine, pooled_engines
 
 POOLED_KINDS = frozenset({("stt", "faster-whisper"), ("tts", "piper"), ("speaker", "campplus")})

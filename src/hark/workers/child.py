@@ -1,20 +1,8 @@
 """The worker process: builds its engines once, warms them, then serves one request at a time.
 
 It runs in a *spawned* interpreter (never forked), so everything it gets from the parent comes
-through its arguments and its pipe, and everything it needs must be importable.
-
-Wire protocol on the pipe (pickled tuples, one reply per request, strictly in turn):
-
-* child → parent, once at start: ``("ready", [EngineInfo, ...], warm_s)`` or ``("failed", message)``
-* parent → child: ``(request_id, stage_index, method, payload)``
-  - ``"transcribe"``: payload ``(float32 audio, language | None)`` → result :class:`Transcript`
-  - ``"synthesize_stream"``: payload ``text`` → ``(request_id, "chunk", bytes)`` for each piece
-    of PCM16 as the engine yields it, then the reply, with result ``None``
-  - ``"embed"``: payload ``[float32 audio, ...]`` → result ``[float32 vector | None, ...]``
-* child → parent: ``(request_id, "ok", result)`` or ``(request_id, "error", message, retryable)``
-
-The parent ends the child by closing its end of the pipe (the child sees EOF and exits), or by
-SIGKILL when it hangs. The engines' methods are coroutines wrapping blocking code; one
+through its arguments and its pipe (the messages in ``hark.workers.proto``), and everything it
+needs must be importable. The engines' methods are coroutines wrapping blocking code; one
 ``asyncio.Runner`` loop per child drives them, request after request.
 """
 
@@ -26,15 +14,25 @@ import pickle
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
 from hark.config import ProviderConfig, Settings
-from hark.engines.base import SpeakerCapabilities, STTCapabilities, TTSCapabilities
 from hark.errors import EngineError
+from hark.workers.proto import (
+    Call,
+    Chunk,
+    Done,
+    Embed,
+    EngineInfo,
+    Failed,
+    Failure,
+    Ready,
+    Synthesize,
+    Transcribe,
+)
 
 Factory = Callable[[str, ProviderConfig, Settings], Any]
 """Builds one engine: ``registry.build`` or a test double. Must be a module-level function,
@@ -42,16 +40,6 @@ because it is pickled by reference into the spawned child."""
 
 WARM_TEXT = "Hello."
 WARM_AUDIO_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class EngineInfo:
-    """What the parent needs to know about an engine without loading it."""
-
-    stage: str
-    name: str
-    sample_rate: int
-    capabilities: STTCapabilities | TTSCapabilities | SpeakerCapabilities
 
 
 def main(
@@ -72,10 +60,10 @@ def main(
             infos = [_info(stage, engine) for (stage, _), engine in zip(stages, engines, strict=True)]
         except Exception as exc:  # a bad model path, a missing package: the parent reports it
             with contextlib.suppress(OSError):
-                conn.send(("failed", _describe(exc)))
+                conn.send(Failed(_describe(exc)))
             return
         try:
-            conn.send(("ready", infos, time.monotonic() - started))
+            conn.send(Ready(infos, time.monotonic() - started))
             _serve(conn, runner, engines)
         except (EOFError, OSError):
             pass  # the parent closed the pipe (shutdown) or is gone: either way, stop
@@ -107,37 +95,36 @@ def _info(stage: str, engine: Any) -> EngineInfo:
 
 def _serve(conn: Connection, runner: asyncio.Runner, engines: list[Any]) -> None:
     while True:
-        request_id, index, method, payload = conn.recv()
+        call: Call = conn.recv()
 
-        def chunk(data: bytes, request_id: int = request_id) -> None:
-            conn.send((request_id, "chunk", data))
+        def chunk(data: bytes, call_id: int = call.id) -> None:
+            conn.send(Chunk(call_id, data))
 
-        reply = (request_id, *runner.run(_handle(engines[index], method, payload, chunk)))
+        reply = runner.run(_handle(call, engines[call.engine], chunk))
         try:
             conn.send(reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # nothing was written yet
-            conn.send((request_id, "error", f"the worker cannot send its result: {_describe(exc)}", False))
+            conn.send(Failure(call.id, f"the worker cannot send its result: {_describe(exc)}", False))
 
 
-async def _handle(engine: Any, method: str, payload: Any, chunk: Callable[[bytes], None]) -> tuple[Any, ...]:
+async def _handle(call: Call, engine: Any, chunk: Callable[[bytes], None]) -> Done | Failure:
     try:
-        if method == "transcribe":
-            audio, language = payload
-            return ("ok", await engine.transcribe(audio, language=language))
-        if method == "embed":
-            return ("ok", engine.embed(payload))
-        if method == "synthesize_stream":
-            async for pcm in engine.synthesize(payload):
-                if pcm:
-                    chunk(pcm)
-            return ("ok", None)
-        return ("error", f"unknown worker method {method!r}", False)
+        match call.request:
+            case Transcribe(audio, language):
+                return Done(call.id, await engine.transcribe(audio, language=language))
+            case Embed(clips):
+                return Done(call.id, engine.embed(clips))
+            case Synthesize(text):
+                async for pcm in engine.synthesize(text):
+                    if pcm:
+                        chunk(pcm)
+                return Done(call.id, None)
     except EngineError as exc:
-        return ("error", str(exc), exc.retryable)
+        return Failure(call.id, str(exc), exc.retryable)
     except (TimeoutError, OSError) as exc:
-        return ("error", _describe(exc), True)
+        return Failure(call.id, _describe(exc), True)
     except Exception as exc:  # an engine bug: report it, keep the worker (its model is intact)
-        return ("error", _describe(exc), False)
+        return Failure(call.id, _describe(exc), False)
 
 
 async def _close(engines: list[Any]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from hark.engines.base import Float32Array, SpeakerCapabilities, STTCapabilities, Transcript, TTSCapabilities
 from hark.errors import EngineError, EngineUnavailable
 from hark.workers.pool import WorkerPool
+from hark.workers.proto import Embed, Synthesize, Transcribe
 
 
 class _Pooled:
@@ -40,7 +41,7 @@ class PooledSTT(_Pooled):
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        result = await self.pool.call(self.stage_index, "transcribe", (audio, language))
+        result = await self.pool.call(self.stage_index, Transcribe(audio, language))
         if not isinstance(result, Transcript):
             raise EngineError(f"worker returned {type(result).__name__}, not a Transcript", engine=self.name)
         return result
@@ -56,7 +57,7 @@ class PooledTTS(_Pooled):
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         # Pieces as the worker's engine yields them (Piper: the first ~0.28 s of a sentence first).
-        async for pcm in self.pool.stream(self.stage_index, "synthesize_stream", text):
+        async for pcm in self.pool.stream(self.stage_index, Synthesize(text)):
             if not isinstance(pcm, bytes):
                 raise EngineError(f"worker returned {type(pcm).__name__}, not PCM bytes", engine=self.name)
             yield pcm
@@ -77,7 +78,7 @@ class PooledSpeaker(_Pooled):
 
     async def embed(self, clips: list[Float32Array]) -> list[Float32Array | None]:
         clips = [np.ascontiguousarray(clip, dtype=np.float32) for clip in clips]
-        result = await self.pool.call(self.stage_index, "embed", clips)
+        result = await self.pool.call(self.stage_index, Embed(clips))
         if not isinstance(result, list) or len(result) != len(clips):
             raise EngineError("worker returned no embedding per clip", engine=self.name)
         return result

@@ -21,13 +21,13 @@ from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import PlainTextResponse, Response
 
 from hark.config import Settings
-from hark.drain import Drainer
 from hark.engines import aec
 from hark.engines.base import TTS
 from hark.errors import ConfigError
 from hark.observability.jsonlog import session_scope
 from hark.security import Security, is_loopback, scope_for
 from hark.security.access import in_band, public
+from hark.services import services_of
 from hark.transports.twilio import mulaw, signature
 from hark.transports.twilio.greeting import PhraseCache, sentences
 from hark.transports.twilio.session import TOKEN_KIND, ConversationFactory, PhoneSession
@@ -154,11 +154,12 @@ def _routes(
         call_sid = dict(params).get("CallSid", "")
         if not CALL_SID.match(call_sid):
             return PlainTextResponse("CallSid missing or malformed", status_code=400)
-        drainer: Drainer = request.app.state.drainer
+        services = services_of(request)
+        drainer = services.drainer
         if drainer.draining or security.cap.current >= security.cap.limit:
             log.info("call rejected: busy", extra={"draining": drainer.draining})
             return Response(twiml_busy(), media_type=TWIML)
-        tts = call_tts(request.app.state.engines.tts)
+        tts = call_tts(services.engines.tts)
         if isinstance(tts, PhraseCache):
             tts.prime()  # while Twilio connects the stream
         minted = security.tokens.mint(scope_for(TOKEN_KIND, call_sid), ttl=config.token_ttl_s)
@@ -176,8 +177,8 @@ def _routes(
     )
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
-        state = websocket.app.state
-        drainer: Drainer = state.drainer
+        state = services_of(websocket)
+        drainer = state.drainer
         if drainer.draining:
             await websocket.close(code=1013, reason="server is draining; try again shortly")
             return

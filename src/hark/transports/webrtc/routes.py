@@ -29,6 +29,7 @@ from hark.security import Security, origin_allowed, principal_of
 from hark.security.access import API_KEY, session_token
 from hark.security.auth import ANONYMOUS
 from hark.security.slots import SessionSlot
+from hark.services import services_of
 from hark.transports import realtime_protocol as rp
 from hark.transports.webrtc import sdp
 from hark.transports.webrtc.call import Call
@@ -79,7 +80,7 @@ class Calls:
             dependencies=[Depends(session_token("realtime"))],
         )
         async def create_call(request: Request) -> Response:
-            metrics: Metrics = request.app.state.metrics
+            metrics = services_of(request).metrics
             try:
                 return await self.create(request)
             except CallError as exc:
@@ -101,16 +102,16 @@ class Calls:
     # -- a new call -----------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        state = request.app.state
+        state = services_of(request)
         if not origin_allowed(
             request.headers.get("origin"), request.headers.get("host"), self.settings.security.allowed_origins
         ):
             raise CallError(403, "this origin may not make calls", "origin_not_allowed")
         offer = await read_offer(request)
-        drainer: Drainer = state.drainer
+        drainer = state.drainer
         if drainer.draining:
             raise CallError(503, "server is draining; try again shortly", "server_busy")
-        admission: Admission = state.admission
+        admission = state.admission
         if (refusal := admission.enter()) is not None:
             state.metrics.admission_refused(refusal.reason)
             raise CallError(503, refusal.message, "server_busy")
@@ -126,9 +127,9 @@ class Calls:
             raise
 
     async def _start(self, request: Request, offer: Offer, slot: SessionSlot) -> Response:
-        state = request.app.state
+        state = services_of(request)
         principal = principal_of(request.scope) or ANONYMOUS
-        metrics: Metrics = state.metrics
+        metrics = state.metrics
         config = session_config(offer.session)
         call = Call(new_id("rtc"), principal.owner, self.settings.webrtc)
         try:

@@ -16,8 +16,8 @@ import ipaddress
 import logging
 from typing import Any
 
+from hark.assembly import Engines
 from hark.config import Settings
-from hark.engines.loader import Engines
 from hark.errors import ConfigError
 from hark.observability.metrics import Metrics
 from hark.pipeline.tools import Toolbox

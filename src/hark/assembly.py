@@ -1,5 +1,10 @@
 """Build the engines the settings ask for, once per process; every session shares them.
 
+This module sits above ``hark.engines`` (protocols, registry, fallback chains) and
+``hark.workers`` (the process pool), which know nothing of each other: it builds each stage's
+providers from the registry, hands the CPU-heavy ones to a worker pool (with ``registry.build``
+as the pool's factory) and wraps every stage in its fallback chain. ``hark.services`` calls it.
+
 Two steps. ``prebuild`` (blocking, before the server starts) constructs every engine that runs
 in this process, so a bad provider config stops start-up with a clear message. ``assemble``
 (async, in the server's lifespan) starts the worker pool for the local CPU-heavy engines and
@@ -73,6 +78,7 @@ def stage_providers(settings: Settings) -> dict[str, list[ProviderConfig]]:
 def prebuild(settings: Settings) -> Prebuilt:
     """Blocking: construct the in-process engines (loading local models unless pooled)."""
     started = time.perf_counter()
+    registry.load_plugins(settings.server.plugins)
     vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
     built: dict[Slot, Any] = {}
     pooled: list[tuple[Slot, ProviderConfig]] = []
@@ -157,6 +163,7 @@ async def assemble(settings: Settings, prebuilt: Prebuilt) -> Engines:
         pool = WorkerPool(
             [(stage, provider) for (stage, _), provider in prebuilt.pooled],
             worker_settings(settings),
+            factory=registry.build,
             processes=processes,
             queue_limit=settings.workers.queue_limit,
             request_timeout_s=settings.workers.request_timeout_s,
