@@ -25,6 +25,7 @@ SCENARIOS = (
     "wyoming",
     "turns",
     "phone",
+    "ears",
 )
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
 """What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
@@ -163,6 +164,12 @@ def run(
             details["phone"] = phone.run(calls=2 if quick else 3, turns=3 if quick else 5, log=log)
         except Exception as exc:
             details["phone"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    if "ears" in chosen:
+        from hark.bench import ears
+
+        log("13. steady ears: the same words after shifted leading silences (tiny.en, base)")
+        details["ears"] = ears.run(quick=quick, log=log)
 
     result: dict[str, Any] = {
         "version": __version__,
