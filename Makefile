@@ -68,11 +68,21 @@ test-deps:
 	fi
 
 # Benchmarks (docs/benchmarks.md): `make bench`, or `make bench-quick` for a run under 5 minutes.
-bench: $(STAMP)
+# Human speech for the ears bench: a 30 s two-speaker phone call with its transcript (STM) and
+# speaker turns (RTTM) from pyannote.audio's wheel (MIT). Only those files are taken out of the
+# wheel; it is not installed (installed without torch, `import pyannote.audio` would break).
+HUMAN_SPEECH := .cache/human-speech
+$(HUMAN_SPEECH)/.stamp: $(STAMP)
+	$(PIP) download -q --no-deps 'pyannote.audio==4.0.7' -d $(HUMAN_SPEECH)/wheel
+	$(BIN)/python -c "import glob, zipfile; z = zipfile.ZipFile(glob.glob('$(HUMAN_SPEECH)/wheel/pyannote_audio-*.whl')[0]); \
+		[z.extract(n, '$(HUMAN_SPEECH)') for n in z.namelist() if '/sample/sample.' in n or n.endswith('/LICENSE')]"
+	touch $@
+
+bench: $(STAMP) $(HUMAN_SPEECH)/.stamp
 	$(PIP) install -q -e '.[bench]'
 	$(BIN)/hark bench --json bench.json
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) $(HUMAN_SPEECH)/.stamp
 	$(PIP) install -q -e '.[bench]'
 	$(BIN)/hark bench --quick --json bench.json
 

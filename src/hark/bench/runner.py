@@ -26,6 +26,7 @@ SCENARIOS = (
     "turns",
     "phone",
     "webrtc",
+    "ears",
 )
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "soak")
 """What a run without ``--only`` measures: the soak (10 minutes of load) runs when asked for."""
@@ -192,6 +193,11 @@ def run(
             )
         except Exception as exc:
             details["webrtc"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "ears" in chosen:
+        from hark.bench import ears
+
+        log("14. steady ears: the same words after shifted leading silences (tiny.en, base)")
+        details["ears"] = ears.run(quick=quick, log=log)
 
     result: dict[str, Any] = {
         "version": __version__,

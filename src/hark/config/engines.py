@@ -130,6 +130,10 @@ class STTSettings(Section):
     ~3× faster for a few seconds of speech. With tiny.en it was no less accurate (WER 16.0 % vs
     18.0 % over 100 short utterances, 8.5 % vs 10.4 % over 8 long ones: docs/benchmarks.md).
     0: always the full 30 s window (check your model before changing this)."""
+    steady_input: bool = True
+    """Re-cut each turn to a fixed lead of silence, its audible span and a fixed tail before
+    faster-whisper hears it, so where the VAD's 32 ms grid cut the turn does not change the words
+    (hark.engines.stt.steady; docs/benchmarks.md, "Steady ears"). Cloud STT gets the audio as cut."""
     partial_interval_ms: int = Field(600, ge=0, le=10_000)
     """How often a partial transcript is made while the user speaks; 0 turns partials off."""
     providers: list[ProviderConfig] = Field(

@@ -12,6 +12,7 @@ import numpy as np
 from hark.config import ProviderConfig, Settings, STTSettings
 from hark.engines._blocking import BlockingRunner
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
+from hark.engines.stt.steady import steady_input
 from hark.errors import EngineError, MissingDependency
 
 SAMPLE_RATE = 16_000
@@ -88,6 +89,7 @@ class FasterWhisperSTT:
             raise EngineError(f"cannot load the Whisper model {model}: {exc}", engine=self.name) from exc
         self._language = settings.language
         self._beam_size = settings.beam_size
+        self._steady = settings.steady_input
         self._runner = BlockingRunner("stt", settings.workers)
 
     @classmethod
@@ -109,6 +111,9 @@ class FasterWhisperSTT:
         return int(seconds * FRAMES_PER_S) if seconds < 30 else None
 
     def _transcribe(self, audio: Float32Array, language: str | None) -> Transcript:
+        duration_s = len(audio) / SAMPLE_RATE
+        if self._steady:
+            audio = steady_input(audio, SAMPLE_RATE)
         if self._window_s:
             self._model.window.frames = self._encoder_frames(len(audio))
         segments, info = self._model.transcribe(
@@ -120,7 +125,7 @@ class FasterWhisperSTT:
             vad_filter=False,
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
-        return Transcript(text=text, language=info.language, duration_s=len(audio) / SAMPLE_RATE)
+        return Transcript(text=text, language=info.language, duration_s=duration_s)
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         if audio.size == 0:
