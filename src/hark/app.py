@@ -89,7 +89,8 @@ def create_app(
     store = build_store(settings)
     shared = store if settings.redis.url is not None and settings.redis.url.get_secret_value() else None
     security = Security.from_settings(settings, store=shared)
-    echo_cancelled = settings.audio.echo_cancelled(aec.available())
+    # The Realtime WebSocket cancels echo only when asked (audio.echo_cancellation: on).
+    echo_cancelled = settings.audio.echo_cancelled(aec.available(), by_default=False)
     drainer = drainer or Drainer(settings.security.drain_timeout_s)
     admission = Admission(settings.admission)
     started_at = time.time()

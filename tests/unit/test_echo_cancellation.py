@@ -151,6 +151,8 @@ def test_the_played_voice_in_the_microphone_is_recognised_as_echo(reply: np.ndar
 
 def test_the_setting_resolves_against_whether_aec3_is_installed() -> None:
     assert AudioSettings().echo_cancelled(installed=True)
+    assert not AudioSettings().echo_cancelled(installed=True, by_default=False)  # auto, WebSocket
+    assert AudioSettings(echo_cancellation="on").echo_cancelled(installed=True, by_default=False)
     assert not AudioSettings().echo_cancelled(installed=False)  # auto: quietly off
     assert not AudioSettings(echo_cancellation="off").echo_cancelled(installed=True)
     with pytest.raises(ConfigError, match="pywebrtc-audio"):

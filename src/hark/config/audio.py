@@ -11,15 +11,21 @@ from hark.errors import ConfigError
 class AudioSettings(Section):
     echo_cancellation: Literal["auto", "on", "off"] = "auto"
     """Take hark's own voice out of the listener's microphone audio (WebRTC AEC3, needs
-    ``pywebrtc-audio``). ``auto``: on for every path hark paces the playback of (phone,
-    WebSocket, WebRTC) when the package is installed; ``on``: the same, and a missing package
-    stops the server at start; ``off``: never. Measured reasons: docs/turn-taking.md."""
+    ``pywebrtc-audio``). ``auto``: on for the phone path (``/twilio/stream``), where hark paces
+    the playback and the caller's handset or speakerphone leaks it back, when the package is
+    installed; off for the Realtime WebSocket, whose clients (browsers, agent SDKs) cancel their
+    own echo and whose playback hark does not see (there, a second canceller held back the
+    user's first words: docs/turn-taking.md). ``on``: every path, and a missing package stops
+    the server at start; ``off``: never."""
 
-    def echo_cancelled(self, installed: bool) -> bool:
-        """Whether the paths hark paces cancel echo, given whether AEC3 is installed."""
+    def echo_cancelled(self, installed: bool, *, by_default: bool = True) -> bool:
+        """Whether a path cancels echo, given whether AEC3 is installed; ``by_default``: whether
+        that path cancels under ``auto``."""
         if self.echo_cancellation == "on" and not installed:
             raise ConfigError(
                 "audio.echo_cancellation is on but pywebrtc-audio is not installed; "
                 "install it with: pip install 'pywebrtc-audio>=0.2,<0.3'"
             )
-        return self.echo_cancellation != "off" and installed
+        if self.echo_cancellation == "auto":
+            return by_default and installed
+        return self.echo_cancellation == "on"
