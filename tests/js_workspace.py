@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,9 @@ def npm(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] 
 def source_digest(*folders: Path) -> str:
     """A digest of every source file under the folders (build outputs left out) and the lockfile."""
     digest = hashlib.sha256()
-    files: Iterable[Path] = [ROOT / "package-lock.json"]
+    files: list[Path] = [ROOT / "package-lock.json"]
     for folder in folders:
-        files = [*files, *sorted(p for p in folder.rglob("*") if p.is_file() and not SKIP_DIRS & set(p.parts))]
+        files += sorted(p for p in folder.rglob("*") if p.is_file() and not SKIP_DIRS & set(p.parts))
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -33,8 +33,8 @@ from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
 from hark.security.access import declare, declare_api_docs, public, session_token
 from hark.security.body import BodyLimit
-from hark.security.headers import SecurityHeaders
 from hark.security.cors import CallsCors
+from hark.security.headers import SecurityHeaders
 from hark.sessionstore import StoreUnavailable, build_store
 from hark.sessionstore.resume import OwnedStore
 from hark.transports import admin, openai_http

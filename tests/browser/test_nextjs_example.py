@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.js_workspace import EXAMPLE, ROOT
-from tests.servers import HarkProcess, free_port
+from tests.servers import HarkProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -29,46 +28,50 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 NEXT_BIN = ROOT / "node_modules" / "next" / "dist" / "bin" / "next"
+
+
 @pytest.fixture(scope="module")
-def example_app(example_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`next start` of the built app beside a hark that lets the app's origin in (the browser
-    POSTs its WebRTC offer to hark from the app's origin: CORS)."""
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("kit")
-    env = {"HARK_SECURITY_ALLOWED_ORIGINS": f'["{origin}"]', "HARK_TTS_NOISE_W_SCALE": "0"}
-    with HarkProcess(env=env, log_path=logs / "hark.log") as hark:
-        app_env = {
-            **os.environ,
-            "HARK_URL": hark.base_url,
-            "HARK_PUBLIC_URL": hark.base_url,
-            "NEXT_TELEMETRY_DISABLED": "1",
-        }
-        with open(logs / "next.log", "wb") as log:
-            # `next start` in this process group (npx would leave its child behind on terminate).
-            proc = subprocess.Popen(
-                ["node", str(NEXT_BIN), "start", "-p", str(port), "-H", "127.0.0.1"],
-                cwd=EXAMPLE,
-                env=app_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    assert proc.poll() is None, (logs / "next.log").read_text()
-                    try:
-                        if httpx.get(origin + "/", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, "next start did not answer"
-                    time.sleep(0.2)
-                yield origin
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
+def example_app(
+    example_build: Path,
+    web_app_origin: str,
+    hark_server: HarkProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """`next start` of the built app beside the shared hark, which lets the app's origin in (the
+    browser POSTs its WebRTC offer to hark from the app's origin: CORS)."""
+    port = int(web_app_origin.rsplit(":", 1)[1])
+    log_path = tmp_path_factory.mktemp("kit") / "next.log"
+    app_env = {
+        **os.environ,
+        "HARK_URL": hark_server.base_url,
+        "HARK_PUBLIC_URL": hark_server.base_url,
+        "NEXT_TELEMETRY_DISABLED": "1",
+    }
+    with open(log_path, "wb") as log:
+        # `next start` in this process group (npx would leave its child behind on terminate).
+        proc = subprocess.Popen(
+            ["node", str(NEXT_BIN), "start", "-p", str(port), "-H", "127.0.0.1"],
+            cwd=EXAMPLE,
+            env=app_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(web_app_origin + "/", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "next start did not answer"
+                time.sleep(0.2)
+            yield web_app_origin
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
 
 
 def _kit(page: Page) -> dict[str, Any]:

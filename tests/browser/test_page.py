@@ -5,17 +5,19 @@ second reply) as the microphone. The page connects over WebRTC as it does by def
 secret, then the offer to /v1/realtime/calls?hark_events=1), shows the user's words and the
 assistant's reply, plays the reply from the track, and falls silent when the person speaks over
 it (the server empties the track: ``output_audio_buffer.cleared``), without a single page error.
-The WebSocket fallback is driven by test_barge_in.py (its server offers no WebRTC).
+A hark with WebRTC turned off shows the WebSocket fallback.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.servers import HarkProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -132,4 +134,47 @@ def test_talk_to_hark_in_the_browser_over_webrtc(
     expect(start).to_have_text("Start")
     assert _hark(page)["running"] is False
 
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def hark_without_webrtc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
+    log = tmp_path_factory.mktemp("hark-no-webrtc") / "server.log"
+    with HarkProcess(env={"HARK_WEBRTC_ENABLED": "false"}, log_path=log) as server:
+        yield server
+
+
+def test_the_page_falls_back_to_the_websocket_without_webrtc(
+    speech_wav: Path,
+    launch_chromium: Callable[..., Browser],
+    watch_errors: Callable[[Page], list[str]],
+    hark_without_webrtc: HarkProcess,
+) -> None:
+    """A hark with WebRTC turned off: the offer finds no route, the page says WebSocket, and a
+    turn goes through with audio as JSON both ways."""
+    from playwright.sync_api import expect
+
+    browser = launch_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_wav}",
+    )
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    errors = watch_errors(page)
+    page.goto(hark_without_webrtc.base_url + "/")
+    page.get_by_test_id("start-button").click()
+    expect(page.get_by_test_id("transport")).to_have_text("WebSocket", timeout=15_000)
+    page.wait_for_function(
+        """() => window.hark.transcripts.some((t) => t.role === "user" && t.final && /weather/i.test(t.text))
+               && window.hark.transcripts.some((t) => t.role === "assistant" && t.text.trim().length > 0)
+               && window.hark.playedMs > 0""",
+        timeout=90_000,
+    )
+    hark = _hark(page)
+    assert hark["transport"] == "websocket"
+    assert hark["sentAudioBytes"] > 0
+    assert hark["receivedAudioBytes"] > 0
+    assert hark["errors"] == [], hark["errors"]
+    page.get_by_test_id("start-button").click()
+    expect(page.get_by_test_id("start-button")).to_have_text("Start")
     assert errors == [], errors

@@ -15,7 +15,8 @@ APP_ORIGIN = "http://127.0.0.1:3000"
 
 
 async def _answer(request: Request) -> Response:
-    return Response("v=0\r\n", 201, media_type="application/sdp", headers={"Location": "/v1/realtime/calls/rtc_1"})
+    location = {"Location": "/v1/realtime/calls/rtc_1"}
+    return Response("v=0\r\n", 201, media_type="application/sdp", headers=location)
 
 
 async def _other(request: Request) -> Response:
