@@ -123,6 +123,15 @@ def test_talk_to_hark_in_the_browser_over_webrtc(
         "() => (window.hark.eventCounts['output_audio_buffer.cleared'] || 0) > 0", timeout=90_000
     )
     page.wait_for_function("() => !window.hark.playing", timeout=5_000)
+    # The server cut the reply at what played (conversation.item.truncated); a cut reply the
+    # page shows is marked interrupted.
+    page.wait_for_function(
+        """() => window.hark.truncations.length > 0 && window.hark.truncations.every((t) => {
+               const node = document.querySelector(`[data-item-id="${t.item_id}"]`);
+               return !node || node.dataset.state === "interrupted";
+           })""",
+        timeout=10_000,
+    )
     assert _hark(page)["errors"] == []
 
     shot = tmp_path / "hark-page.png"
