@@ -1,18 +1,29 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer
+from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer, free_port
 
 
 @pytest.fixture(scope="session")
-def hark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
+def web_app_origin() -> str:
+    """The origin the Next.js example is started on (tests/browser/test_nextjs_example.py): the
+    shared hark lets it in, so that test needs no hark of its own."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def hark_server(web_app_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
     """hark with the real local models and no LLM configured (echo mode)."""
     log = tmp_path_factory.mktemp("hark-echo") / "server.log"
     # No duration noise, so the same text always lasts as long (the speech tests compare formats).
-    with HarkProcess(env={"HARK_TTS_NOISE_W_SCALE": "0"}, log_path=log) as server:
+    server = HarkProcess(env={"HARK_TTS_NOISE_W_SCALE": "0"}, log_path=log)
+    # Its own pages, and the example app on another origin (an allow-list replaces "same host").
+    server.env["HARK_SECURITY_ALLOWED_ORIGINS"] = json.dumps([server.base_url, web_app_origin])
+    with server:
         yield server
 
 

@@ -32,6 +32,7 @@ from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.security import HandshakeGuard, Security, client_secrets_router, is_loopback, principal_of
 from hark.security.access import declare, declare_api_docs, public, session_token
 from hark.security.body import BodyLimit
+from hark.security.cors import CallsCors
 from hark.security.headers import SecurityHeaders
 from hark.services import Services, open_services, running
 from hark.sessionstore import StoreUnavailable, build_store
@@ -267,6 +268,9 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     # Outermost of the app's own middleware: every upgrade is checked before any route accepts it.
     app.add_middleware(HandshakeGuard, settings=settings, security=security, routes=app.routes)
+    if settings.webrtc.enabled:
+        # Outside the guard: a cross-origin preflight carries no credentials (security/cors.py).
+        app.add_middleware(CallsCors, allowed_origins=settings.security.allowed_origins)
     return app
 
 

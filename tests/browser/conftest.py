@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.js_workspace import js_workspace
+from tests.js_workspace import example_build, js_workspace
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-__all__ = ["js_workspace"]
+__all__ = ["example_build", "js_workspace"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = [
@@ -34,6 +34,8 @@ BASE_ARGS = [
 SENTENCE = "Hello there. What is the weather like today?"
 LEAD_SILENCE_S = 0.5
 TRAIL_SILENCE_S = 5.0
+# lead, speech, a gap the whole reply fits in, speech, a gap shorter than the reply, speech, rest.
+GAPS_S = (0.5, 7.0, 2.5, 6.0)
 
 
 def require(ok: bool, reason: str) -> None:
@@ -145,3 +147,27 @@ def _watch_errors(page: Page) -> list[str]:
 def watch_errors() -> Callable[[Page], list[str]]:
     """watch_errors(page) -> a live list of the page's uncaught exceptions and console errors."""
     return _watch_errors
+
+
+@pytest.fixture(scope="session")
+def conversation_wav(espeak_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SENTENCE three times: the whole first reply fits in the first gap; the third utterance
+    starts while the second reply is still playing (a barge-in)."""
+    folder = tmp_path_factory.mktemp("kit-speech")
+    raw = folder / "raw.wav"
+    subprocess.run(
+        [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), SENTENCE],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with wave.open(str(raw), "rb") as w:
+        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+    silence = [b"\0\0" * int(rate * s) for s in GAPS_S]
+    out = folder / "conversation.wav"
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(silence[0] + frames + silence[1] + frames + silence[2] + frames + silence[3])
+    return out

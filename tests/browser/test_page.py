@@ -1,18 +1,23 @@
 """The browser page end to end: Chromium's fake microphone speaks to a real hark (echo mode).
 
-Chromium plays ``speech_wav`` (espeak-ng) as the microphone, looped. The page must capture and
-stream it, show the user's words and the assistant's reply as text, and receive and play the
-reply audio, without a single page error.
+Chromium plays ``conversation_wav`` (espeak-ng: the question three times, the third over the
+second reply) as the microphone. The page connects over WebRTC as it does by default (a client
+secret, then the offer to /v1/realtime/calls?hark_events=1), shows the user's words and the
+assistant's reply, plays the reply from the track, and falls silent when the person speaks over
+it (the server empties the track: ``output_audio_buffer.cleared``), without a single page error.
+A hark with WebRTC turned off shows the WebSocket fallback.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.servers import HarkProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -27,9 +32,9 @@ def _hark(page: Page) -> dict[str, Any]:
     return state
 
 
-def test_talk_to_hark_in_the_browser(
+def test_talk_to_hark_in_the_browser_over_webrtc(
     chromium_path: str,
-    speech_wav: Path,
+    conversation_wav: Path,
     launch_chromium: Callable[..., Browser],
     watch_errors: Callable[[Page], list[str]],
     hark_server: Any,
@@ -40,7 +45,7 @@ def test_talk_to_hark_in_the_browser(
     browser = launch_chromium(
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={speech_wav}",
+        f"--use-file-for-fake-audio-capture={conversation_wav}",
     )
     context = browser.new_context(viewport={"width": 1100, "height": 860}, permissions=["microphone"])
     page = context.new_page()
@@ -55,6 +60,7 @@ def test_talk_to_hark_in_the_browser(
     start.click()
     expect(start).to_have_text("Stop", timeout=15_000)
     expect(page.get_by_test_id("connection-status")).to_have_attribute("data-status", "connected")
+    expect(page.get_by_test_id("transport")).to_have_text("WebRTC")
 
     # What was said, transcribed by the server and shown as a final user turn.
     page.wait_for_function(
@@ -75,17 +81,20 @@ def test_talk_to_hark_in_the_browser(
     assert assistant.inner_text().strip()
 
     hark = _hark(page)
-    # WebRTC when the server offers it, else the WebSocket; the page says which.
-    assert hark["transport"] in ("webrtc", "websocket"), hark["transport"]
-    expect(page.get_by_test_id("transport")).to_have_text(
-        "WebRTC" if hark["transport"] == "webrtc" else "WebSocket"
-    )
-    if hark["transport"] == "websocket":
-        assert hark["receivedAudioBytes"] > 0
-        assert hark["sentAudioBytes"] > 0
+    assert hark["transport"] == "webrtc"
+    # Over WebRTC the microphone and the reply are tracks: no audio as JSON either way.
+    assert hark["receivedAudioBytes"] == 0
+    assert hark["sentAudioBytes"] == 0
+    assert "input_audio_buffer.append" not in hark["sentEvents"]
     assert hark["playedMs"] > 0
     assert hark["sentEvents"][0] == "session.update"
-    for event_type in ("session.created", "hark.llm_status", "input_audio_buffer.speech_started"):
+    # hark's own events arrive because the page asked for them (?hark_events=1).
+    for event_type in (
+        "session.created",
+        "hark.llm_status",
+        "input_audio_buffer.speech_started",
+        "output_audio_buffer.started",
+    ):
         assert event_type in hark["eventCounts"], event_type
     assert hark["errors"] == [], hark["errors"]
 
@@ -108,6 +117,23 @@ def test_talk_to_hark_in_the_browser(
     )
     expect(page.get_by_test_id("latency-heard")).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
 
+    # The third utterance starts while the second reply plays: the server empties the track
+    # and the page stops playing it.
+    page.wait_for_function(
+        "() => (window.hark.eventCounts['output_audio_buffer.cleared'] || 0) > 0", timeout=90_000
+    )
+    page.wait_for_function("() => !window.hark.playing", timeout=5_000)
+    # The server cut the reply at what played (conversation.item.truncated); a cut reply the
+    # page shows is marked interrupted.
+    page.wait_for_function(
+        """() => window.hark.truncations.length > 0 && window.hark.truncations.every((t) => {
+               const node = document.querySelector(`[data-item-id="${t.item_id}"]`);
+               return !node || node.dataset.state === "interrupted";
+           })""",
+        timeout=10_000,
+    )
+    assert _hark(page)["errors"] == []
+
     shot = tmp_path / "hark-page.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 0
@@ -117,4 +143,47 @@ def test_talk_to_hark_in_the_browser(
     expect(start).to_have_text("Start")
     assert _hark(page)["running"] is False
 
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def hark_without_webrtc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
+    log = tmp_path_factory.mktemp("hark-no-webrtc") / "server.log"
+    with HarkProcess(env={"HARK_WEBRTC_ENABLED": "false"}, log_path=log) as server:
+        yield server
+
+
+def test_the_page_falls_back_to_the_websocket_without_webrtc(
+    speech_wav: Path,
+    launch_chromium: Callable[..., Browser],
+    watch_errors: Callable[[Page], list[str]],
+    hark_without_webrtc: HarkProcess,
+) -> None:
+    """A hark with WebRTC turned off: the offer finds no route, the page says WebSocket, and a
+    turn goes through with audio as JSON both ways."""
+    from playwright.sync_api import expect
+
+    browser = launch_chromium(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_wav}",
+    )
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    errors = watch_errors(page)
+    page.goto(hark_without_webrtc.base_url + "/")
+    page.get_by_test_id("start-button").click()
+    expect(page.get_by_test_id("transport")).to_have_text("WebSocket", timeout=15_000)
+    page.wait_for_function(
+        """() => window.hark.transcripts.some((t) => t.role === "user" && t.final && /weather/i.test(t.text))
+               && window.hark.transcripts.some((t) => t.role === "assistant" && t.text.trim().length > 0)
+               && window.hark.playedMs > 0""",
+        timeout=90_000,
+    )
+    hark = _hark(page)
+    assert hark["transport"] == "websocket"
+    assert hark["sentAudioBytes"] > 0
+    assert hark["receivedAudioBytes"] > 0
+    assert hark["errors"] == [], hark["errors"]
+    page.get_by_test_id("start-button").click()
+    expect(page.get_by_test_id("start-button")).to_have_text("Start")
     assert errors == [], errors

@@ -120,20 +120,24 @@ def auth(key: str = API_KEY) -> dict[str, str]:
 
 
 async def post_offer(
-    server: HarkProcess, body: str | bytes, content_type: str = "application/sdp", key: str | None = API_KEY
+    server: HarkProcess,
+    body: str | bytes,
+    content_type: str = "application/sdp",
+    key: str | None = API_KEY,
+    query: str = "",
 ) -> httpx.Response:
     headers = {"Content-Type": content_type, **(auth(key) if key else {})}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        return await client.post(CALLS, content=body, headers=headers)
+        return await client.post(CALLS + query, content=body, headers=headers)
 
 
 @contextlib.asynccontextmanager
 async def call(
-    server: HarkProcess, speech: bytes = b"", key: str = API_KEY
+    server: HarkProcess, speech: bytes = b"", key: str = API_KEY, query: str = ""
 ) -> AsyncIterator[tuple[Peer, str]]:
     peer = Peer(speech)
     try:
-        response = await post_offer(server, await peer.offer(), key=key)
+        response = await post_offer(server, await peer.offer(), key=key, query=query)
         assert response.status_code == 201, response.text
         assert response.headers["content-type"].startswith("application/sdp")
         call_id = response.headers["location"].rsplit("/", 1)[1]
@@ -182,6 +186,36 @@ async def test_a_call_hears_answers_and_hangs_up(server: HarkProcess) -> None:
             assert other.status_code == 404
             hung = await client.post(f"{CALLS}/{call_id}/hangup", headers=auth())
             assert hung.status_code == 200
+    await until_no_sessions(server)
+
+
+PCM_24K = {"type": "audio/pcm", "rate": 24000}
+# What hark's client kit sends first on every connection, WebRTC included.
+KIT_SESSION_UPDATE = {
+    "type": "session.update",
+    "session": {
+        "type": "realtime",
+        "audio": {
+            "input": {"format": PCM_24K, "turn_detection": {"type": "server_vad"}},
+            "output": {"format": PCM_24K},
+        },
+    },
+}
+
+
+async def test_hark_events_are_opt_in_and_the_kits_session_update_is_accepted(server: HarkProcess) -> None:
+    async with call(server, query="?hark_events=1") as (peer, _):
+        await peer.next("session.created", 20)
+        status = await peer.next("hark.llm_status", 10)
+        assert status["mode"] == "echo"
+        peer.send(KIT_SESSION_UPDATE)
+        await peer.next("session.updated", 10)
+        assert not [e for e in peer.seen if e["type"] == "error"], peer.seen
+    async with call(server) as (peer, _):
+        await peer.next("session.created", 20)
+        peer.send(KIT_SESSION_UPDATE)
+        await peer.next("session.updated", 10)
+        assert not [e for e in peer.seen if e["type"].startswith("hark.") or e["type"] == "error"], peer.seen
     await until_no_sessions(server)
 
 

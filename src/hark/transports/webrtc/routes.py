@@ -140,6 +140,10 @@ class Calls:
         if call.gather_fallback:
             self.failures(metrics).labels("gather_fallback").inc()
         model = request.query_params.get("model") or str((offer.session or {}).get("model") or "hark")
+        # hark's own hark.* events are opt-in on the calls route as on the WebSocket (the
+        # session reads its socket's query); audio=binary has no meaning here (audio is the track).
+        if (hark_events := request.query_params.get("hark_events")) is not None:
+            call.socket.query_params["hark_events"] = hark_events
         session = CallSession(
             call.socket,
             self.conversations(RATE),

@@ -388,6 +388,15 @@ function onServerEvent(s, event) {
       break;
     }
 
+    case "conversation.item.truncated":
+      // Over WebRTC the server cuts the reply at the samples that played (the page sends no
+      // truncate); over the WebSocket this confirms the page's own truncate, already shown.
+      if (hark.transport === "webrtc") {
+        hark.truncations.push({ item_id: event.item_id, audio_end_ms: event.audio_end_ms });
+        transcript.assistantInterrupted(event.item_id, event.audio_end_ms);
+      }
+      break;
+
     case "error": {
       const error = event.error || {};
       hark.errors.push(error);
