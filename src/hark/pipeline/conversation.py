@@ -332,9 +332,9 @@ class Conversation:
 
     async def aclose(self) -> None:
         # Stop every task of the turn, a held reply included, and wait until they have stopped.
-        tasks = self.intake.stop()
-        tasks += [t for t in (self.slot.task, self._transcribing) if t is not None]
+        tasks = self.intake.stop()  # first, as before the split: the barge-in resets first
+        own = [t for t in (self.slot.task, self._transcribing) if t is not None]
         self.slot.task = None
-        for task in tasks:
+        for task in own:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *own, return_exceptions=True)
