@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hark.bench import report, stats
+from hark.bench import headline, report, stats
 from hark.bench.capacity import underruns
 from hark.bench.client import Received, Session, b64_pcm_bytes, resampled_samples
 from hark.bench.fakes import (
@@ -236,15 +236,15 @@ def _details() -> dict[str, Any]:
 
 
 def test_headline_and_targets() -> None:
-    result: dict[str, Any] = {**report.headline(_details()), "details": _details()}
+    result: dict[str, Any] = {**headline.headline(_details()), "details": _details()}
     assert result["overhead_ms"] == {"p50": 4.0, "p95": 4.9, "p99": 5.0}
     assert result["overhead_ratio_p50"] == pytest.approx(4 / 30, abs=1e-3)
     assert result["speech_ttfb_ms"]["p50"] == 90.0
-    met = {row["figure"]: row["met"] for row in report.targets(result)}
+    met = {row["figure"]: row["met"] for row in headline.targets(result)}
     assert met["overhead p50"] is False  # 4 ms against ≤ 3
     assert met["overhead p50 vs Pipecat"] is True  # 4 ms against ≤ 30 / 5
     assert met["local voice-to-voice p50"] is False
-    result["targets"] = report.targets(result)
+    result["targets"] = headline.targets(result)
     assert "| overhead p50 | 4 | ≤ 3 ms | **no** |" in report.table(result)
 
 
@@ -257,10 +257,10 @@ def test_talking_sessions_capacity_and_soak_figures() -> None:
     soak = {"sessions": 20, "seconds": 600.0, "closed_by_server": 0, "rss_drift_pct": 12.5, "turns_failed": 0,
             "health_ms": {"p99": 4.0}, "event_loop_lag_p99_ms": 2.5}  # fmt: skip
     details: dict[str, Any] = {"talkers": {"capacity_sessions": 4, "steps": steps}, "soak": soak}
-    result: dict[str, Any] = {**report.headline(details), "details": details}
+    result: dict[str, Any] = {**headline.headline(details), "details": details}
     assert result["talking_sessions_at_p95_1500ms"] == 4
     assert result["soak"]["health_p99_ms"] == 4.0 and result["soak"]["lag_p99_ms"] == 2.5
-    met = {row["figure"]: row["met"] for row in report.targets(result)}
+    met = {row["figure"]: row["met"] for row in headline.targets(result)}
     assert met["soak: sessions closed by the server"] is True
     assert met["soak: RSS drift"] is False
     table = report.figures_table(result)
@@ -270,14 +270,14 @@ def test_talking_sessions_capacity_and_soak_figures() -> None:
 def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
     details = _details()
     result: dict[str, Any] = {
-        **report.headline(details),
+        **headline.headline(details),
         "details": details,
         "quick": True,
         "date": "today",
         "version": "0",
-        "machine": report.machine(),
+        "machine": headline.machine(),
     }
-    result["targets"] = report.targets(result)
+    result["targets"] = headline.targets(result)
     path = tmp_path / "benchmarks.md"
     report.write_docs(result, path, method="## Method\n\nx", default_log="nothing yet")
     assert "nothing yet" in path.read_text()
@@ -354,7 +354,7 @@ def test_headline_takes_the_median_of_runs() -> None:
     hark = details["overhead"]["hark"]
     runs = [stats.summary([v]) for v in (2.0, 9.0, 3.0)]
     hark["runs"] = {"overhead_ms": {"per_run": runs, **stats.across(runs)}}
-    result = report.headline(details)
+    result = headline.headline(details)
     assert result["overhead_ms"]["p50"] == 3.0
     assert result["overhead_spread_ms"]["hark p50"] == [2.0, 9.0]
 

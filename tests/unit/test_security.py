@@ -3,6 +3,7 @@ input-audio pacing and the outbound budget. Clocks are fakes; nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -39,6 +40,7 @@ from hark.security import (
     scope_for,
 )
 from hark.security.auth import auth_message_credential, strip_credentials
+from hark.security.idle import IdleWatch
 from hark.security.tokens import ALGORITHM
 from hark.sessionstore import MemorySessionStore, StoreUnavailable
 
@@ -471,6 +473,32 @@ def test_idle_timer() -> None:
     idle = IdleTimer(60.0, now=0.0)
     idle.touch(30.0)
     assert idle.remaining(50.0) == 40.0 and not idle.expired(89.9) and idle.expired(90.0)
+
+
+async def test_idle_watch_reads_until_nothing_happens_for_the_timeout() -> None:
+    frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    watch = IdleWatch(0.05)
+    frames.put_nowait({"type": "websocket.receive", "text": "hi"})
+    assert await watch.receive(frames.get) == {"type": "websocket.receive", "text": "hi"}
+    assert await watch.receive(frames.get) is None  # nothing came: idle, and the read was ended
+    assert frames.qsize() == 0 and asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    watch.cancel()
+
+
+async def test_idle_watch_is_held_and_leaves_other_cancels_alone() -> None:
+    frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    watch = IdleWatch(0.05)
+    watch.holds += 1
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, frames.put_nowait, {"type": "websocket.receive", "text": "late"})
+    assert await watch.receive(frames.get) == {"type": "websocket.receive", "text": "late"}
+    watch.holds -= 1
+    reader = asyncio.ensure_future(watch.receive(frames.get))
+    await asyncio.sleep(0)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    watch.cancel()
 
 
 def test_algorithm_is_pinned() -> None:

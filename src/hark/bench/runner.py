@@ -68,8 +68,9 @@ def run(
     log: Callable[[str], None] = print,
     plan: Plan | None = None,
 ) -> dict[str, Any]:
-    from hark.bench import bargein, capacity, local, meetings, overhead, report, talkers
+    from hark.bench import bargein, capacity, headline, local, meetings, overhead, report, talkers
     from hark.bench.audio import check_vad, utterance
+    from hark.bench.method import METHOD
 
     chosen = only if only else set(DEFAULT_SCENARIOS)
     unknown = chosen - set(SCENARIOS)
@@ -205,18 +206,18 @@ def run(
         "quick": quick,
         "scenarios": sorted(chosen),
         "seconds": None,
-        "machine": report.machine(),
+        "machine": headline.machine(),
     }
-    result.update(report.headline(details))
+    result.update(headline.headline(details))
     result["details"] = details
-    result["targets"] = report.targets(result)
+    result["targets"] = headline.targets(result)
     result["seconds"] = round(time.monotonic() - started, 1)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
         log(f"wrote {json_path}")
     if docs_path is not None and chosen - {"wyoming"}:
-        for path in report.write_docs(result, docs_path, method=report.METHOD, default_log=DEFAULT_LOG):
+        for path in report.write_docs(result, docs_path, method=METHOD, default_log=DEFAULT_LOG):
             log(f"wrote {path}")
     if docs_path is not None and "error" not in details.get("wyoming", {"error": None}):
         from hark.bench import wyoming_side

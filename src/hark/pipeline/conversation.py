@@ -1,45 +1,39 @@
 """One conversation: the conductor between listening, transcribing, thinking and speaking.
 
 It owns the state machine, the record and the tasks of the current turn, and delegates the
-work: ``Listener`` (audio → turns), ``final_transcript`` (turn → text), ``Speculation`` (what
-starts at a pause), ``Answerer`` (text → a response: LLM, then ``Responder``'s paced audio) and
-``ResponseSlot`` (the one response in progress). It reports through ``emit`` and knows no wire
-format.
+work: ``Intake`` (audio and commits → the user's finished turns: the listener, partials, the
+speculation started at a pause, speech over a reply), ``final_transcript`` (turn → text),
+``Answerer`` (text → a response: LLM, then ``Responder``'s paced audio) and ``ResponseSlot``
+(the one response in progress). It reports through ``emit`` and knows no wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hark.engines.base import LLM, STT, TTS, VAD, ChatMessage, Float32Array, Transcript, TurnModel
 from hark.pipeline import events as ev
 from hark.pipeline.answering import Answerer, Speech
-from hark.pipeline.barge_in import BargeIn
 from hark.pipeline.conversation_state import ConversationState, StateMachine
-from hark.pipeline.errors import CommitTooShort, NoActiveResponse, ResponseActive
+from hark.pipeline.errors import NoActiveResponse, ResponseActive
 from hark.pipeline.history import History
-from hark.pipeline.interruptions import Verdict
+from hark.pipeline.intake import Intake
 from hark.pipeline.items import Item, ItemLog
-from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
-from hark.pipeline.partials import PartialTranscripts
 from hark.pipeline.record import Record
-from hark.pipeline.responder import Responder
 from hark.pipeline.setup import ConversationConfig, LLMStatus, new_id
 from hark.pipeline.slot import ResponseSlot
 from hark.pipeline.speculation import Speculation
 from hark.pipeline.thinking import MAX_TOOL_ROUNDS, echo_reply
 from hark.pipeline.tools import Toolbox
 from hark.pipeline.transcribing import final_transcript, transcript_in
-from hark.pipeline.turns import TurnConfig, TurnEvent
+from hark.pipeline.turns import TurnConfig
 from hark.priority import Priority, work_as
 
 __all__ = ["MAX_TOOL_ROUNDS", "Conversation", "ConversationConfig", "LLMStatus", "echo_reply", "new_id"]
-
-MIN_COMMIT_MS = 100
 
 
 class Conversation:
@@ -61,14 +55,6 @@ class Conversation:
         self.config = config
         self._emit = emit
         self.output_rate = output_rate
-        self.listener = Listener(
-            vad,
-            config.turn,
-            input_rate=input_rate,
-            prefix_ms=config.prefix_ms,
-            max_turn_s=config.max_turn_s,
-            turn_model=turn_model,
-        )
         self.record = Record(config.system_prompt, config.history_turns)
         self.machine = StateMachine()
         self.auto_respond = True
@@ -77,22 +63,14 @@ class Conversation:
         self.instructions: str | None = None
         self.defaults = ResponseOptions()
         """The session's reply settings (tools, output, …); a response.create may override them."""
-        self._item_id: str | None = None
-        self._partials = PartialTranscripts(
-            stt,
-            language=config.language,
-            interval_ms=config.partial_interval_ms,
-            emit=emit,
-            current_item=lambda: self._item_id,
-        )
-        self._speculative: Speculation | None = None
-        self.barge = BargeIn(
-            config.interruptions, stt, language=config.language, emit=emit, interrupt=self._interrupted
-        )
-        """Decides whether speech over a spoken reply interrupts it (pipeline/barge_in.py)."""
-        self._settling: asyncio.Task[None] | None = None
         self._transcribing: asyncio.Task[str | None] | None = None
         self.slot = ResponseSlot()
+        self.intake = Intake(
+            vad, stt, config, self.record, emit, self, input_rate=input_rate, turn_model=turn_model
+        )
+        self.listener = self.intake.listener
+        self.barge = self.intake.barge
+        """Decides whether speech over a spoken reply interrupts it (pipeline/barge_in.py)."""
         self._answerer = Answerer(
             llm,
             tools,
@@ -102,7 +80,7 @@ class Conversation:
             self.record,
             self.slot,
             self.machine,
-            self._set_state,
+            self.set_state,
             emit,
             new_id,
         )
@@ -114,11 +92,7 @@ class Conversation:
         return self.listener.vad_enabled
 
     def set_turn_detection(self, enabled: bool) -> None:
-        # New turn-detection settings forget the turn in progress (here, or listener.configure).
-        self._cancel_speculative()
-        if enabled != self.listener.vad_enabled:
-            self.listener.reset()
-            self.listener.vad_enabled = enabled
+        self.intake.set_turn_detection(enabled)
 
     def configure_turns(
         self,
@@ -147,84 +121,28 @@ class Conversation:
         self.instructions = instructions
 
     async def push_audio(self, pcm: bytes) -> None:
-        for boundary in await self.listener.push(pcm):
-            if boundary.event is TurnEvent.SPEECH_STARTED:
-                self._speech_started(boundary)
-            elif boundary.event is TurnEvent.PAUSED:
-                self._paused(boundary)
-            else:
-                self._speech_stopped(boundary)
-        if self.listener.in_speech and self.barge.deciding:
-            self.barge.check(self.listener.utterance_ms(), self.listener.utterance)
-        elif self.listener.in_speech and self.config.partial_interval_ms:
-            self._maybe_partial()
+        await self.intake.push_audio(pcm)
 
-    def _speech_started(self, boundary: TurnBoundary) -> None:
-        self._cancel_speculative()
-        # Over a spoken reply the speech pauses it and its words decide (barge_in.py); with
-        # interrupt_response off the reply goes on and the speech is a turn of its own.
-        over_reply = self._pause_reply() if self.interrupt else self.responding
-        if self.interrupt and not over_reply:
-            self._stop_reply("turn_detected")
-        self._item_id = new_id("item")
-        self._partials.restart()
-        self._emit(ev.SpeechStarted(self._item_id, boundary.audio_ms))
-        if not over_reply:
-            self._set_state(ConversationState.LISTENING)
+    def commit(self) -> str:
+        """Commit what was appended (client-side turn detection). Raises CommitTooShort."""
+        return self.intake.commit()
 
-    def _pause_reply(self) -> bool:
-        if self.slot.current is None:
-            return False
-        response_id, item_id, output = self.slot.current
-        return isinstance(output, Responder) and self.barge.begin(response_id, item_id, output)
+    def clear_input(self) -> None:
+        self.intake.clear()
+        if self.machine.state is ConversationState.LISTENING:
+            self.set_state(ConversationState.IDLE)
 
-    def _paused(self, boundary: TurnBoundary) -> None:
-        """A short silence: transcribe what was said so far now, while the end-of-turn silence
-        runs on. If the turn ends on this silence the result is the final transcript; if the user
-        goes on, it is thrown away (speculative end of turn)."""
-        if self.barge.deciding:  # speech over a reply: is it words?
-            self.barge.paused(boundary.audio_ms, self.listener.utterance())
-            return
-        if self._item_id is None or not self.config.speculative_transcript:
-            return
-        self._cancel_speculative()
-        self._partials.cancel()
-        audio = self.listener.utterance()
-        with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
-            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self.config.language))
-            speculation = Speculation(boundary.audio_ms, transcript, work)
-            if self.auto_respond and self.config.speculative_reply and not self.responding:
-                speculation.reply = asyncio.create_task(
-                    self._answerer.run_held(speculation, self._held_options)
-                )
-        self._speculative = speculation
+    # -- the user's turn, answered -------------------------------------------------------
 
-    def _cancel_speculative(self) -> None:
-        if self._speculative is not None:
-            self._speculative.cancel()
-            self._speculative = None
-
-    def _speech_stopped(self, boundary: TurnBoundary) -> None:
-        item_id = self._item_id or new_id("item")
-        self._item_id = None
-        self._emit(ev.SpeechStopped(item_id, boundary.audio_ms))
-        if self.barge.deciding:
-            audio = self.listener.take_utterance()
-            self._settling = asyncio.create_task(self._settle(item_id, boundary, audio))
-            return
-        speculation = None
-        if self._speculative is not None and self._speculative.audio_ms == boundary.audio_ms:
-            # The turn ended on the silence the speculation started at.
-            speculation, self._speculative = self._speculative, None
-            speculation.work.promote()  # now it is this turn's transcript (and maybe its reply)
-        self._cancel_speculative()
-        if speculation is not None and self._release_early(item_id, speculation, boundary.wall_time):
+    def turn_ended(self, item_id: str, end_of_speech: float, speculation: Speculation | None) -> None:
+        """Server turn detection ended the turn, maybe on the pause ``speculation`` started at."""
+        if speculation is not None and self._release_early(item_id, speculation, end_of_speech):
             return
         if speculation is not None and speculation.reply is not None:
             speculation.reply.cancel()
-        self._commit(
+        self.commit_turn(
             item_id,
-            end_of_speech=boundary.wall_time,
+            end_of_speech=end_of_speech,
             speculative=speculation.transcript if speculation is not None else None,
         )
 
@@ -240,50 +158,15 @@ class Conversation:
         if speculation.context != self.history.messages(self.instructions, pending_user=text):
             return False  # e.g. an earlier turn's words came in after the LLM was asked
         detected = time.monotonic()
-        self._accept_input(item_id)
+        self.intake.accept(item_id)
         transcript_in(self._emit, self.record, item_id, text)
         self._transcribing = None
-        self._set_state(ConversationState.THINKING)
+        self.set_state(ConversationState.THINKING)
         self.slot.task = reply
         release(end_of_speech, detected)
         return True
 
-    async def _settle(self, item_id: str, boundary: TurnBoundary, audio: Float32Array) -> None:
-        """Speech over a reply ended: a turn if it had real words, else dropped without a trace."""
-        verdict, transcript = await self.barge.settle(boundary.audio_ms, audio)
-        if verdict is not Verdict.WORDS:
-            self._emit(ev.SpeechIgnored(item_id, verdict.value))
-            return
-        self._commit(item_id, end_of_speech=boundary.wall_time, speculative=transcript, audio=audio)
-
-    def commit(self) -> str:
-        """Commit what was appended (client-side turn detection). Raises CommitTooShort."""
-        if self.listener.utterance_ms() < MIN_COMMIT_MS:
-            raise CommitTooShort(f"buffer too small: commit needs at least {MIN_COMMIT_MS} ms of audio")
-        item_id = self._item_id or new_id("item")
-        self._item_id = None
-        self._cancel_speculative()  # the commit, not a pause, ends the turn
-        self._commit(item_id, end_of_speech=time.monotonic())
-        self.listener.reset()  # a turn the VAD had open ends with the commit
-        return item_id
-
-    def clear_input(self) -> None:
-        self.listener.reset()
-        self._partials.cancel()
-        self._cancel_speculative()
-        self._item_id = None
-        self._emit(ev.InputCleared())
-        if self.machine.state is ConversationState.LISTENING:
-            self._set_state(ConversationState.IDLE)
-
-    def _accept_input(self, item_id: str, audio: Float32Array | None = None) -> Float32Array:
-        audio = self.listener.take_utterance() if audio is None else audio
-        self._partials.cancel()
-        previous = self.record.user_audio(item_id)
-        self._emit(ev.InputCommitted(item_id, previous))
-        return audio
-
-    def _commit(
+    def commit_turn(
         self,
         item_id: str,
         *,
@@ -291,7 +174,8 @@ class Conversation:
         speculative: asyncio.Task[Transcript] | None = None,
         audio: Float32Array | None = None,
     ) -> None:
-        audio = self._accept_input(item_id, audio)
+        """Transcribe the committed turn (``audio``, else the listener's) and answer it."""
+        audio = self.intake.accept(item_id, audio)
         detected = time.monotonic()
         previous = self._transcribing
         with work_as(Priority.FINAL):
@@ -309,17 +193,10 @@ class Conversation:
             )
         # interrupt_response off: a reply still being given is not replaced (as OpenAI documents).
         if self.auto_respond and (self.interrupt or not self.responding):
-            self._set_state(ConversationState.THINKING)
+            self.set_state(ConversationState.THINKING)
             self._start_response(wait_for=self._transcribing, end_of_speech=end_of_speech, detected=detected)
         elif self.machine.state is ConversationState.LISTENING:
-            self._set_state(ConversationState.IDLE)
-
-    # -- transcription -------------------------------------------------------------------
-
-    def _maybe_partial(self) -> None:
-        if self._speculative is not None and not self._speculative.transcript.done():
-            return  # the speculative transcription is this moment's partial
-        self._partials.maybe(self.listener.utterance_ms(), self.listener.utterance)
+            self.set_state(ConversationState.IDLE)
 
     # -- responses -----------------------------------------------------------------------
 
@@ -343,10 +220,8 @@ class Conversation:
         if options is not None and options.input is not None:
             own = options.instructions
             context = self.record.context(options.input, own if own is not None else self.instructions)
-        if self._speculative is not None and self._speculative.reply is not None:
-            self._speculative.reply.cancel()  # the client's response replaces the held one
-            self._speculative.reply = None
-        self._set_state(ConversationState.THINKING)
+        self.intake.speculation.drop_reply()  # the client's response replaces the held one
+        self.set_state(ConversationState.THINKING)
         pending = self._transcribing if self._transcribing and not self._transcribing.done() else None
         resolved = resolve(self.defaults, self.instructions, options, context)
         return self._start_response(
@@ -359,7 +234,7 @@ class Conversation:
         Raises ResponseActive when busy."""
         if self.responding:
             raise ResponseActive("a response is already in progress")
-        self._set_state(ConversationState.THINKING)
+        self.set_state(ConversationState.THINKING)
         response_id = new_id("resp")
         options = resolve(self.defaults, self.instructions, None)
         self.slot.task = asyncio.create_task(
@@ -386,6 +261,10 @@ class Conversation:
                 self._answerer.run(response_id, item_id, wait_for, end_of_speech, detected, options=options)
             )
         return response_id
+
+    def hold_reply(self, speculation: Speculation) -> Coroutine[Any, Any, None]:
+        """The reply prepared from a speculative transcript, held back until released."""
+        return self._answerer.run_held(speculation, self._held_options)
 
     def _held_options(self, text: str) -> tuple[list[ChatMessage], ResolvedOptions]:
         context = self.history.messages(self.instructions, pending_user=text)
@@ -421,12 +300,7 @@ class Conversation:
 
     # -- interruption --------------------------------------------------------------------
 
-    def _interrupted(self) -> None:
-        """The speech over the reply had real words: barge in."""
-        self._stop_reply("turn_detected")
-        self._set_state(ConversationState.LISTENING)
-
-    def _stop_reply(self, reason: str) -> None:
+    def stop_reply(self, reason: str) -> None:
         """Stop the response in progress; a client drops the audio it has not played yet."""
         if self.slot.current is not None:
             response_id, item_id, _ = self.slot.current
@@ -439,10 +313,10 @@ class Conversation:
             if strict:
                 raise NoActiveResponse("no response in progress")
             return False
-        self._stop_reply("client_cancelled")
+        self.stop_reply("client_cancelled")
         self.barge.reset()
         if self.machine.state is not ConversationState.LISTENING:
-            self._set_state(ConversationState.IDLE)  # so that a new response can start
+            self.set_state(ConversationState.IDLE)  # so that a new response can start
         return True
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
@@ -452,21 +326,15 @@ class Conversation:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def _set_state(self, state: ConversationState) -> None:
+    def set_state(self, state: ConversationState) -> None:
         if self.machine.move(state):
             self._emit(ev.StateChanged(state))
 
     async def aclose(self) -> None:
         # Stop every task of the turn, a held reply included, and wait until they have stopped.
-        self.barge.reset()
-        tasks: list[asyncio.Task[Any]] = [
-            t
-            for t in (self._partials.task, self.slot.task, self._transcribing, self._settling)
-            if t is not None
-        ]
-        if self._speculative is not None:
-            tasks += self._speculative.tasks()
-        self._partials.task = self.slot.task = self._speculative = self._settling = None
-        for task in tasks:
+        tasks = self.intake.stop()  # first, as before the split: the barge-in resets first
+        own = [t for t in (self.slot.task, self._transcribing) if t is not None]
+        self.slot.task = None
+        for task in own:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *own, return_exceptions=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from hark.engines.base import ChatMessage, Transcript
-from hark.priority import Work
+from hark.engines.base import STT, ChatMessage, Float32Array, Transcript
+from hark.priority import Priority, Work, work_as
 
 
 @dataclass(slots=True)
@@ -37,3 +37,57 @@ class Speculation:
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         return [t for t in (self.transcript, self.reply) if t is not None]
+
+
+class Speculator:
+    """The turn's one speculation: started at a pause, taken when the turn ends on that pause,
+    dropped when the user goes on or anything else ends the turn."""
+
+    def __init__(self, stt: STT, *, language: str | None) -> None:
+        self._stt = stt
+        self._language = language
+        self.current: Speculation | None = None
+
+    def start(
+        self,
+        audio_ms: int,
+        audio: Float32Array,
+        hold: Callable[[Speculation], Coroutine[Any, Any, None]] | None,
+    ) -> None:
+        """Transcribe ``audio`` now and, with ``hold``, prepare the reply to it (held back)."""
+        self.cancel()
+        with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
+            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self._language))
+            speculation = Speculation(audio_ms, transcript, work)
+            if hold is not None:
+                speculation.reply = asyncio.create_task(hold(speculation))
+        self.current = speculation
+
+    def take(self, audio_ms: int) -> Speculation | None:
+        """The speculation if the turn ended on the silence it started at (``audio_ms``), now this
+        turn's work; any other is dropped."""
+        speculation, self.current = self.current, None
+        if speculation is None:
+            return None
+        if speculation.audio_ms != audio_ms:
+            speculation.cancel()
+            return None
+        speculation.work.promote()  # now it is this turn's transcript (and maybe its reply)
+        return speculation
+
+    @property
+    def transcribing(self) -> bool:
+        return self.current is not None and not self.current.transcript.done()
+
+    def drop_reply(self) -> None:
+        if self.current is not None and self.current.reply is not None:
+            self.current.reply.cancel()
+            self.current.reply = None
+
+    def cancel(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+            self.current = None
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return self.current.tasks() if self.current is not None else []
