@@ -17,6 +17,9 @@ class Record:
     def __init__(self, system_prompt: str, history_turns: int) -> None:
         self.items = ItemLog()
         self.history = History(system_prompt, history_turns)
+        self._heard: dict[str, str] = {}
+        """Replies a client truncated while they were still being said (a paused reply): what
+        it heard stands when the reply ends."""
 
     def user_audio(self, item_id: str) -> str | None:
         """A committed user turn, its words still to come. Returns the item before it."""
@@ -33,13 +36,19 @@ class Record:
         return self.items.add(Item(item_id, "message", role="assistant", audio=audio, status="in_progress"))
 
     def reply_done(self, item: Item) -> None:
+        heard = self._heard.pop(item.id, None)
         if item.id not in self.items:
             return  # deleted while it was being said
+        if heard is not None:  # truncated by the client before it ended: already in the history
+            self.items.update(item.with_(text=heard, status="incomplete"))
+            return
         self.items.update(item)
         if item.text:
             self.history.add(item.id, "assistant", item.text)
 
     def truncated(self, item_id: str, heard: str) -> None:
+        if item_id in self.items and self.items.get(item_id).status == "in_progress":
+            self._heard[item_id] = heard
         if not self.history.replace(item_id, heard) and heard:
             self.history.add(item_id, "assistant", heard)
         if item_id in self.items:
