@@ -88,6 +88,20 @@ def test_real_words_interrupt_at_once_even_in_a_partial() -> None:
     assert g.speech_started(1.0) is Action.NONE  # a cancelled reply is not paused again
 
 
+def test_one_word_in_a_partial_waits_for_the_next_transcript() -> None:
+    # The first fraction of "mm-hmm" is often heard as one word ("I'm"): it neither interrupts
+    # nor resumes; the next transcript decides, and the bound does not resume on it.
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("I'm", OWN, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.expire(5.0) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("Mm-hmm.", OWN, complete=True, now=5.0) is Action.RESUME
+    h = gate()
+    h.speech_started(0.0)
+    assert h.heard("Stop", OWN, complete=False, now=0.2) is Action.NONE
+    assert h.heard("Stop.", OWN, complete=True, now=0.5) is Action.INTERRUPT  # complete: one word is enough
+
+
 def test_words_after_a_resume_still_interrupt() -> None:
     g = gate()
     g.speech_started(0.0)

@@ -93,6 +93,10 @@ class InterruptionPolicy:
     self_speech: bool = True
     """Words that are hark's own recent words do not interrupt (its voice leaking back)."""
     self_overlap: float = 0.6
+    interim_words: int = 2
+    """An interim transcript (the speaker still talking) interrupts only with at least this many
+    real words; one word waits for the next transcript. The first fraction of a hum is often
+    heard as a single word ("I'm", "Hm?"), while a real interruption soon has two."""
     """Share of the heard words that must be hark's own for the speech to count as self-speech."""
     _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
@@ -205,6 +209,8 @@ class InterruptionGate:
             return Action.NONE
         self.verdict = self.policy.classify(text, own_text)
         if self.verdict is Verdict.WORDS:
+            if not complete and len(words(text)) < self.policy.interim_words:
+                return Action.NONE  # one word so far: the next transcript decides
             self._move(Phase.INTERRUPTED)
             return Action.INTERRUPT
         past_bound = self.deadline is not None and now >= self.deadline
@@ -218,8 +224,8 @@ class InterruptionGate:
         transcript yet it stays paused (the next one decides)."""
         if self.phase is not Phase.PAUSED or self.deadline is None or now < self.deadline:
             return Action.NONE
-        if self.verdict is None:
-            return Action.NONE
+        if self.verdict is None or self.verdict is Verdict.WORDS:
+            return Action.NONE  # nothing heard yet, or one word still to be confirmed
         self._move(Phase.RESUMED)
         return Action.RESUME
 
