@@ -29,18 +29,27 @@ START_MS = 96  # hark's default vad.start_ms
 TIMEOUT_S = 20.0
 
 
+async def reply_playing(
+    session: Session, question: list[str | bytes], limit_s: float = TIMEOUT_S
+) -> tuple[int, str]:
+    """Ask ``question`` and wait for the first audio of its reply: (the mark before it, the
+    reply's response id)."""
+    mark = session.mark()
+    session.enqueue(question)
+    created = await session.wait_for("response.created", after=mark, limit_s=limit_s)
+    rid: str = created.data["response"]["id"]
+    await session.wait_for("audio", lambda r: r.data.get("response_id") == rid, after=mark, limit_s=limit_s)
+    return mark, rid
+
+
 async def bargein_turn(
     session: Session, question: list[str | bytes], interruption: list[str | bytes], rng: random.Random
 ) -> dict[str, Any]:
-    mark = session.mark()
-    session.enqueue(question)
-    created = await session.wait_for("response.created", after=mark, limit_s=TIMEOUT_S)
-    rid = created.data["response"]["id"]
+    mark, rid = await reply_playing(session, question)
 
     def mine(r: Received) -> bool:
         return bool(r.data.get("response_id") == rid)
 
-    await session.wait_for("audio", mine, after=mark, limit_s=TIMEOUT_S)
     await asyncio.sleep(rng.uniform(0.3, 1.0))
     cut = session.mark()
     first, _ = session.enqueue(interruption)

@@ -30,6 +30,7 @@ import numpy as np
 
 from hark.bench import stats
 from hark.bench.audio import QUESTION, RATE, espeak, frames, silence, to_pcm16
+from hark.bench.bargein import reply_playing
 from hark.bench.client import Received, Session
 from hark.bench.server import hark_server
 
@@ -102,15 +103,7 @@ def corpus(voices: tuple[str, ...]) -> list[Case]:
 async def _case(
     session: Session, question: list[str | bytes], case: Case, rng: random.Random
 ) -> dict[str, Any]:
-    mark = session.mark()
-    session.enqueue(question)
-    created = await session.wait_for("response.created", after=mark, limit_s=TIMEOUT_S)
-    rid = created.data["response"]["id"]
-
-    def mine(r: Received) -> bool:
-        return bool(r.data.get("response_id") == rid)
-
-    await session.wait_for("audio", mine, after=mark, limit_s=TIMEOUT_S)
+    mark, rid = await reply_playing(session, question, TIMEOUT_S)
     await asyncio.sleep(rng.uniform(0.8, 1.4))
     cut = session.mark()
     first, _ = session.enqueue([session.encode(f) for f in frames(case.pcm + silence(1200))])
