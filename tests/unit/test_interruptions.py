@@ -28,6 +28,7 @@ OWN = "The Eiffel Tower was finished in 1889 and is about three hundred metres t
         (" you", Verdict.NOISE),
         ("Thank you.", Verdict.NOISE),
         ("Mhm.", Verdict.BACKCHANNEL),
+        ("M. M. M. M. M.", Verdict.BACKCHANNEL),  # tiny.en on "Mm hmm." in one full run
         ("Mm-hmm.", Verdict.BACKCHANNEL),
         ("Uh-huh.", Verdict.BACKCHANNEL),
         ("M-H-M", Verdict.BACKCHANNEL),

@@ -108,6 +108,8 @@ class InterruptionPolicy:
         heard = words(text)
         if not heard or " ".join(heard) in NOISE_TRANSCRIPTS:
             return Verdict.NOISE
+        if all(_HUM.fullmatch(word) for word in heard):
+            return Verdict.BACKCHANNEL  # humming of any length ("M. M. M. M. M.", "hahaha ha")
         if len(heard) <= self.max_words and self._covered(heard):
             return Verdict.BACKCHANNEL
         if self.self_speech and own_text and _overlap(heard, words(own_text)) >= self.self_overlap:
