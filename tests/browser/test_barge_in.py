@@ -14,17 +14,15 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.responses import FileResponse
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tests.browser.page_server import page_app
 from tests.servers import ThreadedServer
 
 if TYPE_CHECKING:
@@ -61,18 +59,7 @@ class ScriptedServer:
             return [e for e in self.received if type_ is None or e.get("type") == type_]
 
     def app(self) -> Starlette:
-        web = resources.files("hark") / "web" / "static"
-
-        async def index(request: Any) -> FileResponse:
-            return FileResponse(str(web / "index.html"))
-
-        return Starlette(
-            routes=[
-                Route("/", index),
-                Mount("/static", StaticFiles(directory=str(web)), name="static"),
-                WebSocketRoute("/v1/realtime", self.realtime),
-            ]
-        )
+        return page_app(WebSocketRoute("/v1/realtime", self.realtime))
 
     async def realtime(self, ws: WebSocket) -> None:
         await ws.accept()

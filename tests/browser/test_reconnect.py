@@ -7,17 +7,14 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import FileResponse
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tests.browser.page_server import page_app
 from tests.servers import ThreadedServer
 
 if TYPE_CHECKING:
@@ -38,18 +35,7 @@ class DroppingServer:
             return [[str(e.get("type")) for e in conn[:2]] for conn in self.connections]
 
     def app(self) -> Starlette:
-        web = resources.files("hark") / "web" / "static"
-
-        async def index(request: Request) -> FileResponse:
-            return FileResponse(str(web / "index.html"))
-
-        return Starlette(
-            routes=[
-                Route("/", index),
-                Mount("/static", StaticFiles(directory=str(web)), name="static"),
-                WebSocketRoute("/v1/realtime", self.realtime),
-            ]
-        )
+        return page_app(WebSocketRoute("/v1/realtime", self.realtime))
 
     async def realtime(self, ws: WebSocket) -> None:
         await ws.accept()

@@ -15,17 +15,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from tests.browser.page_server import page_app
 from tests.servers import ThreadedServer
 
 if TYPE_CHECKING:
@@ -85,21 +84,12 @@ class Answerer:
             return [str(e.get("type")) for e in self.received]
 
     def app(self) -> Starlette:
-        web = resources.files("hark") / "web" / "static"
-
-        async def index(request: Request) -> FileResponse:
-            return FileResponse(str(web / "index.html"))
-
         async def secret(request: Request) -> JSONResponse:
             return JSONResponse({"value": "ek_test", "expires_at": int(time.time()) + 60})
 
-        return Starlette(
-            routes=[
-                Route("/", index),
-                Mount("/static", StaticFiles(directory=str(web)), name="static"),
-                Route("/v1/realtime/client_secrets", secret, methods=["POST"]),
-                Route("/v1/realtime/calls", self.calls, methods=["POST"]),
-            ]
+        return page_app(
+            Route("/v1/realtime/client_secrets", secret, methods=["POST"]),
+            Route("/v1/realtime/calls", self.calls, methods=["POST"]),
         )
 
     async def calls(self, request: Request) -> Response:
