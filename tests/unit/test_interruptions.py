@@ -32,6 +32,10 @@ OWN = "The Eiffel Tower was finished in 1889 and is about three hundred metres t
         ("Mm-hmm.", Verdict.BACKCHANNEL),
         ("Uh-huh.", Verdict.BACKCHANNEL),
         ("M-H-M", Verdict.BACKCHANNEL),
+        ("M-A-M.", Verdict.BACKCHANNEL),  # tiny.en on espeak-ng's "Mhm." in the corpus
+        ("M.A.M.", Verdict.BACKCHANNEL),
+        ("A-B-C.", Verdict.WORDS),  # a spelling, but not of a hum
+        ("M-A-P, please", Verdict.WORDS),
         ("MMHMM", Verdict.BACKCHANNEL),
         ("hmmm, ahh", Verdict.BACKCHANNEL),
         ("Hahaha!", Verdict.BACKCHANNEL),

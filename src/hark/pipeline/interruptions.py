@@ -64,6 +64,10 @@ _WORD = re.compile(r"[a-z0-9']+")
 _HUM = re.compile(r"(?:[mh]+|u+[hm]+|a+h+|o+h+|(?:ha)+h?)")
 """One word of humming or laughing however it is spelled: "mmm", "hmmm", "mmhmm", "uhh", "umm",
 "ahh", "ohh", "hahaha" (and "M-H-M": a transcriber spelling a hum as letters)."""
+_SPELLED = re.compile(r"[a-z](?:[-.]\s*[a-z])+[-.]?")
+"""Letters spelled out one by one ("M-A-M", "M.A.M."): how tiny.en writes a hum it cannot read
+as a word. Nobody interrupts by spelling; a spelling made only of a hum's sounds is a hum."""
+_HUM_LETTERS = frozenset("mhauo")
 
 
 def words(text: str) -> list[str]:
@@ -93,11 +97,11 @@ class InterruptionPolicy:
     self_speech: bool = True
     """Words that are hark's own recent words do not interrupt (its voice leaking back)."""
     self_overlap: float = 0.6
+    """Share of the heard words that must be hark's own for the speech to count as self-speech."""
     interim_words: int = 2
     """An interim transcript (the speaker still talking) interrupts only with at least this many
     real words; one word waits for the next transcript. The first fraction of a hum is often
     heard as a single word ("I'm", "Hm?"), while a real interruption soon has two."""
-    """Share of the heard words that must be hark's own for the speech to count as self-speech."""
     _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +114,8 @@ class InterruptionPolicy:
             return Verdict.NOISE
         if all(_HUM.fullmatch(word) for word in heard):
             return Verdict.BACKCHANNEL  # humming of any length ("M. M. M. M. M.", "hahaha ha")
+        if _spelled_hum(text):
+            return Verdict.BACKCHANNEL  # "M-A-M": espeak-ng's "Mhm." as tiny.en heard it
         if len(heard) <= self.max_words and self._covered(heard):
             return Verdict.BACKCHANNEL
         if self.self_speech and own_text and _overlap(heard, words(own_text)) >= self.self_overlap:
@@ -128,6 +134,15 @@ class InterruptionPolicy:
                 return False
             i += len(phrase)
         return True
+
+
+def _spelled_hum(text: str) -> bool:
+    """Whether ``text`` is one spelled-out run of a hum's letters ("M-A-M", "M-H-M.")."""
+    spelled = _TAGS.sub(" ", text.lower()).strip().rstrip("?!,")
+    if not _SPELLED.fullmatch(spelled):
+        return False
+    letters = set(re.findall(r"[a-z]", spelled))
+    return letters <= _HUM_LETTERS and bool(letters & set("mh"))
 
 
 def _overlap(heard: list[str], own: list[str]) -> float:
