@@ -78,6 +78,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             else DEFAULT_BACKCHANNELS,
             confirm_ms=vad.interruption_confirm_ms,
             self_speech=vad.self_speech_guard,
+            min_logprob=vad.interruption_min_logprob,
         ),
     )
 

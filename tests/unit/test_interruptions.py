@@ -93,6 +93,40 @@ def test_real_words_interrupt_at_once_even_in_a_partial() -> None:
     assert g.speech_started(1.0) is Action.NONE  # a cancelled reply is not paused again
 
 
+def test_a_partial_of_own_words_with_one_misheard_waits_for_the_next_transcript() -> None:
+    # hark's voice leaking back, heard half wrong in a partial ("Here we" for "Here is the
+    # weather"): only "we" is new, so it neither interrupts nor resumes; the whole settles it.
+    own = "Here is the weather for the rest of the week."
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("Here we.", own, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("Here is the whander for the rest.", own, complete=True, now=0.9) is Action.RESUME
+    assert g.verdict is Verdict.SELF
+    # Two new words in a partial interrupt as before; with the guard off own words count too.
+    h = gate()
+    h.speech_started(0.0)
+    assert h.heard("The weather, stop now", own, complete=False, now=0.2) is Action.INTERRUPT
+    k = InterruptionGate(InterruptionPolicy(self_speech=False))
+    k.speech_started(0.0)
+    assert k.heard("Here we.", own, complete=False, now=0.2) is Action.INTERRUPT
+
+
+def test_a_short_transcript_the_recogniser_doubts_is_not_words() -> None:
+    # tiny.en on espeak-ng hums: "Emmium" (-0.8 or so); on "Stop." -0.3 to -0.5.
+    policy = InterruptionPolicy()
+    assert policy.classify("Emmium", OWN, logprob=-0.85) is Verdict.NOISE
+    assert policy.classify("And make sure it...", OWN, logprob=-0.81) is Verdict.NOISE
+    assert policy.classify("Stop.", OWN, logprob=-0.32) is Verdict.WORDS
+    assert policy.classify("Emmium", OWN) is Verdict.WORDS  # an engine that does not say
+    long = "please stop talking about the weather now"
+    assert policy.classify(long, OWN, logprob=-0.9) is Verdict.WORDS  # more than max_words
+    assert InterruptionPolicy(min_logprob=None).classify("Emmium", OWN, logprob=-3.0) is Verdict.WORDS
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("Emmium", OWN, complete=True, now=0.5, logprob=-0.85) is Action.RESUME
+    assert g.verdict is Verdict.NOISE
+
+
 def test_one_word_in_a_partial_waits_for_the_next_transcript() -> None:
     # The first fraction of "mm-hmm" is often heard as one word ("I'm"): it neither interrupts
     # nor resumes; the next transcript decides, and the bound does not resume on it.

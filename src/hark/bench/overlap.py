@@ -129,6 +129,8 @@ async def _case(
     # Let the speech end, then clear the stage for the next case: no reply may still be running.
     await asyncio.sleep(len(case.pcm) / 2 / RATE + 1.0)
     result["committed"] = bool(session.find("input_audio_buffer.committed", after=cut))
+    heard = session.find("conversation.item.input_audio_transcription.completed", after=cut)
+    result["heard"] = heard[0].data.get("transcript") if heard else None
     await _quiet(session, after=mark)
     return result
 

@@ -46,6 +46,11 @@ class VADSettings(Section):
     """The longest a reply stays paused waiting for the speech over it to show words."""
     self_speech_guard: bool = True
     """Speech over the reply made of hark's own words (its voice heard back) does not interrupt."""
+    interruption_min_logprob: float | None = Field(-0.7, ge=-5.0, le=0.0)
+    """A short transcript of speech over the reply that the recogniser itself doubts (mean
+    log-probability per token below this) does not interrupt: what tiny.en makes of a hum it
+    cannot read ("Emmium", "And make sure it...") scored -0.73 to -0.97, real one-word
+    interruptions -0.27 to -0.55. None: every transcript counts (docs/turn-taking.md)."""
 
 
 class ProviderConfig(Section):

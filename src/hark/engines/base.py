@@ -42,6 +42,9 @@ class Transcript:
     text: str
     language: str | None = None
     duration_s: float = 0.0
+    logprob: float | None = None
+    """How sure the recogniser is of ``text``: its mean log-probability per token (Whisper's
+    ``avg_logprob``, over all segments); None where the engine does not say."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,12 +105,14 @@ class BargeIn:
         self._task = None
         transcript = self._complete[1] if self._complete is not None and reuse else self._transcribe(audio)
         self._complete = None
-        text = ""
+        heard = Transcript("")
         with contextlib.suppress(EngineError, asyncio.CancelledError):
-            text = (await asyncio.shield(transcript)).text
+            heard = await asyncio.shield(transcript)
         own = self._reply[2].full_text() if self._reply is not None else ""
         action = (
-            self.gate.heard(text, own, complete=True, now=self._clock()) if self.deciding else Action.NONE
+            self.gate.heard(heard.text, own, complete=True, now=self._clock(), logprob=heard.logprob)
+            if self.deciding
+            else Action.NONE
         )
         if action is Action.INTERRUPT or self.gate.phase is Phase.INTERRUPTED:
             self._act(action)
@@ -139,7 +141,7 @@ class BargeIn:
 
     async def _judge(self, transcript: asyncio.Task[Transcript], *, complete: bool) -> None:
         try:
-            text = (await transcript).text
+            heard = await transcript
         except WorkShed:
             return
         except EngineError:
@@ -149,7 +151,9 @@ class BargeIn:
             if self._task is asyncio.current_task():
                 self._task = None
         own = self._reply[2].full_text() if self._reply is not None else ""
-        self._act(self.gate.heard(text, own, complete=complete, now=self._clock()))
+        self._act(
+            self.gate.heard(heard.text, own, complete=complete, now=self._clock(), logprob=heard.logprob)
+        )
 
     def _expire(self) -> None:
         self._timer = None

@@ -98,17 +98,21 @@ class InterruptionPolicy:
     """Words that are hark's own recent words do not interrupt (its voice leaking back)."""
     self_overlap: float = 0.6
     """Share of the heard words that must be hark's own for the speech to count as self-speech."""
+    min_logprob: float | None = -0.7
+    """A short transcript (at most ``max_words``) whose recogniser's mean log-probability per
+    token is below this is doubtful, not words: a hum misread as a word. None: never doubted."""
     interim_words: int = 2
     """An interim transcript (the speaker still talking) interrupts only with at least this many
-    real words; one word waits for the next transcript. The first fraction of a hum is often
-    heard as a single word ("I'm", "Hm?"), while a real interruption soon has two."""
+    real words that are not hark's own; one word waits for the next transcript. The first
+    fraction of a hum is often heard as a single word ("I'm", "Hm?"), while a real interruption
+    soon has two."""
     _phrases: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parsed = {tuple(words(p)) for p in self.phrases} - {()}
         object.__setattr__(self, "_phrases", tuple(sorted(parsed, key=len, reverse=True)))
 
-    def classify(self, text: str, own_text: str = "") -> Verdict:
+    def classify(self, text: str, own_text: str = "", logprob: float | None = None) -> Verdict:
         heard = words(text)
         if not heard or " ".join(heard) in NOISE_TRANSCRIPTS:
             return Verdict.NOISE
@@ -120,6 +124,13 @@ class InterruptionPolicy:
             return Verdict.BACKCHANNEL
         if self.self_speech and own_text and _overlap(heard, words(own_text)) >= self.self_overlap:
             return Verdict.SELF
+        if (
+            self.min_logprob is not None
+            and logprob is not None
+            and logprob < self.min_logprob
+            and len(heard) <= self.max_words
+        ):
+            return Verdict.NOISE  # a few words the recogniser doubts: a hum misread as words
         return Verdict.WORDS
 
     def _covered(self, heard: list[str]) -> bool:
@@ -219,15 +230,18 @@ class InterruptionGate:
         self.verdict, self.started_at, self.deadline = None, now, now + self.policy.confirm_ms / 1000.0
         return Action.PAUSE
 
-    def heard(self, text: str, own_text: str, *, complete: bool, now: float) -> Action:
-        """A transcript of the speech so far; ``complete``: it covers all of it (the speaker has
-        paused or stopped). No words resume the reply if complete or past the bound."""
+    def heard(
+        self, text: str, own_text: str, *, complete: bool, now: float, logprob: float | None = None
+    ) -> Action:
+        """A transcript of the speech so far (``logprob``: how sure its recogniser was);
+        ``complete``: it covers all of it (the speaker has paused or stopped). No words resume
+        the reply if complete or past the bound."""
         if self.phase not in (Phase.PAUSED, Phase.RESUMED):
             return Action.NONE
-        self.verdict = self.policy.classify(text, own_text)
+        self.verdict = self.policy.classify(text, own_text, logprob)
         if self.verdict is Verdict.WORDS:
-            if not complete and len(words(text)) < self.policy.interim_words:
-                return Action.NONE  # one word so far: the next transcript decides
+            if not complete and self._new_words(text, own_text) < self.policy.interim_words:
+                return Action.NONE  # one new word so far: the next transcript decides
             self._move(Phase.INTERRUPTED)
             return Action.INTERRUPT
         past_bound = self.deadline is not None and now >= self.deadline
@@ -235,6 +249,17 @@ class InterruptionGate:
             self._move(Phase.RESUMED)
             return Action.RESUME
         return Action.NONE
+
+    def _new_words(self, text: str, own_text: str) -> int:
+        """Real words in ``text`` that are not hark's own: while the speaker is still talking,
+        a word hark itself just said ("Here we" for its "Here is the weather") is no evidence
+        of an interruption, since a partial transcript of its own voice leaking back is often
+        half misheard."""
+        heard = words(text)
+        if not self.policy.self_speech or not own_text:
+            return len(heard)
+        own = set(words(own_text))
+        return sum(1 for word in heard if word not in own)
 
     def expire(self, now: float) -> Action:
         """The confirmation bound: only non-words heard so far resume the reply; with no

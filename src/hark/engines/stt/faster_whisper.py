@@ -124,8 +124,13 @@ class FasterWhisperSTT:
             without_timestamps=True,
             vad_filter=False,
         )
-        text = " ".join(segment.text.strip() for segment in segments).strip()
-        return Transcript(text=text, language=info.language, duration_s=duration_s)
+        decoded = list(segments)
+        text = " ".join(segment.text.strip() for segment in decoded).strip()
+        tokens = sum(len(segment.tokens) for segment in decoded)
+        logprob = (
+            sum(segment.avg_logprob * len(segment.tokens) for segment in decoded) / tokens if tokens else None
+        )
+        return Transcript(text=text, language=info.language, duration_s=duration_s, logprob=logprob)
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         if audio.size == 0:
