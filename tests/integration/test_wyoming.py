@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,6 +159,10 @@ async def test_transcribe_espeak_speech(echo: Wyoming) -> None:
     assert stop is not None and stop.type == "transcript-stop"
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 async def test_streamed_transcript_chunks_arrive_while_speaking(echo: Wyoming) -> None:
     # 22.05 kHz (resampled inside hark), sent in real time as a satellite would.
     rate = 22_050
@@ -189,8 +194,11 @@ async def test_streamed_transcript_chunks_arrive_while_speaking(echo: Wyoming) -
     before = len(chunks_before_stop)
     print(f"\nstreamed: {before} chunk(s) before audio-stop; chunks {chunks!r}; final {final!r}")
     assert chunks_before_stop, "no transcript-chunk while the audio was still coming"
-    assert final.startswith(chunks.strip())
-    assert "kitchen" in final.lower()
+    # The chunks are the partials' settled words; the final transcript is authoritative and
+    # may capitalise or punctuate them differently (a partial began "turn on" on a loaded box).
+    said, streamed = _words(final), _words(chunks)
+    assert said[: len(streamed)] == streamed
+    assert "kitchen" in said
 
 
 # -- tts -----------------------------------------------------------------------------------
