@@ -20,7 +20,7 @@ def hark_server(web_app_origin: str, tmp_path_factory: pytest.TempPathFactory) -
     """hark with the real local models and no LLM configured (echo mode)."""
     log = tmp_path_factory.mktemp("hark-echo") / "server.log"
     # No duration noise, so the same text always lasts as long (the speech tests compare formats).
-    server = HarkProcess(env={"HARK_TTS_NOISE_W_SCALE": "0"}, log_path=log)
+    server = HarkProcess(env={"HARK_TTS_PIPER_NOISE_W_SCALE": "0"}, log_path=log)
     # Its own pages, and the example app on another origin (an allow-list replaces "same host").
     server.env["HARK_SECURITY_ALLOWED_ORIGINS"] = json.dumps([server.base_url, web_app_origin])
     with server:

@@ -79,6 +79,7 @@ def prebuild(settings: Settings) -> Prebuilt:
     """Blocking: construct the in-process engines (loading local models unless pooled)."""
     started = time.perf_counter()
     registry.load_plugins(settings.server.plugins)
+    registry.check_options(stage_providers(settings))
     vad = registry.resolve(registry.VAD_ENGINES, "silero", "vad")(settings.vad.model_path)
     built: dict[Slot, Any] = {}
     pooled: list[tuple[Slot, ProviderConfig]] = []
@@ -149,7 +150,9 @@ def worker_settings(settings: Settings) -> Settings:
     a transcription alone took 444 ms instead of 553, two at once 652 instead of 729 each, and
     one beside a Piper sentence 603 instead of 745, for 6-12% later first Piper audio. Less
     OpenMP busy-waiting (OMP_WAIT_POLICY=PASSIVE, a low GOMP_SPINCOUNT) gained nothing."""
-    stt = settings.stt.model_copy(update={"workers": 1, "threads": settings.stt.threads or available_cores()})
+    fw = settings.stt.faster_whisper
+    fw = fw.model_copy(update={"threads": fw.threads or available_cores()})
+    stt = settings.stt.model_copy(update={"workers": 1, "faster_whisper": fw})
     tts = settings.tts.model_copy(update={"workers": 1})
     return settings.model_copy(update={"stt": stt, "tts": tts})
 

@@ -127,7 +127,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def show_config(args: argparse.Namespace) -> int:
+    from hark.assembly import stage_providers
+    from hark.engines import registry
+
     settings = _load(args.config)
+    try:
+        registry.check_options(stage_providers(settings))
+    except ConfigError as exc:
+        print(f"hark: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(settings.masked(), indent=2))
     return 0
 

@@ -86,3 +86,24 @@ def test_hark_config_env_names_the_file(tmp_path: Path) -> None:
 def test_version() -> None:
     result = run_hark("--version")
     assert result.returncode == 0 and result.stdout.startswith("hark ")
+
+
+def test_old_engine_keys_still_work_and_say_their_new_names() -> None:
+    result = run_hark("config", env={"HARK_STT_MODEL": "/models/small", "HARK_TTS_SPEAKER": "2"})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["stt"]["faster_whisper"]["model"] == "/models/small"
+    assert shown["tts"]["piper"]["speaker"] == 2
+    assert "stt.model -> stt.faster_whisper.model" in result.stderr
+    assert "tts.speaker -> tts.piper.speaker" in result.stderr
+
+
+def test_a_bad_provider_option_stops_start_up_naming_it() -> None:
+    env = {
+        "HARK_STT_PROVIDERS": '[{"kind": "faster-whisper", "options": {"beam_siz": 2}}]',
+        "HARK_WORKERS_ENABLED": "false",
+    }
+    for command in ("config", "serve"):
+        result = run_hark(command, *(["--port", "0"] if command == "serve" else []), env=env)
+        assert result.returncode == 2
+        assert "stt.providers[0] (faster-whisper): options.beam_siz: unknown setting" in result.stderr

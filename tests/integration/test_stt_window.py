@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hark.audio import pcm16_to_float
-from hark.config import STTSettings
+from hark.config import FasterWhisperOptions
 from hark.engines.stt.faster_whisper import FasterWhisperSTT
 from tests.speech import speak
 
@@ -31,7 +31,7 @@ def spy_on_encoder(stt: FasterWhisperSTT) -> list[int]:
 
 @pytest.mark.parametrize("window_s", [0.0, 10.0])
 async def test_short_turns_are_transcribed_with_the_window_asked_for(window_s: float) -> None:
-    stt = FasterWhisperSTT(STTSettings(encoder_window_s=window_s))
+    stt = FasterWhisperSTT(FasterWhisperOptions(encoder_window_s=window_s))
     widths = spy_on_encoder(stt)
     audio = pcm16_to_float(speak(QUESTION, rate=16_000))
     transcript = await stt.transcribe(audio)
@@ -45,7 +45,7 @@ async def test_short_turns_are_transcribed_with_the_window_asked_for(window_s: f
 
 async def test_a_turn_longer_than_the_window_is_encoded_with_a_margin() -> None:
     # The window is what is measured here: the turn as cut, without the steady re-cut around it.
-    stt = FasterWhisperSTT(STTSettings(encoder_window_s=2.0, steady_input=False))
+    stt = FasterWhisperSTT(FasterWhisperOptions(encoder_window_s=2.0, steady_input=False))
     widths = spy_on_encoder(stt)
     audio = pcm16_to_float(speak(QUESTION, rate=16_000))  # about 1.6 s: 1.6 + 3 s of margin
     await stt.transcribe(audio)

@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
         "HARK_SECURITY_API_KEYS": json.dumps([API_KEY]),
         "HARK_SECURITY_MAX_SESSIONS": "2",
         "HARK_WEBRTC_CONNECT_TIMEOUT_S": "2",
-        "HARK_TTS_NOISE_W_SCALE": "0",
+        "HARK_TTS_PIPER_NOISE_W_SCALE": "0",
     }
     log = tmp_path_factory.mktemp("hark-webrtc") / "server.log"
     with HarkProcess(env=env, log_path=log) as hark:

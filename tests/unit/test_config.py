@@ -48,10 +48,16 @@ def test_defaults() -> None:
     assert (vad.model_path, vad.threshold, vad.neg_threshold) == (None, 0.5, None)
     assert (vad.start_ms, vad.end_silence_ms, vad.prefix_ms, vad.max_turn_s) == (96, 300, 300, 30.0)
     stt = settings.stt
-    assert (stt.model, stt.device, stt.compute_type, stt.threads, stt.workers) == (None, "cpu", "int8", 0, 1)
-    assert (stt.language, stt.beam_size, stt.partial_interval_ms) == ("en", 1, 600)
+    assert (stt.workers, stt.language, stt.partial_interval_ms) == (1, "en", 600)
+    fw = stt.faster_whisper
+    assert (fw.model, fw.device, fw.compute_type, fw.threads, fw.beam_size) == (None, "cpu", "int8", 0, 1)
+    assert (fw.encoder_window_s, fw.steady_input) == (10.0, True)
     tts = settings.tts
-    assert (tts.voice, tts.speaker, tts.length_scale, tts.workers) == (None, None, None, 1)
+    assert tts.workers == 1
+    piper = tts.piper
+    assert (piper.voice, piper.speaker, piper.length_scale, piper.noise_scale, piper.noise_w_scale) == (
+        (None,) * 5
+    )
     llm = settings.llm
     assert (llm.kind, llm.base_url, llm.api_key, llm.model, llm.model_path) == (
         "openai",
@@ -200,9 +206,7 @@ def test_config_error_is_a_hark_error() -> None:
         ("HARK_VAD_MAX_TURN_S", "12.5", "vad", "max_turn_s", 12.5),
         ("HARK_SERVER_PORT", "8123", "server", "port", 8123),
         ("HARK_SERVER_LOG_LEVEL", "warning", "server", "log_level", "warning"),
-        ("HARK_STT_DEVICE", "cuda", "stt", "device", "cuda"),
         ("HARK_STT_LANGUAGE", "de", "stt", "language", "de"),
-        ("HARK_TTS_SPEAKER", "3", "tts", "speaker", 3),
         ("HARK_LLM_KIND", "llama-cpp", "llm", "kind", "llama-cpp"),
         ("HARK_LLM_MODEL_PATH", "/models/m.gguf", "llm", "model_path", Path("/models/m.gguf")),
         ("HARK_CONVERSATION_HISTORY_TURNS", "3", "conversation", "history_turns", 3),
@@ -265,7 +269,7 @@ def test_unrelated_hark_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -
         ("HARK_LLM_BASE_URL", "localhost:8080", "llm.base_url", "must start with http:// or https://"),
         ("HARK_LLM_KIND", "anthropic", "llm.kind", "'openai' or 'llama-cpp'"),
         ("HARK_LLM_TEMPERATURE", "3", "llm.temperature", "less than or equal to 2"),
-        ("HARK_STT_DEVICE", "tpu", "stt.device", "'cpu', 'cuda' or 'auto'"),
+        ("HARK_STT_FASTER_WHISPER_DEVICE", "tpu", "stt.faster_whisper.device", "'cpu', 'cuda' or 'auto'"),
         ("HARK_CONVERSATION_HISTORY_TURNS", "0", "conversation.history_turns", "greater than or equal to 1"),
     ],
 )
@@ -287,7 +291,12 @@ def test_invalid_environment_value_names_key_and_variable(
         ("server:\n  port: 70000\n", "server.port", "HARK_SERVER_PORT", "less than or equal to 65535"),
         ("server:\n  port: eighty\n", "server.port", "HARK_SERVER_PORT", "valid integer"),
         ("llm:\n  base_url: example.com\n", "llm.base_url", "HARK_LLM_BASE_URL", "must start with http://"),
-        ("tts:\n  length_scale: 0.05\n", "tts.length_scale", "HARK_TTS_LENGTH_SCALE", "greater than 0.1"),
+        (
+            "tts:\n  piper:\n    length_scale: 0.05\n",
+            "tts.piper.length_scale",
+            "HARK_TTS_PIPER_LENGTH_SCALE",
+            "greater than 0.1",
+        ),
         ("vad: 5\n", "vad", "HARK_VAD", "valid dictionary"),
     ],
 )

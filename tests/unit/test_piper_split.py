@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from hark.config import TTSSettings
+from hark.config import PiperOptions
 from hark.engines.tts._split import CONTEXT, windows
 from hark.engines.tts.piper import PiperTTS
 
@@ -26,7 +26,7 @@ def test_windows_cover_every_frame_once_and_grow(frames: int) -> None:
 
 @pytest.fixture(scope="module")
 def piper() -> PiperTTS:
-    return PiperTTS(TTSSettings(noise_scale=0.0, noise_w_scale=0.0))
+    return PiperTTS(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
 
 
 def test_the_default_voice_is_cut(piper: PiperTTS) -> None:

@@ -1,5 +1,5 @@
-"""Meeting recordings at rest (hark.meetings.storage): chunked spill, Fernet encryption and
-rotation, fail-closed keys, tamper detection, retention and deletion."""
+"""Meeting recordings at rest (hark.meetings.storage, .sealing, .recording_writer): chunked spill,
+Fernet encryption and rotation, fail-closed keys, tamper detection, retention and deletion."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
 from hark.errors import HarkError
-from hark.meetings import storage
-from hark.meetings.storage import MeetingNotFound, MeetingStore, RecordingRefused, StorageError, TamperedData
+from hark.meetings import sealing, storage
+from hark.meetings.storage import MeetingStore
+from hark.meetings.storage_errors import MeetingNotFound, RecordingRefused, StorageError, TamperedData
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
@@ -391,17 +392,17 @@ def test_a_failed_spill_loses_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     """A disk error surfaces as StorageError; the unwritten audio stays buffered for the next try."""
     meetings = store(tmp_path, chunk_bytes=1000, memory_limit_bytes=0)
     writer = meetings.open_recording("m1")
-    real = storage._write_atomic
+    real = sealing.write_atomic
     calls = 0
 
-    def flaky(path: Path, data: storage.Pcm) -> None:
+    def flaky(path: Path, data: sealing.Pcm) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise StorageError("disk full")
         real(path, data)
 
-    monkeypatch.setattr(storage, "_write_atomic", flaky)
+    monkeypatch.setattr(storage, "write_atomic", flaky)
     with pytest.raises(StorageError, match="disk full"):
         writer.write(record_bytes(4))  # 2,560 bytes: the second chunk fails
     assert writer.chunks == 1

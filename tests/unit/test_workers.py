@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hark.assembly import worker_settings
-from hark.config import FallbackSettings, ProviderConfig, Settings, STTSettings
+from hark.config import FallbackSettings, FasterWhisperOptions, ProviderConfig, Settings, STTSettings
 from hark.engines.base import Transcript
 from hark.engines.fallback import FallbackSTT
 from hark.errors import EngineError, EngineUnavailable, WorkShed
@@ -351,8 +351,9 @@ def test_factory_must_be_picklable() -> None:
 def test_each_worker_transcribes_on_every_core_one_request_at_a_time() -> None:
     # Not cores // processes: a lone transcription, the common case, is faster on every core.
     stt = worker_settings(Settings(stt=STTSettings(workers=4))).stt
-    assert (stt.threads, stt.workers) == (available_cores(), 1)
-    assert worker_settings(Settings(stt=STTSettings(threads=3))).stt.threads == 3
+    assert (stt.faster_whisper.threads, stt.workers) == (available_cores(), 1)
+    chosen = STTSettings(faster_whisper=FasterWhisperOptions(threads=3))
+    assert worker_settings(Settings(stt=chosen)).stt.faster_whisper.threads == 3
 
 
 async def _collect(stream: AsyncIterator[bytes]) -> bytes:

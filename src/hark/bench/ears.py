@@ -24,7 +24,7 @@ import numpy as np
 
 from hark.bench.audio import RATE, espeak, frames, silence
 from hark.bench.wyoming_side import wer
-from hark.config import STTSettings
+from hark.config import FasterWhisperOptions
 from hark.engines.base import Float32Array
 from hark.engines.stt.steady import steady_input
 from hark.pipeline.listener import Listener
@@ -101,8 +101,8 @@ class Transcriber:
     def __init__(self, model: str | None, *, beam_size: int = 1, threads: int = 2) -> None:
         from hark.engines.stt.faster_whisper import FasterWhisperSTT
 
-        settings = STTSettings(model=model, threads=threads, beam_size=beam_size, steady_input=False)
-        self.engine = FasterWhisperSTT(settings)
+        options = FasterWhisperOptions(model=model, threads=threads, beam_size=beam_size, steady_input=False)
+        self.engine = FasterWhisperSTT(options)
         self._heard: dict[bytes, str] = {}
         self.seconds: list[float] = []
 

@@ -4,7 +4,7 @@
    token 200 ms, then 20 ms a token), STT and TTS are real. Measured on the client from the end
    of the speech to the first reply audio, so it includes the 300 ms end-of-turn silence. Run
    with the worker pool on (the default), off, and on with Whisper's full 30 s encoder window
-   (``stt.encoder_window_s: 0``; the default encodes a short turn in 10 s).
+   (``stt.faster_whisper.encoder_window_s: 0``; the default encodes a short turn in 10 s).
 6. ``POST /v1/audio/speech``: time to the first byte of the body and the real-time factor
    (request time / audio duration) per ``response_format``.
 """
@@ -30,7 +30,7 @@ TIMEOUT_S = 60.0
 MODES: dict[str, dict[str, str]] = {
     "workers": {"HARK_WORKERS_ENABLED": "true"},
     "in_process": {"HARK_WORKERS_ENABLED": "false"},
-    "workers_window_30s": {"HARK_WORKERS_ENABLED": "true", "HARK_STT_ENCODER_WINDOW_S": "0"},
+    "workers_window_30s": {"HARK_WORKERS_ENABLED": "true", "HARK_STT_FASTER_WHISPER_ENCODER_WINDOW_S": "0"},
 }
 """Configurations of scenario 5; the first is hark's default and gives the headline figure."""
 

@@ -98,8 +98,8 @@ confirmed speech (96 ms of speech over the threshold), and `framework_ms` = stop
 **5. Local voice-to-voice.** The real engines (faster-whisper tiny.en, Piper `en_US-joe-medium`)
 with the scripted LLM, one session, hark's defaults (speculative transcript and reply on), in
 three configurations: the worker pool (default), in process, and the worker pool with Whisper's
-full 30 s encoder window (`HARK_STT_ENCODER_WINDOW_S=0`; by default a short turn is encoded in
-10 s).
+full 30 s encoder window (`HARK_STT_FASTER_WHISPER_ENCODER_WINDOW_S=0`; by default a short turn
+is encoded in 10 s).
 Client-side, from the end of the speech to the first reply audio, so it includes the 300 ms
 end-of-turn silence. The headline figure is the default configuration's.
 

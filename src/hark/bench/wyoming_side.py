@@ -297,11 +297,11 @@ def section(result: dict[str, Any], date: str) -> str:
         *_targets(stt, tts),
         "",
         "Why: hark encodes a short utterance in a 10 s window instead of Whisper's padded 30 s",
-        "(`stt.encoder_window_s`); its Piper voice is cut at the decoder, so the first piece of a",
-        "sentence is sent before the rest is synthesised, where wyoming-piper writes each sentence to",
-        "a WAV file before sending any of it. The WER is on the raw text (no number normalisation),",
-        "the same for both. The machine is shared: under the load average above, treat single",
-        "figures as rough, the ratios as the finding.",
+        "(`stt.faster_whisper.encoder_window_s`); its Piper voice is cut at the decoder, so the first",
+        "piece of a sentence is sent before the rest is synthesised, where wyoming-piper writes each",
+        "sentence to a WAV file before sending any of it. The WER is on the raw text (no number",
+        "normalisation), the same for both. The machine is shared: under the load average above, treat",
+        "single figures as rough, the ratios as the finding.",
         SECTION_END,
     ]
     return "\n".join(lines)

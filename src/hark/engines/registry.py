@@ -7,9 +7,12 @@ A plugin (a module named in ``server.plugins``) adds kinds of its own: its ``reg
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
+
+from hark.config.engine_options import FasterWhisperOptions, PiperOptions, describe_option_errors
 from hark.errors import ConfigError, MissingDependency
 
 if TYPE_CHECKING:
@@ -47,6 +50,16 @@ TURN_ENGINES = {"smart-turn": "hark.engines.turn.smart_turn:SmartTurn"}
 
 STAGES = {"stt": STT_ENGINES, "tts": TTS_ENGINES, "llm": LLM_ENGINES, "speaker": SPEAKER_ENGINES}
 
+# The kinds whose ``ProviderConfig.options`` are typed: checked against this model (over the
+# stage's defaults, ``stt.faster_whisper`` and ``tts.piper``) before anything is built. Other
+# kinds take free-form extras.
+OPTIONS: dict[str, dict[str, type[BaseModel]]] = {
+    "stt": {"faster-whisper": FasterWhisperOptions},
+    "tts": {"piper": PiperOptions},
+    "llm": {},
+    "speaker": {},
+}
+
 # Third-party packages that come with an extra, and the command that installs them.
 _EXTRAS = {
     "llama_cpp": "pip install 'hark[llama]'",
@@ -67,13 +80,32 @@ def import_from_string(target: str) -> Any:
     return getattr(module, attr)
 
 
-def register(stage: str, kind: str, target: str) -> None:
+def register(stage: str, kind: str, target: str, options: type[BaseModel] | None = None) -> None:
     """Add provider ``kind`` to ``stage``'s table; ``target`` is ``"module:Class"``, imported
-    when a provider of that kind is built. Registering the same target twice is harmless."""
+    when a provider of that kind is built; ``options``, when given, is the model its providers'
+    ``options`` must fit. Registering the same target twice is harmless."""
     table = STAGES[stage]
     if table.get(kind, target) != target:
         raise ConfigError(f"{stage}: provider kind {kind!r} is taken by {table[kind]}")
     table[kind] = target
+    if options is not None:
+        OPTIONS[stage][kind] = options
+
+
+def check_options(chains: Mapping[str, Sequence[ProviderConfig]]) -> None:
+    """Check every provider's ``options`` against its kind's model, where one is declared.
+    Raises ConfigError naming the provider and the bad key."""
+    for stage, providers in chains.items():
+        for index, provider in enumerate(providers):
+            model = OPTIONS.get(stage, {}).get(provider.kind)
+            if model is None:
+                continue
+            try:
+                model.model_validate(provider.options)
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"{stage}.providers[{index}] ({provider.label}): {describe_option_errors(exc, model)}"
+                ) from None
 
 
 def load_plugins(modules: Sequence[str]) -> None:

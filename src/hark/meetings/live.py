@@ -19,7 +19,7 @@ from hark.meetings.events import MeetingError, PartialTranscript, SpeakerMove, S
 from hark.meetings.meeting import Meeting, SegmentRecord, StopReason
 from hark.meetings.orchestrator import Orchestrator, OrchestratorClosed
 from hark.meetings.segmenter import SpeechSegment
-from hark.meetings.storage import StorageError
+from hark.meetings.storage_errors import StorageError
 
 if TYPE_CHECKING:
     from hark.assembly import Engines

@@ -11,8 +11,8 @@ from typing import Any, Literal
 from hark.errors import HarkError
 from hark.meetings.diarizer import Live, SegmentVoice
 from hark.meetings.events import MeetingEvent
+from hark.meetings.recording_writer import RecordingWriter
 from hark.meetings.segmenter import Segmenter
-from hark.meetings.storage import RecordingWriter
 from hark.security.limits import AudioThrottle
 
 RATE = 16_000

@@ -18,7 +18,9 @@ from typing import Any
 from hark.config import MeetingSettings
 from hark.meetings.meeting import RATE, MeetingRefused
 from hark.meetings.models import MeetingResult
-from hark.meetings.storage import MeetingStore, RecordingRefused, RecordingWriter, StorageError
+from hark.meetings.recording_writer import RecordingWriter
+from hark.meetings.storage import MeetingStore
+from hark.meetings.storage_errors import RecordingRefused, StorageError
 
 log = logging.getLogger("hark.meetings")
 

@@ -1,36 +1,26 @@
-"""Meeting recordings and results at rest.
+"""Meeting recordings and results at rest: one directory per meeting, and its metadata.
 
 Audio is kept in memory while small, then spilled to ``<directory>/<meeting_id>/chunk-NNNNNN.bin``
-in fixed-size chunks, so a long meeting never needs the whole recording in memory. With keys
-configured every file except ``meta.json`` is a Fernet token (MultiFernet: the newest key encrypts,
-any configured key decrypts, so files stay readable after rotation); a configured key that is not a
-valid Fernet key refuses to record rather than store plaintext. Without keys the files hold raw
-bytes and ``meta.json`` says so.
-
-Fernet authenticates each token on its own, so an encrypted payload starts with a label naming its
-meeting and position (``<id>/chunk-000003``, ``/last`` on the final chunk): chunks moved between
-meetings, reordered or dropped from the end are reported as tampering, not read back as audio.
-``meta.json`` holds no audio or transcript: created time, chunk count, sizes, format.
+in fixed-size chunks, so a long meeting never needs the whole recording in memory
+(:mod:`~hark.meetings.recording_writer`). Every file except ``meta.json`` is sealed with the
+configured keys, or holds raw bytes without keys (:mod:`~hark.meetings.sealing`). ``meta.json``
+holds no audio or transcript: created time, chunk count, sizes, format, whether it is encrypted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
-from hark.errors import HarkError
+from hark.meetings.recording_writer import RecordingWriter
+from hark.meetings.sealing import Sealer, chunk_label, write_atomic
+from hark.meetings.storage_errors import MeetingNotFound, StorageError, TamperedData
 
 _MEETING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _META = "meta.json"
@@ -40,66 +30,12 @@ _DAY_S = 86_400.0
 _SAMPLE_WIDTH = 2
 """PCM16: bytes per sample and channel."""
 
-Pcm = bytes | bytearray | memoryview
-
-
-class StorageError(HarkError):
-    """A recording or result could not be stored or read back."""
-
-
-class MeetingNotFound(StorageError):
-    """No such meeting is stored (never recorded, deleted, or swept by retention)."""
-
-
-class RecordingRefused(StorageError):
-    """Encryption is configured but unusable: nothing is recorded rather than plaintext stored."""
-
-
-class TamperedData(StorageError):
-    """A stored file failed authentication: modified or moved on disk, or encrypted with a key that is
-    no longer configured."""
-
 
 def validate_meeting_id(meeting_id: str) -> str:
     """The id itself when it is 1-64 of ``A-Z a-z 0-9 _ -`` (so it is a safe directory name)."""
     if _MEETING_ID.fullmatch(meeting_id) is None:
         raise ValueError(f"invalid meeting id {meeting_id[:80]!r}: use 1-64 of A-Z a-z 0-9 _ -")
     return meeting_id
-
-
-def _cipher(keys: Sequence[str]) -> MultiFernet | None:
-    if isinstance(keys, str | bytes):
-        raise TypeError("keys must be a sequence of Fernet keys, not a single key")
-    fernets: list[Fernet] = []
-    for index, key in enumerate(keys):
-        try:
-            fernets.append(Fernet(key))
-        except (ValueError, TypeError):
-            # Never the key itself in the message: it may be a real key with a typo.
-            raise RecordingRefused(
-                f"meetings.encryption_keys[{index}] is not a valid Fernet key (32 url-safe base64-encoded"
-                " bytes); refusing to record rather than store plaintext. Generate one with: python -c"
-                " 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-            ) from None
-    return MultiFernet(fernets) if fernets else None
-
-
-def _write_atomic(path: Path, data: Pcm) -> None:
-    """Write via a temporary file (mode 0600) and ``os.replace``: readers never see half a file."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise StorageError(f"could not write {path.parent.name}/{path.name}: {exc.strerror or exc}") from exc
 
 
 def _chunk_name(index: int) -> str:
@@ -121,7 +57,7 @@ class MeetingStore:
     ) -> None:
         if retention_days <= 0 or memory_limit_bytes < 0 or chunk_bytes <= 0:
             raise ValueError("retention_days and chunk_bytes must be positive, memory_limit_bytes >= 0")
-        self._cipher = _cipher(keys)  # before touching the disk: a bad key creates nothing
+        self._sealer = Sealer(keys)  # before touching the disk: a bad key creates nothing
         self._root = directory
         self._retention_s = retention_days * _DAY_S
         self._memory_limit = memory_limit_bytes
@@ -133,7 +69,7 @@ class MeetingStore:
 
     @property
     def encrypted(self) -> bool:
-        return self._cipher is not None
+        return self._sealer.encrypted
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -176,8 +112,8 @@ class MeetingStore:
                 stored = path.read_bytes()
             except FileNotFoundError:
                 raise TamperedData(f"meeting {meeting_id}: {path.name} is missing") from None
-            label = self._chunk_label(meeting_id, index, last=index == count)
-            yield self._unseal(label, stored, f"meeting {meeting_id}: {path.name}")
+            label = chunk_label(meeting_id, index, last=index == count)
+            yield self._sealer.unseal(label, stored, f"meeting {meeting_id}: {path.name}")
 
     # -- results ---------------------------------------------------------------------------------
 
@@ -190,7 +126,7 @@ class MeetingStore:
             self._dir(meeting_id).mkdir(exist_ok=True, mode=0o700)
             if meta is None:
                 self._write_meta(meeting_id, self._new_meta())
-            _write_atomic(self._dir(meeting_id) / _RESULT, self._seal(f"{meeting_id}/result", data))
+            write_atomic(self._dir(meeting_id) / _RESULT, self._sealer.seal(f"{meeting_id}/result", data))
 
     def load_result(self, meeting_id: str) -> dict[str, Any] | None:
         """The stored result; None when the meeting or its result does not exist."""
@@ -198,7 +134,9 @@ class MeetingStore:
         if not path.exists():
             return None
         self._meta_for_read(meeting_id)
-        plain = self._unseal(f"{meeting_id}/result", path.read_bytes(), f"meeting {meeting_id}: {_RESULT}")
+        plain = self._sealer.unseal(
+            f"{meeting_id}/result", path.read_bytes(), f"meeting {meeting_id}: {_RESULT}"
+        )
         result = json.loads(plain)
         if not isinstance(result, dict):
             raise StorageError(f"meeting {meeting_id}: {_RESULT} is not a JSON object")
@@ -278,7 +216,7 @@ class MeetingStore:
         return meta if isinstance(meta, dict) else None
 
     def _write_meta(self, meeting_id: str, meta: dict[str, Any]) -> None:
-        _write_atomic(self._dir(meeting_id) / _META, json.dumps(meta, indent=2).encode())
+        write_atomic(self._dir(meeting_id) / _META, json.dumps(meta, indent=2).encode())
 
     def _meta_for_read(self, meeting_id: str) -> dict[str, Any]:
         meta = self._read_meta(meeting_id)
@@ -301,36 +239,12 @@ class MeetingStore:
             f"meeting {meeting_id} is encrypted and no meetings.encryption_keys are configured"
         )
 
-    @staticmethod
-    def _chunk_label(meeting_id: str, index: int, *, last: bool) -> str:
-        return f"{meeting_id}/chunk-{index:06d}" + ("/last" if last else "")
-
-    def _seal(self, label: str, data: Pcm) -> Pcm:
-        if self._cipher is None:
-            return data
-        return self._cipher.encrypt(b"".join((label.encode(), b"\n", data)))
-
-    def _unseal(self, label: str, stored: bytes, what: str) -> bytes:
-        if self._cipher is None:
-            return stored
-        try:
-            plain = self._cipher.decrypt(stored)
-        except InvalidToken:
-            raise TamperedData(
-                f"{what} failed authentication: modified on disk, or encrypted with a key that is no"
-                " longer configured"
-            ) from None
-        header = label.encode() + b"\n"
-        if not plain.startswith(header):
-            raise TamperedData(f"{what} was moved: it belongs to another meeting or position")
-        return plain[len(header) :]
-
     def _store_chunk(self, writer: RecordingWriter, index: int, data: memoryview, *, last: bool) -> None:
-        sealed = self._seal(self._chunk_label(writer.meeting_id, index, last=last), data)
+        sealed = self._sealer.seal(chunk_label(writer.meeting_id, index, last=last), data)
         with self._lock:  # so a concurrent delete or sweep never races a chunk onto the disk
             if self._writers.get(writer.meeting_id) is not writer:
                 raise StorageError(f"recording of meeting {writer.meeting_id} was deleted")
-            _write_atomic(self._dir(writer.meeting_id) / _chunk_name(index), sealed)
+            write_atomic(self._dir(writer.meeting_id) / _chunk_name(index), sealed)
 
     def _finish(self, writer: RecordingWriter) -> None:
         with self._lock:
@@ -345,67 +259,3 @@ class MeetingStore:
                 samples=writer.bytes_written // writer.frame_bytes,
             )
             self._write_meta(writer.meeting_id, meta)
-
-
-class RecordingWriter:
-    """Buffers PCM in memory; past the store's memory limit, whole chunks go to disk (each sealed on
-    its own, so memory stays bounded by about the limit plus one chunk). Not thread-safe: one
-    producer. ``write`` may block for a chunk's encryption and fsync (milliseconds)."""
-
-    def __init__(self, store: MeetingStore, meeting_id: str, *, frame_bytes: int) -> None:
-        self.meeting_id = meeting_id
-        self.frame_bytes = frame_bytes
-        self.bytes_written = 0
-        self.chunks = 0
-        self._store = store
-        self._buffer = bytearray()
-        self._state = "open"
-
-    @property
-    def closed(self) -> bool:
-        return self._state != "open"
-
-    def write(self, pcm: Pcm) -> None:
-        if self._state != "open":
-            raise StorageError(f"recording of meeting {self.meeting_id} is {self._state}")
-        self._buffer += pcm
-        self.bytes_written += len(pcm)
-        if len(self._buffer) > self._store._memory_limit:
-            self._spill(final=False)
-
-    def close(self) -> None:
-        """Spill what is left (the last chunk is marked as last) and complete the metadata."""
-        if self._state != "open":
-            return
-        self._spill(final=True)
-        self._state = "closed"
-        self._store._finish(self)
-
-    def __enter__(self) -> RecordingWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _spill(self, *, final: bool) -> None:
-        """Write whole chunks from the buffer; when final, the remainder too (an empty last chunk if
-        nothing is left, so the end of the recording is always authenticated)."""
-        size = self._store._chunk_bytes
-        end = len(self._buffer) if final else len(self._buffer) - len(self._buffer) % size
-        count = -(-end // size) if end else int(final)
-        done = 0
-        try:
-            with memoryview(self._buffer) as view:
-                for k in range(count):
-                    with view[k * size : min(end, (k + 1) * size)] as piece:
-                        self._store._store_chunk(self, self.chunks + 1, piece, last=final and k == count - 1)
-                        self.chunks += 1
-                        done += len(piece)
-        finally:
-            del self._buffer[:done]  # what reached the disk; on failure the rest is still buffered
-
-    def _discard(self) -> None:
-        self._state = "deleted"
-        self._buffer = bytearray()

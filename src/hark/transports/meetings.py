@@ -24,7 +24,7 @@ from hark.meetings.events import MeetingEvent, to_wire
 from hark.meetings.models import MeetingResult
 from hark.meetings.service import Meeting, MeetingBusy, MeetingRefused, MeetingService, StopReason
 from hark.meetings.speaker_names import InvalidSpeakerNames
-from hark.meetings.storage import StorageError
+from hark.meetings.storage_errors import StorageError
 from hark.pipeline.sentences import split_sentences
 from hark.security.access import API_KEY, session_token
 from hark.security.idle import hold_idle

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hark.config import ProviderConfig, Settings, STTSettings
+from hark.config import FasterWhisperOptions, ProviderConfig, Settings
 from hark.engines._blocking import BlockingRunner
 from hark.engines.base import Float32Array, STTCapabilities, Transcript
 from hark.engines.stt.steady import steady_input
@@ -55,12 +55,14 @@ class FasterWhisperSTT:
     sample_rate = SAMPLE_RATE
     capabilities = STTCapabilities(streaming=False, interim_results=False)
 
-    def __init__(self, settings: STTSettings) -> None:
+    def __init__(
+        self, options: FasterWhisperOptions, *, language: str | None = "en", workers: int = 1
+    ) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise MissingDependency("faster-whisper", "pip install faster-whisper") from exc
-        model = settings.model or str(default_model_path())
+        model = options.model or str(default_model_path())
         if model == "base":  # multilingual Whisper base, joined from its two wheels
             from hark.engines.stt.whisper_base import base_model_path
 
@@ -70,36 +72,34 @@ class FasterWhisperSTT:
                 raise EngineError(f"cannot join Whisper base's parts: {exc}", engine=self.name) from exc
         if not Path(model).exists():
             raise EngineError(
-                f"stt.model {model!r} is not a directory; give the path of a CTranslate2 Whisper model "
-                "(hark never downloads models at run time)",
+                f"stt.faster_whisper.model {model!r} is not a directory; give the path of a CTranslate2 "
+                "Whisper model (hark never downloads models at run time)",
                 engine=self.name,
             )
-        self._window_s = settings.encoder_window_s
+        self._window_s = options.encoder_window_s
         model_class = _windowed_model(WhisperModel) if self._window_s else WhisperModel
         try:
             self._model: Any = model_class(
                 model,
-                device=settings.device,
-                compute_type=settings.compute_type,
-                cpu_threads=settings.threads,
-                num_workers=settings.workers,
+                device=options.device,
+                compute_type=options.compute_type,
+                cpu_threads=options.threads,
+                num_workers=workers,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model {model}: {exc}", engine=self.name) from exc
-        self._language = settings.language
-        self._beam_size = settings.beam_size
-        self._steady = settings.steady_input
-        self._runner = BlockingRunner("stt", settings.workers)
+        self._language = language
+        self._beam_size = options.beam_size
+        self._steady = options.steady_input
+        self._runner = BlockingRunner("stt", workers)
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> FasterWhisperSTT:
         stt = settings.stt
-        if provider.model is not None or provider.language is not None:
-            stt = stt.model_copy(
-                update={"model": provider.model or stt.model, "language": provider.language or stt.language}
-            )
-        return cls(stt)
+        return cls(
+            stt.faster_whisper_for(provider), language=provider.language or stt.language, workers=stt.workers
+        )
 
     async def check(self) -> None:
         return None  # In-process: loaded means ready.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hark.config import ProviderConfig, Settings, TTSSettings
+from hark.config import PiperOptions, ProviderConfig, Settings
 from hark.engines._blocking import BlockingRunner
 from hark.engines.base import TTSCapabilities
 from hark.engines.tts._split import CONTEXT, split_model, windows
@@ -48,16 +48,17 @@ class PiperTTS:
     name = "piper"
     capabilities = TTSCapabilities(streaming=False)
 
-    def __init__(self, settings: TTSSettings) -> None:
+    def __init__(self, options: PiperOptions, *, workers: int = 1) -> None:
         try:
             from piper import PiperVoice, SynthesisConfig
         except ImportError as exc:
             raise MissingDependency("piper-tts", "pip install piper-tts") from exc
-        voice = settings.voice or default_voice_path()
+        voice = options.voice or default_voice_path()
         config = Path(f"{voice}.json")
         if not Path(voice).is_file() or not config.is_file():
             raise EngineError(
-                f"tts.voice {voice} needs both the .onnx file and its .onnx.json beside it", engine=self.name
+                f"tts.piper.voice {voice} needs both the .onnx file and its .onnx.json beside it",
+                engine=self.name,
             )
         self._split: _SplitVoice | None = None
         try:
@@ -70,23 +71,19 @@ class PiperTTS:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Piper voice {voice}: {exc}", engine=self.name) from exc
         self._config: Any = SynthesisConfig(
-            speaker_id=settings.speaker,
-            length_scale=settings.length_scale,
-            noise_scale=settings.noise_scale,
-            noise_w_scale=settings.noise_w_scale,
+            speaker_id=options.speaker,
+            length_scale=options.length_scale,
+            noise_scale=options.noise_scale,
+            noise_w_scale=options.noise_w_scale,
         )
         if self._split is not None:
             self._split.calibrate(self._config)
         self.sample_rate: int = int(self._voice.config.sample_rate)
-        self._runner = BlockingRunner("tts", settings.workers)
+        self._runner = BlockingRunner("tts", workers)
 
     @classmethod
     def from_config(cls, provider: ProviderConfig, settings: Settings) -> PiperTTS:
-        tts = settings.tts
-        if provider.voice is not None or provider.model_path is not None:
-            voice = provider.model_path or Path(provider.voice or "")
-            tts = tts.model_copy(update={"voice": voice})
-        return cls(tts)
+        return cls(settings.tts.piper_for(provider), workers=settings.tts.workers)
 
     async def check(self) -> None:
         return None  # In-process: loaded means ready.

@@ -30,7 +30,7 @@ ATTRIBUTION = Attribution(name="hark", url="")  # self-hosted: no public page to
 
 def stt_model_name(provider: ProviderConfig, settings: Settings) -> str:
     if provider.kind == "faster-whisper":
-        model = provider.model or settings.stt.model
+        model = settings.stt.faster_whisper_for(provider).model
         return Path(model).name if model else "tiny.en"
     return provider.model or provider.label
 
@@ -43,7 +43,7 @@ def voice(settings: Settings) -> tuple[str, str]:
     """(name, language) of the chain's first voice."""
     provider = settings.tts.providers[0]
     if provider.kind == "piper":
-        path = provider.model_path or (Path(provider.voice) if provider.voice else settings.tts.voice)
+        path = settings.tts.piper_for(provider).voice
         if path is None:
             from hark.engines.tts.piper import default_voice_path
 
