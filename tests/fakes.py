@@ -143,10 +143,13 @@ class FakeSTT:
     calls: int = 0
     durations: list[float] = field(default_factory=list)
     """Seconds of audio in each call."""
+    languages: list[str | None] = field(default_factory=list)
+    """The language each call asked for."""
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         self.calls += 1
         self.durations.append(len(audio) / self.sample_rate)
+        self.languages.append(language)
         if self.stall:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)

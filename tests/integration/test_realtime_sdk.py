@@ -183,3 +183,26 @@ async def test_beta_dialect_with_manual_turns(served: tuple[FakeChatLLM, HarkPro
     assert not [k for k in kinds if "output_audio" in k or k == "conversation.item.added"]
     assert done.response.output[0].content[0].transcript == "Hello from the model."
     assert len(audio) / 2 / 24_000 > 0.5
+
+
+async def test_the_transcription_language_is_set_and_echoed(served: tuple[FakeChatLLM, HarkProcess]) -> None:
+    _, hark = served
+    french = {"input": {"transcription": {"model": "whisper-1", "language": "fr"}}}
+    async with realtime(hark.base_url, hark_events=False, audio=french) as (conn, rec):
+        created = rec.of("session.created")[0].session.audio.input.transcription
+        assert created.language == "en", "the server's stt.language until the session sets one"
+        updated = rec.of("session.updated")[-1].session.audio.input.transcription
+        assert (updated.model, updated.language) == ("whisper-1", "fr")
+        clean(rec)
+        mark = rec.mark()
+        bad = {"input": {"transcription": {"language": "francais"}}}
+        await conn.session.update(session={"type": "realtime", "audio": bad})
+        error = await rec.wait_for("error", after=mark)
+        assert (error.error.code, error.error.param) == (
+            "invalid_value",
+            "session.audio.input.transcription.language",
+        )
+        detect = {"input": {"transcription": {"model": "whisper-1", "language": None}}}
+        await conn.session.update(session={"type": "realtime", "audio": detect})
+        updated = await rec.wait_for("session.updated", after=mark)
+    assert updated.session.audio.input.transcription.language is None

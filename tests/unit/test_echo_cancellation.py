@@ -173,3 +173,34 @@ def test_reply_audio_starts_under_the_sample_captured_now_not_the_last_one_read(
     canceller.played(b"\x10\x00" * RATE, now=1.5)  # 0.5 s of audio not read yet
     assert canceller._far.take(RATE // 2)[0].max() == 0.0
     assert canceller._far.take(10)[0].min() > 0.0
+
+
+def test_a_later_reply_echoing_sooner_than_the_first_is_still_removed() -> None:
+    """A phone call: the greeting's echo came 297 ms after its reference, the answer's 65 ms
+    (where the client starts playing is estimated anew for each reply). AEC3 kept the first
+    delay and let the answer through until it was started afresh for each reply after a gap."""
+    rate = 8000
+    frame = rate // 50 * 2
+    greeting = pcm16_to_float(speak("Hello, and thank you for calling. How can I help you today?", rate=rate))
+    answer = pcm16_to_float(speak("It will be sunny all day, with a light breeze.", rate=rate))
+    answer_at = greeting.size + 3 * rate  # nothing plays for 3 s: the caller asks
+    mic = np.random.default_rng(1).standard_normal(answer_at + answer.size + rate).astype(np.float32)
+    mic *= 10 ** (-65 / 20)
+    tail = np.zeros(rate, np.float32)
+    echo = room_echo(np.concatenate([greeting, tail]), rate, gain_db=-12, delay_ms=297)
+    mic[: echo.size] += echo
+    echo = room_echo(np.concatenate([answer, tail]), rate, gain_db=-12, delay_ms=65)
+    mic[answer_at : answer_at + echo.size] += echo[: mic.size - answer_at]
+    pcm = float_to_pcm16(mic)
+    canceller = EchoCanceller(rate)
+    canceller.played(float_to_pcm16(greeting), at_ms=0)
+    out = []
+    for i in range(0, len(pcm), frame):
+        if i // 2 == answer_at - answer_at % (frame // 2):
+            canceller.played(float_to_pcm16(answer), at_ms=answer_at * 1000 / rate)
+        out.append(canceller.process(pcm[i : i + frame], now=i / 2 / rate))
+    cleaned = pcm16_to_float(b"".join(out))
+    onset = slice(answer_at + rate * 65 // 1000, answer_at + rate * 65 // 1000 + rate // 2)
+    assert energy_db(mic[onset]) - energy_db(cleaned[onset]) >= 20  # its first 500 ms
+    rest = slice(onset.stop, answer_at + answer.size)
+    assert energy_db(mic[rest]) - energy_db(cleaned[rest]) >= 20

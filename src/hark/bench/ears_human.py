@@ -47,8 +47,13 @@ class Call:
         return " ".join(s.text for s in self.segments)
 
 
+def sample_folder() -> Path:
+    """Where ``make .cache/human-speech/.stamp`` put the sample (or ``HARK_BENCH_HUMAN_SPEECH``)."""
+    return Path(os.environ.get("HARK_BENCH_HUMAN_SPEECH", ".cache/human-speech")) / "pyannote/audio/sample"
+
+
 def sample_call() -> Call | None:
-    folder = Path(os.environ.get("HARK_BENCH_HUMAN_SPEECH", ".cache/human-speech")) / "pyannote/audio/sample"
+    folder = sample_folder()
     wav, stm = folder / "sample.wav", folder / "sample.stm"
     if not (wav.is_file() and stm.is_file()):
         return None

@@ -169,6 +169,9 @@ def run(
         from hark.bench import turns_echo
 
         details["turns"]["echo"] = turns_echo.run(log=log)
+        from hark.bench import turns_human
+
+        details["turns"]["human"] = turns_human.run(log=log)
         from hark.bench import overlap
 
         try:

@@ -37,6 +37,18 @@ class SpeakerCapabilities:
     """Length of each (unit) speaker embedding."""
 
 
+DETECT_LANGUAGE = "auto"
+"""``STT.transcribe(language=DETECT_LANGUAGE)``: detect the language of this audio, whatever the
+engine's configured language (None asks for the configured one)."""
+
+
+def asked_language(language: str | None, configured: str | None) -> str | None:
+    """The language an engine decodes in for ``transcribe(language=…)``; None: detect it."""
+    if language == DETECT_LANGUAGE:
+        return None
+    return language or configured
+
+
 @dataclass(frozen=True, slots=True)
 class Transcript:
     text: str
@@ -140,7 +152,8 @@ class STT(Protocol):
     capabilities: STTCapabilities
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        """Transcribe mono float32 audio at ``sample_rate``."""
+        """Transcribe mono float32 audio at ``sample_rate``: in ``language`` (ISO-639-1), in the
+        engine's configured language (None), or in the one it detects (``DETECT_LANGUAGE``)."""
         ...
 
     async def check(self) -> None:

@@ -18,6 +18,7 @@ from hark.engines.base import STT, Float32Array, Transcript
 from hark.errors import EngineError, WorkShed
 from hark.pipeline import events as ev
 from hark.pipeline.interruptions import Action, InterruptionGate, InterruptionPolicy, Phase, Verdict
+from hark.pipeline.language import SpeechLanguage
 from hark.pipeline.responder import Responder
 from hark.priority import Priority, work_as
 
@@ -33,7 +34,7 @@ class BargeIn:
         policy: InterruptionPolicy,
         stt: STT,
         *,
-        language: str | None,
+        language: SpeechLanguage,
         emit: Callable[[ev.Event], None],
         interrupt: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
@@ -137,7 +138,7 @@ class BargeIn:
     ) -> asyncio.Task[Transcript]:
         """FINAL by default: the transcript that settles whether the reply goes on is never shed."""
         with work_as(priority):
-            return asyncio.create_task(self._stt.transcribe(audio, language=self._language))
+            return asyncio.create_task(self._stt.transcribe(audio, language=self._language.code))
 
     async def _judge(self, transcript: asyncio.Task[Transcript], *, complete: bool) -> None:
         try:

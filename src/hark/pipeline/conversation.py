@@ -22,6 +22,7 @@ from hark.pipeline.errors import NoActiveResponse, ResponseActive
 from hark.pipeline.history import History
 from hark.pipeline.intake import Intake
 from hark.pipeline.items import Item, ItemLog
+from hark.pipeline.language import SpeechLanguage
 from hark.pipeline.options import ResolvedOptions, ResponseOptions, resolve
 from hark.pipeline.record import Record
 from hark.pipeline.setup import ConversationConfig, LLMStatus, new_id
@@ -65,8 +66,18 @@ class Conversation:
         """The session's reply settings (tools, output, …); a response.create may override them."""
         self._transcribing: asyncio.Task[str | None] | None = None
         self.slot = ResponseSlot()
+        self.language = SpeechLanguage(config.language)
+        """What the STT is asked to hear (configure_language); config.language at start."""
         self.intake = Intake(
-            vad, stt, config, self.record, emit, self, input_rate=input_rate, turn_model=turn_model
+            vad,
+            stt,
+            config,
+            self.record,
+            emit,
+            self,
+            input_rate=input_rate,
+            turn_model=turn_model,
+            language=self.language,
         )
         self.listener = self.intake.listener
         self.barge = self.intake.barge
@@ -114,6 +125,12 @@ class Conversation:
         if options.instructions is not None:
             self.instructions = options.instructions
         self.defaults = self.defaults.merged(options)
+
+    def configure_language(self, code: str | None) -> None:
+        """session.update: from the next transcription on, hear ``code`` (an ISO-639-1 code, see
+        ``language.checked_language``), detect the language (``DETECT_LANGUAGE``) or, with None,
+        go back to the server's ``stt.language``."""
+        self.language.code = code if code is not None else self.config.language
 
     def restore(self, entries: list[tuple[str, ChatMessage]], instructions: str | None) -> None:
         """A resumed session's history and instructions."""
@@ -183,7 +200,7 @@ class Conversation:
                 final_transcript(
                     self._stt,
                     audio,
-                    language=self.config.language,
+                    language=self.language.code,
                     item_id=item_id,
                     previous=previous,
                     speculative=speculative,

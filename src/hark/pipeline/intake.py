@@ -19,6 +19,7 @@ from hark.pipeline.barge_in import BargeIn
 from hark.pipeline.conversation_state import ConversationState
 from hark.pipeline.errors import CommitTooShort
 from hark.pipeline.interruptions import Verdict
+from hark.pipeline.language import SpeechLanguage
 from hark.pipeline.listener import Listener, TurnBoundary
 from hark.pipeline.partials import PartialTranscripts
 from hark.pipeline.record import Record
@@ -77,7 +78,9 @@ class Intake:
         *,
         input_rate: int,
         turn_model: TurnModel | None,
+        language: SpeechLanguage,
     ) -> None:
+        """``language``: the conversation's, shared by everything here that transcribes."""
         self.config = config
         self._record = record
         self._emit = emit
@@ -94,14 +97,14 @@ class Intake:
         """The user's item in progress (its speech started, not yet committed)."""
         self.partials = PartialTranscripts(
             stt,
-            language=config.language,
+            language=language,
             interval_ms=config.partial_interval_ms,
             emit=emit,
             current_item=lambda: self.item_id,
         )
-        self.speculation = Speculator(stt, language=config.language)
+        self.speculation = Speculator(stt, language=language)
         self.barge = BargeIn(
-            config.interruptions, stt, language=config.language, emit=emit, interrupt=self._interrupted
+            config.interruptions, stt, language=language, emit=emit, interrupt=self._interrupted
         )
         """Decides whether speech over a spoken reply interrupts it (pipeline/barge_in.py)."""
         self.settling: asyncio.Task[None] | None = None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from hark.engines.base import STT, Float32Array
 from hark.errors import EngineError
 from hark.pipeline import events as ev
+from hark.pipeline.language import SpeechLanguage
 from hark.priority import Priority, work_as
 
 
@@ -18,7 +19,7 @@ class PartialTranscripts:
         self,
         stt: STT,
         *,
-        language: str | None,
+        language: SpeechLanguage,
         interval_ms: int,
         emit: Callable[[ev.Event], None],
         current_item: Callable[[], str | None],
@@ -54,7 +55,7 @@ class PartialTranscripts:
 
     async def _partial(self, item_id: str, audio: Float32Array) -> None:
         try:
-            transcript = await self._stt.transcribe(audio, language=self._language)
+            transcript = await self._stt.transcribe(audio, language=self._language.code)
         except EngineError:
             return
         finally:

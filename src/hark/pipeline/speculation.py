@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hark.engines.base import STT, ChatMessage, Float32Array, Transcript
+from hark.pipeline.language import SpeechLanguage
 from hark.priority import Priority, Work, work_as
 
 
@@ -43,7 +44,7 @@ class Speculator:
     """The turn's one speculation: started at a pause, taken when the turn ends on that pause,
     dropped when the user goes on or anything else ends the turn."""
 
-    def __init__(self, stt: STT, *, language: str | None) -> None:
+    def __init__(self, stt: STT, *, language: SpeechLanguage) -> None:
         self._stt = stt
         self._language = language
         self.current: Speculation | None = None
@@ -57,7 +58,7 @@ class Speculator:
         """Transcribe ``audio`` now and, with ``hold``, prepare the reply to it (held back)."""
         self.cancel()
         with work_as(Priority.SPECULATIVE) as work:  # its tasks, the held reply's too, share it
-            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self._language))
+            transcript = asyncio.create_task(self._stt.transcribe(audio, language=self._language.code))
             speculation = Speculation(audio_ms, transcript, work)
             if hold is not None:
                 speculation.reply = asyncio.create_task(hold(speculation))

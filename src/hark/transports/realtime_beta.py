@@ -139,7 +139,7 @@ def _session(ga: dict[str, Any]) -> dict[str, Any]:
         "voice": audio_out["voice"],
         "input_audio_format": _BETA_FORMATS.get(audio_in["format"]["type"], "pcm16"),
         "output_audio_format": _BETA_FORMATS.get(audio_out["format"]["type"], "pcm16"),
-        "input_audio_transcription": None,
+        "input_audio_transcription": audio_in["transcription"],
         "turn_detection": audio_in["turn_detection"],
         "tools": ga["tools"],
         "tool_choice": ga["tool_choice"],

@@ -37,6 +37,8 @@ class SessionView:
     tools: list[dict[str, Any]]
     tool_choice: str | dict[str, Any]
     max_output_tokens: int | Literal["inf"]
+    transcription: dict[str, Any]
+    """{model, language}: the language the STT is asked for (null: detected)."""
 
 
 class RealtimeCodec:
@@ -365,7 +367,7 @@ def session_object(view: SessionView) -> dict[str, Any]:
         "audio": {
             "input": {
                 "format": pcm,
-                "transcription": None,
+                "transcription": view.transcription,
                 "noise_reduction": None,
                 "turn_detection": view.turn_detection,
             },

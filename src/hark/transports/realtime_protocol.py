@@ -55,9 +55,18 @@ class TurnDetection(BaseModel):
     interrupt_response: bool = True
 
 
+class AudioTranscription(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, max_length=128)
+    """Reported back as set; hark transcribes with its own STT chain whatever it names."""
+    language: str | None = Field(None, max_length=64)
+    """ISO-639-1; null: detect the language; absent: the server's ``stt.language``."""
+
+
 class AudioInput(BaseModel):
     model_config = ConfigDict(extra="allow")
     format: AudioFormat | None = None
+    transcription: AudioTranscription | None = None
     turn_detection: TurnDetection | None = Field(default_factory=TurnDetection)
 
 

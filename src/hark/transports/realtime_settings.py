@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
-from hark.engines.base import ToolSpec
+from hark.engines.base import DETECT_LANGUAGE, ToolSpec
 from hark.pipeline.conversation import Conversation, ConversationConfig, new_id
 from hark.pipeline.errors import InvalidValue, Unsupported, UnsupportedAudioFormat
 from hark.pipeline.items import Item
+from hark.pipeline.language import checked_language
 from hark.pipeline.options import ResponseOptions
 from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.transports import realtime_protocol as rp
@@ -25,6 +26,8 @@ class SessionSettings:
         self.tool_choice: str | dict[str, Any] = "auto"
         self.max_output_tokens: int | Literal["inf"] = "inf"
         self.output: Literal["audio", "text"] = "audio"
+        self.transcription_model: str | None = None
+        """The transcription model the client named (reported back; hark uses its own STT)."""
 
     def apply(self, session: rp.SessionConfig, conversation: Conversation) -> None:
         """session.update; raises InvalidValue/Unsupported before changing anything."""
@@ -35,6 +38,7 @@ class SessionSettings:
                 rate = fmt.rate if fmt is not None and fmt.rate is not None else rp.SAMPLE_RATE
                 if fmt is not None and (fmt.type != "audio/pcm" or rate != rp.SAMPLE_RATE):
                     raise _unsupported_format(direction, fmt)
+        transcription = _transcription(audio)
         options = _options(
             session.tools, session.tool_choice, session.output_modalities, session.max_output_tokens
         )
@@ -50,6 +54,9 @@ class SessionSettings:
             self.max_output_tokens = session.max_output_tokens
         if options.output is not None:
             self.output = options.output
+        if transcription is not None:
+            self.transcription_model, language = transcription
+            conversation.configure_language(language)
         if audio is not None and audio.input is not None and "turn_detection" in audio.input.model_fields_set:
             self.apply_turn_detection(audio.input.turn_detection, conversation)
 
@@ -110,7 +117,22 @@ class SessionSettings:
             tools=self.tools,
             tool_choice=self.tool_choice,
             max_output_tokens=self.max_output_tokens,
+            transcription={"model": self.transcription_model, "language": conversation.language.reported},
         )
+
+
+def _transcription(audio: rp.SessionAudio | None) -> tuple[str | None, str | None] | None:
+    """``audio.input.transcription`` when the update sets it: (the model named, the language for
+    ``configure_language``). A language left out is the server's; null detects it."""
+    spec = audio.input if audio is not None else None
+    if spec is None or "transcription" not in spec.model_fields_set:
+        return None
+    wire = spec.transcription
+    if wire is None or "language" not in wire.model_fields_set:
+        return (wire.model if wire is not None else None), None
+    if wire.language is None:
+        return wire.model, DETECT_LANGUAGE
+    return wire.model, checked_language(wire.language, param="session.audio.input.transcription.language")
 
 
 def _unsupported_format(direction: str, fmt: rp.AudioFormat) -> UnsupportedAudioFormat:

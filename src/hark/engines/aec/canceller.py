@@ -143,6 +143,12 @@ class EchoCanceller:
         if self._gap:
             self._gap = False
             self.presence.gap()
+            # A new reply after a stretch in which nothing could echo. Its echo may come at another
+            # delay than the last reply's (where the client starts playing it is estimated anew),
+            # and AEC3 follows a shorter delay slowly if at all: on a phone call the greeting's
+            # echo came 297 ms after its reference, the answer's 65 ms, and the answer and every
+            # reply after it passed uncancelled. Afresh, AEC3 finds the delay as for a first reply.
+            self._processor.reset()
         self.presence.push(frame_db(far, frame), frame_db(mic, frame))
         if self.presence.present is False:
             return near

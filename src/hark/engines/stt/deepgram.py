@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
 
 from hark.audio import float_to_pcm16
-from hark.engines.base import Float32Array, STTCapabilities, Transcript
+from hark.engines.base import Float32Array, STTCapabilities, Transcript, asked_language
 from hark.engines.provider_common import api_key, status_error
 from hark.errors import ConfigError, EngineError, EngineUnavailable
 
@@ -124,16 +124,16 @@ class DeepgramSTT:
 
     def url(self, language: str | None = None) -> str:
         params = dict(self.params)
-        if lang := language or self.language:
+        if lang := asked_language(language, self.language):
             params["language"] = lang
         return f"{self.listen_url}?{urlencode(params)}"
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        language = language or self.language
+        spoken = asked_language(language, self.language)  # None: Deepgram's own default
         if audio.size == 0:
-            return Transcript(text="", language=language)
+            return Transcript(text="", language=spoken)
         finals = [r.text async for r in self.stream(_once(audio), language=language) if r.is_final and r.text]
-        return Transcript(text=" ".join(finals), language=language, duration_s=audio.size / SAMPLE_RATE)
+        return Transcript(text=" ".join(finals), language=spoken, duration_s=audio.size / SAMPLE_RATE)
 
     async def stream(
         self, audio: AsyncIterator[Float32Array], *, language: str | None = None

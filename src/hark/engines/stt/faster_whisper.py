@@ -11,7 +11,7 @@ import numpy as np
 
 from hark.config import FasterWhisperOptions, ProviderConfig, Settings
 from hark.engines._blocking import BlockingRunner
-from hark.engines.base import Float32Array, STTCapabilities, Transcript
+from hark.engines.base import Float32Array, STTCapabilities, Transcript, asked_language
 from hark.engines.stt.steady import steady_input
 from hark.errors import EngineError, MissingDependency
 
@@ -118,7 +118,7 @@ class FasterWhisperSTT:
             self._model.window.frames = self._encoder_frames(len(audio))
         segments, info = self._model.transcribe(
             audio,
-            language=language or self._language,
+            language=asked_language(language, self._language),
             beam_size=self._beam_size,
             condition_on_previous_text=False,
             without_timestamps=True,
@@ -134,7 +134,7 @@ class FasterWhisperSTT:
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
         if audio.size == 0:
-            return Transcript(text="", language=language or self._language)
+            return Transcript(text="", language=asked_language(language, self._language))
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         try:
             return await self._runner.run(lambda: self._transcribe(audio, language))

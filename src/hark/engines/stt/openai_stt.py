@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import openai
 
 from hark.audio import float_to_pcm16
-from hark.engines.base import Float32Array, STTCapabilities, Transcript
+from hark.engines.base import Float32Array, STTCapabilities, Transcript, asked_language
 from hark.engines.openai_client import check_models, classify
 from hark.engines.provider_common import api_key
 from hark.errors import ConfigError, EngineError
@@ -104,7 +104,7 @@ class OpenAISTT:
         return f"the transcription endpoint at {self.base_url}"
 
     async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
-        language = language or self.language
+        language = asked_language(language, self.language)
         if audio.size == 0:
             return Transcript(text="", language=language)
         extra: dict[str, Any] = dict(self.options)
