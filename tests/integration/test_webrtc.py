@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import websockets
 
@@ -22,16 +19,15 @@ from tests.servers import HarkProcess
 from tests.speech import silence, speak
 
 aiortc = pytest.importorskip("aiortc")
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
-from av import AudioFrame  # noqa: E402
+from aiortc import RTCConfiguration, RTCPeerConnection  # noqa: E402
+
+from tests import webrtc_client as rtc  # noqa: E402
+from tests.webrtc_client import CALLS, Peer, error_of  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "sk-hark-webrtc-tests-0123456789"
-RATE = 48_000
-FRAME = RATE // 50
-CALLS = "/v1/realtime/calls"
+RATE = rtc.RATE
 
 
 @pytest.fixture(scope="module")
@@ -47,76 +43,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarkProcess]:
         yield hark
 
 
-class Speech(MediaStreamTrack):
-    """A microphone: ``pcm`` (48 kHz mono PCM16) then silence, 20 ms a frame in real time."""
-
-    kind = "audio"
-
-    def __init__(self, pcm: bytes) -> None:
-        super().__init__()
-        self.pcm = pcm
-        self.sent = 0
-        self.start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self.start is None:
-            self.start = loop.time()
-        wait = self.start + self.sent / RATE - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        chunk = self.pcm[self.sent * 2 : (self.sent + FRAME) * 2]
-        chunk += bytes(FRAME * 2 - len(chunk))
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME)
-        frame.planes[0].update(chunk)
-        frame.pts, frame.sample_rate, frame.time_base = self.sent, RATE, fractions.Fraction(1, RATE)
-        self.sent += FRAME
-        return frame
-
-
-class Peer:
-    """One aiortc client: its events from the data channel, the reply's energy from its track."""
-
-    def __init__(self, speech: bytes = b"") -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.loud_frames = 0
-        self.pc.addTrack(Speech(speech))
-        self.channel = self.pc.createDataChannel("oai-events")
-        self.channel.on("message", lambda m: self.events.put_nowait(json.loads(m)))
-        self.pc.on("track", lambda t: asyncio.ensure_future(self._listen(t)))
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
-
-    async def answer(self, sdp: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                if np.abs(frame.to_ndarray()).max() > 500:
-                    self.loud_frames += 1
-
-    async def next(self, kind: str, timeout_s: float = 60.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                event = await self.events.get()
-                self.seen.append(event)
-                if event["type"] == kind:
-                    return event
-
-    def send(self, event: dict[str, Any]) -> None:
-        self.channel.send(json.dumps(event))
-
-
 def auth(key: str = API_KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+    return rtc.auth(key)
 
 
 async def post_offer(
@@ -126,46 +54,23 @@ async def post_offer(
     key: str | None = API_KEY,
     query: str = "",
 ) -> httpx.Response:
-    headers = {"Content-Type": content_type, **(auth(key) if key else {})}
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        return await client.post(CALLS + query, content=body, headers=headers)
+    return await rtc.post_offer(server.base_url, body, content_type, key, query)
 
 
 @contextlib.asynccontextmanager
 async def call(
     server: HarkProcess, speech: bytes = b"", key: str = API_KEY, query: str = ""
 ) -> AsyncIterator[tuple[Peer, str]]:
-    peer = Peer(speech)
-    try:
-        response = await post_offer(server, await peer.offer(), key=key, query=query)
-        assert response.status_code == 201, response.text
-        assert response.headers["content-type"].startswith("application/sdp")
-        call_id = response.headers["location"].rsplit("/", 1)[1]
-        assert response.headers["location"] == f"{CALLS}/{call_id}"
-        await peer.answer(response.text)
+    async with rtc.call(server.base_url, Peer(speech), key, query) as (peer, call_id):
         yield peer, call_id
-    finally:
-        await peer.pc.close()
 
 
 async def sessions_active(server: HarkProcess) -> float:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
-        text = (await client.get("/metrics", headers=auth())).text
-    match = re.search(r'^hark_sessions_active\{transport="webrtc"\} (\S+)$', text, re.M)
-    assert match, "no webrtc sessions gauge"
-    return float(match.group(1))
+    return await rtc.sessions_active(server.base_url, API_KEY)
 
 
 async def until_no_sessions(server: HarkProcess, timeout_s: float = 15.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while await sessions_active(server) != 0:
-            await asyncio.sleep(0.1)
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    error: dict[str, Any] = response.json()["error"]
-    assert {"message", "type", "code"} <= set(error)
-    return error
+    await rtc.until_no_sessions(server.base_url, API_KEY, timeout_s)
 
 
 async def test_a_call_hears_answers_and_hangs_up(server: HarkProcess) -> None:

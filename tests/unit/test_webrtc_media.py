@@ -65,3 +65,23 @@ def test_stereo_is_mixed_to_mono() -> None:
     stereo = np.array([[100, 300] * 4], dtype="<i2")
     frame = AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
     assert np.frombuffer(mono_pcm16(frame), dtype="<i2").tolist() == [200] * 4
+
+
+async def test_on_frame_sees_each_frame_with_reply_audio_as_it_goes_out() -> None:
+    reply, _ = track()
+    frames: list[bytes] = []
+    reply.on_frame = frames.append
+    await reply.recv()  # silence: nothing played, no reference
+    assert frames == [] and not reply.busy
+    reply.push("resp_1", "item_1", tone(30))
+    assert reply.busy
+    sent = [await reply.recv() for _ in range(3)]
+    assert [len(f) for f in frames] == [FRAME_SAMPLES * 2] * 2  # the last frame was silence
+    assert frames[0] == sent[0].to_ndarray().tobytes() and frames[1] == sent[1].to_ndarray().tobytes()
+    assert reply.busy  # played out, but the response has not said it is finished
+    reply.finish("resp_1")
+    assert not reply.busy
+    reply.push("resp_2", "item_2", tone(100))
+    await reply.recv()
+    reply.clear()
+    assert not reply.busy

@@ -15,8 +15,8 @@ class AudioSettings(Section):
     the playback and the caller's handset or speakerphone leaks it back, when the package is
     installed; off for the Realtime WebSocket, whose clients (browsers, agent SDKs) cancel their
     own echo and whose playback hark does not see (there, a second canceller held back the
-    user's first words: docs/turn-taking.md). ``on``: every path, and a missing package stops
-    the server at start; ``off``: never."""
+    user's first words: docs/turn-taking.md), and for WebRTC calls, whose browsers cancel their
+    own. ``on``: every path, and a missing package stops the server at start; ``off``: never."""
 
     def echo_cancelled(self, installed: bool, *, by_default: bool = True) -> bool:
         """Whether a path cancels echo, given whether AEC3 is installed; ``by_default``: whether

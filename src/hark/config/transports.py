@@ -114,3 +114,8 @@ class WebRTCSettings(Section):
     would stall it); past it the answer is made again with host candidates only."""
     connect_timeout_s: float = Field(10.0, gt=0.0, le=120.0)
     """A call whose ICE and DTLS have not completed by then is closed (and counted)."""
+    loopback_candidates: Literal["auto", "only", "never"] = "auto"
+    """Host candidates on 127.0.0.1 and ::1, which ICE leaves out (``webrtc/hosts.py``).
+    ``auto``: only on a machine with no other interface (else no call could connect there);
+    ``only``: loopback only, so media never leaves the machine (callers on the same host);
+    ``never``: every interface but loopback, whatever the machine has."""

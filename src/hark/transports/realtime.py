@@ -157,12 +157,17 @@ class RealtimeSession:
         except rp.ProtocolError as exc:
             self._error(exc)
 
+    @property
+    def at_rest(self) -> bool:
+        """No turn in progress: what the idle timeout and the drain wait for."""
+        return self.conversation.idle
+
     async def _watch_idle(self) -> None:
         """Returns once the client has sent nothing for idle_timeout_s while no reply is running."""
         while True:
             now = time.monotonic()
             if self.idle.expired(now):
-                if self.conversation.idle:
+                if self.at_rest:
                     log.info("closing an idle session", extra={"session": self.id})
                     return
                 self.idle.touch(now)  # a reply is running: the client is listening
@@ -171,7 +176,7 @@ class RealtimeSession:
     async def drain(self, deadline: float) -> None:
         """Server shutdown: let the turn in progress finish, then close with 1001."""
         # Polled: "idle" is derived from several tasks, and this runs once, at shutdown.
-        while not self.conversation.idle and time.monotonic() < deadline:  # noqa: ASYNC110
+        while not self.at_rest and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await self.link.flushed(deadline + 1.0)
         await close_quietly(self.ws, 1001, "server is restarting; reconnect")

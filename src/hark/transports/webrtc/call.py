@@ -3,7 +3,8 @@
 aiortc gathers every ICE candidate before it can write the answer: an unreachable STUN or TURN
 server would stall the answer for as long as its transactions last, so gathering is bounded
 (``gather_timeout_s``) and past it the answer is made again with host candidates only. A peer
-that never completes ICE and DTLS is hung up after ``connect_timeout_s``."""
+that never completes ICE and DTLS is hung up after ``connect_timeout_s``. Which addresses the
+host candidates are on (loopback or not) is ``hosts``'s."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 from hark.config import IceServer, WebRTCSettings
+from hark.transports.webrtc import hosts
 from hark.transports.webrtc.channel import ChannelSocket
 from hark.transports.webrtc.media import ReplyTrack, mono_pcm16
 from hark.transports.webrtc.sdp import CallError
 from hark.transports.webrtc.session import CallSession
 
 log = logging.getLogger("hark.webrtc")
+
+CHANNEL_CLOSE_S = 0.5
+"""How long a hang-up waits for the peer to acknowledge the data channel's close (a peer that
+went away never does)."""
 
 
 def ice_config(servers: list[IceServer]) -> RTCConfiguration:
@@ -91,7 +97,8 @@ class Call:
             raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
         pc.addTrack(self.track)
         answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        with hosts.offering(self.settings.loopback_candidates):  # gathering happens here
+            await pc.setLocalDescription(answer)
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -120,12 +127,16 @@ class Call:
             await session.run()
         finally:
             # 1. The session has stopped (its conversation closed).  2. Stop listening and
-            #    watching.  3. Close the peer connection (tracks, transports, sockets).
+            #    watching.  3. Close the data channel, so that the peer gets what was sent before
+            #    it sees the channel close.  4. Close the peer connection (tracks, transports,
+            #    sockets).
             self.socket.hang_up("session ended")
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.track.stop()
+            if self.pc is not None and self.pc.connectionState == "connected":
+                await self.socket.close_channel(CHANNEL_CLOSE_S)
             await self._close_pc()
 
     async def abandon(self) -> None:

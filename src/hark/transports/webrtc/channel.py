@@ -4,14 +4,16 @@ call as serve a socket (no second protocol implementation).
 
 Every event the server sends goes to the data channel and to each sideband socket; every
 event either of them sends reaches the session. ``close()`` (idle, drain, a session that keeps
-failing) hangs the call up."""
+failing) lets the session say why (``on_closing``, where a WebSocket has its close frame), then
+hangs the call up; at the end of the call ``close_channel()`` closes the channel after what was
+sent on it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCDataChannel
@@ -38,6 +40,8 @@ class ChannelSocket:
         self.closed = asyncio.Event()
         self.sidebands: set[WebSocket] = set()
         self.received = 0
+        self.on_closing: Callable[[int, str], Awaitable[None]] | None = None
+        """What the session says before a close it asked for (a WebSocket's close frame)."""
 
     # -- the data channel -----------------------------------------------------------------
 
@@ -52,6 +56,11 @@ class ChannelSocket:
             self._open.set()
         else:
             channel.on("open", self._open.set)
+
+    @property
+    def opened(self) -> bool:
+        """The peer's ``oai-events`` channel is open (events written now reach it)."""
+        return self._open.is_set() and self._channel is not None and self._channel.readyState == "open"
 
     def deliver(self, message: str | bytes) -> None:
         """A client event from the channel or a sideband socket."""
@@ -113,7 +122,28 @@ class ChannelSocket:
         """Reply audio goes on the track, never here."""
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.hang_up(reason or str(code))
+        """The session ends the call (drain, idle, …): ``on_closing`` has its say, then the
+        hang-up, which happens even if that is cut short (a close bounded in time)."""
+        try:
+            if self.on_closing is not None and not self.closed.is_set():
+                with contextlib.suppress(Exception):  # last words are best effort
+                    await self.on_closing(code, reason)
+        finally:
+            self.hang_up(reason or str(code))
+
+    async def close_channel(self, within_s: float) -> None:
+        """Close the data channel as the peer sees it close: a stream reset, sent after every
+        message already sent (aiortc's ``close``; the peer connection's own close would abort
+        the association and could lose the last of them). Bounded: a peer gone never answers."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        closed = asyncio.Event()
+        channel.on("close", closed.set)
+        channel.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await closed.wait()
 
     def hang_up(self, reason: str) -> None:
         if self.closed.is_set():

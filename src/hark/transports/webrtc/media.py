@@ -36,7 +36,8 @@ class ReplyTrack(MediaStreamTrack):
 
     ``on_started(response_id)`` runs when a response's first sample goes out;
     ``on_stopped(response_id)`` when its last has, once ``finish(response_id)`` said no more is
-    coming."""
+    coming; ``on_frame(pcm)`` with each 20 ms frame that carries reply audio, as it is handed to
+    the encoder (the echo canceller's reference: exactly what the caller's speaker will play)."""
 
     kind = "audio"
 
@@ -45,11 +46,13 @@ class ReplyTrack(MediaStreamTrack):
         *,
         on_started: Callable[[str], None] | None = None,
         on_stopped: Callable[[str], None] | None = None,
+        on_frame: Callable[[bytes], None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
         self.on_started = on_started
         self.on_stopped = on_stopped
+        self.on_frame = on_frame
         self._clock = clock
         self._queue: collections.deque[_Piece] = collections.deque()
         self._played: dict[str, int] = {}
@@ -104,6 +107,11 @@ class ReplyTrack(MediaStreamTrack):
     def pending(self) -> bool:
         return bool(self._queue)
 
+    @property
+    def busy(self) -> bool:
+        """A reply is queued or still playing (its ``on_stopped`` has not run)."""
+        return bool(self._queue) or self._playing is not None
+
     # -- what aiortc's sender does --------------------------------------------------------
 
     async def recv(self) -> AudioFrame:
@@ -144,7 +152,10 @@ class ReplyTrack(MediaStreamTrack):
             self.queued_bytes -= take
         if self._playing is not None and self._playing in self._finished and not self._has(self._playing):
             self._stop()
-        return bytes(out) + SILENCE[len(out) :]
+        frame = bytes(out) + SILENCE[len(out) :]
+        if out and self.on_frame is not None:
+            self.on_frame(frame)
+        return frame
 
     def _has(self, response_id: str) -> bool:
         return any(p.response_id == response_id for p in self._queue)

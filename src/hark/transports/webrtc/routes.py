@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from hark.admission import Admission
 from hark.config import Settings
 from hark.drain import Drainer
+from hark.engines import aec
 from hark.observability.jsonlog import session_scope
 from hark.observability.metrics import Metrics
 from hark.pipeline import events as ev
@@ -52,6 +53,8 @@ class Calls:
         self.settings = settings
         self.security = security
         self.conversations = conversations
+        # Off under auto: browsers cancel their own echo (docs/turn-taking.md "Echo").
+        self.echo_cancelled = settings.audio.echo_cancelled(aec.available(), by_default=False)
         self.calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: Counter | None = None
@@ -153,6 +156,7 @@ class Calls:
             session_id=principal.session_id or new_id("sess"),
             metrics=metrics,
             limits=self.settings.security,
+            echo=aec.EchoCanceller(RATE) if self.echo_cancelled else None,
         )
         if config is not None:
             try:
