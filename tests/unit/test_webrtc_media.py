@@ -59,6 +59,22 @@ async def test_clear_keeps_exactly_what_played_and_refuses_the_rest() -> None:
     assert log == [("started", "resp_1")]  # cleared, not stopped
 
 
+async def test_hold_drops_the_unplayed_audio_but_not_the_reply() -> None:
+    reply, log = track()
+    reply.push("resp_1", "item_1", tone(200))
+    for _ in range(3):
+        await reply.recv()
+    reply.hold()  # speech over the reply: nothing more of it plays while paused
+    assert not reply.pending and not (await reply.recv()).to_ndarray().any()
+    assert reply.played_ms("item_1") == pytest.approx(60.0)
+    reply.push("resp_1", "item_1", tone(40))  # resumed from the playhead: same reply, no new start
+    assert (await reply.recv()).to_ndarray().all()
+    assert reply.played_ms("item_1") == pytest.approx(80.0)
+    reply.finish("resp_1")
+    await reply.recv()
+    assert log == [("started", "resp_1"), ("stopped", "resp_1")]
+
+
 def test_stereo_is_mixed_to_mono() -> None:
     from av import AudioFrame
 

@@ -96,6 +96,13 @@ class ReplyTrack(MediaStreamTrack):
             self._playing = None
         return cut
 
+    def hold(self) -> None:
+        """The reply paused (speech over it): drop what is queued but not yet played, without
+        ending the reply. The conversation sends it again from the playhead if the reply
+        resumes; left queued it would play on under the speaker and then be heard twice."""
+        self._queue.clear()
+        self.queued_bytes = 0
+
     def drop(self, response_id: str) -> None:
         """Refuse any later audio of ``response_id`` (it was cancelled)."""
         self._dropped.add(response_id)

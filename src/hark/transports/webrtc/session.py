@@ -140,6 +140,8 @@ class CallSession(RealtimeSession):
                 self.idle.touch(time.monotonic())
                 if self.conversation.interrupt and self._speaking is None and self.track.pending:
                     self._clear_played()
+            case ev.OutputPaused():
+                self.track.hold()  # paused at the playhead; a resume sends the rest again
             case ev.OutputCleared(response_id, item_id):
                 self.track.drop(response_id)
                 self.track.clear()
