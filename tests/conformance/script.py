@@ -35,8 +35,11 @@ BARGE_IN = "Please stop talking now."
 
 
 def spoken(text: str) -> bytes:
-    """espeak-ng saying ``text`` with room around it: 300 ms before, 1.2 s after (the VAD's end)."""
-    return silence(300) + speak(text) + silence(1200)
+    """espeak-ng saying ``text`` with room around it: 300 ms before, 2.3 s after. The SDKs ask
+    for ``semantic_vad`` by default, whose turn ends after at most 2 s of silence when the turn
+    model hears the speaker going on (it scored espeak-ng's "Please stop talking now." 0.03-0.08):
+    a microphone keeps sending silence, and so does this."""
+    return silence(300) + speak(text) + silence(2300)
 
 
 def server_order(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
