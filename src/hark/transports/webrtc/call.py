@@ -19,6 +19,7 @@ from av import AudioFrame
 from hark.config import IceServer, WebRTCSettings
 from hark.transports.webrtc.channel import ChannelSocket
 from hark.transports.webrtc.media import ReplyTrack, mono_pcm16
+from hark.transports.webrtc.opus import CallerAudio
 from hark.transports.webrtc.sdp import CallError
 from hark.transports.webrtc.session import CallSession
 
@@ -47,6 +48,8 @@ class Call:
         self.track = ReplyTrack()
         self.pc: RTCPeerConnection | None = None
         self._remote: MediaStreamTrack | None = None
+        self.caller: CallerAudio | None = None
+        """The caller's Opus, decoded as it arrives (None: aiortc's own path, the remote track)."""
         self.connected = asyncio.Event()
         self.end_reason: str | None = None
         self.gather_fallback = False
@@ -71,6 +74,7 @@ class Call:
             await self._close_pc()
             self.track = ReplyTrack()
             self._remote = None
+            self.caller = None
             return await self._negotiate(offer, RTCConfiguration(iceServers=[]))
 
     async def _negotiate(self, offer: str, config: RTCConfiguration) -> str:
@@ -92,6 +96,8 @@ class Call:
         pc.addTrack(self.track)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        receiver = next(t.receiver for t in pc.getTransceivers() if t.kind == "audio")
+        self.caller = CallerAudio.install(receiver, pc.localDescription.sdp)
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -116,6 +122,8 @@ class Call:
         tasks = [asyncio.create_task(self._watch_connect(on_timeout))]
         if self._remote is not None:
             tasks.append(asyncio.create_task(self._listen(self._remote, session)))
+        if self.caller is not None:
+            tasks.append(asyncio.create_task(self._hear(self.caller, session)))
         try:
             await session.run()
         finally:
@@ -143,7 +151,13 @@ class Call:
             on_timeout()
             self.socket.hang_up("connect_timeout")
 
+    async def _hear(self, caller: CallerAudio, session: CallSession) -> None:
+        while True:
+            await session.push_audio(await caller.take())
+
     async def _listen(self, remote: MediaStreamTrack, session: CallSession) -> None:
+        """What aiortc decodes itself: the caller's audio when ``CallerAudio`` could not be
+        installed, or a codec other than Opus."""
         while True:
             try:
                 frame = await remote.recv()
