@@ -21,6 +21,7 @@ from hark.config import IceServer, WebRTCSettings
 from hark.transports.webrtc import hosts
 from hark.transports.webrtc.channel import ChannelSocket
 from hark.transports.webrtc.media import ReplyTrack, mono_pcm16
+from hark.transports.webrtc.opus import CallerAudio
 from hark.transports.webrtc.sdp import CallError
 from hark.transports.webrtc.session import CallSession
 
@@ -53,6 +54,8 @@ class Call:
         self.track = ReplyTrack()
         self.pc: RTCPeerConnection | None = None
         self._remote: MediaStreamTrack | None = None
+        self.caller: CallerAudio | None = None
+        """The caller's Opus, decoded as it arrives (None: aiortc's own path, the remote track)."""
         self.connected = asyncio.Event()
         self.end_reason: str | None = None
         self.gather_fallback = False
@@ -77,6 +80,7 @@ class Call:
             await self._close_pc()
             self.track = ReplyTrack()
             self._remote = None
+            self.caller = None
             return await self._negotiate(offer, RTCConfiguration(iceServers=[]))
 
     async def _negotiate(self, offer: str, config: RTCConfiguration) -> str:
@@ -99,6 +103,8 @@ class Call:
         answer = await pc.createAnswer()
         with hosts.offering(self.settings.loopback_candidates):  # gathering happens here
             await pc.setLocalDescription(answer)
+        receiver = next(t.receiver for t in pc.getTransceivers() if t.kind == "audio")
+        self.caller = CallerAudio.install(receiver, pc.localDescription.sdp)
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -123,6 +129,8 @@ class Call:
         tasks = [asyncio.create_task(self._watch_connect(on_timeout))]
         if self._remote is not None:
             tasks.append(asyncio.create_task(self._listen(self._remote, session)))
+        if self.caller is not None:
+            tasks.append(asyncio.create_task(self._hear(self.caller, session)))
         try:
             await session.run()
         finally:
@@ -154,7 +162,13 @@ class Call:
             on_timeout()
             self.socket.hang_up("connect_timeout")
 
+    async def _hear(self, caller: CallerAudio, session: CallSession) -> None:
+        while True:
+            await session.push_audio(await caller.take())
+
     async def _listen(self, remote: MediaStreamTrack, session: CallSession) -> None:
+        """What aiortc decodes itself: the caller's audio when ``CallerAudio`` could not be
+        installed, or a codec other than Opus."""
         while True:
             try:
                 frame = await remote.recv()

@@ -1,5 +1,6 @@
 """Audio on the peer connection: reply audio out on a track paced by the RTP clock in 20 ms
-frames, and the caller's decoded Opus in, as mono PCM16 for the listening path.
+frames (Opus packets, encoded here: ``opus.ReplyEncoder``), and the caller's decoded audio in,
+as mono PCM16 for the listening path.
 
 The outbound track knows exactly which samples it has handed to the encoder, per reply item, so
 a barge-in cuts the history at what was played, with no client ``truncate``."""
@@ -8,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fractions
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, Packet
 
-RATE = 48_000
-"""Opus's clock: the conversation speaks and listens at this rate on a call (no resampling
-between it and the codec)."""
-FRAME_SAMPLES = RATE // 50
+from hark.transports.webrtc.opus import FRAME_SAMPLES, RATE, ReplyEncoder
+
+__all__ = ["FRAME_BYTES", "FRAME_SAMPLES", "RATE", "SILENCE", "ReplyTrack", "mono_pcm16"]
+
+# RATE is Opus's clock: the conversation speaks and listens at it on a call (no resampling
+# between it and the codec).
 FRAME_BYTES = FRAME_SAMPLES * 2
 SILENCE = bytes(FRAME_BYTES)
 
@@ -32,7 +35,8 @@ class _Piece:
 
 
 class ReplyTrack(MediaStreamTrack):
-    """The reply, 20 ms at a time, on the RTP clock (silence between replies).
+    """The reply, 20 ms at a time, on the RTP clock (silence between replies), as Opus packets
+    (``encode``: PCM16 and RTP time in, a packet out; Opus unless a test says otherwise).
 
     ``on_started(response_id)`` runs when a response's first sample goes out;
     ``on_stopped(response_id)`` when its last has, once ``finish(response_id)`` said no more is
@@ -48,8 +52,10 @@ class ReplyTrack(MediaStreamTrack):
         on_stopped: Callable[[str], None] | None = None,
         on_frame: Callable[[bytes], None] | None = None,
         clock: Callable[[], float] | None = None,
+        encode: Callable[[bytes, int], Packet[Any]] | None = None,
     ) -> None:
         super().__init__()
+        self._encode = encode or ReplyEncoder().encode
         self.on_started = on_started
         self.on_stopped = on_stopped
         self.on_frame = on_frame
@@ -121,7 +127,7 @@ class ReplyTrack(MediaStreamTrack):
 
     # -- what aiortc's sender does --------------------------------------------------------
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         now = self._now()
@@ -132,12 +138,7 @@ class ReplyTrack(MediaStreamTrack):
             wait = self._start + self._timestamp / RATE - now
             if wait > 0:
                 await asyncio.sleep(wait)
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self._next_frame())
-        frame.pts = self._timestamp
-        frame.sample_rate = RATE
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+        return self._encode(self._next_frame(), self._timestamp)
 
     def _next_frame(self) -> bytes:
         out = bytearray()
