@@ -33,8 +33,8 @@ UNFINISHED = [
     # trailing comma, dash or ellipsis
     "I need eggs,",
     "I need eggs, milk,",
-    "I was thinking...",
-    "I was thinking…",
+    "My phone number is...",
+    "The code is 4-7\u2026",
     "It is -",
     "Well —",
     "The options are:",
@@ -99,6 +99,10 @@ COMPLETE = [
 ]
 
 UNKNOWN = [
+    # Whisper's ellipsis (it heard the voice trail off) keeps words from reading complete
+    "I was thinking...",
+    "I was thinking…",
+    "No...",
     "",
     "   ",
     "[BLANK_AUDIO]",

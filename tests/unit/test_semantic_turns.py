@@ -308,3 +308,11 @@ def test_the_wait_for_words_is_bounded_by_the_longest_silence(eagerness: Eagerne
     policy = SEMANTIC_POLICIES[eagerness]
     for ask in (*([policy.early_ms] if policy.early_ms else []), *policy.decide_ms):
         assert 0 < policy.wait_ms(ask) <= min(WORDS_WAIT_MS, policy.max_silence_ms - ask)
+
+
+def test_a_sure_not_done_needs_no_words() -> None:
+    policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+    assert not policy.may_end(300, 0.1)  # the listener stops waiting for the transcript
+    assert policy.may_end(300, 0.4)  # unsure: complete words would end it
+    high = SEMANTIC_POLICIES[Eagerness.HIGH]
+    assert high.early_ms is not None and not high.may_end(high.early_ms, 0.4)

@@ -151,8 +151,9 @@ class PauseWords:
         return transcript
 
     async def aclose(self) -> None:
+        # Let the last transcription finish (its thread would run on regardless), so the next
+        # case does not find the STT busy: sessions of a live server would, cases here need not.
         if self.current is not None:
-            self.current[1].cancel()
             with contextlib.suppress(asyncio.CancelledError, EngineError):
                 await self.current[1]
 

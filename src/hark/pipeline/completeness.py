@@ -4,10 +4,11 @@ Semantic end of turn asks it at a pause, with the speculative transcript of the 
 that pause, beside the turn model (which hears only the sound). It says ``UNFINISHED`` only where
 English grammar is clear: the transcript ends on a word that cannot end a sentence (an article,
 a preposition, a conjunction, a possessive, a copula after a noun), on a filler ("um", "let me
-see"), on a comma, dash or ellipsis, or in the middle of a number being read out (fewer digits
-than the shortest number of its kind). ``COMPLETE`` is any other transcript that ends on ``.``,
-``?`` or ``!``; a question mark ends a sentence whatever word comes before it ("What are you
-looking at?"). ``UNKNOWN``: nothing to judge (no words, or no closing punctuation).
+see"), on a comma or dash, or in the middle of a number being read out (fewer digits than the
+shortest number of its kind). ``COMPLETE`` is any other transcript that ends on ``.``, ``?`` or
+``!``; a question mark ends a sentence whatever word comes before it ("What are you looking
+at?"). ``UNKNOWN``: nothing to judge (no words, no closing punctuation, or an ellipsis after
+words that do not say unfinished).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ _FILLERS = (
     ("i", "think"),
     ("i", "mean"),
 )
-_CONTINUING = (",", ";", ":", "-", "\u2013", "\u2014", "...", "\u2026")
+_CONTINUING = (",", ";", ":", "-", "\u2013", "\u2014")
+_TRAILING_OFF = ("...", "\u2026")
+"""Whisper's ellipsis: it heard the voice trail off. Not a word of grammar: tiny.en wrote "No..."
+for a complete "No." in the corpus, so it only keeps the words from reading complete."""
 _DIGIT_WORDS = _words("zero oh one two three four five six seven eight nine")
 _SHORTEST_NUMBER = {
     # a phone number without its area code (7 digits) is the shortest a listener writes down
@@ -85,6 +89,8 @@ def read(transcript: str) -> Reading:
         return Reading.COMPLETE
     if _unfinished(words):
         return Reading.UNFINISHED
+    if text.endswith(_TRAILING_OFF):
+        return Reading.UNKNOWN
     return Reading.COMPLETE if text.endswith((".", "!")) else Reading.UNKNOWN
 
 

@@ -11,7 +11,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -177,7 +177,13 @@ class Listener:
         try:
             words = Reading.UNKNOWN
             if transcript is not None:  # the model hears the sound meanwhile
-                await asyncio.wait([transcript], timeout=policy.wait_ms(ask_ms) / 1000)
+                wait_s = policy.wait_ms(ask_ms) / 1000
+                deadline = time.monotonic() + wait_s
+                either: list[asyncio.Future[Any]] = [transcript, heard]
+                await asyncio.wait(either, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                if heard.done() and not policy.may_end(ask_ms, heard.result()):
+                    return False  # the model is sure: no words could end the turn here
+                await asyncio.wait([transcript], timeout=max(0.0, deadline - time.monotonic()))
                 words = _words(transcript)
             if words is Reading.UNFINISHED:
                 return False

@@ -59,6 +59,10 @@ class SemanticPolicy:
         answer nothing; the bound keeps a shed or stalled transcription from holding it up."""
         return max(0.0, min(self.max_silence_ms - ask_ms, WORDS_WAIT_MS))
 
+    def may_end(self, ask_ms: float, probability: float) -> bool:
+        """Whether some words could still end the turn at this ask, given the model's answer."""
+        return self.ends(ask_ms, probability, Reading.COMPLETE)
+
     def ends(self, ask_ms: float, probability: float, words: Reading) -> bool:
         """Whether the turn ends at this ask; ``words`` is ``UNKNOWN`` without a transcript."""
         if words is Reading.UNFINISHED:
