@@ -34,6 +34,7 @@ UNFINISHED = [
     "I need eggs,",
     "I need eggs, milk,",
     "My phone number is...",
+    "My phone is very...",
     "The code is 4-7\u2026",
     "It is -",
     "Well —",

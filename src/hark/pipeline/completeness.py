@@ -40,6 +40,8 @@ _NEVER_LAST = _words(
     # contracted copulas and auxiliaries: "it's", "I'm", "I'll" cannot end a sentence
     "i'm you're we're they're it's that's there's here's what's he's she's who's where's",
     "how's i'll you'll we'll they'll i've you've we've they've",
+    # an intensifier needs what it intensifies ("it is very")
+    "very",
 )
 _COPULAS = _words("is are was were am")
 _COPULA_MAY_END = _words("i you he she it we they there here this that these those what who where how yes no")
