@@ -26,6 +26,7 @@ from hark.engines.base import (
     STTCapabilities,
     Transcript,
     TTSCapabilities,
+    TurnModel,
     VADStream,
 )
 from hark.errors import EngineError
@@ -202,6 +203,7 @@ def fake_conversation(
     emit: Callable[[Event], None],
     tools: Toolbox | None = None,
     rate: int = 24_000,
+    turn_model: TurnModel | None = None,
     **config: Any,
 ) -> Conversation:
     """A conversation over the fakes and ``LoudnessVAD``, with quick test settings (a 200 ms
@@ -227,6 +229,7 @@ def fake_conversation(
         tools=tools,
         input_rate=rate,
         output_rate=rate,
+        turn_model=turn_model,
     )
 
 

@@ -3,15 +3,24 @@ loudness VAD, no real audio)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from hark.engines.base import Float32Array
+from hark.engines.base import Float32Array, Transcript
 from hark.errors import EngineError
+from hark.pipeline.completeness import Reading
 from hark.pipeline.listener import Listener
-from hark.pipeline.turns import SEMANTIC_POLICIES, Eagerness, TurnConfig, TurnDetector, TurnEvent
+from hark.pipeline.turns import (
+    SEMANTIC_POLICIES,
+    WORDS_WAIT_MS,
+    Eagerness,
+    TurnConfig,
+    TurnDetector,
+    TurnEvent,
+)
 from tests.fakes import LoudnessVAD, quiet, tone
 
 
@@ -145,3 +154,165 @@ def test_every_eagerness_has_a_bounded_policy(eagerness: Eagerness) -> None:
     assert list(policy.decide_ms) == sorted(policy.decide_ms)
     assert policy.decide_ms[-1] < policy.max_silence_ms <= 5000
     assert np.isfinite(policy.max_silence_ms)
+
+
+# The words of the pause: the listener reads the speculative transcript beside the model.
+
+
+@dataclass
+class ScriptedWords:
+    """Transcripts for the listener's pauses: ``text`` at once (or after ``delay`` s), or one
+    that fails (``fail``); ``None`` with ``none``. Records the pauses it was asked about."""
+
+    text: str
+    delay: float = 0.0
+    fail: bool = False
+    none: bool = False
+    asked: list[int] = field(default_factory=list)
+    made: dict[int, asyncio.Future[Transcript]] = field(default_factory=dict)
+
+    def transcript_at(self, audio_ms: int) -> asyncio.Future[Transcript] | None:
+        self.asked.append(audio_ms)
+        if self.none:
+            return None
+        if audio_ms not in self.made:  # one transcription per pause
+            self.made[audio_ms] = asyncio.ensure_future(self._transcribe())
+        return self.made[audio_ms]
+
+    async def _transcribe(self) -> Transcript:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise EngineError("injected", engine="scripted-stt")
+        return Transcript(self.text)
+
+
+def worded(model: ScriptedTurnModel, words: ScriptedWords, eagerness: Eagerness) -> Listener:
+    listen = listener(model, eagerness)
+    listen.transcripts = words
+    return listen
+
+
+async def stop_after_words(listen: Listener, speech_ms: int, silence_ms: int) -> int | None:
+    """``stop_after`` as a conversation feeds it: the pause's transcript starts when the pause is
+    reported, and the event loop turns between frames (so a quick transcript is in by the ask)."""
+    assert listen.transcripts is not None
+    for _ in range(speech_ms // 20):
+        await listen.push(tone(20))
+    for fed in range(20, silence_ms + 1, 20):
+        for boundary in await listen.push(quiet(20)):
+            if boundary.event is TurnEvent.PAUSED:
+                listen.transcripts.transcript_at(boundary.audio_ms)
+            if boundary.event is TurnEvent.SPEECH_STOPPED:
+                return fed
+        for _ in range(3):
+            await asyncio.sleep(0)
+    return None
+
+
+async def test_unfinished_words_keep_the_turn_open_though_the_model_says_done() -> None:
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("My phone number is 555.")
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+    assert fed is not None and fed >= policy.max_silence_ms  # only the longest silence ended it
+    assert model.asked == []  # the words were in before the first ask: the model was not needed
+    assert len(set(words.asked)) == 1  # every ask read the one transcript of this pause
+
+
+async def test_complete_words_and_an_unsure_model_end_the_turn() -> None:
+    model, words = ScriptedTurnModel([0.35]), ScriptedWords("What time is it?")
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    assert fed is not None and fed < 400, fed  # the first ask, at 300 ms
+    assert len(model.asked) == 1
+
+
+async def test_an_unsure_model_alone_does_not_end_the_turn() -> None:
+    for words in (ScriptedWords("I was thinking"), ScriptedWords("", none=True)):
+        model = ScriptedTurnModel([0.35])
+        fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 1500)
+        assert fed is None, words  # no words that read complete: "not done" as before
+
+
+async def test_a_sure_not_done_holds_against_complete_words() -> None:
+    model, words = ScriptedTurnModel([0.05]), ScriptedWords("Send it to John.")
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 1500)
+    assert fed is None
+    assert len(model.asked) == 3
+
+
+async def test_without_words_the_model_alone_decides() -> None:
+    for words in (ScriptedWords("", none=True), ScriptedWords("My phone number is", fail=True)):
+        model = ScriptedTurnModel([0.9])
+        fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+        assert fed is not None and fed < 400, (words, fed)
+
+
+async def test_a_slow_transcript_is_waited_for() -> None:
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("My phone number is", delay=0.2)
+    fed = await stop_after_words(worded(model, words, Eagerness.HIGH), 600, 3000)
+    assert fed is not None and fed >= SEMANTIC_POLICIES[Eagerness.HIGH].max_silence_ms
+
+
+async def test_the_words_are_asked_for_at_the_pause_where_the_silence_began() -> None:
+    model, words = ScriptedTurnModel([0.1]), ScriptedWords("Um.")
+    listen = worded(model, words, Eagerness.HIGH)
+    paused = []
+    for chunk in [tone(600), quiet(400), tone(400), quiet(400)]:
+        for i in range(0, len(chunk), 960):
+            paused += [
+                b.audio_ms for b in await listen.push(chunk[i : i + 960]) if b.event is TurnEvent.PAUSED
+            ]
+    assert len(paused) == 2
+    assert sorted(set(words.asked)) == paused
+
+
+async def test_high_ends_early_only_when_words_and_model_agree() -> None:
+    agree = ScriptedTurnModel([0.9])
+    fed = await stop_after_words(worded(agree, ScriptedWords("Paris."), Eagerness.HIGH), 600, 3000)
+    assert fed is not None and fed < 160, fed  # the early ask, at 128 ms
+    unknown = ScriptedTurnModel([0.9])
+    fed = await stop_after_words(worded(unknown, ScriptedWords("Paris"), Eagerness.HIGH), 600, 3000)
+    assert fed is not None and 160 <= fed < 200, fed  # no closing stop: the model alone, at 160 ms
+    unsure = ScriptedTurnModel([0.35])
+    fed = await stop_after_words(worded(unsure, ScriptedWords("Paris."), Eagerness.HIGH), 600, 3000)
+    assert fed is not None and 160 <= fed < 200, fed  # unsure: not at the early ask
+
+
+@pytest.mark.parametrize(
+    ("probability", "words", "ends"),
+    [
+        (0.99, Reading.UNFINISHED, False),
+        (0.99, Reading.UNKNOWN, True),
+        (0.99, Reading.COMPLETE, True),
+        (0.4, Reading.COMPLETE, True),
+        (0.4, Reading.UNKNOWN, False),
+        (0.2, Reading.COMPLETE, False),
+        (0.0, Reading.UNFINISHED, False),
+    ],
+)
+def test_how_words_and_model_combine(probability: float, words: Reading, ends: bool) -> None:
+    policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+    assert policy.ends(300, probability, words) is ends
+
+
+def test_the_early_ask_needs_both() -> None:
+    policy = SEMANTIC_POLICIES[Eagerness.HIGH]
+    assert policy.early_ms is not None
+    assert policy.ends(policy.early_ms, 0.9, Reading.COMPLETE)
+    assert not policy.ends(policy.early_ms, 0.9, Reading.UNKNOWN)
+    assert not policy.ends(policy.early_ms, 0.4, Reading.COMPLETE)
+    assert policy.decide_at(round(policy.early_ms / 32), 32)
+
+
+@pytest.mark.parametrize("eagerness", list(Eagerness))
+def test_the_wait_for_words_is_bounded_by_the_longest_silence(eagerness: Eagerness) -> None:
+    policy = SEMANTIC_POLICIES[eagerness]
+    for ask in (*([policy.early_ms] if policy.early_ms else []), *policy.decide_ms):
+        assert 0 < policy.wait_ms(ask) <= min(WORDS_WAIT_MS, policy.max_silence_ms - ask)
+
+
+def test_a_sure_not_done_needs_no_words() -> None:
+    policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+    assert not policy.may_end(300, 0.1)  # the listener stops waiting for the transcript
+    assert policy.may_end(300, 0.4)  # unsure: complete words would end it
+    high = SEMANTIC_POLICIES[Eagerness.HIGH]
+    assert high.early_ms is not None and not high.may_end(high.early_ms, 0.4)

@@ -3,14 +3,17 @@
 The corpus is espeak-ng speech in several voices: (a) turns with 300-900 ms pauses inside them
 (numbers, addresses, lists, "um") that must not be cut off, and (b) short complete turns that
 should be answered quickly. Each case runs through hark's own listening path (causal
-resampler, Silero VAD, turn detector, Smart Turn) in process, fed in 20 ms frames; the audio
-clock decides, and the turn model's measured time per decision is added to the end-of-turn
-delay. Smart Turn was trained on human speech, so these figures rest on synthetic voices.
+resampler, Silero VAD, turn detector, Smart Turn and, for the semantic modes, tiny.en
+transcribing the speech before each pause as the speculation does) in process, fed in 20 ms
+frames (see run_case for the clock). Smart Turn was trained on human speech, and tiny.en hears
+espeak-ng differently from people, so these figures rest on synthetic voices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hark.bench.audio import RATE, espeak, frames, silence
-from hark.engines.base import Float32Array, TurnModel
+from hark.engines.base import STT, Float32Array, Transcript, TurnModel
+from hark.errors import EngineError
+from hark.pipeline.completeness import read
 from hark.pipeline.listener import Listener
 from hark.pipeline.turns import Eagerness, TurnConfig, TurnEvent
 
@@ -117,28 +122,110 @@ class TimedModel:
         await self.model.aclose()
 
 
+@dataclass
+class PauseWords:
+    """What intake's speculation is to a semantic turn, for the bench: one transcription of the
+    turn so far per pause, started when the pause is reported (or when the listener asks first),
+    on the STT's own thread; the wall time of each is recorded."""
+
+    stt: STT
+    listener: Listener | None = None
+    current: tuple[int, asyncio.Task[Transcript]] | None = None
+    seconds: list[float] = field(default_factory=list)
+
+    def transcript_at(self, audio_ms: int) -> asyncio.Task[Transcript] | None:
+        if self.current is not None and self.current[0] == audio_ms:
+            return self.current[1]
+        if self.listener is None:
+            return None
+        if self.current is not None:
+            self.current[1].cancel()
+        task = asyncio.create_task(self._transcribe(self.listener.utterance()))
+        self.current = (audio_ms, task)
+        return task
+
+    async def _transcribe(self, audio: Float32Array) -> Transcript:
+        started = time.perf_counter()
+        transcript = await self.stt.transcribe(audio)
+        self.seconds.append(time.perf_counter() - started)
+        return transcript
+
+    async def aclose(self) -> None:
+        # Let the last transcription finish (its thread would run on regardless), so the next
+        # case does not find the STT busy: sessions of a live server would, cases here need not.
+        if self.current is not None:
+            with contextlib.suppress(asyncio.CancelledError, EngineError):
+                await self.current[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     cut_off: bool
     delay_ms: float | None
-    """From the end of speech to the turn's end (audio clock plus the deciding model call)."""
+    """From the end of speech to the turn's end (see run_case)."""
+    words: str | None = None
+    """What the pause's transcript said where a semantic turn ended (None: no transcript)."""
 
 
-async def run_case(case: Case, config: TurnConfig, vad: Any, model: TimedModel | None) -> Outcome:
-    listener = Listener(vad, config, input_rate=RATE, prefix_ms=300, max_turn_s=30, turn_model=model)
+async def run_case(
+    case: Case,
+    config: TurnConfig,
+    vad: Any,
+    model: TimedModel | None,
+    stt: STT | None = None,
+    transcribed: list[float] | None = None,
+) -> Outcome:
+    """One case through the listener. A semantic turn is fed as fast as it is heard except from
+    each pause on, where frames come every 20 ms as from a live client, so the turn model and
+    the pause's transcript take the wall time they would live; its delay is the audio clock up
+    to the pause plus the wall time since. Without a semantic turn the audio clock decides."""
+    words = PauseWords(stt, seconds=[] if transcribed is None else transcribed) if stt is not None else None
+    listener = Listener(
+        vad, config, input_rate=RATE, prefix_ms=300, max_turn_s=30, turn_model=model, transcripts=words
+    )
+    if words is not None:
+        words.listener = listener
+    resumes = list(case.pause_ends_ms)
+    paced: tuple[float, float] | None = None  # (audio clock, wall clock) when this pause was reported
     fed_ms = 0.0
-    for frame in frames(case.pcm):
-        calls = len(model.seconds) if model else 0
-        boundaries = await listener.push(frame)
-        fed_ms += 20
-        for boundary in boundaries:
-            if boundary.event is not TurnEvent.SPEECH_STOPPED:
-                continue
-            if boundary.audio_ms < case.speech_end_ms - CUT_MARGIN_MS:
-                return Outcome(cut_off=True, delay_ms=None)  # ended inside the speech
-            decided = model.seconds[-1] * 1000 if model and len(model.seconds) > calls else 0.0
-            return Outcome(cut_off=False, delay_ms=fed_ms - case.speech_end_ms + decided)
-    return Outcome(cut_off=False, delay_ms=None)
+    try:
+        for frame in frames(case.pcm):
+            if paced is not None:
+                due = paced[1] + (fed_ms - paced[0]) / 1000
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            calls = len(model.seconds) if model else 0
+            boundaries = await listener.push(frame)
+            fed_ms += 20
+            while resumes and fed_ms >= resumes[0]:
+                resumes.pop(0)
+                paced = None
+            for boundary in boundaries:
+                if boundary.event is TurnEvent.PAUSED and config.eagerness is not None:
+                    if words is not None:
+                        words.transcript_at(boundary.audio_ms)  # as intake starts its speculation
+                    paced = (fed_ms, time.perf_counter())
+                if boundary.event is not TurnEvent.SPEECH_STOPPED:
+                    continue
+                said = _said(words, boundary.audio_ms)
+                if boundary.audio_ms < case.speech_end_ms - CUT_MARGIN_MS:
+                    return Outcome(cut_off=True, delay_ms=None, words=said)  # ended inside the speech
+                if paced is not None:
+                    delay = paced[0] - case.speech_end_ms + (time.perf_counter() - paced[1]) * 1000
+                else:
+                    decided = model.seconds[-1] * 1000 if model and len(model.seconds) > calls else 0.0
+                    delay = fed_ms - case.speech_end_ms + decided
+                return Outcome(cut_off=False, delay_ms=delay, words=said)
+        return Outcome(cut_off=False, delay_ms=None)
+    finally:
+        if words is not None:
+            await words.aclose()
+
+
+def _said(words: PauseWords | None, audio_ms: int) -> str | None:
+    if words is None or words.current is None or words.current[0] != audio_ms:
+        return None
+    task = words.current[1]
+    return task.result().text if task.done() and not task.cancelled() and not task.exception() else None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -148,48 +235,89 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-async def _run(log: Callable[[str], None], voices: tuple[str, ...]) -> dict[str, Any]:
+def _figures(outcomes: list[tuple[Case, Outcome]]) -> dict[str, Any]:
+    paused = [o for c, o in outcomes if c.kind == "paused"]
+    short = [o for c, o in outcomes if c.kind == "short"]
+    delays = [o.delay_ms for o in short if o.delay_ms is not None]
+    return {
+        "false_cutoff_pct": round(100 * sum(o.cut_off for o in paused) / len(paused), 1),
+        "short_end_of_turn_ms_p50": _pct(delays, 0.5),
+        "short_end_of_turn_ms_p95": _pct(delays, 0.95),
+        "short_cut_off": sum(o.cut_off for o in short),
+        "short_missed": sum(1 for o in short if o.delay_ms is None and not o.cut_off),
+        "cut_at_words": sorted(
+            {f"{o.words} [{read(o.words).value}]" for o in paused if o.cut_off and o.words is not None}
+        ),
+    }
+
+
+async def _run(
+    log: Callable[[str], None], voices: tuple[str, ...], words: bool, sound_only: bool
+) -> dict[str, Any]:
+    from hark.config import STTSettings
+    from hark.engines.stt.faster_whisper import FasterWhisperSTT
     from hark.engines.turn.smart_turn import SmartTurn
     from hark.engines.vad.silero import SileroVAD
 
     cases = corpus(voices)
     vad = SileroVAD()
     model = TimedModel(SmartTurn())
+    stt = FasterWhisperSTT(STTSettings()) if words else None
     results: dict[str, Any] = {
         "corpus": {
             "voices": list(voices),
             "paused": sum(c.kind == "paused" for c in cases),
             "short": sum(c.kind == "short" for c in cases),
             "speech": "espeak-ng (synthetic)",
-        }
+        },
+        "load_average_before": _load(),
     }
+    transcribed: list[float] = []
+    runs: list[tuple[str, TurnConfig, STT | None]] = []
+    for mode, config in MODES.items():
+        if config.eagerness is None:
+            runs.append((mode, config, None))
+            continue
+        if sound_only or stt is None:
+            runs.append((f"{mode}_sound_only", config, None))
+        if stt is not None:
+            runs.append((mode, config, stt))
     try:
-        for mode, config in MODES.items():
-            outcomes = [
-                (case, await run_case(case, config, vad, model if config.eagerness else None))
-                for case in cases
-            ]
-            paused = [o for c, o in outcomes if c.kind == "paused"]
-            short_cut = [o for c, o in outcomes if c.kind == "short" and o.cut_off]
-            short = [o.delay_ms for c, o in outcomes if c.kind == "short" and o.delay_ms is not None]
-            results[mode] = {
-                "false_cutoff_pct": round(100 * sum(o.cut_off for o in paused) / len(paused), 1),
-                "short_end_of_turn_ms_p50": _pct(short, 0.5),
-                "short_end_of_turn_ms_p95": _pct(short, 0.95),
-                "short_cut_off": len(short_cut),
-                "short_missed": sum(
-                    1 for c, o in outcomes if c.kind == "short" and o.delay_ms is None and not o.cut_off
-                ),
-            }
+        for mode, config, mode_stt in runs:
+            outcomes = []
+            for case in cases:
+                turn_model = model if config.eagerness else None
+                outcome = await run_case(case, config, vad, turn_model, mode_stt, transcribed)
+                outcomes.append((case, outcome))
+            results[mode] = _figures(outcomes)
             log(f"   {mode}: {results[mode]}")
         if model.seconds:
             results["decision_ms_p50"] = round(statistics.median(model.seconds) * 1000, 1)
             results["decisions"] = len(model.seconds)
+        if transcribed:
+            results["pause_transcript_ms_p50"] = _pct([s * 1000 for s in transcribed], 0.5)
+            results["pause_transcript_ms_p95"] = _pct([s * 1000 for s in transcribed], 0.95)
+            results["pause_transcripts"] = len(transcribed)
+        results["load_average_after"] = _load()
     finally:
         await model.aclose()
         await vad.aclose()
+        if stt is not None:
+            await stt.aclose()
     return results
 
 
-def run(*, log: Callable[[str], None] = print, voices: tuple[str, ...] = VOICES) -> dict[str, Any]:
-    return asyncio.run(_run(log, voices))
+def _load() -> list[float] | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def run(
+    *,
+    log: Callable[[str], None] = print,
+    voices: tuple[str, ...] = VOICES,
+    words: bool = True,
+    sound_only: bool = False,
+) -> dict[str, Any]:
+    """Every mode over the corpus; the semantic modes with the pause's tiny.en transcript
+    (``words``) and, for comparison, with the turn model alone (``sound_only``)."""
+    return asyncio.run(_run(log, voices, words, sound_only))

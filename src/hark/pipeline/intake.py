@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from hark.engines.base import STT, VAD, Float32Array, TurnModel
+from hark.engines.base import STT, VAD, Float32Array, Transcript, TurnModel
 from hark.pipeline import events as ev
 from hark.pipeline.barge_in import BargeIn
 from hark.pipeline.conversation_state import ConversationState
@@ -92,6 +92,7 @@ class Intake:
             prefix_ms=config.prefix_ms,
             max_turn_s=config.max_turn_s,
             turn_model=turn_model,
+            transcripts=self,  # a semantic turn reads the speculation's words (transcript_at)
         )
         self.item_id: str | None = None
         """The user's item in progress (its speech started, not yet committed)."""
@@ -162,14 +163,29 @@ class Intake:
         if self.barge.deciding:  # speech over a reply: is it words?
             self.barge.paused(boundary.audio_ms, self.listener.utterance())
             return
+        self._speculate(boundary.audio_ms)
+
+    def transcript_at(self, audio_ms: int) -> asyncio.Future[Transcript] | None:
+        """The words of the pause at ``audio_ms`` for a semantic end of turn (listener.py): the
+        speculation's transcript, started now if the listener asks before the pause is reported
+        (both in one push of audio). ``None`` over a reply, or with speculation turned off."""
+        if self.barge.deciding:
+            return None
+        self._speculate(audio_ms)
+        current = self.speculation.current
+        return current.transcript if current is not None and current.audio_ms == audio_ms else None
+
+    def _speculate(self, audio_ms: int) -> None:
+        """Start the speculation of the pause at ``audio_ms``, unless it runs already."""
+        current = self.speculation.current
+        if current is not None and current.audio_ms == audio_ms:
+            return
         if self.item_id is None or not self.config.speculative_transcript:
             return
         self.partials.cancel()
         conductor = self._conductor
         hold = conductor.auto_respond and self.config.speculative_reply and not conductor.responding
-        self.speculation.start(
-            boundary.audio_ms, self.listener.utterance(), conductor.hold_reply if hold else None
-        )
+        self.speculation.start(audio_ms, self.listener.utterance(), conductor.hold_reply if hold else None)
 
     def _speech_stopped(self, boundary: TurnBoundary) -> None:
         item_id = self.item_id or new_id("item")

@@ -6,17 +6,20 @@ the event loop and keeps the current utterance (with a little audio from before 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from hark.audio import pcm16_to_float
 from hark.audio.polyphase import CausalResampler
-from hark.engines.base import VAD, Float32Array, TurnModel
+from hark.engines.base import VAD, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
+from hark.pipeline.completeness import Reading, read
 from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
 
 log = logging.getLogger("hark.listener")
@@ -36,6 +39,16 @@ class TurnBoundary:
     """time.monotonic() when the audio at that position arrived."""
 
 
+class PauseTranscripts(Protocol):
+    """Where a semantic turn gets the words of a pause: the speculative transcript of the speech
+    before it (intake.py), so that nothing is transcribed twice."""
+
+    def transcript_at(self, audio_ms: int) -> asyncio.Future[Transcript] | None:
+        """The transcript of the turn up to the pause that began at ``audio_ms`` (started now if
+        it was not yet), or ``None`` where there is none to be had."""
+        ...
+
+
 class Listener:
     def __init__(
         self,
@@ -46,11 +59,13 @@ class Listener:
         prefix_ms: int,
         max_turn_s: float,
         turn_model: TurnModel | None = None,
+        transcripts: PauseTranscripts | None = None,
     ):
         self.vad = vad
         self.turn_model = (
             turn_model if turn_model is None or turn_model.sample_rate == vad.sample_rate else None
         )
+        self.transcripts = transcripts
         self._config = config
         self.rate = vad.sample_rate
         self._chunk = vad.chunk_samples
@@ -142,19 +157,43 @@ class Listener:
         return boundaries
 
     async def _speaker_done(self, silence_chunks: int) -> bool:
-        """Semantic turns: at the policy's pauses, ask the turn model whether the speaker is done."""
+        """Semantic turns: at the policy's asks, hear the turn model and read the words of the
+        pause's speculative transcript (``transcripts``), waiting for them a bounded time."""
         eagerness = self._config.eagerness
         if eagerness is None or self.turn_model is None:
             return False
         policy = SEMANTIC_POLICIES[eagerness]
-        if not policy.decide_at(silence_chunks, self._config.chunk_ms):
+        ask_ms = policy.ask_at(silence_chunks, self._config.chunk_ms)
+        if ask_ms is None:
             return False
+        pause_ms = self._turns.silence_run[1] * self._chunk * 1000 // self.rate
+        transcript = self.transcripts.transcript_at(pause_ms) if self.transcripts is not None else None
+        if transcript is None and ask_ms == policy.early_ms:
+            return False  # an early ask ends a turn only on words that read complete
+        if transcript is not None and transcript.done() and _words(transcript) is Reading.UNFINISHED:
+            return False  # the model need not be asked
+        heard = asyncio.ensure_future(self.turn_model.end_probability(self.utterance()))
+        heard.add_done_callback(_retrieve)
         try:
-            probability = await self.turn_model.end_probability(self.utterance())
+            words = Reading.UNKNOWN
+            if transcript is not None:  # the model hears the sound meanwhile
+                wait_s = policy.wait_ms(ask_ms) / 1000
+                deadline = time.monotonic() + wait_s
+                either: list[asyncio.Future[Any]] = [transcript, heard]
+                await asyncio.wait(either, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                if heard.done() and not policy.may_end(ask_ms, heard.result()):
+                    return False  # the model is sure: no words could end the turn here
+                await asyncio.wait([transcript], timeout=max(0.0, deadline - time.monotonic()))
+                words = _words(transcript)
+            if words is Reading.UNFINISHED:
+                return False
+            probability = await heard
         except EngineError:
             log.warning("turn model failed; this turn ends on silence alone")
             return False
-        return probability >= policy.threshold
+        finally:
+            heard.cancel()  # not needed once the words say unfinished
+        return policy.ends(ask_ms, probability, words)
 
     def _boundary(self, detection: Detection) -> TurnBoundary:
         wall = next((t for i, t in reversed(self._arrivals) if i <= detection.chunk_index), time.monotonic())
@@ -171,3 +210,15 @@ class Listener:
         self._utterance.clear()
         self._recent.clear()
         self._turns.reset()
+
+
+def _words(transcript: asyncio.Future[Transcript]) -> Reading:
+    """How the pause's transcript reads; ``UNKNOWN`` until it is in, or if it failed."""
+    if not transcript.done() or transcript.cancelled() or transcript.exception() is not None:
+        return Reading.UNKNOWN
+    return read(transcript.result().text)
+
+
+def _retrieve(task: asyncio.Future[float]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failure after the words decided is not worth a warning

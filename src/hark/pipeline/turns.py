@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hark.pipeline.completeness import Reading
+
 
 class TurnEvent(enum.Enum):
     SPEECH_STARTED = "speech_started"
@@ -20,25 +22,67 @@ class Eagerness(enum.Enum):
     AUTO = "auto"
 
 
+UNSURE = 0.2
+"""How far below its threshold the model is still unsure rather than saying "not done"."""
+WORDS_WAIT_MS = 1000.0
+"""The longest an ask waits for the words of its pause (see SemanticPolicy.wait_ms)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SemanticPolicy:
-    """When a semantic turn asks the turn model, how sure it must be, and the longest silence
-    it waits for when the model keeps saying "not done"."""
+    """When a semantic turn asks whether the speaker is done, how sure the turn model must be,
+    and the longest silence it waits for when the answer keeps being "not done".
+
+    Each ask hears the turn model and reads the words of the pause's speculative transcript
+    (completeness.py): words that read unfinished keep the turn open whatever the model says;
+    otherwise the model decides, and a model that is unsure (within ``UNSURE`` of its threshold)
+    ends the turn when the words read complete. ``early_ms`` is an ask before the others that
+    ends the turn only when both agree: the words read complete and the model is sure."""
 
     decide_ms: tuple[float, ...]
     threshold: float
     max_silence_ms: float
+    early_ms: float | None = None
+
+    def ask_at(self, silence_chunks: int, chunk_ms: float) -> float | None:
+        """The ask (its ms of silence) due at this chunk of silence, if any."""
+        asks = (self.early_ms, *self.decide_ms) if self.early_ms is not None else self.decide_ms
+        return next((ms for ms in asks if silence_chunks == max(1, round(ms / chunk_ms))), None)
 
     def decide_at(self, silence_chunks: int, chunk_ms: float) -> bool:
-        return any(silence_chunks == max(1, round(ms / chunk_ms)) for ms in self.decide_ms)
+        return self.ask_at(silence_chunks, chunk_ms) is not None
+
+    def wait_ms(self, ask_ms: float) -> float:
+        """How long the ask at ``ask_ms`` may wait for the pause's transcript: at most until the
+        longest silence ends the turn anyway, and at most ``WORDS_WAIT_MS``. A turn that ends at
+        this pause needs that transcript before anything can answer it, so the wait costs the
+        answer nothing; the bound keeps a shed or stalled transcription from holding it up."""
+        return max(0.0, min(self.max_silence_ms - ask_ms, WORDS_WAIT_MS))
+
+    def may_end(self, ask_ms: float, probability: float) -> bool:
+        """Whether some words could still end the turn at this ask, given the model's answer."""
+        return self.ends(ask_ms, probability, Reading.COMPLETE)
+
+    def ends(self, ask_ms: float, probability: float, words: Reading) -> bool:
+        """Whether the turn ends at this ask; ``words`` is ``UNKNOWN`` without a transcript."""
+        if words is Reading.UNFINISHED:
+            return False
+        if ask_ms == self.early_ms:
+            return words is Reading.COMPLETE and probability >= self.threshold
+        if probability >= self.threshold:
+            return True
+        return words is Reading.COMPLETE and probability >= self.threshold - UNSURE
 
 
 # medium (and auto) first asks when server_vad would end the turn (300 ms), so it never ends a
-# turn sooner than server_vad does, only later when the model hears an unfinished sentence: on
-# the espeak-ng corpus the model says "done" at most inner pauses (docs/turn-taking.md), and the
-# Agents SDKs and LiveKit ask for semantic_vad by default. high may end a turn sooner.
+# turn sooner than server_vad does, only later when the words or the model say it is unfinished:
+# on the espeak-ng corpus the model says "done" at most inner pauses (docs/turn-taking.md), and
+# the Agents SDKs and LiveKit ask for semantic_vad by default. high may end a turn sooner: at
+# 128 ms when the words read complete and the model agrees.
 SEMANTIC_POLICIES = {
-    Eagerness.HIGH: SemanticPolicy(decide_ms=(160, 320, 640), threshold=0.5, max_silence_ms=1000),
+    Eagerness.HIGH: SemanticPolicy(
+        decide_ms=(160, 320, 640), threshold=0.5, max_silence_ms=1000, early_ms=128
+    ),
     Eagerness.MEDIUM: SemanticPolicy(decide_ms=(300, 600, 1200), threshold=0.5, max_silence_ms=2000),
     Eagerness.LOW: SemanticPolicy(decide_ms=(500, 1000, 2000), threshold=0.7, max_silence_ms=3000),
 }
