@@ -10,7 +10,7 @@ import importlib.util
 import pytest
 
 from hark.audio import pcm16_to_float
-from hark.config import STTSettings
+from hark.config import FasterWhisperOptions
 from hark.engines.base import DETECT_LANGUAGE
 from hark.engines.stt.faster_whisper import FasterWhisperSTT
 from hark.engines.stt.whisper_base import INSTALL, PACKAGES
@@ -25,7 +25,7 @@ FRENCH = "Bonjour, je voudrais réserver une table pour deux personnes ce soir."
 
 
 async def test_a_french_session_gets_french_decoding() -> None:
-    stt = FasterWhisperSTT(STTSettings(model="base", language="en"))
+    stt = FasterWhisperSTT(FasterWhisperOptions(model="base"), language="en")
     audio = pcm16_to_float(speak(FRENCH, voice="fr", rate=16_000))
     try:
         french = await stt.transcribe(audio, language="fr")

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from hark.config import STTSettings
+from hark.config import FasterWhisperOptions
 from hark.engines.base import Transcript
 from hark.engines.stt.faster_whisper import FasterWhisperSTT
 from hark.engines.turn.smart_turn import SmartTurn
@@ -43,7 +43,7 @@ async def listen(
     for i, part in enumerate(parts):
         pcm += (silence(pause_ms) if i else b"") + speak(part)
     pcm += silence(2500)
-    vad, model, stt = SileroVAD(), SmartTurn(), FasterWhisperSTT(STTSettings())
+    vad, model, stt = SileroVAD(), SmartTurn(), FasterWhisperSTT(FasterWhisperOptions())
     words = PauseTranscripts()
     config = TurnConfig(eagerness=eagerness)
     listener = Listener(

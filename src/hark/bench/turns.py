@@ -254,7 +254,7 @@ def _figures(outcomes: list[tuple[Case, Outcome]]) -> dict[str, Any]:
 async def _run(
     log: Callable[[str], None], voices: tuple[str, ...], words: bool, sound_only: bool
 ) -> dict[str, Any]:
-    from hark.config import STTSettings
+    from hark.config import FasterWhisperOptions
     from hark.engines.stt.faster_whisper import FasterWhisperSTT
     from hark.engines.turn.smart_turn import SmartTurn
     from hark.engines.vad.silero import SileroVAD
@@ -262,7 +262,7 @@ async def _run(
     cases = corpus(voices)
     vad = SileroVAD()
     model = TimedModel(SmartTurn())
-    stt = FasterWhisperSTT(STTSettings()) if words else None
+    stt = FasterWhisperSTT(FasterWhisperOptions()) if words else None
     results: dict[str, Any] = {
         "corpus": {
             "voices": list(voices),
