@@ -33,7 +33,7 @@ def reported(event: dict[str, Any]) -> Any:
 async def test_the_language_set_is_the_one_transcribed_and_reported() -> None:
     backend = Backend()
     async with connect(backend) as wire:
-        assert reported(wire.of("session.created")[0]) == {"model": None, "language": None}
+        assert reported(wire.of("session.created")[0]) == {"model": "hark", "language": None}
         await wire.send(type="session.update", session=transcription(model="whisper-1", language="FR"))
         assert reported(await wire.until("session.updated")) == {"model": "whisper-1", "language": "fr"}
         await spoken_turn(wire)
@@ -50,7 +50,7 @@ async def test_the_language_set_is_the_one_transcribed_and_reported() -> None:
         await wire.send(
             type="session.update", session={"type": "realtime", "audio": {"input": {"transcription": None}}}
         )
-        assert reported(await wire.until("session.updated")) == {"model": None, "language": None}
+        assert reported(await wire.until("session.updated")) == {"model": "hark", "language": None}
         calls = len(backend.stt.languages)
         await spoken_turn(wire)
         assert set(backend.stt.languages[calls:]) == {None}
@@ -62,7 +62,7 @@ async def test_an_update_without_transcription_keeps_the_language() -> None:
         await wire.send(type="session.update", session=transcription(language="de"))
         await wire.until("session.updated")
         await wire.send(type="session.update", session={"type": "realtime", "instructions": "Be terse."})
-        assert reported(await wire.until("session.updated")) == {"model": None, "language": "de"}
+        assert reported(await wire.until("session.updated")) == {"model": "hark", "language": "de"}
 
 
 @pytest.mark.parametrize("code", ["xx", "fr-FR", "french", ""])
@@ -81,7 +81,7 @@ async def test_a_code_that_is_not_iso_639_1_is_refused_and_changes_nothing(code:
         await wire.send(type="session.update", session={"type": "realtime"})
         updated = (await wire.until("session.updated"))["session"]
         assert updated["instructions"] != "Never applied."
-        assert reported({"session": updated}) == {"model": None, "language": None}
+        assert reported({"session": updated}) == {"model": "hark", "language": None}
 
 
 async def test_the_beta_dialect_sets_and_reports_input_audio_transcription() -> None:

@@ -16,6 +16,9 @@ from hark.pipeline.turns import Eagerness, TurnConfig
 from hark.transports import realtime_protocol as rp
 from hark.transports.realtime_codec import SessionView
 
+TRANSCRIPTION_MODEL = "hark"
+"""What ``transcription.model`` reports when the client named none: hark's own STT chain."""
+
 
 class SessionSettings:
     def __init__(self, config: ConversationConfig) -> None:
@@ -117,7 +120,11 @@ class SessionSettings:
             tools=self.tools,
             tool_choice=self.tool_choice,
             max_output_tokens=self.max_output_tokens,
-            transcription={"model": self.transcription_model, "language": conversation.language.reported},
+            # A model is always named: clients such as Pipecat's realtime service refuse a null one.
+            transcription={
+                "model": self.transcription_model or TRANSCRIPTION_MODEL,
+                "language": conversation.language.reported,
+            },
         )
 
 
