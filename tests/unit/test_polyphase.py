@@ -60,7 +60,9 @@ def test_every_output_is_emitted_as_soon_as_its_input_has_arrived(
     pieces = []
     fed = 0
     for size in sizes:
+        expected = streamed.output_for(size)
         pieces.append(streamed.process(audio[fed : fed + size]))
+        assert len(pieces[-1]) == expected
         fed += size
         # Output n exists once input floor(n * in / out) has: ceil(fed * out / in) of them, exactly.
         assert sum(len(p) for p in pieces) == -(-fed * out_rate // in_rate)

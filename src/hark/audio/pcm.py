@@ -33,8 +33,15 @@ def decode_base64_pcm16(data: object, *, max_bytes: int) -> bytes:
     return pcm
 
 
+_PCM16 = np.dtype("<i2")
+_FROM_INT16 = np.float32(1.0 / _INT16_SCALE)
+
+
 def pcm16_to_float(pcm: bytes) -> Float32Array:
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / _INT16_SCALE
+    # One multiply by 2**-15 in float32: the same values as converting and dividing, one numpy
+    # call less (it runs for every frame of every session).
+    result: Float32Array = np.frombuffer(pcm, dtype=_PCM16) * _FROM_INT16
+    return result
 
 
 def float_to_pcm16(audio: Float32Array) -> bytes:

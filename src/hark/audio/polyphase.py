@@ -28,7 +28,8 @@ KAISER_BETA = 6.0
 CUTOFF = 0.9
 """Pass band edge as a fraction of the lower Nyquist frequency."""
 SMALL_UP = 8
-"""Up to this many phases, each phase is one strided product; beyond, outputs are gathered."""
+"""Up to this many phases, outputs go by blocks of ``up`` (one strided product for all); beyond,
+they are gathered one by one."""
 
 
 def polyphase_bank(up: int, down: int, taps: int) -> Float32Array:
@@ -65,11 +66,32 @@ class CausalResampler:
         self._taps = taps
         # Reversed in j so that a sliding window (oldest sample first) lines up with it.
         self._bank = polyphase_bank(self._up, self._down, taps)[:, ::-1].copy()
-        self._history = np.zeros(taps - 1, dtype=np.float32)
+        # Every ``up`` outputs take ``down`` more inputs: output b*up + r has its newest input at
+        # b*down + r*down//up. One row of ``width`` inputs per block of ``up`` outputs, times
+        # ``_block`` (each phase's taps at its offset), gives the whole block in one product.
+        width = taps + (self._up - 1) * self._down // self._up if self._up <= SMALL_UP else 0
+        self._block = np.zeros((self._up if width else 0, width), dtype=np.float32)
+        for r in range(self._block.shape[0]):
+            offset = r * self._down // self._up
+            self._block[r, offset : offset + taps] = self._bank[r * self._down % self._up]
+        self._block_t = np.ascontiguousarray(self._block.T)
+        # Kept: the last taps - 1 inputs, and ``down`` more, so that a block starting before
+        # this call's first output still finds its inputs; zeros pad the buffer's end for the
+        # block holding the last output (its outputs beyond that are not returned).
+        self._keep = taps - 1 + self._down
+        self._history = np.zeros(self._keep, dtype=np.float32)
+        self._pad = np.zeros(self._down, dtype=np.float32)
         self._consumed = 0
         """Input samples seen so far."""
         self._produced = 0
         """Output samples emitted so far."""
+
+    def output_for(self, samples: int) -> int:
+        """How many samples :meth:`process` would put out for ``samples`` more input samples."""
+        if self.in_rate == self.out_rate:
+            return samples
+        consumed = self._consumed + samples
+        return max(0, (consumed * self._up + self._down - 1) // self._down - self._produced)
 
     def process(self, audio: Float32Array) -> Float32Array:
         if self.in_rate == self.out_rate:
@@ -81,31 +103,30 @@ class CausalResampler:
         consumed = self._consumed + audio.size
         # Output n needs input floor(n * down / up), which exists while it is < consumed.
         last = (consumed * self._up + self._down - 1) // self._down
-        buffer = np.concatenate((self._history, audio))  # contiguous float32: viewed below
-        # buffer[k] holds input sample (self._consumed - (taps - 1) + k).
-        base = self._consumed - (self._taps - 1)
-        self._history = buffer[buffer.size - (self._taps - 1) :].copy()
+        # buffer[k] holds input sample (self._consumed - keep + k), then the padding.
+        buffer = np.concatenate((self._history, audio, self._pad))  # contiguous: viewed below
+        base = self._consumed - self._keep
+        end = buffer.size - self._pad.size
+        self._history = buffer[end - self._keep : end].copy()
         self._consumed = consumed
         self._produced = last
         if last <= first:
             return np.zeros(0, dtype=np.float32)
-        count = last - first
-        out = np.empty(count, dtype=np.float32)
         if self._up <= SMALL_UP:
-            # Outputs n ≡ r (mod up) share a phase, and their newest inputs step by ``down``: per
-            # phase one strided view of the buffer (rows of ``taps`` samples) and one product.
-            for r in range(min(self._up, count)):
-                n = first + r
-                oldest = n * self._down // self._up - base - (self._taps - 1)
-                rows = np.ndarray(
-                    (len(range(r, count, self._up)), self._taps),
-                    dtype=np.float32,
-                    buffer=buffer,
-                    offset=oldest * _FLOAT_BYTES,
-                    strides=(self._down * _FLOAT_BYTES, _FLOAT_BYTES),
-                )
-                out[r :: self._up] = rows @ self._bank[n * self._down % self._up]
-            return out
+            first_block = first // self._up
+            blocks = -(-last // self._up) - first_block
+            oldest = first_block * self._down - (self._taps - 1) - base
+            rows = np.ndarray(
+                (blocks, self._block.shape[1]),
+                dtype=np.float32,
+                buffer=buffer,
+                offset=oldest * _FLOAT_BYTES,
+                strides=(self._down * _FLOAT_BYTES, _FLOAT_BYTES),
+            )
+            skip = first - first_block * self._up
+            result: Float32Array = np.dot(rows, self._block_t).reshape(-1)[skip : skip + last - first]
+            return result
+        out = np.empty(last - first, dtype=np.float32)
         outputs = np.arange(first, last, dtype=np.int64) * self._down
         oldest_all = outputs // self._up - base - (self._taps - 1)
         rows = sliding_window_view(buffer, self._taps)[oldest_all]

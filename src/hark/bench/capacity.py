@@ -7,14 +7,18 @@ over a measuring window: overhead per turn (as in scenario 1), playback underrun
 arriving after the client's playback buffer ran dry), the server's CPU seconds per
 session-second and its resident memory. The ramp stops at the first step with overhead p99 over
 50 ms or any underrun, or when the client itself falls behind (then the figure is the client's
-limit, and says so).
+limit, and says so); either needs two windows in a row at the same step: one spike decides
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import random
+import resource
 import time
 from dataclasses import asdict
 from typing import Any
@@ -34,17 +38,19 @@ MS_PER_CHAR = 60.0  # ~3.7 s of reply audio: long enough to be paced, so underru
 def underruns(session: Session, *, after: int = 0) -> int:
     """Reply audio that arrived after the client's playback buffer ran dry, within one reply.
     Only replies that began after event ``after`` count (a reply seen from its middle has no
-    buffer to judge by)."""
+    buffer to judge by). Replies follow one another, so only the last one with audio before
+    ``after`` can go on past it: the scan covers the window, not the session's whole history."""
     count = 0
     by_response: dict[str, list[tuple[float, int]]] = {}
-    started_before: set[str] = set()
-    for index, r in enumerate(session.events):
+    events = session.events
+    started_before = None
+    for index in range(min(after, len(events)) - 1, -1, -1):
+        if events[index].type == "audio":
+            started_before = events[index].data.get("response_id")
+            break
+    for r in events[after:]:
         rid = r.data.get("response_id") if r.type == "audio" else None
-        if not rid:
-            continue
-        if index < after:
-            started_before.add(rid)
-        elif rid not in started_before:
+        if rid and rid != started_before:
             by_response.setdefault(rid, []).append((r.at, r.data["bytes"]))
     for chunks in by_response.values():
         end = None
@@ -84,6 +90,11 @@ async def _ramp(
     await asyncio.sleep(1.0)
     baseline_rss = rss_mb(pid)
     results: list[dict[str, Any]] = []
+    watch = GCWatch()
+    # What the client holds from before (other scenarios, earlier steps) is never garbage the
+    # collector needs to look at again: frozen, a full collection does not walk it while the
+    # client should be sending frames.
+    gc.freeze()
     try:
         for target in steps:
             while len(sessions) < target:
@@ -92,30 +103,72 @@ async def _ramp(
                 sessions.append(session)
                 workers.append(asyncio.create_task(worker(session)))
             await asyncio.sleep(4.0)  # let the new sessions settle into their turns
-            step = await _window(target, sessions, turns, server, window_s, baseline_rss)
-            if not step["passed"] and not step["client_bound"]:
-                # One spike decides nothing: a step fails only when a second window fails too.
-                again = await _window(target, sessions, turns, server, window_s, baseline_rss)
+            step = await _window(target, sessions, turns, server, window_s, baseline_rss, watch)
+            if not step["passed"] or step["client_bound"]:
+                # One spike decides nothing, the server's or the client's: a step fails only when
+                # a second window fails too. A second apart, so that the first window's arithmetic
+                # (which holds the client's loop) is not in it.
+                await asyncio.sleep(1.0)
+                again = await _window(target, sessions, turns, server, window_s, baseline_rss, watch)
                 again["first_window"] = step
                 step = again
             results.append(step)
-            log(
-                f"  {target} sessions: overhead p50 {step['overhead_ms']['p50']} p99 "
-                f"{step['overhead_ms']['p99']} ms, underruns {step['underruns']}, "
-                f"{step['cpu_ms_per_session_second']} ms CPU per session-second, {step['rss_mb']} MB, "
-                f"GC pauses {step['stalls']['gc_pauses']}, loop stalls {step['stalls']['loop_stalls']}"
-                + (" (client fell behind)" if step["client_bound"] else "")
-                + (" (failed twice)" if "first_window" in step else "")
-            )
+            gc.freeze()
+            log(f"  {target} sessions: {_line(step)}")
             if not step["passed"] or step["client_bound"]:
                 break
     finally:
+        watch.remove()
+        gc.unfreeze()
         stop.set()
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
     return {"baseline_rss_mb": round(baseline_rss, 1), "steps": results}
+
+
+def _line(step: dict[str, Any]) -> str:
+    first = step.get("first_window")
+    again = ""
+    if first is not None:
+        why = "client fell behind" if first["client_bound"] else "failed"
+        again = f" (second window: the first {why})"
+    return (
+        f"overhead p50 {step['overhead_ms']['p50']} p99 {step['overhead_ms']['p99']} ms, underruns "
+        f"{step['underruns']}, {step['cpu_ms_per_session_second']} ms CPU per session-second, "
+        f"{step['rss_mb']} MB, GC pauses {step['stalls']['gc_pauses']}, loop stalls "
+        f"{step['stalls']['loop_stalls']}; client: {step['client_cpu_busy']} of a core, lateness p99 "
+        f"{step['client_lateness_ms']['p99']} ms, GC max {step['client_gc']['gc_ms_max']} ms"
+        + (" (client fell behind)" if step["client_bound"] else "")
+        + again
+    )
+
+
+class GCWatch:
+    """The bench client's own garbage-collector pauses (``gc.callbacks``), in the stall probe's
+    format, so a window where the client fell behind can say whether its collector was why."""
+
+    def __init__(self) -> None:
+        self.events: list[list[Any]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._started = now
+        else:
+            self.events.append(["gc", self._started, (now - self._started) * 1000.0, info["generation"]])
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def _window(
@@ -125,15 +178,18 @@ async def _window(
     server: HarkServer,
     window_s: float,
     baseline_rss: float,
+    watch: GCWatch,
 ) -> dict[str, Any]:
     """One measuring window at ``target`` sessions: overhead, underruns, CPU (by thread), memory,
-    and what the stall probe saw in it."""
+    what the stall probe saw in it, and the client's own CPU, lateness and GC pauses."""
     pid = server.pid
     marks = [s.mark() for s in sessions]
     late_marks = [len(s.lateness_ms) for s in sessions]
+    client0 = _client_cpu()
     cpu0, threads0, t0 = cpu_seconds(pid), thread_cpu(pid), time.monotonic()
     await asyncio.sleep(window_s)
     cpu1, threads1, t1 = cpu_seconds(pid), thread_cpu(pid), time.monotonic()
+    client1 = _client_cpu()
     rss = rss_mb(pid)
     window = [t for at, t in turns if t0 <= at <= t1]
     ok = [t.overhead_ms for t in window if t.ok and t.overhead_ms is not None]
@@ -158,6 +214,8 @@ async def _window(
         "rss_mb": round(rss, 1),
         "mb_per_session": round((rss - baseline_rss) / target, 3),
         "client_lateness_ms": stats.summary(lateness, (50, 99)),
+        "client_cpu_busy": round((client1 - client0) / (t1 - t0), 3),
+        "client_gc": {k: v for k, v in stalls.window(watch.events, t0, t1).items() if k.startswith("gc_")},
         "errors": sorted({s.error for s in sessions if s.error})[:3],
         "stalls": stalls.window(events, t0, t1),
         "tail": stalls.attribute([asdict(t) for t in window], events, q=99),
@@ -190,6 +248,16 @@ def repeated(
     return out
 
 
+def limited_by(last: dict[str, Any] | None) -> str | None:
+    """What ended a ramp, from its last step: the client (it fell behind, so the server's figures
+    in that window are not the server's alone), the server, or the steps (every one passed)."""
+    if last is None:
+        return None
+    if last["client_bound"]:
+        return "client"
+    return "server" if not last["passed"] else "steps"
+
+
 def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = print) -> dict[str, Any]:
     cores = sorted(os.sched_getaffinity(0))
     server_cpu = {cores[0]}
@@ -213,16 +281,35 @@ def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = prin
         "window_s": window_s,
         **ramp,
         "sessions_per_core": best["sessions"] if best else 0,
-        "limited_by": (
-            None
-            if last is None
-            else "server"
-            if not last["passed"]
-            else "client"
-            if last["client_bound"]
-            else "steps"  # every step passed: the ramp ran out of steps, not capacity
-        ),
+        "limited_by": limited_by(last),
         "cpu_ms_per_session_second": cpu_ms,
         "sessions_per_core_by_cpu": round(1000.0 / cpu_ms) if cpu_ms else None,
         "mb_per_session": best["mb_per_session"] if best else None,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hark.bench.capacity --steps 150 --window 20``: one ramp, its steps' figures as
+    JSON (CPU per session-second by thread, the client's own CPU and lateness): the quick way to
+    compare a change, B A B A, without the rest of the bench."""
+    import argparse
+    import json
+
+    from hark.bench.audio import utterance
+
+    parser = argparse.ArgumentParser(prog="python -m hark.bench.capacity")
+    parser.add_argument("--steps", default="150", help="sessions at each step, comma-separated")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds per measuring window")
+    args = parser.parse_args(argv)
+    steps = [int(s) for s in args.steps.split(",")]
+    result = run(steps=steps, speech=utterance(), window_s=args.window)
+    keep = ("sessions", "turns", "cpu_ms_per_session_second", "cpu_busy", "cpu_by_thread",
+            "overhead_ms", "underruns", "client_cpu_busy", "client_lateness_ms", "client_gc",
+            "client_bound", "passed")  # fmt: skip
+    brief = [{k: step.get(k) for k in keep} for step in result["steps"]]
+    print(json.dumps({"limited_by": result["limited_by"], "steps": brief}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

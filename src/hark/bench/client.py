@@ -5,6 +5,13 @@ Audio goes out in 20 ms frames at real-time pace from the moment a session start
 speech when there is some, silence otherwise (a microphone never stops). One ``Pacer`` task per
 event loop sends the next frame of every session each 20 ms tick, so a client with a hundred
 sessions has one timer, not a hundred. ``sent_at[i]`` is when frame ``i`` of a session left.
+
+Without a negotiated extension (no permessage-deflate: the capacity scenario) a frame's bytes on
+the wire do not depend on what was sent before, so each distinct payload is framed (and masked)
+once by websockets and then written straight to the socket's transport: the same bytes the
+server would get through ``send()``, without websockets' per-message Python around them. The
+capacity scenario sends 12,500 frames a second at 250 sessions; that path is what lets one core
+keep up (docs/benchmarks.md, speed-work log).
 """
 
 from __future__ import annotations
@@ -15,14 +22,40 @@ import collections
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from hark.bench.audio import FRAME_BYTES, FRAME_MS, RATE
 
 SILENT_FRAME = bytes(FRAME_BYTES)
+WRITE_LIMIT_BYTES = 1 << 20
+"""Bytes waiting in a session's socket buffer beyond which the server is taken to have stopped
+reading (the direct path has no ``drain()``; 1 MiB is ten seconds of input audio)."""
 _resampled: list[int] = []
+_framed: dict[str | bytes, bytes] = {}
+_FRAMED_MAX = 4096
+
+
+def wire_frame(message: str | bytes) -> bytes:
+    """``message`` as one masked client frame (text for ``str``, binary for ``bytes``), framed
+    by websockets with a fresh mask the first time this payload is seen, then reused. Bench
+    payloads are a few dozen distinct frames sent over and over; the cache is a dict keyed by the
+    payload objects themselves (their hash is cached, a hit is an identity check)."""
+    framed = _framed.get(message)
+    if framed is None:
+        if len(_framed) >= _FRAMED_MAX:
+            _framed.clear()
+        if isinstance(message, str):
+            frame = Frame(Opcode.TEXT, message.encode())
+        else:
+            frame = Frame(Opcode.BINARY, message)
+        framed = _framed[message] = frame.serialize(mask=True)
+    return framed
 
 
 def resampled_samples(frame: int) -> int:
@@ -41,6 +74,15 @@ def resampled_samples(frame: int) -> int:
             out.append(total)
         _resampled[:] = out
     return _resampled[frame]
+
+
+def resampled_table(frames: int) -> Sequence[int]:
+    """``resampled_samples(i)`` for ``i`` in ``range(frames)``, as one sequence (a slice of the
+    table, not a call per frame: a session late in a long run is tens of thousands of frames in)."""
+    if frames <= 0:
+        return []
+    resampled_samples(frames - 1)
+    return _resampled[:frames]
 
 
 @dataclass(slots=True)
@@ -86,7 +128,10 @@ class Pacer:
             if delay > 0:
                 await asyncio.sleep(delay)
             for session in list(self.sessions):
-                await session.send_next(target)
+                if session.direct:
+                    session.send_now(target)
+                else:
+                    await session.send_next(target)
             tick += 1
 
 
@@ -115,15 +160,19 @@ class Session:
     url: str
     wire: str = "realtime"
     compression: str | None = "deflate"
-    sent_at: list[float] = field(default_factory=list)
+    sent_at: array[float] = field(default_factory=lambda: array("d"))
     events: list[Received] = field(default_factory=list)
-    lateness_ms: list[float] = field(default_factory=list)
+    lateness_ms: array[float] = field(default_factory=lambda: array("d"))
     audio_bytes_received: int = 0
     error: str | None = None
+    direct: bool = False
+    """Frames are written pre-framed to the transport (no extension was negotiated)."""
     _queue: collections.deque[str | bytes] = field(default_factory=collections.deque)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiters: list[tuple[str, asyncio.Future[None]]] = field(default_factory=list)
+    """``wait_for`` calls in progress: the event type each waits for, and its wake-up."""
     _receiver: asyncio.Task[None] | None = None
     _ws: Any = None
+    _transport: Any = None
     _closed: bool = False
     _assigned: int = 0
     """Frames taken for sending so far (the index the next one gets)."""
@@ -141,6 +190,8 @@ class Session:
         self._ws = await connect(
             self.url, max_size=None, compression=self.compression, open_timeout=limit_s, ping_interval=None
         )
+        self._transport = self._ws.transport
+        self.direct = not self._ws.protocol.extensions
         self._receiver = asyncio.create_task(self._receive())
         if ready_event is not None:
             await self.wait_for(ready_event, limit_s=limit_s)
@@ -162,13 +213,41 @@ class Session:
         try:
             await self._ws.send(message)
         except Exception as exc:  # the connection went away: the scenario reports it
-            if not self._closed:
-                self.error = f"send: {type(exc).__name__}: {exc}"
-                self._changed.set()
-            pacer().remove(self)
+            self._failed(f"send: {type(exc).__name__}: {exc}")
             return
         self.sent_at.append(now)
         self.lateness_ms.append(max(0.0, (now - target) * 1000.0))
+
+    def send_now(self, target: float) -> None:
+        """``send_next`` on the direct path: the frame's bytes straight to the transport."""
+        if self._closed or self.error is not None:
+            pacer().remove(self)
+            return
+        message = self._queue.popleft() if self._queue else self._silence
+        self._assigned += 1
+        transport = self._transport
+        if self._ws.protocol.state is not State.OPEN or transport.is_closing():
+            self._failed("send: the connection is closed")
+            return
+        if transport.get_write_buffer_size() > WRITE_LIMIT_BYTES:
+            self._failed("send: the server stopped reading")
+            return
+        now = time.monotonic()
+        transport.write(wire_frame(message))
+        self.sent_at.append(now)
+        self.lateness_ms.append(max(0.0, (now - target) * 1000.0))
+
+    def _failed(self, error: str) -> None:
+        if not self._closed:
+            self.error = error
+            self._wake(None)
+        pacer().remove(self)
+
+    def _wake(self, kind: str | None) -> None:
+        """Wake the ``wait_for`` calls waiting for ``kind`` (all of them for None)."""
+        for waits_for, waiter in self._waiters:
+            if (kind is None or waits_for == kind) and not waiter.done():
+                waiter.set_result(None)
 
     async def _receive(self) -> None:
         try:
@@ -176,8 +255,8 @@ class Session:
                 now = time.monotonic()
                 if isinstance(message, bytes):
                     self.audio_bytes_received += len(message)
-                    audio = {"response_id": self._response_id, "bytes": len(message)}
-                    self.events.append(Received(now, "audio", audio))
+                    kind = "audio"
+                    data: dict[str, Any] = {"response_id": self._response_id, "bytes": len(message)}
                 else:
                     data = json.loads(message)
                     kind = data.get("type", "")
@@ -188,15 +267,15 @@ class Session:
                         self.audio_bytes_received += n
                         data = {"response_id": data.get("response_id"), "bytes": n}
                         kind = "audio"
-                    self.events.append(Received(now, kind, data))
-                self._changed.set()
+                self.events.append(Received(now, kind, data))
+                self._wake(kind)
         except Exception as exc:
             if not self._closed:
                 self.error = f"receive: {type(exc).__name__}: {exc}"
         finally:
             if not self._closed and self.error is None:
                 self.error = "the server closed the connection"
-            self._changed.set()
+            self._wake(None)
 
     def mark(self) -> int:
         return len(self.events)
@@ -211,6 +290,7 @@ class Session:
     ) -> Received:
         deadline = time.monotonic() + limit_s
         position = after
+        loop = asyncio.get_running_loop()
         while True:
             while position < len(self.events):
                 received = self.events[position]
@@ -222,9 +302,17 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {kind} within {limit_s} s")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            # Woken only by an event of this type (or the end of the connection): the reply's
+            # audio does not wake a wait for response.done once per chunk.
+            entry: tuple[str, asyncio.Future[None]] = (kind, loop.create_future())
+            self._waiters.append(entry)
+            try:
+                async with asyncio.timeout(remaining):
+                    await entry[1]
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.remove(entry)
 
     async def sent(self, index: int, *, limit_s: float = 30.0) -> float:
         """When frame ``index`` was sent (waiting for it if need be)."""

@@ -80,13 +80,18 @@ session-second (utime + stime from `/proc/PID/stat`) and its resident memory (`V
 per session is the growth over the idle server divided by the sessions. A step fails at
 overhead p99 > 50 ms or any underrun, and only when a second window at the same step fails
 too (one GC pause must not decide the figure); the ramp stops at a failed step. Steps: 25, 50,
-75, 100, 125, 150, 175, 200, 250, 300, 400, 500 (`--quick`: 25, 50, 100, 150, 200, 250), six
-four seconds' settling and a 20 s window (`--quick`: 6 s). Sessions per core is the last step that
-passed; the ramp runs three times on a fresh server each, and the figure is the median, with
-the spread. The client
-does not negotiate permessage-deflate here (it cannot afford it for hundreds of sessions on one
-core); browsers do, which costs the server more per frame. If the client falls behind (frame
-lateness p99 > 15 ms) the ramp stops and the figure is the client's limit, flagged `limited_by:
+75, 100, 125, 150, 175, 200, 250, 300, 400, 500 (`--quick`: 25, 50, 100, 150, 200, 250), each
+with four seconds' settling and a 20 s window (`--quick`: 6 s). Sessions per core is the last step
+that passed; the ramp runs three times on a fresh server each, and the figure is the median, with
+the spread. The client does not negotiate permessage-deflate here (it cannot afford it for
+hundreds of sessions on one core); browsers do, which costs the server more per frame. Without
+an extension a frame's bytes do not depend on the frames before it, so the client has websockets
+frame (and mask) each distinct payload once and writes the bytes straight to the socket: the
+server gets the same frames `send()` would give it (one mask per distinct payload rather than a
+fresh one per frame, which a server cannot tell). The client records its own CPU, GC pauses and
+lateness in each window. If it falls behind (frame lateness p99 > 15 ms) the window is the
+client's, not the server's: like a failed one it gets a second window, and if that one falls
+behind too the ramp stops there and the figure is the client's limit, flagged `limited_by:
 client`.
 
 **4. Barge-in.** While a reply plays (0.3–1 s into it) the client speaks "Wait, stop." From the

@@ -16,7 +16,7 @@ from typing import Any
 
 from hark.bench import probe, stalls, stats
 from hark.bench.audio import Utterance, frames
-from hark.bench.client import HARK_WIRES, Received, Session, resampled_samples
+from hark.bench.client import HARK_WIRES, Received, Session, resampled_table
 from hark.bench.fakes import Script, scripted_first_audio_ms
 from hark.bench.server import HarkServer, ServerProcess, hark_server, scripted_env
 
@@ -85,7 +85,7 @@ async def hark_turn(
     if decision < last:
         turn.error = "the VAD ended the turn inside the speech"
         return turn
-    released = stats.completing_frame([resampled_samples(i) for i in range(decision + 8)], chunk)
+    released = stats.completing_frame(resampled_table(decision + 8), chunk)
     _measure(
         turn,
         session,

@@ -10,6 +10,15 @@ Run as ``python -m hark.bench.probe PATH serve ...``: it installs the probe, the
   (``call_soon_threadsafe``); the delay until it runs is the loop's lag at ``at`` (a callback or
   a GC pause holding the loop, or the loop waking late from its selector).
 
+With ``HARK_BENCH_TRACE=1`` it also traces the way of a turn's last frame in and of its first
+reply audio out (``hark.bench.hops``; one session, so the events need no session to match):
+
+- ``["rx", at]``: a WebSocket read from the socket (uvicorn's protocol, before parsing);
+- ``["push", start, end]``: the listener's ``push`` call that ended a turn (resampling, the VAD
+  thread's round trip, the turn logic and the turn's start);
+- ``["queued", at]``: reply audio put in the session's outbox;
+- ``["tx", at]``: a binary frame handed to the socket (after ``send_bytes``).
+
 Bench-only: nothing in hark imports it.
 """
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -81,11 +91,51 @@ class Probe:
                     flushed = time.monotonic()
 
 
-def read(path: Path) -> Iterator[list[Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return
+def install_trace(probe: Probe) -> None:
+    """Wrap the four places ``HARK_BENCH_TRACE`` reports (bench-only instrumentation of the
+    server process: the wrappers add a clock read and an append to each call)."""
+    from starlette.websockets import WebSocket
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from hark.pipeline.listener import Listener
+    from hark.pipeline.turns import TurnEvent
+    from hark.transports.outbox import Outbox
+
+    data_received = WebSocketsSansIOProtocol.data_received
+
+    def traced_data_received(self: WebSocketsSansIOProtocol, data: bytes) -> None:
+        probe._add(["rx", round(time.monotonic(), 6)])
+        data_received(self, data)
+
+    push = Listener.push
+
+    async def traced_push(self: Listener, pcm: bytes) -> Any:
+        start = time.monotonic()
+        boundaries = await push(self, pcm)
+        if any(b.event is TurnEvent.SPEECH_STOPPED for b in boundaries):
+            probe._add(["push", round(start, 6), round(time.monotonic(), 6)])
+        return boundaries
+
+    put_audio = Outbox.put_audio
+
+    def traced_put_audio(self: Outbox, pcm: bytes, *, audio_of: str) -> None:
+        probe._add(["queued", round(time.monotonic(), 6)])
+        put_audio(self, pcm, audio_of=audio_of)
+
+    send_bytes = WebSocket.send_bytes
+
+    async def traced_send_bytes(self: WebSocket, data: bytes) -> None:
+        await send_bytes(self, data)
+        probe._add(["tx", round(time.monotonic(), 6)])
+
+    WebSocketsSansIOProtocol.data_received = traced_data_received  # type: ignore[method-assign]
+    Listener.push = traced_push  # type: ignore[method-assign]
+    Outbox.put_audio = traced_put_audio  # type: ignore[method-assign]
+    WebSocket.send_bytes = traced_send_bytes  # type: ignore[method-assign,assignment]
+
+
+def parse(text: str) -> Iterator[list[Any]]:
+    """The events in some of the probe's lines."""
     for line in text.splitlines():
         try:
             yield json.loads(line)
@@ -95,7 +145,10 @@ def read(path: Path) -> Iterator[list[Any]]:
 
 def main() -> int:
     path, argv = Path(sys.argv[1]), sys.argv[2:]
-    Probe(path).install()
+    probe = Probe(path)
+    probe.install()
+    if os.environ.get("HARK_BENCH_TRACE") == "1":
+        install_trace(probe)
     from hark.cli import main as hark_main
 
     return hark_main(argv)

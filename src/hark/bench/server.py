@@ -167,6 +167,8 @@ class HarkServer(ServerProcess):
 
     def __init__(self, env: dict[str, str], *, cpu: set[int] | None = None) -> None:
         self.probe_path = Path(tempfile.mkdtemp(prefix="hark-probe-")) / "probe.jsonl"
+        self._probe_events: list[list[Any]] = []
+        self._probe_read = 0
         command = [sys.executable, "-m", "hark.bench.probe", str(self.probe_path), "serve"]
         super().__init__(
             [*command, "--host", "127.0.0.1", "--port", "{port}"], env={**PLUGIN_ENV, **env}, cpu=cpu
@@ -177,10 +179,18 @@ class HarkServer(ServerProcess):
         return self
 
     def stalls(self) -> list[list[Any]]:
-        """What the probe has recorded so far (it writes every half second)."""
-        from hark.bench.probe import read
+        """What the probe has recorded so far (it writes every half second). Read on from where
+        the last call stopped: the capacity ramp asks after every window, and parsing the whole
+        file each time held the bench client's loop longer and longer."""
+        from hark.bench.probe import parse
 
-        return list(read(self.probe_path))
+        with contextlib.suppress(OSError), self.probe_path.open("rb") as probe_file:
+            probe_file.seek(self._probe_read)
+            data = probe_file.read()
+            whole = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+            self._probe_read += whole
+            self._probe_events.extend(parse(data[:whole].decode("utf-8", errors="replace")))
+        return list(self._probe_events)
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)

@@ -75,6 +75,9 @@ class Listener:
         # that ends a turn would wait for the next frame to complete (docs/benchmarks.md).
         self._resampler = CausalResampler(input_rate, self.rate)
         self._pending = np.zeros(0, dtype=np.float32)
+        self._unconverted: list[bytes] = []
+        """Client audio not yet resampled: it is taken once it completes the next VAD chunk."""
+        self._unconverted_samples = 0
         self._chunk_index = 0
         prefix_chunks = max(1, round(prefix_ms / config.chunk_ms)) + round(config.start_ms / config.chunk_ms)
         self._recent: collections.deque[Float32Array] = collections.deque(maxlen=prefix_chunks + 1)
@@ -106,7 +109,19 @@ class Listener:
 
     def set_input_rate(self, rate: int) -> None:
         if rate != self._resampler.in_rate:
+            # What came at the old rate goes through the old resampler.
+            self._pending = self._converted()
             self._resampler = CausalResampler(rate, self.rate)
+
+    def _converted(self) -> Float32Array:
+        """The resampled audio not yet cut into chunks, with the unconverted input taken in."""
+        if not self._unconverted:
+            return self._pending
+        data = self._unconverted[0] if len(self._unconverted) == 1 else b"".join(self._unconverted)
+        self._unconverted.clear()
+        self._unconverted_samples = 0
+        audio = self._resampler.process(pcm16_to_float(data))
+        return np.concatenate([self._pending, audio]) if self._pending.size else audio
 
     def utterance(self) -> Float32Array:
         if not self._utterance:
@@ -119,8 +134,15 @@ class Listener:
     async def push(self, pcm: bytes) -> list[TurnBoundary]:
         """Feed client audio; returns the turn boundaries it crossed, in order."""
         arrived = time.monotonic()
-        audio = self._resampler.process(pcm16_to_float(pcm))
-        self._pending = np.concatenate([self._pending, audio]) if self._pending.size else audio
+        # Converted and resampled only once the input completes the next VAD chunk (every one or
+        # two 20 ms frames at 32 ms chunks): the causal resampler puts out the same samples
+        # whether it gets the audio frame by frame or at once, and each call costs the same
+        # dozen small numpy operations however little it is given (docs/benchmarks.md).
+        self._unconverted.append(pcm)
+        self._unconverted_samples += len(pcm) // 2
+        if self._pending.size + self._resampler.output_for(self._unconverted_samples) < self._chunk:
+            return []
+        self._pending = self._converted()
         n = len(self._pending) // self._chunk
         if n == 0:
             return []

@@ -239,9 +239,14 @@ class Responder:
             now = time.monotonic()
             if not self._flowing.is_set() or self._replay or self.clock.wait_s(now, self._lead_ms) > 0:
                 return ("chunks", chunks[index:])
+            first = self.timings.first_audio_sent is None
             self._put(chunk, now)
             current = self.segments[-1]  # its end grows as its audio goes out
             self.segments[-1] = Segment(current.start_ms, self.clock.sent_ms, current.text)
+            if first and index + 1 < len(chunks):
+                # The reply's first chunk goes to the socket before the rest of the lead is
+                # encoded and queued behind it (~0.5 ms at a 600 ms lead: docs/benchmarks.md).
+                return ("chunks", chunks[index + 1 :])
         return None
 
     async def _replayed(self) -> None:

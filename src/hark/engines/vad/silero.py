@@ -69,7 +69,9 @@ class SileroVAD:
             raise EngineError(f"cannot load the VAD model {path}: {exc}", engine="silero") from exc
         names = {i.name for i in self._session.get_inputs()}
         self._fixed = {"sr": np.array(SAMPLE_RATE, dtype=np.int64)} if "sr" in names else {}
-        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[list[_Request] | None] = queue.SimpleQueue()
+        self._outgoing: dict[asyncio.AbstractEventLoop, list[_Request]] = {}
+        """Requests made in this pass of each event loop, handed to the thread together."""
         self._thread = threading.Thread(target=self._work, name="hark-vad", daemon=True)
         self._thread.start()
 
@@ -84,8 +86,18 @@ class SileroVAD:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
-        self._requests.put(_Request(stream, chunks, future, loop))
+        outgoing = self._outgoing.get(loop)
+        if outgoing is None:
+            # The first request of this loop pass: the thread gets this pass's requests at its
+            # end, in one hand-off. A request each woke the thread (and took the GIL from the
+            # loop) once per chunk: ~13 µs of CPU per chunk over the model's own 44 µs.
+            outgoing = self._outgoing[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        outgoing.append(_Request(stream, chunks, future, loop))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._requests.put(self._outgoing.pop(loop))
 
     def run_batch(self, streams: Sequence[VADStream], chunks: Sequence[Float32Array]) -> list[float]:
         """One step for several streams at once: one chunk each, states updated in place."""
@@ -104,8 +116,8 @@ class SileroVAD:
         return probabilities
 
     def _work(self) -> None:
-        while (pending := next_batch(self._requests, _MAX_BATCH)) is not None:
-            self._run(pending)
+        while (handed := next_batch(self._requests, _MAX_BATCH)) is not None:
+            self._run([request for group in handed for request in group])
 
     def _run(self, pending: list[_Request]) -> None:
         results: list[list[float]] = [[] for _ in pending]
