@@ -437,7 +437,9 @@ async def test_denials_do_not_log_a_spurious_error() -> None:
     install_denial_log_filter()
     with_filter = await refused_once()
     print(f"uvicorn ERROR records per denial: {len(without)} without the filter, {len(with_filter)} with it")
-    assert without == ["ASGI callable returned without completing handshake."]
+    # uvicorn up to at least 0.3x logs that ERROR after a denial; 0.55 (with websockets 16.1)
+    # no longer does. Either way nothing else may be logged, and with the filter nothing at all.
+    assert without in ([], ["ASGI callable returned without completing handshake."])
     assert with_filter == []
 
 

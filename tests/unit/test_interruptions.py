@@ -125,6 +125,15 @@ def test_a_short_transcript_the_recogniser_doubts_is_not_words() -> None:
     g.speech_started(0.0)
     assert g.heard("Emmium", OWN, complete=True, now=0.5, logprob=-0.85) is Action.RESUME
     assert g.verdict is Verdict.NOISE
+    # A doubtful partial decides nothing: not an interruption, and no verdict for the bound to
+    # resume on (it resumed "Stop and tell me about London" once); the whole speech decides.
+    h = gate()
+    h.speech_started(0.0)
+    assert h.heard("Stop and tell", OWN, complete=False, now=0.3, logprob=-0.9) is Action.NONE
+    assert h.verdict is None and h.expire(1.0) is Action.NONE and h.phase is Phase.PAUSED
+    assert h.heard("Stop and tell me about London.", OWN, complete=True, now=1.2, logprob=-0.9) is (
+        Action.INTERRUPT
+    )
 
 
 def test_one_word_in_a_partial_waits_for_the_next_transcript() -> None:

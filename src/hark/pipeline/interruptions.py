@@ -124,14 +124,18 @@ class InterruptionPolicy:
             return Verdict.BACKCHANNEL
         if self.self_speech and own_text and _overlap(heard, words(own_text)) >= self.self_overlap:
             return Verdict.SELF
-        if (
+        if self.doubts(text, logprob):
+            return Verdict.NOISE  # a few words the recogniser doubts: a hum misread as words
+        return Verdict.WORDS
+
+    def doubts(self, text: str, logprob: float | None) -> bool:
+        """Whether ``text`` is a few words its recogniser doubts (see ``min_logprob``)."""
+        return (
             self.min_logprob is not None
             and logprob is not None
             and logprob < self.min_logprob
-            and len(heard) <= self.max_words
-        ):
-            return Verdict.NOISE  # a few words the recogniser doubts: a hum misread as words
-        return Verdict.WORDS
+            and 0 < len(words(text)) <= self.max_words
+        )
 
     def _covered(self, heard: list[str]) -> bool:
         """Whether ``heard`` is a run of backchannel phrases ("yeah okay", "uh huh right")."""
@@ -237,6 +241,10 @@ class InterruptionGate:
         ``complete``: it covers all of it (the speaker has paused or stopped). No words resume
         the reply if complete or past the bound."""
         if self.phase not in (Phase.PAUSED, Phase.RESUMED):
+            return Action.NONE
+        if not complete and self.policy.doubts(text, logprob):
+            # A doubtful partial (a hum misread, or the first words of a real interruption) decides
+            # nothing: it neither interrupts nor lets the bound resume; the next transcript decides.
             return Action.NONE
         self.verdict = self.policy.classify(text, own_text, logprob)
         if self.verdict is Verdict.WORDS:
