@@ -168,8 +168,10 @@ async def test_more_talkers_than_the_engines_serve_slow_down_but_nobody_is_dropp
         assert turn["turns"] and all(turn["finals"]), turn
         assert turn["failed_transcripts"] == 0, turn
         assert turn["answers"].count("completed") >= len(turn["turns"]), turn
-    # Under pressure the least useful work went first: partials shed, finals never.
-    assert shed["partial"] > 0 and shed["final"] == 0
+    # Under pressure the least useful work gives way first: partials are shed from the queue or
+    # made less often, finals never. (Since 2026-12-02 one worker keeps up with these four talkers
+    # without shedding: 4.0 -> 3.5 partials per turn in two runs; test_work_priorities.py sheds.)
+    assert shed["final"] == 0 and loaded_partials <= alone_partials, (shed, alone_partials, loaded_partials)
     assert circuit == 0  # saturation opened no circuit (one failure would have)
     # One more conversation was refused cleanly while they talked, and /ready said so.
     assert refused.value.response.status_code == 503
