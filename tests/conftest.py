@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import hark.config.loading
 from tests.servers import FakeChatLLM, HarkProcess, ThreadedServer, free_port
 
 
@@ -49,3 +52,13 @@ def hark_with_llm(
     }
     with HarkProcess(env=env, log_path=log) as server:
         yield server
+
+
+@pytest.fixture
+def config_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real /etc/hark/config.yaml and no HARK_* variables from the surrounding environment
+    (the config tests' settings are only what each test sets)."""
+    monkeypatch.setattr(hark.config.loading, "SYSTEM_CONFIG", tmp_path / "etc-absent" / "config.yaml")
+    for name in list(os.environ):
+        if name.upper().startswith("HARK_"):
+            monkeypatch.delenv(name)

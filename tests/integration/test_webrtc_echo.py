@@ -36,7 +36,7 @@ def echo_server(
         "HARK_LLM_MODEL": "stand-in",
         "HARK_LLM_TIMEOUT": "5",
         "HARK_AUDIO_ECHO_CANCELLATION": "on",
-        "HARK_TTS_NOISE_W_SCALE": "0",
+        "HARK_TTS_PIPER_NOISE_W_SCALE": "0",
         "HARK_WORKERS_ENABLED": "false",  # one call: the engines in process start sooner
     }
     log = tmp_path_factory.mktemp("hark-echo-webrtc") / "server.log"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,7 @@ import hark.config.loading
 from hark.config import DEFAULT_SYSTEM_PROMPT, Settings, load_settings
 from hark.errors import ConfigError, HarkError
 
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No real /etc/hark/config.yaml and no HARK_* variables from the surrounding environment."""
-    monkeypatch.setattr(hark.config.loading, "SYSTEM_CONFIG", tmp_path / "etc-absent" / "config.yaml")
-    for name in list(os.environ):
-        if name.upper().startswith("HARK_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("config_isolated")
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:

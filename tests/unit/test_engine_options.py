@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-import hark.config.loading
 from hark.config import (
     FasterWhisperOptions,
     PiperOptions,
@@ -25,14 +23,7 @@ from hark.config import (
 from hark.engines import registry
 from hark.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No real /etc/hark/config.yaml and no HARK_* variables from the surrounding environment."""
-    monkeypatch.setattr(hark.config.loading, "SYSTEM_CONFIG", tmp_path / "etc-absent" / "config.yaml")
-    for name in list(os.environ):
-        if name.upper().startswith("HARK_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("config_isolated")
 
 
 class _Records(logging.Handler):
