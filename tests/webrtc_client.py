@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
@@ -87,9 +87,18 @@ class Microphone(MediaStreamTrack):
 
 class Peer:
     """One aiortc client: its events from the data channel, the reply's energy from its track.
-    ``loopback_only``: offer candidates on 127.0.0.1 and ::1 only (hark's own ``hosts``)."""
+    ``loopback_only``: offer candidates on 127.0.0.1 and ::1 only (hark's own ``hosts``);
+    ``codecs``: the audio codecs to offer, in order (MIME types such as ``"audio/PCMU"``),
+    instead of aiortc's own list."""
 
-    def __init__(self, speech: bytes = b"", *, room: Room | None = None, loopback_only: bool = False) -> None:
+    def __init__(
+        self,
+        speech: bytes = b"",
+        *,
+        room: Room | None = None,
+        loopback_only: bool = False,
+        codecs: tuple[str, ...] = (),
+    ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.seen: list[dict[str, Any]] = []
@@ -98,6 +107,9 @@ class Peer:
         self.loopback_only = loopback_only
         self.microphone = Microphone(speech, room)
         self.pc.addTrack(self.microphone)
+        if codecs:
+            known = {c.mimeType.lower(): c for c in RTCRtpSender.getCapabilities("audio").codecs}
+            self.pc.getTransceivers()[0].setCodecPreferences([known[m.lower()] for m in codecs])
         self.channel = self.pc.createDataChannel("oai-events")
         self.channel_closed = asyncio.Event()
         self.channel.on("message", lambda m: self.events.put_nowait(json.loads(m)))

@@ -148,6 +148,32 @@ async def test_malformed_offers_are_400(server: HarkProcess) -> None:
     await until_no_sessions(server)
 
 
+async def test_calls_speak_opus_whatever_the_offer_prefers(server: HarkProcess) -> None:
+    """An offer without Opus is refused with a clear error; one that lists G.711 before Opus
+    is answered with Opus alone, and the caller is heard (a G.711 caller was once read at the
+    wrong rate, and sent Opus packets it could not decode)."""
+    g711 = Peer(codecs=("audio/PCMU", "audio/PCMA"))
+    offer = await g711.offer()
+    await g711.pc.close()
+    assert "opus/48000" not in offer.lower()
+    refused = await post_offer(server, offer)
+    assert refused.status_code == 400, refused.text
+    assert error_of(refused)["code"] == "unsupported_codec"
+    assert "opus" in error_of(refused)["message"].lower()
+
+    speech = silence(300, RATE) + speak("What is the weather like today?", rate=RATE) + silence(1500, RATE)
+    peer = Peer(speech, codecs=("audio/PCMU", "audio/opus"))
+    async with rtc.call(server.base_url, peer, API_KEY) as (peer, _call_id):
+        answer = peer.pc.remoteDescription.sdp.lower()
+        assert "opus/48000" in answer
+        assert "pcmu" not in answer and "pcma" not in answer and "g722" not in answer
+        transcript = await peer.next("conversation.item.input_audio_transcription.completed")
+        assert "weather" in transcript["transcript"].lower()
+        await peer.next("output_audio_buffer.stopped")
+        assert peer.loud_frames > 10
+    await until_no_sessions(server)
+
+
 async def test_wrong_content_types_are_415_and_foreign_origins_403(server: HarkProcess) -> None:
     peer = Peer()
     offer = await peer.offer()

@@ -13,7 +13,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
@@ -89,22 +96,29 @@ class Call:
         pc.on("datachannel", self.socket.attach)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", lambda: self._on_state(pc))
+        # Opus only, both ways, whatever order the offer lists its codecs in: the reply track
+        # hands the sender Opus packets and the caller's audio is decoded as Opus at 48 kHz.
+        # (The offer was checked for Opus; the transceiver made here is the one the offer's
+        # audio section lands on, and the one the reply track is added to.)
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        audio.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+        )
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError, OperationError) as exc:
             await self._close_pc()
             raise CallError(
                 400, f"the SDP offer cannot be used: {str(exc)[:120]}", "invalid_offer", param="sdp"
             ) from None
-        if not any(t.kind == "audio" for t in pc.getTransceivers()):
+        if audio.mid is None:  # the offer's audio section did not land on it
             await self._close_pc()
             raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
         pc.addTrack(self.track)
         answer = await pc.createAnswer()
         with hosts.offering(self.settings.loopback_candidates):  # gathering happens here
             await pc.setLocalDescription(answer)
-        receiver = next(t.receiver for t in pc.getTransceivers() if t.kind == "audio")
-        self.caller = CallerAudio.install(receiver, pc.localDescription.sdp)
+        self.caller = CallerAudio.install(audio.receiver, pc.localDescription.sdp)
         return pc.localDescription.sdp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -167,8 +181,8 @@ class Call:
             await session.push_audio(await caller.take())
 
     async def _listen(self, remote: MediaStreamTrack, session: CallSession) -> None:
-        """What aiortc decodes itself: the caller's audio when ``CallerAudio`` could not be
-        installed, or a codec other than Opus."""
+        """What aiortc decodes itself (Opus, 48 kHz): the caller's audio when ``CallerAudio``
+        could not be installed."""
         while True:
             try:
                 frame = await remote.recv()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,8 @@ SDP = "application/sdp"
 MULTIPART = "multipart/form-data"
 MAX_OFFER_BYTES = 64 * 1024
 """A browser's offer is 3-8 KB; anything far bigger is not one."""
+_OPUS = re.compile(r"^a=rtpmap:\d+ opus/48000(/\d)?$", re.IGNORECASE)
+"""The codec a call speaks both ways: every browser and WebRTC stack offers it."""
 
 
 class CallError(Exception):
@@ -57,6 +60,13 @@ def check_offer(text: str) -> str:
         raise CallError(400, "the SDP offer has no audio section (m=audio)", "invalid_offer", param="sdp")
     if not any(line.startswith("a=fingerprint:") for line in lines):
         raise CallError(400, "the SDP offer has no DTLS fingerprint", "invalid_offer", param="sdp")
+    if not any(_OPUS.match(line) for line in lines):
+        raise CallError(
+            400,
+            "the SDP offer's audio has no Opus codec (opus/48000); hark's calls speak Opus only",
+            "unsupported_codec",
+            param="sdp",
+        )
     return "\r\n".join(lines) + "\r\n"
 
 
