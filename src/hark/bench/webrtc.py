@@ -5,8 +5,11 @@ Both clients send 20 ms of microphone at real time (silence, then espeak-ng's qu
 time, on their own clock:
 
 - voice-to-voice: the last speech frame sent to the first reply audio received (WebSocket: the
-  first binary reply frame; WebRTC: the first loud frame decoded from the track, through
-  aiortc's jitter buffer, as a browser would play it);
+  first binary reply frame; WebRTC: the first loud packet of the reply as it comes off the wire,
+  decoded by the client itself in front of aiortc's jitter buffer). On WebRTC also
+  ``voice_to_voice_after_jitter_buffer_ms``: to the first loud frame aiortc's jitter buffer
+  releases to the track (four packets deep, so ~80 ms later), which is when aiortc would play
+  it; a browser's adaptive buffer on loopback holds far less;
 - barge-in: the interruption's first frame sent to ``output_audio_buffer.cleared`` (both), and
   on WebRTC to the last loud frame of the reply on the track (what the listener hears stop);
 - CPU per session-second: the server process's CPU time while N sessions listen to silence
@@ -74,6 +77,9 @@ class _Client:
         self.mic = _Mic(rate)
         self.events: list[tuple[float, dict[str, Any]]] = []
         self.audio_at: list[float] = []
+        """Reply audio released for playing (WebRTC: out of the jitter buffer)."""
+        self.arrived_at: list[float] = []
+        """Reply audio as it came off the wire (WebSocket: the same as ``audio_at``)."""
         self.changed = asyncio.Event()
 
     def event(self, data: dict[str, Any]) -> None:
@@ -82,6 +88,10 @@ class _Client:
 
     def audio(self) -> None:
         self.audio_at.append(time.monotonic())
+        self.changed.set()
+
+    def arrived(self) -> None:
+        self.arrived_at.append(time.monotonic())
         self.changed.set()
 
     async def until(self, test: Callable[[], Any]) -> Any:
@@ -94,19 +104,24 @@ class _Client:
     def audio_after(self, t: float) -> float | None:
         return next((a for a in self.audio_at if a > t), None)
 
+    def arrived_after(self, t: float) -> float | None:
+        return next((a for a in self.arrived_at if a > t), None)
+
     def seen(self, kind: str, after: float) -> tuple[float, dict[str, Any]] | None:
         return next(((t, e) for t, e in self.events if t > after and e.get("type") == kind), None)
 
 
 async def _turns(client: _Client, question: bytes, interruption: bytes, turns: int) -> dict[str, list[float]]:
     v2v: list[float] = []
+    v2v_played: list[float] = []
     cleared: list[float] = []
     stopped: list[float] = []
     for turn in range(turns + 1):
         client.mic.say(question)
         await client.until(lambda: not client.mic.queue)
         spoke = client.mic.last_sent
-        first = await client.until(functools.partial(client.audio_after, spoke))
+        first = await client.until(functools.partial(client.arrived_after, spoke))
+        played = await client.until(functools.partial(client.audio_after, spoke))
         if turn == turns:  # the last turn is interrupted
             await asyncio.sleep(0.5)
             client.mic.say(interruption)
@@ -119,9 +134,10 @@ async def _turns(client: _Client, question: bytes, interruption: bytes, turns: i
             stopped.append((_last_before_gap(loud) - cut) * 1000 if loud else 0.0)
         else:
             v2v.append((first - spoke) * 1000)
+            v2v_played.append((played - spoke) * 1000)
         await client.until(functools.partial(client.seen, "response.done", spoke))
         await asyncio.sleep(1.5)  # the reply plays out
-    return {"v2v": v2v, "cleared": cleared, "stopped": stopped}
+    return {"v2v": v2v, "v2v_played": v2v_played, "cleared": cleared, "stopped": stopped}
 
 
 def _last_before_gap(times: list[float], gap_s: float = 0.2) -> float:
@@ -143,6 +159,7 @@ async def _ws_session(ws_base: str, work: Callable[[_Client], Any]) -> Any:
             async for message in ws:
                 if isinstance(message, bytes):
                     client.audio()
+                    client.arrived()
                 else:
                     client.event(json.loads(message))
 
@@ -163,6 +180,49 @@ async def _ws_session(ws_base: str, work: Callable[[_Client], Any]) -> Any:
 
 
 # -- the WebRTC client -----------------------------------------------------------------------
+
+
+def _loud(samples: np.ndarray) -> bool:
+    return bool(samples.size) and int(np.abs(samples.astype(np.int32)).max()) > LOUD
+
+
+class _Arrivals:
+    """In front of aiortc's jitter buffer (which it calls with each depayloaded RTP packet):
+    every Opus packet is decoded here as it comes off the wire, and ``on_loud`` runs for each
+    loud one, before the buffer holds it back; then the packet goes on to the buffer."""
+
+    def __init__(self, buffer: Any, on_loud: Callable[[], None]) -> None:
+        from av import CodecContext
+
+        self.buffer = buffer
+        self.on_loud = on_loud
+        decoder: Any = CodecContext.create("libopus", "r")
+        decoder.format = "s16"
+        decoder.layout = "mono"
+        decoder.sample_rate = CALL_RATE
+        self._decoder = decoder
+
+    @classmethod
+    def install(cls, receiver: object, on_loud: Callable[[], None]) -> None:
+        from hark.transports.webrtc.opus import JITTER_BUFFER
+
+        buffer = getattr(receiver, JITTER_BUFFER, None)
+        if buffer is None or not hasattr(buffer, "add"):
+            raise RuntimeError("aiortc keeps its jitter buffer elsewhere: arrivals cannot be timed")
+        setattr(receiver, JITTER_BUFFER, cls(buffer, on_loud))
+
+    def add(self, packet: Any) -> Any:
+        from av import FFmpegError, Packet
+
+        data: bytes = getattr(packet, "_data", b"")
+        if data:
+            try:
+                frames = self._decoder.decode(Packet(data))
+            except FFmpegError:
+                frames = []
+            if any(_loud(frame.to_ndarray()) for frame in frames):
+                self.on_loud()
+        return self.buffer.add(packet)
 
 
 async def _call_session(base_url: str, work: Callable[[_Client], Any]) -> Any:
@@ -196,14 +256,17 @@ async def _call_session(base_url: str, work: Callable[[_Client], Any]) -> Any:
         try:
             while True:
                 frame = await track.recv()
-                if isinstance(frame, AudioFrame) and np.abs(frame.to_ndarray()).max() > LOUD:
+                if isinstance(frame, AudioFrame) and _loud(frame.to_ndarray()):
                     client.audio()
         except MediaStreamError:
             return
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     tasks: list[asyncio.Task[None]] = []
-    pc.addTrack(Microphone())
+    sender = pc.addTrack(Microphone())
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender is sender:
+            _Arrivals.install(transceiver.receiver, client.arrived)
     channel = pc.createDataChannel("oai-events")
     channel.on("message", lambda m: client.event(json.loads(m)))
     pc.on("track", lambda track: tasks.append(asyncio.create_task(listen(track))))
@@ -285,6 +348,7 @@ def run(
                     "voice_to_voice_ms": _summary(figures["v2v"]),
                     "bargein_cleared_ms": _summary(figures["cleared"]),
                 }
+            result["webrtc"]["voice_to_voice_after_jitter_buffer_ms"] = _summary(call["v2v_played"])
             result["webrtc"]["bargein_audio_stopped_ms"] = _summary(call["stopped"])
             result["websocket"]["cpu_ms_per_session_s"] = round(
                 await _cpu_per_session_s(hark.pid, over_ws, sessions, seconds), 2
@@ -298,6 +362,9 @@ def run(
     rtc_p50 = result["webrtc"]["voice_to_voice_ms"].get("p50")
     if ws_p50 is not None and rtc_p50 is not None:
         result["webrtc_adds_voice_to_voice_ms_p50"] = round(rtc_p50 - ws_p50, 1)
+    played_p50 = result["webrtc"]["voice_to_voice_after_jitter_buffer_ms"].get("p50")
+    if ws_p50 is not None and played_p50 is not None:
+        result["webrtc_adds_voice_to_voice_after_jitter_buffer_ms_p50"] = round(played_p50 - ws_p50, 1)
     result["webrtc_adds_cpu_ms_per_session_s"] = round(
         result["webrtc"]["cpu_ms_per_session_s"] - result["websocket"]["cpu_ms_per_session_s"], 2
     )
