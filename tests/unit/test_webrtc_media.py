@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -12,7 +13,7 @@ pytest.importorskip("aiortc")
 
 from av import Packet
 
-from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, ReplyTrack, mono_pcm16
+from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, Pacer, ReplyTrack, mono_pcm16
 
 
 def tone(ms: int, value: int = 1000) -> bytes:
@@ -123,3 +124,57 @@ async def test_on_frame_sees_each_frame_with_reply_audio_as_it_goes_out() -> Non
     await frame(reply)
     reply.clear()
     assert not reply.busy
+
+
+def test_the_pacer_keeps_frames_on_the_rtp_clock_however_late_it_wakes() -> None:
+    pacer = Pacer()
+    assert pacer.due() is None
+    assert pacer.take(10.0) == 0
+    assert pacer.due() == pytest.approx(10.02)
+    assert pacer.take(10.025) == FRAME_SAMPLES  # woke 5 ms late: still the next on the clock
+    assert pacer.due() == pytest.approx(10.04)
+    assert pacer.take(10.5) == 2 * FRAME_SAMPLES  # the loop stalled: frames catch up
+    assert pacer.due() == pytest.approx(10.06)
+
+
+def test_the_pacer_re_anchors_when_a_frame_goes_out_early_or_after_a_gap() -> None:
+    pacer = Pacer()
+    pacer.take(10.0)
+    pacer.take(10.02)
+    # A reply 7 ms into the silent frame's 20 ms: out now, right after that frame on the RTP
+    # clock (frames never overlap), and the next one 20 ms after now, not after the old tick.
+    assert pacer.take(10.027, restart=True) == 2 * FRAME_SAMPLES
+    assert pacer.due() == pytest.approx(10.047)
+    assert pacer.take(10.047) == 3 * FRAME_SAMPLES
+    # After 400 ms with nothing sent the RTP time follows the wall clock.
+    assert pacer.take(10.447, restart=True) == 3 * FRAME_SAMPLES + RATE * 400 // 1000
+    assert pacer.due() == pytest.approx(10.467)
+
+
+async def test_a_reply_that_begins_during_silence_goes_out_at_once_and_paces_from_there() -> None:
+    now = [0.0]
+    reply = ReplyTrack(clock=lambda: now[0], encode=raw)
+    await frame(reply)  # the first silent frame: the clock starts
+    now[0] = 0.005
+    waiting = asyncio.create_task(frame(reply))  # the next silent frame is due at 0.02
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    reply.push("resp_1", "item_1", tone(100))
+    async with asyncio.timeout(5):  # the silent tick would have come after 15 ms of real time
+        sent = await waiting
+    assert sent.samples.all() and sent.pts == FRAME_SAMPLES
+    assert reply.pacer.due() == pytest.approx(0.025)  # 20 ms after the reply began
+
+
+async def test_a_playing_reply_is_not_hurried_by_more_audio() -> None:
+    now = [0.0]
+    reply = ReplyTrack(clock=lambda: now[0], encode=raw)
+    reply.push("resp_1", "item_1", tone(20))
+    await frame(reply)
+    now[0] = 0.019  # the next frame is due in 1 ms
+    waiting = asyncio.create_task(frame(reply))
+    await asyncio.sleep(0)
+    reply.push("resp_1", "item_1", tone(20))
+    sent = await waiting
+    assert sent.pts == FRAME_SAMPLES
+    assert reply.pacer.due() == pytest.approx(0.04)  # still on the first frame's clock

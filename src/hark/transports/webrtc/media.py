@@ -19,12 +19,52 @@ from av import AudioFrame, Packet
 
 from hark.transports.webrtc.opus import FRAME_SAMPLES, RATE, ReplyEncoder
 
-__all__ = ["FRAME_BYTES", "FRAME_SAMPLES", "RATE", "SILENCE", "ReplyTrack", "mono_pcm16"]
+__all__ = ["FRAME_BYTES", "FRAME_SAMPLES", "RATE", "SILENCE", "Pacer", "ReplyTrack", "mono_pcm16"]
 
 # RATE is Opus's clock: the conversation speaks and listens at it on a call (no resampling
 # between it and the codec).
 FRAME_BYTES = FRAME_SAMPLES * 2
 SILENCE = bytes(FRAME_BYTES)
+
+
+class Pacer:
+    """When each 20 ms frame of the outbound track goes out, and its RTP time.
+
+    Frames follow each other on the RTP clock, anchored at the first: frame n is due at
+    ``start + n * 20 ms`` and stamped ``n * 960``, however late the loop wakes (a late frame is
+    sent at once and the next ones catch up). ``restart`` re-anchors the clock at the moment a
+    frame goes out early or after a gap: a reply that begins during silence is not held to the
+    silence's next tick, and from there paces at real time. Pure: the caller gives the time."""
+
+    def __init__(self, frame_samples: int = FRAME_SAMPLES, rate: int = RATE) -> None:
+        self.frame_samples = frame_samples
+        self.rate = rate
+        self._start: float | None = None
+        """Wall time of RTP time 0."""
+        self.timestamp = 0
+        """RTP time of the last frame sent."""
+
+    def due(self, frames: int = 1) -> float | None:
+        """When the frame ``frames`` after the last one sent is due (None before the first)."""
+        if self._start is None:
+            return None
+        return self._start + (self.timestamp + frames * self.frame_samples) / self.rate
+
+    def take(self, now: float, *, restart: bool = False) -> int:
+        """The RTP time of the frame going out at ``now``. Without ``restart``, the next on the
+        clock; with it, the clock re-anchors at ``now`` (never earlier than the next on the
+        clock, so frames never overlap, nor later than the wall clock says)."""
+        if self._start is None:
+            self._start = now
+            self.timestamp = 0
+            return 0
+        following = self.timestamp + self.frame_samples
+        if restart:
+            self.timestamp = max(following, round((now - self._start) * self.rate))
+            self._start = now - self.timestamp / self.rate
+        else:
+            self.timestamp = following
+        return self.timestamp
 
 
 @dataclass(slots=True)
@@ -66,8 +106,9 @@ class ReplyTrack(MediaStreamTrack):
         self._playing: str | None = None
         self._finished: set[str] = set()
         self._dropped: set[str] = set()
-        self._start: float | None = None
-        self._timestamp = 0
+        self.pacer = Pacer()
+        self._wake: asyncio.Future[None] | None = None
+        """Set while the track waits out a silent frame: a reply pushed then ends the wait."""
         self.queued_bytes = 0
 
     # -- what the session does ------------------------------------------------------------
@@ -77,6 +118,8 @@ class ReplyTrack(MediaStreamTrack):
             return
         self._queue.append(_Piece(response_id, item_id, pcm))
         self.queued_bytes += len(pcm)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def finish(self, response_id: str) -> None:
         """No more audio will come for ``response_id``."""
@@ -131,14 +174,31 @@ class ReplyTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         now = self._now()
-        if self._start is None:
-            self._start = now
-        else:
-            self._timestamp += FRAME_SAMPLES
-            wait = self._start + self._timestamp / RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-        return self._encode(self._next_frame(), self._timestamp)
+        due = self.pacer.due()
+        starting = self._playing is None and bool(self._queue)  # a reply begins with this frame
+        if due is not None and now < due and not starting:
+            if self._playing is None:  # silence: a reply pushed meanwhile ends the wait
+                await self._pause(due - now)
+            else:
+                await asyncio.sleep(due - now)
+            now = self._now()
+            starting = self._playing is None and bool(self._queue)
+        # A reply that begins during silence goes out at once and paces from there.
+        restart = due is not None and starting and now < due
+        timestamp = self.pacer.take(now, restart=restart)
+        return self._encode(self._next_frame(), timestamp)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until ``push`` brings audio."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake_up, wake)
+        self._wake = wake
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
 
     def _next_frame(self) -> bytes:
         out = bytearray()
@@ -178,6 +238,11 @@ class ReplyTrack(MediaStreamTrack):
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+
+def _wake_up(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 def mono_pcm16(frame: AudioFrame) -> bytes:
