@@ -203,6 +203,8 @@ def test_config_error_is_a_hark_error() -> None:
         ("HARK_LLM_MODEL_PATH", "/models/m.gguf", "llm", "model_path", Path("/models/m.gguf")),
         ("HARK_CONVERSATION_HISTORY_TURNS", "3", "conversation", "history_turns", 3),
         ("HARK_CONVERSATION_SYSTEM_PROMPT", "Be terse.", "conversation", "system_prompt", "Be terse."),
+        ("HARK_WEBRTC_DTX", "false", "webrtc", "dtx", False),
+        ("HARK_WEBRTC_DTX", "1", "webrtc", "dtx", True),
     ],
 )
 def test_environment_sets_values(

@@ -13,7 +13,15 @@ pytest.importorskip("aiortc")
 
 from av import Packet
 
-from hark.transports.webrtc.media import FRAME_SAMPLES, RATE, Pacer, ReplyTrack, mono_pcm16
+from hark.transports.webrtc.media import (
+    DTX_AFTER_FRAMES,
+    DTX_INTERVAL_FRAMES,
+    FRAME_SAMPLES,
+    RATE,
+    Pacer,
+    ReplyTrack,
+    mono_pcm16,
+)
 
 
 def tone(ms: int, value: int = 1000) -> bytes:
@@ -178,3 +186,52 @@ async def test_a_playing_reply_is_not_hurried_by_more_audio() -> None:
     sent = await waiting
     assert sent.pts == FRAME_SAMPLES
     assert reply.pacer.due() == pytest.approx(0.04)  # still on the first frame's clock
+
+
+async def silent_frames(reply: ReplyTrack, now: list[float], count: int) -> list[Frame]:
+    """``count`` frames, each taken when the track says it is due (nothing waits)."""
+    sent = []
+    for _ in range(count):
+        now[0] = reply.due if reply.due is not None else now[0]
+        sent.append(await frame(reply))
+    return sent
+
+
+async def test_dtx_sends_settled_silence_every_400_ms_and_a_reply_at_once() -> None:
+    now = [0.0]
+    reply = ReplyTrack(clock=lambda: now[0], encode=raw)
+    first = await silent_frames(reply, now, DTX_AFTER_FRAMES)
+    assert [f.pts for f in first] == [i * FRAME_SAMPLES for i in range(DTX_AFTER_FRAMES)]
+    last = now[0]
+    assert reply.due == pytest.approx(last + 0.4)  # 500 ms of silence: one packet per 400 ms
+    comfort = await silent_frames(reply, now, 3)
+    assert not any(f.samples.any() for f in comfort)
+    gap = DTX_INTERVAL_FRAMES * FRAME_SAMPLES
+    assert [f.pts - first[-1].pts for f in comfort] == pytest.approx([gap, 2 * gap, 3 * gap], abs=1)
+    # Audio starts 100 ms into a 400 ms wait: its first frame goes out then, and 20 ms follow.
+    now[0] += 0.1
+    waiting = asyncio.create_task(frame(reply))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    reply.push("resp_1", "item_1", tone(60))
+    async with asyncio.timeout(5):
+        sent = await waiting
+    assert sent.samples.all()
+    assert sent.pts - comfort[-1].pts == pytest.approx(RATE // 10, abs=1)  # on the wall clock
+    assert reply.due == pytest.approx(now[0] + 0.02)
+    rest = await silent_frames(reply, now, 2)
+    assert all(f.samples.all() for f in rest)
+    assert [f.pts - sent.pts for f in rest] == [FRAME_SAMPLES, 2 * FRAME_SAMPLES]
+    reply.finish("resp_1")
+    # After the reply, silence goes out every 20 ms again until it has lasted 500 ms.
+    after = await silent_frames(reply, now, DTX_AFTER_FRAMES)
+    assert [f.pts - rest[-1].pts for f in after] == [(i + 1) * FRAME_SAMPLES for i in range(DTX_AFTER_FRAMES)]
+    assert reply.due == pytest.approx(now[0] + 0.4)
+
+
+async def test_without_dtx_silence_goes_out_every_20_ms() -> None:
+    now = [0.0]
+    reply = ReplyTrack(clock=lambda: now[0], encode=raw, dtx=False)
+    sent = await silent_frames(reply, now, 3 * DTX_AFTER_FRAMES)
+    assert [f.pts for f in sent] == [i * FRAME_SAMPLES for i in range(3 * DTX_AFTER_FRAMES)]
+    assert reply.due == pytest.approx(now[0] + 0.02)

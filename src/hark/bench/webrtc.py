@@ -13,7 +13,9 @@ time, on their own clock:
 - barge-in: the interruption's first frame sent to ``output_audio_buffer.cleared`` (both), and
   on WebRTC to the last loud frame of the reply on the track (what the listener hears stop);
 - CPU per session-second: the server process's CPU time while N sessions listen to silence
-  (WebRTC: Opus decoded in, Opus silence encoded out every 20 ms), per session and second.
+  (WebRTC: Opus decoded in, settled silence out as one packet every 400 ms under ``webrtc.dtx``,
+  the default; ``cpu_ms_per_session_s_dtx_off``: on a second server with it off, a packet
+  every 20 ms), per session and second.
 """
 
 from __future__ import annotations
@@ -358,6 +360,16 @@ def run(
             )
 
         asyncio.run(measure())
+    # The same calls' CPU with webrtc.dtx off: a silent packet every 20 ms, always.
+    with hark_server({**scripted_env(tts_ms_per_char=60.0), "HARK_WEBRTC_DTX": "false"}) as hark:
+
+        async def without_dtx() -> float:
+            async def over_call(work: Callable[[_Client], Any]) -> Any:
+                return await _call_session(hark.base_url, work)
+
+            return await _cpu_per_session_s(hark.pid, over_call, sessions, seconds)
+
+        result["webrtc"]["cpu_ms_per_session_s_dtx_off"] = round(asyncio.run(without_dtx()), 2)
     ws_p50 = result["websocket"]["voice_to_voice_ms"].get("p50")
     rtc_p50 = result["webrtc"]["voice_to_voice_ms"].get("p50")
     if ws_p50 is not None and rtc_p50 is not None:

@@ -119,3 +119,8 @@ class WebRTCSettings(Section):
     ``auto``: only on a machine with no other interface (else no call could connect there);
     ``only``: loopback only, so media never leaves the machine (callers on the same host);
     ``never``: every interface but loopback, whatever the machine has."""
+    dtx: bool = True
+    """Discontinuous transmission on the reply track (``HARK_WEBRTC_DTX``): after 500 ms of
+    silence, one silent packet every 400 ms instead of one every 20 ms, as libopus's own DTX
+    does; a reply starts at once and goes out in 20 ms packets. Saves the sending of ~47
+    packets a second per idle call; off: a packet every 20 ms, always."""

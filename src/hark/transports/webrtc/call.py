@@ -58,7 +58,7 @@ class Call:
         self.owner = owner
         self.settings = settings
         self.socket = ChannelSocket(self._ended)
-        self.track = ReplyTrack()
+        self.track = ReplyTrack(dtx=settings.dtx)
         self.pc: RTCPeerConnection | None = None
         self._remote: MediaStreamTrack | None = None
         self.caller: CallerAudio | None = None
@@ -85,7 +85,7 @@ class Call:
             )
             self.gather_fallback = True
             await self._close_pc()
-            self.track = ReplyTrack()
+            self.track = ReplyTrack(dtx=self.settings.dtx)
             self._remote = None
             self.caller = None
             return await self._negotiate(offer, RTCConfiguration(iceServers=[]))

@@ -25,6 +25,12 @@ __all__ = ["FRAME_BYTES", "FRAME_SAMPLES", "RATE", "SILENCE", "Pacer", "ReplyTra
 # between it and the codec).
 FRAME_BYTES = FRAME_SAMPLES * 2
 SILENCE = bytes(FRAME_BYTES)
+DTX_AFTER_FRAMES = 25
+"""DTX (``webrtc.dtx``): after 500 ms of silent frames in a row (by then the encoder has long
+settled on its 3-byte silence packet, ``opus.ReplyEncoder``) ..."""
+DTX_INTERVAL_FRAMES = 20
+"""... one silent (comfort) packet goes out every 400 ms instead of every 20 ms, as libopus's
+own DTX does; the first frame of a reply goes out at once, and 20 ms frames follow."""
 
 
 class Pacer:
@@ -76,7 +82,8 @@ class _Piece:
 
 class ReplyTrack(MediaStreamTrack):
     """The reply, 20 ms at a time, on the RTP clock (silence between replies), as Opus packets
-    (``encode``: PCM16 and RTP time in, a packet out; Opus unless a test says otherwise).
+    (``encode``: PCM16 and RTP time in, a packet out; Opus unless a test says otherwise). With
+    ``dtx``, settled silence is one packet every 400 ms (``DTX_AFTER_FRAMES``).
 
     ``on_started(response_id)`` runs when a response's first sample goes out;
     ``on_stopped(response_id)`` when its last has, once ``finish(response_id)`` said no more is
@@ -93,6 +100,7 @@ class ReplyTrack(MediaStreamTrack):
         on_frame: Callable[[bytes], None] | None = None,
         clock: Callable[[], float] | None = None,
         encode: Callable[[bytes, int], Packet[Any]] | None = None,
+        dtx: bool = True,
     ) -> None:
         super().__init__()
         self._encode = encode or ReplyEncoder().encode
@@ -106,6 +114,9 @@ class ReplyTrack(MediaStreamTrack):
         self._playing: str | None = None
         self._finished: set[str] = set()
         self._dropped: set[str] = set()
+        self.dtx = dtx
+        self._quiet_frames = 0
+        """Frames in a row sent without reply audio."""
         self.pacer = Pacer()
         self._wake: asyncio.Future[None] | None = None
         """Set while the track waits out a silent frame: a reply pushed then ends the wait."""
@@ -174,7 +185,8 @@ class ReplyTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         now = self._now()
-        due = self.pacer.due()
+        resting = self._resting
+        due = self.due
         starting = self._playing is None and bool(self._queue)  # a reply begins with this frame
         if due is not None and now < due and not starting:
             if self._playing is None:  # silence: a reply pushed meanwhile ends the wait
@@ -183,10 +195,23 @@ class ReplyTrack(MediaStreamTrack):
                 await asyncio.sleep(due - now)
             now = self._now()
             starting = self._playing is None and bool(self._queue)
-        # A reply that begins during silence goes out at once and paces from there.
-        restart = due is not None and starting and now < due
+        # A reply that begins during silence goes out at once and paces from there; after a
+        # DTX gap the RTP time follows the wall clock again.
+        restart = due is not None and (resting or (starting and now < due))
         timestamp = self.pacer.take(now, restart=restart)
         return self._encode(self._next_frame(), timestamp)
+
+    @property
+    def due(self) -> float | None:
+        """When the next packet goes out, unless a reply begins before (None: the first has not
+        gone out yet)."""
+        return self.pacer.due(DTX_INTERVAL_FRAMES if self._resting else 1)
+
+    @property
+    def _resting(self) -> bool:
+        """DTX: silence has settled, so the next silent packet may wait ``DTX_INTERVAL_FRAMES``."""
+        settled = self._quiet_frames >= DTX_AFTER_FRAMES
+        return self.dtx and settled and self._playing is None and not self._queue
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or until ``push`` brings audio."""
@@ -221,6 +246,7 @@ class ReplyTrack(MediaStreamTrack):
         if self._playing is not None and self._playing in self._finished and not self._has(self._playing):
             self._stop()
         frame = bytes(out) + SILENCE[len(out) :]
+        self._quiet_frames = 0 if out else self._quiet_frames + 1
         if out and self.on_frame is not None:
             self.on_frame(frame)
         return frame
