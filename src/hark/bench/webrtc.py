@@ -10,6 +10,8 @@ time, on their own clock:
   ``voice_to_voice_after_jitter_buffer_ms``: to the first loud frame aiortc's jitter buffer
   releases to the track (four packets deep, so ~80 ms later), which is when aiortc would play
   it; a browser's adaptive buffer on loopback holds far less;
+- speech stopped: the last speech frame sent to ``input_audio_buffer.speech_stopped`` received
+  (where the turn's end was heard; the rest of voice-to-voice is the reply on its way out);
 - barge-in: the interruption's first frame sent to ``output_audio_buffer.cleared`` (both), and
   on WebRTC to the last loud frame of the reply on the track (what the listener hears stop);
 - CPU per session-second: the server process's CPU time while N sessions listen to silence
@@ -116,6 +118,7 @@ class _Client:
 async def _turns(client: _Client, question: bytes, interruption: bytes, turns: int) -> dict[str, list[float]]:
     v2v: list[float] = []
     v2v_played: list[float] = []
+    heard_end: list[float] = []
     cleared: list[float] = []
     stopped: list[float] = []
     for turn in range(turns + 1):
@@ -137,9 +140,18 @@ async def _turns(client: _Client, question: bytes, interruption: bytes, turns: i
         else:
             v2v.append((first - spoke) * 1000)
             v2v_played.append((played - spoke) * 1000)
+            ended = client.seen("input_audio_buffer.speech_stopped", spoke)
+            if ended is not None:
+                heard_end.append((ended[0] - spoke) * 1000)
         await client.until(functools.partial(client.seen, "response.done", spoke))
         await asyncio.sleep(1.5)  # the reply plays out
-    return {"v2v": v2v, "v2v_played": v2v_played, "cleared": cleared, "stopped": stopped}
+    return {
+        "v2v": v2v,
+        "v2v_played": v2v_played,
+        "heard_end": heard_end,
+        "cleared": cleared,
+        "stopped": stopped,
+    }
 
 
 def _last_before_gap(times: list[float], gap_s: float = 0.2) -> float:
@@ -349,6 +361,7 @@ def run(
                 result[name] = {
                     "voice_to_voice_ms": _summary(figures["v2v"]),
                     "bargein_cleared_ms": _summary(figures["cleared"]),
+                    "speech_stopped_ms": _summary(figures["heard_end"]),
                 }
             result["webrtc"]["voice_to_voice_after_jitter_buffer_ms"] = _summary(call["v2v_played"])
             result["webrtc"]["bargein_audio_stopped_ms"] = _summary(call["stopped"])
