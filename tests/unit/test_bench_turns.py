@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+
 import numpy as np
 import pytest
 
 from hark.bench.audio import RATE, gaps, silence, ssml, to_pcm16
-from hark.bench.turns import LEAD_MS, PAUSED, find_pauses, fragments_case, paused_case
+from hark.bench.turns import (
+    HEARD_INTO_PAUSE_MS,
+    LEAD_MS,
+    PAUSED,
+    Case,
+    find_pauses,
+    fragments_case,
+    pause_probabilities,
+    paused_case,
+)
+from hark.engines.base import Float32Array
 from tests.speech import require_espeak
 
 
@@ -71,3 +84,37 @@ def test_the_fragment_build_keeps_the_same_turn_as_a_worst_case() -> None:
     one = paused_case(parts, pauses, "en-us")
     assert joined.kind == "fragments" and len(joined.pause_ends_ms) == len(one.pause_ends_ms)
     assert joined.pcm != one.pcm
+
+
+@dataclass
+class HeardSeconds:
+    """A turn model that answers "done" once it has heard more than ``done_after_s``."""
+
+    done_after_s: float
+    name: str = "heard-seconds"
+    sample_rate: int = 16_000
+    heard_s: list[float] = field(default_factory=list)
+
+    async def end_probability(self, audio: Float32Array) -> float:
+        self.heard_s.append(len(audio) / self.sample_rate)
+        return 0.9 if self.heard_s[-1] > self.done_after_s else 0.1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_the_model_hears_each_inner_pause_of_both_builds_a_little_way_in() -> None:
+    pcm = silence(500) + tone(500) + silence(600) + tone(500) + silence(600) + tone(500) + silence(500)
+    cases = [
+        Case("paused", "v", pcm, 3200, (1600, 2700), (1000, 2100)),
+        Case("fragments", "v", pcm, 3200, (1600,), (1000,)),
+        Case("short", "v", pcm, 3200, ()),
+    ]
+    model = HeardSeconds(done_after_s=2.0)
+    figures = asyncio.run(pause_probabilities(cases, model))
+    heard_ms = [round(s * 1000) for s in model.heard_s]
+    assert heard_ms == [1000 + HEARD_INTO_PAUSE_MS, 2100 + HEARD_INTO_PAUSE_MS, 1000 + HEARD_INTO_PAUSE_MS]
+    assert figures == {
+        "paused": {"pauses": 2, "done": 1, "probability_p50": 0.5},
+        "fragments": {"pauses": 1, "done": 0, "probability_p50": 0.1},
+    }

@@ -78,6 +78,8 @@ class Case:
     speech_end_ms: float
     pause_ends_ms: tuple[float, ...]
     """Where each inner pause ends (speech resumes)."""
+    pause_starts_ms: tuple[float, ...] = ()
+    """Where each inner pause starts (the last audible sample before it)."""
 
 
 def corpus(voices: tuple[str, ...] = VOICES) -> list[Case]:
@@ -102,20 +104,22 @@ def paused_case(parts: tuple[str, ...], pauses_ms: list[int], voice: str) -> Cas
     lead = silence(LEAD_MS)
     end = (len(lead) + len(pcm)) / 2 / RATE * 1000
     resumes = tuple(LEAD_MS + stop for _, stop in found)
-    return Case("paused", voice, lead + pcm + silence(TAIL_MS), end, resumes)
+    starts = tuple(LEAD_MS + start for start, _ in found)
+    return Case("paused", voice, lead + pcm + silence(TAIL_MS), end, resumes, starts)
 
 
 def fragments_case(parts: tuple[str, ...], pauses_ms: list[int], voice: str) -> Case:
     """(a) worst case: each part spoken on its own and the parts joined with silence, so every
     part ends with a finished sentence's falling pitch before its pause."""
-    pcm, resumes = silence(LEAD_MS), []
+    pcm, resumes, starts = silence(LEAD_MS), [], []
     for i, text in enumerate(parts):
         if i:
+            starts.append(len(pcm) / 2 / RATE * 1000)
             pcm += silence(pauses_ms[i - 1])
             resumes.append(len(pcm) / 2 / RATE * 1000)
         pcm += _say(text, voice)
     end = len(pcm) / 2 / RATE * 1000
-    return Case("fragments", voice, pcm + silence(TAIL_MS), end, tuple(resumes))
+    return Case("fragments", voice, pcm + silence(TAIL_MS), end, tuple(resumes), tuple(starts))
 
 
 def find_pauses(pcm: bytes, pauses_ms: list[int]) -> list[tuple[float, float]]:
@@ -131,6 +135,34 @@ def find_pauses(pcm: bytes, pauses_ms: list[int]) -> list[tuple[float, float]]:
         heard = [round(stop - start) for start, stop in found]
         raise RuntimeError(f"asked espeak-ng for pauses of {pauses_ms} ms, found {heard} ms")
     return found
+
+
+HEARD_INTO_PAUSE_MS = 300
+"""How far into an inner pause ``pause_probabilities`` lets the model hear (``medium``'s first ask)."""
+
+
+async def pause_probabilities(cases: list[Case], model: TurnModel) -> dict[str, Any]:
+    """The model alone, once per inner pause of (a) and its worst case: the turn from its start
+    up to ``HEARD_INTO_PAUSE_MS`` into the pause, and how often it says "done" (p >= 0.5, the
+    threshold of ``high`` and ``medium``). Says whether a build's prosody is what the model
+    hears, apart from the listener's policy and the words."""
+    from hark.audio import Resampler, pcm16_to_float
+
+    out: dict[str, Any] = {}
+    for kind in ("paused", "fragments"):
+        probabilities = []
+        for case in (c for c in cases if c.kind == kind):
+            audio = Resampler(RATE, model.sample_rate).process(pcm16_to_float(case.pcm), last=True)
+            for start in case.pause_starts_ms:
+                until = int((start + HEARD_INTO_PAUSE_MS) * model.sample_rate / 1000)
+                probabilities.append(await model.end_probability(audio[:until]))
+        if probabilities:
+            out[kind] = {
+                "pauses": len(probabilities),
+                "done": sum(p >= 0.5 for p in probabilities),
+                "probability_p50": round(statistics.median(probabilities), 2),
+            }
+    return out
 
 
 def _say(text: str, voice: str, *, markup: bool = False) -> bytes:
@@ -339,6 +371,8 @@ async def _run(
                 outcomes.append((case, outcome))
             results[mode] = _figures(outcomes)
             log(f"   {mode}: {results[mode]}")
+        results["model_at_inner_pauses"] = await pause_probabilities(cases, model.model)
+        log(f"   model alone at inner pauses: {results['model_at_inner_pauses']}")
         if model.seconds:
             results["decision_ms_p50"] = round(statistics.median(model.seconds) * 1000, 1)
             results["decisions"] = len(model.seconds)
