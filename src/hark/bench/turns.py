@@ -2,12 +2,12 @@
 
 The corpus is espeak-ng speech in several voices: (a) turns with 300-900 ms pauses inside them
 (numbers, addresses, lists, "um") that must not be cut off, each one utterance with SSML breaks
-so its prosody runs on across the pauses, beside the same turns spoken in separate fragments and
-joined with silence (every fragment ending as a finished sentence does: a worst case), and (b)
-short complete turns that should be answered quickly. Each case runs through hark's own listening path (causal
-resampler, Silero VAD, turn detector, Smart Turn and, for the semantic modes, tiny.en
-transcribing the speech before each pause as the speculation does) in process, fed in 20 ms
-frames (see run_case for the clock). Smart Turn was trained on human speech, and tiny.en hears
+so its prosody runs on across the pauses, beside the same turns spoken in separate fragments
+and joined with silence (every fragment ending as a finished sentence does: a worst case), and
+(b) short complete turns that should be answered quickly. Each case runs through hark's own
+listening path (causal resampler, Silero VAD, turn detector, Smart Turn and, for the semantic
+modes, tiny.en transcribing the speech before each pause as the speculation does) in process,
+fed in 20 ms frames (see run_case for the clock). Smart Turn was trained on human speech, and tiny.en hears
 espeak-ng differently from people, so these figures rest on synthetic voices.
 """
 
