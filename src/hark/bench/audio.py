@@ -12,7 +12,9 @@ import math
 import shutil
 import subprocess
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
 import numpy as np
 import soxr
@@ -52,12 +54,16 @@ def to_pcm16(audio: np.ndarray) -> bytes:
     return bytes((np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
-def espeak(text: str, *, voice: str = "en-us", words_per_minute: int = 170) -> bytes | None:
+def espeak(
+    text: str, *, voice: str = "en-us", words_per_minute: int = 170, markup: bool = False
+) -> bytes | None:
+    """espeak-ng's ``text`` (SSML where ``markup``, see ``ssml``), trimmed to the speech."""
     binary = shutil.which("espeak-ng")
     if binary is None:
         return None
+    options = ["-v", voice, "-s", str(words_per_minute), *(["-m"] if markup else [])]
     result = subprocess.run(
-        [binary, "-v", voice, "-s", str(words_per_minute), "--stdout", "--", text],
+        [binary, *options, "--stdout", "--", text],
         check=False,
         capture_output=True,
     )
@@ -69,6 +75,31 @@ def espeak(text: str, *, voice: str = "en-us", words_per_minute: int = 170) -> b
     audio = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
     audio = soxr.resample(audio, source_rate, RATE)
     return to_pcm16(trim(audio, RATE))
+
+
+def ssml(parts: Sequence[str], pauses_ms: Sequence[int]) -> str:
+    """One utterance of ``parts`` with a pause of ``pauses_ms[i]`` after part ``i``, for
+    ``espeak(..., markup=True)``: espeak-ng keeps the sentence's prosody across an SSML break,
+    where parts spoken separately each end falling, as a finished sentence does."""
+    if len(pauses_ms) != len(parts) - 1:
+        raise ValueError("one pause between each two parts")
+    spoken = [escape(parts[0])]
+    for pause, part in zip(pauses_ms, parts[1:], strict=True):
+        spoken.append(f'<break time="{int(pause)}ms"/> {escape(part)}')
+    return "<speak>" + " ".join(spoken) + "</speak>"
+
+
+def gaps(pcm: bytes, *, min_ms: float, threshold: float = 0.02) -> list[tuple[float, float]]:
+    """Where the speech in ``pcm`` (PCM16 at ``RATE``) falls silent for at least ``min_ms``: runs
+    of samples below ``threshold`` (as ``trim`` reads silence) between two audible samples, as
+    (start, end) in ms; the end is where speech resumes."""
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    if loud.size < 2:
+        return []
+    apart = np.diff(loud)
+    at = np.flatnonzero(apart > min_ms * RATE / 1000)
+    return [((loud[i] + 1) / RATE * 1000, loud[i + 1] / RATE * 1000) for i in at]
 
 
 def synthetic_speech(duration_ms: float = 1500.0, *, seed: int = 7) -> bytes:

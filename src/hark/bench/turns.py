@@ -1,11 +1,13 @@
 """``hark bench --only turns``: how well hark takes turns, on a corpus anyone can rebuild.
 
 The corpus is espeak-ng speech in several voices: (a) turns with 300-900 ms pauses inside them
-(numbers, addresses, lists, "um") that must not be cut off, and (b) short complete turns that
-should be answered quickly. Each case runs through hark's own listening path (causal
-resampler, Silero VAD, turn detector, Smart Turn and, for the semantic modes, tiny.en
-transcribing the speech before each pause as the speculation does) in process, fed in 20 ms
-frames (see run_case for the clock). Smart Turn was trained on human speech, and tiny.en hears
+(numbers, addresses, lists, "um") that must not be cut off, each one utterance with SSML breaks
+so its prosody runs on across the pauses, beside the same turns spoken in separate fragments
+and joined with silence (every fragment ending as a finished sentence does: a worst case), and
+(b) short complete turns that should be answered quickly. Each case runs through hark's own
+listening path (causal resampler, Silero VAD, turn detector, Smart Turn and, for the semantic
+modes, tiny.en transcribing the speech before each pause as the speculation does) in process,
+fed in 20 ms frames (see run_case for the clock). Smart Turn was trained on human speech, and tiny.en hears
 espeak-ng differently from people, so these figures rest on synthetic voices.
 """
 
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hark.bench.audio import RATE, espeak, frames, silence
+from hark.bench.audio import RATE, espeak, frames, gaps, silence, ssml
 from hark.engines.base import STT, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
 from hark.pipeline.completeness import read
@@ -50,6 +52,10 @@ SHORT = (
 CUT_MARGIN_MS = 150
 """A turn that ends this long before the last audible sample was cut off (espeak-ng's final
 consonants trail off below the VAD's threshold for up to ~100 ms)."""
+PAUSE_SHARE = 0.6
+"""A silence is a requested pause if it lasts at least this share of it (and of the shortest)."""
+PAUSE_SLACK_MS = 250
+"""... and at most this much longer (measured: 0-60 ms longer in every voice)."""
 LEAD_MS = 500
 TAIL_MS = 3500
 MODES: dict[str, TurnConfig] = {
@@ -64,27 +70,25 @@ MODES: dict[str, TurnConfig] = {
 @dataclass(frozen=True, slots=True)
 class Case:
     kind: str
-    """"paused" (must stay one turn) or "short" (should end quickly)."""
+    """"paused" (must stay one turn), "fragments" (the same, worst case) or "short" (should end
+    quickly)."""
     voice: str
     pcm: bytes
     """Lead-in silence, the speech with its pauses, a long silent tail; PCM16 at 24 kHz."""
     speech_end_ms: float
     pause_ends_ms: tuple[float, ...]
     """Where each inner pause ends (speech resumes)."""
+    pause_starts_ms: tuple[float, ...] = ()
+    """Where each inner pause starts (the last audible sample before it)."""
 
 
 def corpus(voices: tuple[str, ...] = VOICES) -> list[Case]:
     cases: list[Case] = []
     for voice in voices:
         for n, parts in enumerate(PAUSED):
-            pcm, resumes = silence(LEAD_MS), []
-            for i, text in enumerate(parts):
-                if i:
-                    pcm += silence(PAUSES_MS[(n + i) % len(PAUSES_MS)])
-                    resumes.append(len(pcm) / 2 / RATE * 1000)
-                pcm += _say(text, voice)
-            end = len(pcm) / 2 / RATE * 1000
-            cases.append(Case("paused", voice, pcm + silence(TAIL_MS), end, tuple(resumes)))
+            pauses = [PAUSES_MS[(n + i) % len(PAUSES_MS)] for i in range(1, len(parts))]
+            cases.append(paused_case(parts, pauses, voice))
+            cases.append(fragments_case(parts, pauses, voice))
         for text in SHORT:
             pcm = silence(LEAD_MS) + _say(text, voice)
             end = len(pcm) / 2 / RATE * 1000
@@ -92,8 +96,77 @@ def corpus(voices: tuple[str, ...] = VOICES) -> list[Case]:
     return cases
 
 
-def _say(text: str, voice: str) -> bytes:
-    pcm = espeak(text, voice=voice)
+def paused_case(parts: tuple[str, ...], pauses_ms: list[int], voice: str) -> Case:
+    """(a): one espeak-ng utterance with SSML breaks, so the sentence's prosody runs across its
+    pauses. Where each pause ends is read off the audio (``find_pauses``), not assumed."""
+    pcm = _say(ssml(parts, pauses_ms), voice, markup=True)
+    found = find_pauses(pcm, pauses_ms)
+    lead = silence(LEAD_MS)
+    end = (len(lead) + len(pcm)) / 2 / RATE * 1000
+    resumes = tuple(LEAD_MS + stop for _, stop in found)
+    starts = tuple(LEAD_MS + start for start, _ in found)
+    return Case("paused", voice, lead + pcm + silence(TAIL_MS), end, resumes, starts)
+
+
+def fragments_case(parts: tuple[str, ...], pauses_ms: list[int], voice: str) -> Case:
+    """(a) worst case: each part spoken on its own and the parts joined with silence, so every
+    part ends with a finished sentence's falling pitch before its pause."""
+    pcm, resumes, starts = silence(LEAD_MS), [], []
+    for i, text in enumerate(parts):
+        if i:
+            starts.append(len(pcm) / 2 / RATE * 1000)
+            pcm += silence(pauses_ms[i - 1])
+            resumes.append(len(pcm) / 2 / RATE * 1000)
+        pcm += _say(text, voice)
+    end = len(pcm) / 2 / RATE * 1000
+    return Case("fragments", voice, pcm + silence(TAIL_MS), end, tuple(resumes), tuple(starts))
+
+
+def find_pauses(pcm: bytes, pauses_ms: list[int]) -> list[tuple[float, float]]:
+    """The silences in ``pcm`` that are the requested pauses, in order, as (start, end) ms.
+    espeak-ng makes each break a little longer than asked (a trailing consonant's fade, a
+    comma's own pause) and leaves no other silence near that long inside a sentence; anything
+    else means the corpus is not what it claims, so it raises."""
+    found = gaps(pcm, min_ms=PAUSE_SHARE * min(pauses_ms))
+    if len(found) != len(pauses_ms) or any(
+        not PAUSE_SHARE * asked <= stop - start <= asked + PAUSE_SLACK_MS
+        for asked, (start, stop) in zip(pauses_ms, found, strict=False)
+    ):
+        heard = [round(stop - start) for start, stop in found]
+        raise RuntimeError(f"asked espeak-ng for pauses of {pauses_ms} ms, found {heard} ms")
+    return found
+
+
+HEARD_INTO_PAUSE_MS = 300
+"""How far into an inner pause ``pause_probabilities`` lets the model hear (``medium``'s first ask)."""
+
+
+async def pause_probabilities(cases: list[Case], model: TurnModel) -> dict[str, Any]:
+    """The model alone, once per inner pause of (a) and its worst case: the turn from its start
+    up to ``HEARD_INTO_PAUSE_MS`` into the pause, and how often it says "done" (p >= 0.5, the
+    threshold of ``high`` and ``medium``). Says whether a build's prosody is what the model
+    hears, apart from the listener's policy and the words."""
+    from hark.audio import Resampler, pcm16_to_float
+
+    out: dict[str, Any] = {}
+    for kind in ("paused", "fragments"):
+        probabilities = []
+        for case in (c for c in cases if c.kind == kind):
+            audio = Resampler(RATE, model.sample_rate).process(pcm16_to_float(case.pcm), last=True)
+            for start in case.pause_starts_ms:
+                until = int((start + HEARD_INTO_PAUSE_MS) * model.sample_rate / 1000)
+                probabilities.append(await model.end_probability(audio[:until]))
+        if probabilities:
+            out[kind] = {
+                "pauses": len(probabilities),
+                "done": sum(p >= 0.5 for p in probabilities),
+                "probability_p50": round(statistics.median(probabilities), 2),
+            }
+    return out
+
+
+def _say(text: str, voice: str, *, markup: bool = False) -> bytes:
+    pcm = espeak(text, voice=voice, markup=markup)
     if not pcm:
         raise RuntimeError("the turn-taking corpus needs espeak-ng (make test-deps installs it)")
     return pcm
@@ -235,12 +308,18 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def _share(outcomes: list[Outcome]) -> float | None:
+    return round(100 * sum(o.cut_off for o in outcomes) / len(outcomes), 1) if outcomes else None
+
+
 def _figures(outcomes: list[tuple[Case, Outcome]]) -> dict[str, Any]:
     paused = [o for c, o in outcomes if c.kind == "paused"]
+    fragments = [o for c, o in outcomes if c.kind == "fragments"]
     short = [o for c, o in outcomes if c.kind == "short"]
     delays = [o.delay_ms for o in short if o.delay_ms is not None]
     return {
-        "false_cutoff_pct": round(100 * sum(o.cut_off for o in paused) / len(paused), 1),
+        "false_cutoff_pct": _share(paused),
+        "false_cutoff_fragments_pct": _share(fragments),
         "short_end_of_turn_ms_p50": _pct(delays, 0.5),
         "short_end_of_turn_ms_p95": _pct(delays, 0.95),
         "short_cut_off": sum(o.cut_off for o in short),
@@ -267,6 +346,7 @@ async def _run(
         "corpus": {
             "voices": list(voices),
             "paused": sum(c.kind == "paused" for c in cases),
+            "fragments": sum(c.kind == "fragments" for c in cases),
             "short": sum(c.kind == "short" for c in cases),
             "speech": "espeak-ng (synthetic)",
         },
@@ -291,6 +371,8 @@ async def _run(
                 outcomes.append((case, outcome))
             results[mode] = _figures(outcomes)
             log(f"   {mode}: {results[mode]}")
+        results["model_at_inner_pauses"] = await pause_probabilities(cases, model.model)
+        log(f"   model alone at inner pauses: {results['model_at_inner_pauses']}")
         if model.seconds:
             results["decision_ms_p50"] = round(statistics.median(model.seconds) * 1000, 1)
             results["decisions"] = len(model.seconds)
