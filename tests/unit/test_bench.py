@@ -289,6 +289,35 @@ def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
     assert "## Machine" in written and "| overhead p50 |" in written
 
 
+def test_docs_keep_every_hand_kept_section(tmp_path: Path) -> None:
+    details = _details()
+    result: dict[str, Any] = {
+        **headline.headline(details),
+        "details": details,
+        "quick": True,
+        "date": "today",
+        "version": "0",
+        "machine": headline.machine(),
+    }
+    result["targets"] = headline.targets(result)
+    path = tmp_path / "benchmarks.md"
+    wyoming = "<!-- wyoming:start -->\n## Wyoming\n\nhark beside wyoming\n<!-- wyoming:end -->"
+    ears = "<!-- ears:start -->\n## Steady ears\n\nthe same words\n<!-- ears:end -->"
+    notes = "## Notes\n\nkept by hand, unmarked"
+    stray = "<!-- recipe:start -->\nhow to rebuild the corpus\n<!-- recipe:end -->"
+    path.write_text(
+        f"# Old figures\n\n{stray}\n\n<!-- speed-work:start -->\n1. made it faster\n"
+        f"<!-- speed-work:end -->\n\n{wyoming}\n\n{ears}\n\n{notes}\n"
+    )
+    for _ in range(2):  # and again over its own output: nothing doubled, nothing lost
+        report.write_docs(result, path, method="## Method\n\nx", default_log="nothing yet")
+        written = path.read_text()
+        for section in (wyoming, ears, notes, stray, "1. made it faster"):
+            assert written.count(section) == 1, section
+        assert "# Old figures" not in written and "| overhead p50 |" in written
+        assert written.index("<!-- speed-work:end -->") < written.index(wyoming) < written.index(ears)
+
+
 # -- a small run against a real server ------------------------------------------------------
 
 

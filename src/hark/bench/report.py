@@ -179,14 +179,28 @@ def speed_work(existing: str) -> str:
     return match.group(1).strip() if match else ""
 
 
+MARKED_SECTION = re.compile(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", re.S)
+"""A section a run does not write (``<!-- NAME:start -->`` … ``<!-- NAME:end -->``): written by
+hand or by a run of one part (`hark bench --only wyoming`)."""
+
+
+def kept_sections(existing: str) -> str:
+    """What follows the speed-work log in an existing docs/benchmarks.md, as it stands (every
+    section there is kept by hand or by its own run), and any marked section found elsewhere."""
+    _, marker, tail = existing.partition(SPEED_WORK_END)
+    kept = tail.strip() if marker else ""
+    for match in MARKED_SECTION.finditer(existing):
+        if match.group(1) != "speed-work" and match.group(0) not in kept:
+            kept = f"{kept}\n\n{match.group(0)}".strip()
+    return kept
+
+
 def write_docs(result: dict[str, Any], path: Path, *, method: str, default_log: str) -> list[Path]:
     """Write ``path`` (method, machine, figures, targets) and its plots beside it; the speed-work
-    log between its markers is kept from the previous version."""
-    from hark.bench.wyoming_side import kept_section
-
+    log and every section after it are kept from the previous version."""
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
     log = speed_work(previous) or default_log.strip()
-    wyoming = kept_section(previous)  # `hark bench --only wyoming` writes it; other runs keep it
+    kept = kept_sections(previous)
     images = plots(result, path.parent / "benchmarks")
     m = result["machine"]
     rel: Callable[[Path], str] = lambda p: os.path.relpath(p, path.parent)  # noqa: E731
@@ -228,7 +242,7 @@ Everything above the speed-work log is rewritten by each run.
 {log}
 {SPEED_WORK_END}
 
-{wyoming}
+{kept}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")

@@ -331,9 +331,3 @@ def write_section(path: Path, result: dict[str, Any], date: str) -> None:
     pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     path.write_text(text.rstrip() + "\n", encoding="utf-8")
-
-
-def kept_section(existing: str) -> str:
-    """The section from an existing docs/benchmarks.md, for a run that does not measure it."""
-    match = re.search(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), existing, re.S)
-    return match.group(0) if match else ""
