@@ -146,11 +146,16 @@ class FakeSTT:
     """Seconds of audio in each call."""
     languages: list[str | None] = field(default_factory=list)
     """The language each call asked for."""
+    deterministic: list[bool] = field(default_factory=list)
+    """Whether each call asked for a deterministic decode."""
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         self.calls += 1
         self.durations.append(len(audio) / self.sample_rate)
         self.languages.append(language)
+        self.deterministic.append(deterministic)
         if self.stall:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)
@@ -265,7 +270,9 @@ class SleepySTT:
     def __init__(self, log: str | None = None) -> None:
         self._log = Path(log) if log else None
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         if self._log is not None:  # so a test can tell which requests reached a worker
             with self._log.open("a", encoding="utf-8") as file:
                 file.write(f"{len(audio)}\n")

@@ -108,6 +108,21 @@ async def test_own_words_heard_back_do_not_interrupt() -> None:
     await h.conversation.aclose()
 
 
+async def test_speech_over_the_reply_is_checked_deterministically_and_settled_in_full() -> None:
+    h = Harness()
+    await h.reply_playing()
+    before = len(h.stt.deterministic)
+    h.stt.text = ""
+    await h.push(tone(800), quiet(400))
+    await h.done()
+    over_reply = h.stt.deterministic[before:]
+    # The checks while the speech goes on may not read the same audio two ways; the transcript
+    # that settles it (and would be the turn's) keeps the engine's full decode.
+    assert True in over_reply[:-1] and over_reply[-1] is False
+    assert h.stt.deterministic[:before] == [False] * before  # the question's own transcript
+    await h.conversation.aclose()
+
+
 async def test_a_slow_transcript_keeps_the_reply_paused_past_the_bound_then_decides() -> None:
     h = Harness(interruptions=InterruptionPolicy(confirm_ms=100))
     await h.reply_playing()

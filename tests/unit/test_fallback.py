@@ -220,6 +220,16 @@ async def test_stt_chain_budget_and_fallback() -> None:
         await bad.transcribe(np.zeros(1600, dtype=np.float32))
 
 
+async def test_stt_chain_passes_deterministic_on() -> None:
+    down = FakeSTT(name="down", fail=EngineError("503", retryable=False))
+    good = FakeSTT(name="good")
+    chain = FallbackSTT([(cfg("down"), down), (cfg("good"), good)], FAST)
+    await chain.transcribe(np.zeros(1600, dtype=np.float32), deterministic=True)
+    await chain.transcribe(np.zeros(1600, dtype=np.float32))
+    assert down.deterministic == [True, False]
+    assert good.deterministic == [True, False]
+
+
 async def test_check_reports_unreachable_chain() -> None:
     chain = FallbackLLM([(cfg("a"), FakeLLM(healthy=False)), (cfg("b"), FakeLLM(healthy=False))], FAST)
     with pytest.raises(EngineUnavailable, match="no provider is reachable"):
@@ -325,14 +335,16 @@ class FullQueueSTT(FakeSTT):
         super().__init__(name=name, text=f"from {name}")
         self.seen: list[tuple[Priority, bool]] = []
 
-    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Any, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         work = current_work()
         self.seen.append((work.priority, may_refuse()))
         if work.priority.sheddable:
             raise WorkShed("partial work shed", engine=self.name)
         if may_refuse():
             raise EngineSaturated("queue full", engine=self.name, retry_after=0.5)
-        return await super().transcribe(audio, language=language)
+        return await super().transcribe(audio, language=language, deterministic=deterministic)
 
 
 AUDIO = np.zeros(1600, dtype=np.float32)
@@ -414,13 +426,15 @@ class LineSTT(FakeSTT):
         super().__init__(name="line", delay=delay)
         self.wait = wait
 
-    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Any, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         line = current_budget()
         assert line is not None
         line.pause()
         await asyncio.sleep(self.wait)
         line.restart()
-        return await super().transcribe(audio, language=language)
+        return await super().transcribe(audio, language=language, deterministic=deterministic)
 
 
 async def test_waiting_in_a_local_line_does_not_count_toward_the_budget_but_running_does() -> None:

@@ -21,10 +21,12 @@ class MarkedSTT(FakeSTT):
         super().__init__(**kw)
         self.marks: list[tuple[Priority, Work]] = []
 
-    async def transcribe(self, audio: Any, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Any, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         work = current_work()
         self.marks.append((work.priority, work))
-        return await super().transcribe(audio, language=language)
+        return await super().transcribe(audio, language=language, deterministic=deterministic)
 
 
 class MarkedTTS(FakeTTS):
@@ -64,6 +66,12 @@ async def test_partials_speculation_and_the_spoken_reply_are_marked_by_priority(
         assert done.status == "completed"
         seen = [priority for priority, _ in stt.marks]
         assert Priority.PARTIAL in seen  # interim transcripts while the user spoke
+        # Interim transcripts decode deterministically; the speculative one may be the turn's
+        # final transcript, so it keeps the engine's full decode, as the final one does.
+        assert [d for d, p in zip(stt.deterministic, seen, strict=True) if p is Priority.PARTIAL] == [
+            True
+        ] * seen.count(Priority.PARTIAL)
+        assert not any(d for d, p in zip(stt.deterministic, seen, strict=True) if p is not Priority.PARTIAL)
         # The transcription started at the pause the turn ended on: speculative when it was
         # asked for, promoted to FINAL when the turn ended there (it is the final transcript).
         speculative = [work for priority, work in stt.marks if priority is Priority.SPECULATIVE]

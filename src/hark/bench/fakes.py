@@ -162,7 +162,9 @@ class ScriptedSTT:
             precise=_flag(options, "precise", label=f"stt provider {provider.label}"),
         )
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         started = time.monotonic()
         self.calls += 1
         await sleep_until(started + self.final_ms / 1000.0, precise=self.precise)

@@ -151,9 +151,16 @@ class STT(Protocol):
     sample_rate: int
     capabilities: STTCapabilities
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         """Transcribe mono float32 audio at ``sample_rate``: in ``language`` (ISO-639-1), in the
-        engine's configured language (None), or in the one it detects (``DETECT_LANGUAGE``)."""
+        engine's configured language (None), or in the one it detects (``DETECT_LANGUAGE``).
+
+        ``deterministic``: a transcript of speech still in flight (a partial, a barge-in check):
+        the same audio must give the same text, so an engine that samples to retry a doubtful
+        decode (faster-whisper's temperature fallback) decodes greedily once instead. Engines
+        with nothing random to turn off ignore it."""
         ...
 
     async def check(self) -> None:

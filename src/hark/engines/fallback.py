@@ -304,7 +304,9 @@ class FallbackSTT(Chain[STT]):
             interim_results=all(e.capabilities.interim_results for _, e in providers),
         )
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         tally = Tally()
         candidates = self.candidates()
         for index, provider in enumerate(candidates):
@@ -317,7 +319,9 @@ class FallbackSTT(Chain[STT]):
                     with refusable(spill):
                         async with asyncio.timeout(provider.config.timeout) as deadline:
                             with budget(deadline, provider.config.timeout):
-                                transcript = await provider.engine.transcribe(audio, language=language)
+                                transcript = await provider.engine.transcribe(
+                                    audio, language=language, deterministic=deterministic
+                                )
                 except (EngineError, TimeoutError, OSError) as exc:
                     if isinstance(exc, EngineSaturated):
                         if self._saturated(tally, provider, exc, spill):

@@ -158,7 +158,9 @@ class Recorder:
         stt, language = self.engines.stt, meeting.language
 
         async def job(clip: Float32Array = audio) -> str:
-            return (await stt.transcribe(clip, language=language)).text.strip()
+            # Provisional, redone as the segment grows: the same audio should read the same.
+            transcript = await stt.transcribe(clip, language=language, deterministic=True)
+            return transcript.text.strip()
 
         try:
             future = self.orchestrator.submit("transcribe", meeting.id, job)

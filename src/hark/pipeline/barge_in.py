@@ -85,7 +85,9 @@ class BargeIn:
             return
         self._checked_ms = heard_ms
         # Interim: shed first under load; the transcript at the pause (or the end) still decides.
-        interim = self._transcribe(utterance(), Priority.PARTIAL)
+        # Deterministic: whether a leak of hark's own voice cancels the reply must not rest on
+        # a random draw; the transcripts at the pause and the end (possibly the turn's) are not.
+        interim = self._transcribe(utterance(), Priority.PARTIAL, deterministic=True)
         self._task = asyncio.create_task(self._judge(interim, complete=False))
 
     def paused(self, at_ms: int, audio: Float32Array) -> None:
@@ -134,11 +136,13 @@ class BargeIn:
     # -- inside ----------------------------------------------------------------------------
 
     def _transcribe(
-        self, audio: Float32Array, priority: Priority = Priority.FINAL
+        self, audio: Float32Array, priority: Priority = Priority.FINAL, *, deterministic: bool = False
     ) -> asyncio.Task[Transcript]:
         """FINAL by default: the transcript that settles whether the reply goes on is never shed."""
         with work_as(priority):
-            return asyncio.create_task(self._stt.transcribe(audio, language=self._language.code))
+            return asyncio.create_task(
+                self._stt.transcribe(audio, language=self._language.code, deterministic=deterministic)
+            )
 
     async def _judge(self, transcript: asyncio.Task[Transcript], *, complete: bool) -> None:
         try:

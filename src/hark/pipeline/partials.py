@@ -55,7 +55,8 @@ class PartialTranscripts:
 
     async def _partial(self, item_id: str, audio: Float32Array) -> None:
         try:
-            transcript = await self._stt.transcribe(audio, language=self._language.code)
+            # Deterministic: a partial is redone as the speech grows, and should not change by chance.
+            transcript = await self._stt.transcribe(audio, language=self._language.code, deterministic=True)
         except EngineError:
             return
         finally:

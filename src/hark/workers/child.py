@@ -110,8 +110,9 @@ def _serve(conn: Connection, runner: asyncio.Runner, engines: list[Any]) -> None
 async def _handle(call: Call, engine: Any, chunk: Callable[[bytes], None]) -> Done | Failure:
     try:
         match call.request:
-            case Transcribe(audio, language):
-                return Done(call.id, await engine.transcribe(audio, language=language))
+            case Transcribe(audio, language, deterministic):
+                transcript = await engine.transcribe(audio, language=language, deterministic=deterministic)
+                return Done(call.id, transcript)
             case Embed(clips):
                 return Done(call.id, engine.embed(clips))
             case Synthesize(text):

@@ -58,6 +58,7 @@ class Transcribe:
     method: ClassVar[str] = "transcribe"
     audio: Float32Array
     language: str | None
+    deterministic: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,9 +39,11 @@ class PooledSTT(_Pooled):
         self.sample_rate = sample_rate
         self.capabilities = capabilities
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        result = await self.pool.call(self.stage_index, Transcribe(audio, language))
+        result = await self.pool.call(self.stage_index, Transcribe(audio, language, deterministic))
         if not isinstance(result, Transcript):
             raise EngineError(f"worker returned {type(result).__name__}, not a Transcript", engine=self.name)
         return result

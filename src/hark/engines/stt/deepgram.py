@@ -128,7 +128,9 @@ class DeepgramSTT:
             params["language"] = lang
         return f"{self.listen_url}?{urlencode(params)}"
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         spoken = asked_language(language, self.language)  # None: Deepgram's own default
         if audio.size == 0:
             return Transcript(text="", language=spoken)

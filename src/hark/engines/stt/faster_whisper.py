@@ -110,7 +110,7 @@ class FasterWhisperSTT:
         seconds = max(self._window_s, samples / SAMPLE_RATE + WINDOW_MARGIN_S)
         return int(seconds * FRAMES_PER_S) if seconds < 30 else None
 
-    def _transcribe(self, audio: Float32Array, language: str | None) -> Transcript:
+    def _transcribe(self, audio: Float32Array, language: str | None, deterministic: bool) -> Transcript:
         duration_s = len(audio) / SAMPLE_RATE
         if self._steady:
             audio = steady_input(audio, SAMPLE_RATE)
@@ -120,6 +120,9 @@ class FasterWhisperSTT:
             audio,
             language=asked_language(language, self._language),
             beam_size=self._beam_size,
+            # Its default retries a doubtful decode by sampling at rising temperatures: better
+            # finals, but the same audio can read differently each time.
+            **({"temperature": 0.0} if deterministic else {}),
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
@@ -132,12 +135,14 @@ class FasterWhisperSTT:
         )
         return Transcript(text=text, language=info.language, duration_s=duration_s, logprob=logprob)
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         if audio.size == 0:
             return Transcript(text="", language=asked_language(language, self._language))
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         try:
-            return await self._runner.run(lambda: self._transcribe(audio, language))
+            return await self._runner.run(lambda: self._transcribe(audio, language, deterministic))
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"transcription failed: {exc}", retryable=True, engine=self.name) from exc
 

@@ -103,7 +103,9 @@ class OpenAISTT:
     def where(self) -> str:
         return f"the transcription endpoint at {self.base_url}"
 
-    async def transcribe(self, audio: Float32Array, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Array, *, language: str | None = None, deterministic: bool = False
+    ) -> Transcript:
         language = asked_language(language, self.language)
         if audio.size == 0:
             return Transcript(text="", language=language)
