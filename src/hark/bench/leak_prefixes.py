@@ -89,6 +89,11 @@ async def main(passes: int) -> None:
             f"{'greedy' if deterministic else 'fallback'}: {varying} of {len(cut)} prefixes read "
             f"differently across {len(results)} passes"
         )
+        cancelling = sorted({c for r in results for c in r["cancelled"]})
+        for key in cancelling:
+            times = sum(1 for r in results if key in r["cancelled"])
+            voice, leak, at_ms = key
+            print(f"  cancels in {times} of {len(results)}: {voice}, {leak!r} at {at_ms} ms")
     await stt.aclose()
 
 
