@@ -36,6 +36,13 @@ class STTContract:
         if "malformed" in metafunc.fixturenames:
             metafunc.parametrize("malformed", self.malformed)
 
+    async def test_a_deterministic_decode_is_accepted_and_changes_nothing(
+        self, fake: Any, make: Make, audio: Float32Array
+    ) -> None:
+        engine = make()
+        plain = await engine.transcribe(audio)
+        assert plain.text and (await engine.transcribe(audio, deterministic=True)).text == plain.text
+
     async def test_http_500_is_retryable(self, fake: Any, make: Make, audio: Float32Array) -> None:
         fake.faults.set(Fault.HTTP_500)
         with pytest.raises(EngineError) as caught:
