@@ -99,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
         # Drain first (see hark.drain); then give connections a moment before cutting them.
         timeout_graceful_shutdown=CONNECTIONS_GRACE_S,
         ws_max_size=settings.security.max_frame_bytes,
+        ws_per_message_deflate=settings.server.websocket_compression,
         ws_ping_interval=settings.security.ping_interval_s,
         ws_ping_timeout=settings.security.ping_timeout_s,
         timeout_keep_alive=settings.server.keep_alive_s,
