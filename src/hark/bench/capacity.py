@@ -274,12 +274,13 @@ def run(
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One ramp on a fresh server. ``compression="deflate"`` has every session offer
-    permessage-deflate, as the OpenAI SDK's clients do (the server accepts it unless configured
-    off); ``env`` adds to the server's environment."""
+    permessage-deflate, as the OpenAI SDK's clients do, and the server accept it
+    (``server.websocket_compression``, off by default); ``env`` adds to the server's environment."""
     cores = sorted(os.sched_getaffinity(0))
     server_cpu = {cores[0]}
     client_cpu = set(cores[1:]) or set(cores)
-    env = scripted_env(tts_ms_per_char=MS_PER_CHAR) | (env or {})
+    accept = {"HARK_SERVER_WEBSOCKET_COMPRESSION": "true"} if compression else {}
+    env = scripted_env(tts_ms_per_char=MS_PER_CHAR) | accept | (env or {})
     original = os.sched_getaffinity(0)
     os.sched_setaffinity(0, client_cpu)
     try:
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compression",
         choices=("none", "deflate"),
         default="none",
-        help="offer permessage-deflate from every session, as OpenAI SDK clients do (default: none)",
+        help="every session offers permessage-deflate, as OpenAI SDK clients do, and the server accepts it",
     )
     args = parser.parse_args(argv)
     steps = [int(s) for s in args.steps.split(",")]
