@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -64,15 +65,24 @@ class Drainer:
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose first SIGTERM drains the app before the usual shutdown."""
 
-    def __init__(self, config: uvicorn.Config, drainer: Drainer) -> None:
+    def __init__(
+        self, config: uvicorn.Config, drainer: Drainer, *, on_started: Callable[[], object] | None = None
+    ) -> None:
         super().__init__(config)
         self.drainer = drainer
+        self.on_started = on_started
+        """Called once start-up (the app's lifespan included) is done, before the first request."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit and self.on_started is not None:
+            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self._drain_task is None and self._loop is not None:

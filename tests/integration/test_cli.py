@@ -46,6 +46,7 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
         "header_timeout_s": 10.0,
         "keep_alive_s": 5,
         "body_timeout_s": 30.0,
+        "websocket_compression": False,
         "plugins": [],
     }
 

@@ -223,3 +223,23 @@ async def test_slow_binary_reader_gets_audio_dropped_or_closed(tmp_path: Path) -
     )
     assert close_code == 1008 or dropped > 0, (close_code, audio, produced_s)
     assert audio + dropped <= produced_s * 2 * RATE  # nothing was sent twice
+
+
+# -- permessage-deflate offered by the client (browsers and the OpenAI SDKs offer it) -------------
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["compression-off", "compression-on"])
+async def test_a_client_offering_deflate_connects_and_talks_either_way(tmp_path: Path, enabled: bool) -> None:
+    env = {**SCRIPTED_ECHO, "HARK_SERVER_WEBSOCKET_COMPRESSION": str(enabled).lower()}
+    with HarkProcess(env=env, log_path=tmp_path / "server.log") as hark:
+        url = hark.ws_url + "&audio=binary"
+        async with websockets.connect(url, max_size=None, compression="deflate") as ws:
+            # Declined, the offer leaves the connection uncompressed; accepted, deflated.
+            assert bool(ws.protocol.extensions) is enabled
+            wire = Wire(ws)
+            await wire.until("session.created")
+            await send_pcm(ws, spoken())
+            done = await wire.until("response.done")
+            assert done["response"]["status"] == "completed", done
+        pcm, _ = reply_audio(wire)
+        assert len(pcm) > 0 and len(pcm) % 2 == 0

@@ -395,6 +395,7 @@ def test_masked_is_plain_data() -> None:
         "header_timeout_s": 10.0,
         "keep_alive_s": 5,
         "body_timeout_s": 30.0,
+        "websocket_compression": False,
         "plugins": [],
     }
     assert masked["llm"]["api_key"] is None

@@ -17,6 +17,7 @@ from hark.pipeline.conversation_state import ConversationState
 from hark.pipeline.errors import (
     CommitTooShort,
     DuplicateItem,
+    InvalidValue,
     NoActiveResponse,
     PipelineError,
     ResponseActive,
@@ -25,6 +26,7 @@ from hark.pipeline.errors import (
 )
 from hark.pipeline.items import Item
 from hark.pipeline.options import ResponseOptions
+from hark.pipeline.slot import Finished
 from hark.pipeline.tools import Tool, Toolbox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_conversation, quiet, tone
 
@@ -398,3 +400,20 @@ async def test_refusals_are_typed_pipeline_errors_with_codes() -> None:
     assert active.value.code == "conversation_already_has_active_response"
     done = await h.done()
     assert done.status == "completed" and [i.id for i in c.items.items()] == ["u1", done.item_id]
+
+
+async def test_a_finished_reply_is_not_kept_whole_and_can_still_be_truncated() -> None:
+    h = Harness(
+        llm=FakeLLM(chunks=("Alpha beta gamma delta. Epsilon zeta eta theta.",)), tts=FakeTTS(ms_per_char=20)
+    )
+    await h.say()
+    done = await h.done(timeout=10)
+    # The slot keeps only the words by position and the audio's end for truncate, not the reply
+    # (its TTS stream, buffers and callbacks).
+    kept = h.conversation.slot._recent[done.item_id]
+    assert isinstance(kept, Finished)
+    with pytest.raises(InvalidValue):
+        h.conversation.truncate(done.item_id, int(kept.peak_ms) + 100)
+    h.conversation.truncate(done.item_id, 300)
+    assert h.conversation.history.text_of(done.item_id) == "Alpha beta"
+    await h.conversation.aclose()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hark.audio import AudioFormatError
+from hark.audio import AudioFormatError, pcm16_to_float
 from hark.audio.polyphase import DEFAULT_TAPS, CausalResampler
 
 RATES = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000]
@@ -76,3 +76,31 @@ def test_matching_rates_pass_through_and_bad_rates_are_refused() -> None:
     for bad in [(0, 16_000), (16_000, -1)]:
         with pytest.raises(AudioFormatError):
             CausalResampler(*bad)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    st.sampled_from(RATES),
+    st.sampled_from(RATES),
+    st.lists(st.integers(min_value=0, max_value=2_000), min_size=1, max_size=8),
+)
+def test_pcm16_in_gives_what_converting_first_gives(in_rate: int, out_rate: int, sizes: list[int]) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    pcm = rng.integers(-32768, 32768, sum(sizes)).astype("<i2")
+    as_float = CausalResampler(in_rate, out_rate)
+    as_pcm16 = CausalResampler(in_rate, out_rate, pcm16=True)
+    offset = 0
+    for i, size in enumerate(sizes):
+        piece = pcm[offset : offset + size]
+        offset += size
+        expected = as_float.process(pcm16_to_float(piece.tobytes()))
+        got = as_pcm16.process(piece.tobytes() if i % 2 else piece)  # bytes or an int16 array
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)  # scaling by 2**-15 is exact
+
+
+def test_a_pcm16_resampler_refuses_float_samples_and_a_float_one_bytes() -> None:
+    with pytest.raises(TypeError):
+        CausalResampler(24_000, 16_000, pcm16=True).process(np.zeros(10, dtype=np.float32))
+    with pytest.raises(TypeError):
+        CausalResampler(24_000, 16_000).process(b"\x00\x00")

@@ -14,12 +14,19 @@ lower Nyquist frequency: clean enough for VAD and speech recognition, not meant 
 from __future__ import annotations
 
 from math import gcd
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
 
 from hark.audio.pcm import AudioFormatError
 from hark.engines.base import Float32Array
+
+Int16Array = NDArray[np.int16]
+
+_PCM16 = np.dtype("<i2")
+_FROM_INT16 = 1.0 / 32768.0
 
 _FLOAT_BYTES = 4
 
@@ -48,9 +55,14 @@ def polyphase_bank(up: int, down: int, taps: int) -> Float32Array:
 
 class CausalResampler:
     """Mono float32 in, mono float32 out; output sample ``n`` is emitted as soon as input sample
-    ``floor(n × in_rate / out_rate)`` has arrived."""
+    ``floor(n × in_rate / out_rate)`` has arrived.
 
-    def __init__(self, in_rate: int, out_rate: int, *, taps: int | None = None) -> None:
+    With ``pcm16=True`` it takes 16-bit PCM instead (bytes, little-endian, or an int16 array) and
+    puts out the same float32 as ``process(pcm16_to_float(pcm))``: the filter is scaled by 2⁻¹⁵
+    (exact, a power of two) and the input goes into the filter's buffer as it is, so the frame is
+    not converted to a float array of its own first."""
+
+    def __init__(self, in_rate: int, out_rate: int, *, taps: int | None = None, pcm16: bool = False) -> None:
         if in_rate <= 0 or out_rate <= 0:
             raise AudioFormatError(f"invalid sample rate {in_rate} -> {out_rate}")
         common = gcd(in_rate, out_rate)
@@ -64,8 +76,10 @@ class CausalResampler:
         if taps < 2:
             raise ValueError("taps must be at least 2")
         self._taps = taps
+        self.pcm16 = pcm16
+        scale = np.float32(_FROM_INT16 if pcm16 else 1.0)
         # Reversed in j so that a sliding window (oldest sample first) lines up with it.
-        self._bank = polyphase_bank(self._up, self._down, taps)[:, ::-1].copy()
+        self._bank = polyphase_bank(self._up, self._down, taps)[:, ::-1] * scale
         # Every ``up`` outputs take ``down`` more inputs: output b*up + r has its newest input at
         # b*down + r*down//up. One row of ``width`` inputs per block of ``up`` outputs, times
         # ``_block`` (each phase's taps at its offset), gives the whole block in one product.
@@ -93,18 +107,35 @@ class CausalResampler:
         consumed = self._consumed + samples
         return max(0, (consumed * self._up + self._down - 1) // self._down - self._produced)
 
-    def process(self, audio: Float32Array) -> Float32Array:
+    def process(self, audio: Float32Array | Int16Array | bytes) -> Float32Array:
+        """The output samples that ``audio`` completes: float32 ``audio`` (or, with ``pcm16``,
+        16-bit PCM)."""
+        samples = self._samples(audio)
         if self.in_rate == self.out_rate:
-            return audio
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.size == 0:
-            return audio
+            return samples * np.float32(_FROM_INT16) if self.pcm16 else samples
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._filter(samples)
+
+    def _samples(self, audio: Float32Array | Int16Array | bytes) -> NDArray[Any]:
+        if not self.pcm16:
+            if isinstance(audio, bytes):
+                raise TypeError("PCM16 bytes given to a float32 resampler (CausalResampler(pcm16=True))")
+            return np.asarray(audio, dtype=np.float32)
+        if isinstance(audio, bytes | bytearray | memoryview):
+            return np.frombuffer(audio, dtype=_PCM16)
+        if audio.dtype != np.int16:
+            raise TypeError(f"a pcm16 resampler takes int16 samples, not {audio.dtype}")
+        return audio
+
+    def _filter(self, audio: NDArray[Any]) -> Float32Array:
         first = self._produced
         consumed = self._consumed + audio.size
         # Output n needs input floor(n * down / up), which exists while it is < consumed.
         last = (consumed * self._up + self._down - 1) // self._down
         # buffer[k] holds input sample (self._consumed - keep + k), then the padding.
-        buffer = np.concatenate((self._history, audio, self._pad))  # contiguous: viewed below
+        # Contiguous float32 (viewed below); int16 input is converted here, in the one copy.
+        buffer = np.concatenate((self._history, audio, self._pad), dtype=np.float32)
         base = self._consumed - self._keep
         end = buffer.size - self._pad.size
         self._history = buffer[end - self._keep : end].copy()

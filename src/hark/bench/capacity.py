@@ -67,7 +67,13 @@ def underruns(session: Session, *, after: int = 0) -> int:
 
 
 async def _ramp(
-    url: str, steps: list[int], speech: Utterance, server: HarkServer, window_s: float, log: Any
+    url: str,
+    steps: list[int],
+    speech: Utterance,
+    server: HarkServer,
+    window_s: float,
+    log: Any,
+    compression: str | None = None,
 ) -> dict[str, Any]:
     pid = server.pid
     script = Script(stt_final_ms=0.0)
@@ -98,7 +104,7 @@ async def _ramp(
     try:
         for target in steps:
             while len(sessions) < target:
-                session = Session(url, wire="binary", compression=None)
+                session = Session(url, wire="binary", compression=compression)
                 await session.start()
                 sessions.append(session)
                 workers.append(asyncio.create_task(worker(session)))
@@ -258,17 +264,29 @@ def limited_by(last: dict[str, Any] | None) -> str | None:
     return "server" if not last["passed"] else "steps"
 
 
-def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = print) -> dict[str, Any]:
+def run(
+    *,
+    steps: list[int],
+    speech: Utterance,
+    window_s: float,
+    log: Any = print,
+    compression: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One ramp on a fresh server. ``compression="deflate"`` has every session offer
+    permessage-deflate, as the OpenAI SDK's clients do, and the server accept it
+    (``server.websocket_compression``, off by default); ``env`` adds to the server's environment."""
     cores = sorted(os.sched_getaffinity(0))
     server_cpu = {cores[0]}
     client_cpu = set(cores[1:]) or set(cores)
-    env = scripted_env(tts_ms_per_char=MS_PER_CHAR)
+    accept = {"HARK_SERVER_WEBSOCKET_COMPRESSION": "true"} if compression else {}
+    env = scripted_env(tts_ms_per_char=MS_PER_CHAR) | accept | (env or {})
     original = os.sched_getaffinity(0)
     os.sched_setaffinity(0, client_cpu)
     try:
         with hark_server(env, cpu=server_cpu) as server:
             url = server.ws_base + HARK_BINARY_PATH
-            ramp = asyncio.run(_ramp(url, steps, speech, server, window_s, log))
+            ramp = asyncio.run(_ramp(url, steps, speech, server, window_s, log, compression))
     finally:
         os.sched_setaffinity(0, original)
     passed = [s for s in ramp["steps"] if s["passed"]]
@@ -279,6 +297,7 @@ def run(*, steps: list[int], speech: Utterance, window_s: float, log: Any = prin
         "server_cpu": sorted(server_cpu),
         "client_cpu": sorted(client_cpu),
         "window_s": window_s,
+        "compression": compression,
         **ramp,
         "sessions_per_core": best["sessions"] if best else 0,
         "limited_by": limited_by(last),
@@ -300,13 +319,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hark.bench.capacity")
     parser.add_argument("--steps", default="150", help="sessions at each step, comma-separated")
     parser.add_argument("--window", type=float, default=20.0, help="seconds per measuring window")
+    parser.add_argument(
+        "--compression",
+        choices=("none", "deflate"),
+        default="none",
+        help="every session offers permessage-deflate, as OpenAI SDK clients do, and the server accepts it",
+    )
     args = parser.parse_args(argv)
     steps = [int(s) for s in args.steps.split(",")]
-    result = run(steps=steps, speech=utterance(), window_s=args.window)
+    compression = None if args.compression == "none" else args.compression
+    result = run(steps=steps, speech=utterance(), window_s=args.window, compression=compression)
     keep = ("sessions", "turns", "cpu_ms_per_session_second", "cpu_busy", "cpu_by_thread",
             "overhead_ms", "underruns", "client_cpu_busy", "client_lateness_ms", "client_gc",
             "client_bound", "passed")  # fmt: skip
-    brief = [{k: step.get(k) for k in keep} for step in result["steps"]]
+    gc_keys = ("gc_collections", "gc_ms_max", "gc_ms_total", "gc_by_generation")
+    brief = [
+        {k: step.get(k) for k in keep} | {"server_gc": {k: step["stalls"].get(k) for k in gc_keys}}
+        for step in result["steps"]
+    ]
     print(json.dumps({"limited_by": result["limited_by"], "steps": brief}, indent=1))
     return 0
 

@@ -13,6 +13,9 @@ for both frameworks: raw PCM16 in binary WebSocket frames, both ways. hark is dr
 Realtime endpoint with `?audio=binary` (binary frames in, reply audio as binary frames out; its
 other events stay JSON), Pipecat through a raw-PCM serializer. Barge-in and local voice-to-voice
 use hark's default wire (base64 PCM in JSON events), as the OpenAI SDK and the web page do.
+Except in capacity, the client offers permessage-deflate as those clients do; each server answers
+as it ships: Pipecat's uvicorn accepts it, hark declines it unless `server.websocket_compression`
+is on (since speed-work entry 30; before, hark's frames were deflated too).
 
 **Fixed-delay fakes** (`hark.bench.fakes`, provider kind `scripted`): STT returns its text 0 or
 150 ms after it is called (half the turns each); the LLM streams a two-sentence reply word by
@@ -84,7 +87,9 @@ too (one GC pause must not decide the figure); the ramp stops at a failed step. 
 with four seconds' settling and a 20 s window (`--quick`: 6 s). Sessions per core is the last step
 that passed; the ramp runs three times on a fresh server each, and the figure is the median, with
 the spread. The client does not negotiate permessage-deflate here (it cannot afford it for
-hundreds of sessions on one core); browsers do, which costs the server more per frame. Without
+hundreds of sessions on one core); browsers and the OpenAI SDKs offer it, and hark declines it
+unless `server.websocket_compression` is on (`python -m hark.bench.capacity --compression
+deflate` measures what accepting it costs: about 1 ms of CPU per session-second at 100). Without
 an extension a frame's bytes do not depend on the frames before it, so the client has websockets
 frame (and mask) each distinct payload once and writes the bytes straight to the socket: the
 server gets the same frames `send()` would give it (one mask per distinct payload rather than a

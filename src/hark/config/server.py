@@ -28,6 +28,12 @@ class ServerSettings(Section):
     keep_alive_s: int = Field(5, ge=1, le=600)
     body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     """A request body that stops arriving for this long is answered 408."""
+    websocket_compression: bool = False
+    """Accept permessage-deflate when a WebSocket client offers it (browsers and the OpenAI SDKs
+    do). Off, the offer is declined and the connection goes on uncompressed: PCM hardly
+    compresses, and deflate on every frame cost the server ~1.1 ms of CPU per session-second
+    at 100 sessions, a fifth more (docs/benchmarks.md, entry 30). On suits base64 audio over
+    slow links."""
     plugins: list[str] = Field(default_factory=list)
     """Modules imported at start-up whose ``register()`` adds provider kinds, e.g.
     ``hark.bench.fakes`` (the benchmark's fixed-delay engines, kind ``scripted``)."""

@@ -152,6 +152,7 @@ class Answerer:
                 reply.report_latency(end_of_speech, detected, transcribed)
                 self.slot.current = None
                 reply.finish(status, reason, thought.client_calls, saturated=saturated)
+                self.slot.finished(item_id)
                 if status != "cancelled" and self.machine.state is not ConversationState.LISTENING:
                     self.set_state(ConversationState.IDLE)
 

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hark.audio import pcm16_to_float
 from hark.audio.polyphase import CausalResampler
 from hark.engines.base import VAD, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
@@ -73,7 +72,8 @@ class Listener:
         self._turns = TurnDetector(config)
         # Causal: a look-ahead filter would hold back the input's last samples, and the VAD chunk
         # that ends a turn would wait for the next frame to complete (docs/benchmarks.md).
-        self._resampler = CausalResampler(input_rate, self.rate)
+        # Fed the client's PCM16 as it is: no float copy of each frame before the filter's own.
+        self._resampler = CausalResampler(input_rate, self.rate, pcm16=True)
         self._pending = np.zeros(0, dtype=np.float32)
         self._unconverted: list[bytes] = []
         """Client audio not yet resampled: it is taken once it completes the next VAD chunk."""
@@ -111,7 +111,7 @@ class Listener:
         if rate != self._resampler.in_rate:
             # What came at the old rate goes through the old resampler.
             self._pending = self._converted()
-            self._resampler = CausalResampler(rate, self.rate)
+            self._resampler = CausalResampler(rate, self.rate, pcm16=True)
 
     def _converted(self) -> Float32Array:
         """The resampled audio not yet cut into chunks, with the unconverted input taken in."""
@@ -120,7 +120,7 @@ class Listener:
         data = self._unconverted[0] if len(self._unconverted) == 1 else b"".join(self._unconverted)
         self._unconverted.clear()
         self._unconverted_samples = 0
-        audio = self._resampler.process(pcm16_to_float(data))
+        audio = self._resampler.process(data)
         return np.concatenate([self._pending, audio]) if self._pending.size else audio
 
     def utterance(self) -> Float32Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -41,7 +42,7 @@ class Segment:
     text: str
 
 
-def heard_text(segments: list[Segment], played_ms: float) -> str:
+def heard_text(segments: Sequence[Segment], played_ms: float) -> str:
     """The words of ``segments`` heard by ``played_ms``; a sentence cut short keeps the share of
     its words that fits in the share of its audio that played."""
     words: list[str] = []

@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from hark.pipeline.errors import InvalidValue, UnknownItem
+from hark.pipeline.playback import Segment, heard_text
 from hark.pipeline.responder import Responder, TextReply
 
 RECENT_REPLIES = 8
 """Assistant items a client may still truncate (it plays them a little behind)."""
 
 Output = Responder | TextReply
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished reply as ``conversation.item.truncate`` needs it: its words by audio position
+    and how far its audio went. Kept instead of the reply itself, whose TTS stream, buffers and
+    callbacks (a few hundred objects) the garbage collector would otherwise walk again at every
+    full collection for the next eight turns of every session."""
+
+    peak_ms: float
+    segments: tuple[Segment, ...] = ()
+    text: str | None = None
+    """A written reply: all of it counts as heard."""
+
+    @classmethod
+    def of(cls, output: Output) -> Finished:
+        if isinstance(output, TextReply):
+            return cls(output.clock.peak_ms, text=output.full_text())
+        return cls(output.clock.peak_ms, tuple(output.segments))
+
+    def heard(self, played_ms: float) -> str:
+        return self.text if self.text is not None else heard_text(self.segments, played_ms)
 
 
 class ResponseSlot:
@@ -22,7 +46,7 @@ class ResponseSlot:
         self.current: tuple[str, str, Output] | None = None
         """(response id, item id, output) of the reply that has been opened and not yet finished."""
         self._reasons: dict[asyncio.Task[None], str] = {}
-        self._recent: dict[str, Output] = {}
+        self._recent: dict[str, Output | Finished] = {}
 
     @property
     def busy(self) -> bool:
@@ -53,12 +77,19 @@ class ResponseSlot:
         output = self._recent.get(item_id)
         if output is None:
             raise UnknownItem(f"no assistant audio item {item_id[:64]!r}")
-        if audio_end_ms > output.clock.peak_ms + 1:
+        peak_ms = output.peak_ms if isinstance(output, Finished) else output.clock.peak_ms
+        if audio_end_ms > peak_ms + 1:
             raise InvalidValue(
-                f"audio_end_ms {audio_end_ms} is beyond the item's {int(output.clock.peak_ms)} ms",
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(peak_ms)} ms",
                 param="audio_end_ms",
             )
         return output.heard(float(audio_end_ms))
+
+    def finished(self, item_id: str) -> None:
+        """The reply of ``item_id`` has ended: keep only what truncating it needs."""
+        output = self._recent.get(item_id)
+        if output is not None and not isinstance(output, Finished):
+            self._recent[item_id] = Finished.of(output)
 
     def forget(self, item_id: str) -> None:
         self._recent.pop(item_id, None)

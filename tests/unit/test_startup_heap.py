@@ -1,0 +1,62 @@
+"""The serve path freezes what start-up built, once the lifespan is done, before serving."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from hark.cli import freeze_startup_heap, listening_socket
+from hark.drain import Drainer, DrainingServer
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_startup_garbage_is_collected_and_the_rest_frozen(unfrozen: None) -> None:
+    garbage = Cycle()
+    gone = weakref.ref(garbage)
+    del garbage
+    kept = Cycle()
+    frozen = freeze_startup_heap()
+    assert gone() is None
+    assert frozen == gc.get_freeze_count() > 0
+    assert kept.me is kept
+
+
+def test_the_hook_runs_after_the_lifespan_and_before_serving(unfrozen: None) -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                seen.append("lifespan started")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def on_started() -> None:
+        seen.append(f"hook ({len(seen)} before)")
+        freeze_startup_heap()
+        server.should_exit = True  # stop at once: nothing to serve
+
+    config = uvicorn.Config(app, lifespan="on", log_config=None)
+    server = DrainingServer(config, Drainer(1.0), on_started=on_started)
+    server.run(sockets=[listening_socket("127.0.0.1", 0)])
+    assert seen == ["lifespan started", "hook (1 before)"]
+    assert gc.get_freeze_count() > 0
