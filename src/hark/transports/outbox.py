@@ -100,11 +100,13 @@ class Outbox:
             while not self._items:
                 self._ready.clear()
                 await self._ready.wait()
-            # Woken by the first message of a burst: one loop pass more, so that the tasks
-            # started in the same moment run before the socket writes. At a turn's end that is
-            # the transcript and the reply, whose LLM request then goes out ~0.4 ms sooner
-            # instead of after the turn's first four events are written (docs/benchmarks.md, 31).
-            await asyncio.sleep(0)
+            if not self.budget.audio:
+                # Woken by control events alone: one loop pass more, so that the tasks started
+                # in the same moment run before the socket writes. At a turn's end those are the
+                # transcript and the reply, whose LLM request then goes out before the turn's
+                # first four events are written, not after (docs/benchmarks.md, entry 31).
+                # Reply audio, which the listener waits for, goes at once.
+                await asyncio.sleep(0)
         audio_of, message = self._items.popleft()
         self.budget.sent(len(message), audio=audio_of is not None)
         if self.budget.queued <= self.budget.limit // 2:
