@@ -153,10 +153,6 @@ class Responder:
     ) -> None:
         while (sentence := await sentences.get()) is not _END:
             await self._sentence_audio(sentence, out)
-            # The next sentence is often queued already (the LLM writes faster than speech):
-            # one loop pass first lets the audio just sent reach the socket before that
-            # sentence's synthesis starts (docs/benchmarks.md, entry 31).
-            await asyncio.sleep(0)
         await out.put(_END)
 
     async def _sentence_audio(self, sentence: str, out: asyncio.Queue[_Piece | None]) -> None:
