@@ -158,3 +158,26 @@ def test_a_traced_turn_splits_into_hops_that_add_up() -> None:
     assert hops["pipeline"] == pytest.approx(2.0)  # 422 ms less the fakes' 420
     assert sum(hops.values()) == pytest.approx((10.4262 - 10.0) * 1000 - 420)
     assert split(turn, [e for e in events if e[0] != "push"]) is None
+
+
+def test_the_pipeline_hop_splits_where_the_fakes_start_their_clocks() -> None:
+    from hark.bench.fakes import Script
+    from hark.bench.hops import HOPS, PIPELINE_PARTS, split
+    from hark.bench.overhead import Turn
+
+    script = Script(stt_final_ms=0.0, llm_first_token_ms=200.0, llm_token_ms=20.0, tts_first_audio_ms=100.0)
+    turn = Turn("hark", 0.0, ok=True, scripted_ms=420.0, decision_at=10.0, audio_at=10.4262)
+    events = [
+        ["rx", 10.0003],
+        ["push", 10.0005, 10.0015],
+        ["llm", 10.0020],  # 0.5 ms after the turn's end
+        ["tts", 10.3227],  # "today." is cut when token 6 comes, due at 10.322: 0.7 ms later
+        ["queued", 10.4235],  # the first audio was due at 10.4227: 0.8 ms later
+        ["tx", 10.4245],
+    ]
+    hops = split(turn, events, script)
+    assert hops is not None and list(hops) == [*HOPS, *PIPELINE_PARTS]
+    assert hops["to_llm"] == pytest.approx(0.5)
+    assert hops["to_tts"] == pytest.approx(0.7)
+    assert hops["to_outbox"] == pytest.approx(0.8)
+    assert hops["to_llm"] + hops["to_tts"] + hops["to_outbox"] == pytest.approx(hops["pipeline"])

@@ -10,7 +10,11 @@ turn (decision frame sent → first reply audio received, less the fakes' delays
 - ``listener``: resampling, the VAD thread's round trip on the decisive chunk, the turn logic
   and the start of the turn's work;
 - ``pipeline``: end of turn → reply audio in the outbox, less the fakes' delays (the
-  transcript, LLM and TTS hand-offs, and the fakes' own timer overshoot);
+  transcript, LLM and TTS hand-offs, and the fakes' own timer overshoot), split where the fakes
+  start their clocks into ``to_llm`` (end of turn → the LLM's stream first read: the transcript,
+  the response's start), ``to_tts`` (the first sentence's last token due → the TTS's stream first
+  read: the token's way through thinking and splitting) and ``to_outbox`` (the first audio due →
+  in the outbox: the responder, the conversation's event, the codec);
 - ``out_server``: outbox → the frame handed to the socket (the writer task, framing);
 - ``out_socket``: the kernel, the client's loop waking, websockets' parse, the client's task.
 
@@ -31,15 +35,19 @@ from typing import Any
 from hark.bench import stats
 from hark.bench.audio import frames, utterance
 from hark.bench.client import Session
-from hark.bench.fakes import Script
+from hark.bench.fakes import Script, first_sentence_token_index
 from hark.bench.overhead import HARK_BINARY_PATH, Turn, hark_turn
 from hark.bench.server import hark_server, scripted_env
 
 HOPS = ("in_socket", "in_server", "listener", "pipeline", "out_server", "out_socket")
+PIPELINE_PARTS = ("to_llm", "to_tts", "to_outbox")
 
 
-def split(turn: Turn, events: Sequence[Sequence[Any]]) -> dict[str, float] | None:
-    """One turn's hops in ms (None when the trace lacks one of its points)."""
+def split(
+    turn: Turn, events: Sequence[Sequence[Any]], script: Script | None = None
+) -> dict[str, float] | None:
+    """One turn's hops in ms (None when the trace lacks one of its points); with ``script``, the
+    pipeline's parts too (``PIPELINE_PARTS``, not in the total)."""
     if not turn.ok or turn.decision_at is None or turn.audio_at is None or turn.scripted_ms is None:
         return None
     start, end = turn.decision_at, turn.audio_at
@@ -52,6 +60,17 @@ def split(turn: Turn, events: Sequence[Sequence[Any]]) -> dict[str, float] | Non
     if rx is None or queued is None or tx is None:
         return None
     ms = 1000.0
+    parts: dict[str, float] = {}
+    llm = next((e[1] for e in events if e[0] == "llm" and push[2] <= e[1] <= queued), None)
+    tts = next((e[1] for e in events if e[0] == "tts" and llm is not None and llm <= e[1] <= queued), None)
+    if script is not None and llm is not None and tts is not None:
+        k = first_sentence_token_index(script.reply, script.first_clause_words)
+        token_due = llm + (script.llm_first_token_ms + k * script.llm_token_ms) / ms
+        parts = {
+            "to_llm": (llm - push[2]) * ms - script.stt_final_ms,
+            "to_tts": (tts - token_due) * ms,
+            "to_outbox": (queued - tts) * ms - script.tts_first_audio_ms,
+        }
     return {
         "in_socket": (rx - start) * ms,
         "in_server": (push[1] - rx) * ms,
@@ -59,7 +78,7 @@ def split(turn: Turn, events: Sequence[Sequence[Any]]) -> dict[str, float] | Non
         "pipeline": (queued - push[2]) * ms - turn.scripted_ms,
         "out_server": (tx - queued) * ms,
         "out_socket": (end - tx) * ms,
-    }
+    } | parts
 
 
 async def _turns(url: str, count: int, script: Script) -> list[Turn]:
@@ -83,11 +102,14 @@ def run(turns: int = 20) -> dict[str, Any]:
         done = asyncio.run(_turns(server.ws_base + HARK_BINARY_PATH, turns, script))
         time.sleep(0.7)  # the probe writes every half second
         events = server.stalls()
-    rows = [r for r in (split(t, events) for t in done) if r is not None]
+    rows = [r for r in (split(t, events, script) for t in done) if r is not None]
     result: dict[str, Any] = {"turns": len(done), "traced": len(rows)}
     for hop in (*HOPS, "total"):
-        values = [sum(r.values()) if hop == "total" else r[hop] for r in rows]
+        values = [sum(r[h] for h in HOPS) if hop == "total" else r[hop] for r in rows]
         result[hop] = stats.summary(values, (50, 90), digits=2)
+    for part in PIPELINE_PARTS:
+        values = [r[part] for r in rows if part in r]
+        result[part] = stats.summary(values, (50, 90), digits=2)
     result["overhead_ms"] = stats.summary(
         [t.overhead_ms for t in done if t.overhead_ms is not None], (50, 90)
     )

@@ -16,6 +16,8 @@ reply audio out (``hark.bench.hops``; one session, so the events need no session
 - ``["rx", at]``: a WebSocket read from the socket (uvicorn's protocol, before parsing);
 - ``["push", start, end]``: the listener's ``push`` call that ended a turn (resampling, the VAD
   thread's round trip, the turn logic and the turn's start);
+- ``["llm", at]`` and ``["tts", at]``: the scripted LLM's and TTS's stream first read (their
+  delays count from there, so the pipeline's hop splits at these points);
 - ``["queued", at]``: reply audio put in the session's outbox;
 - ``["tx", at]``: a binary frame handed to the socket (after ``send_bytes``).
 
@@ -31,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +94,12 @@ class Probe:
 
 
 def install_trace(probe: Probe) -> None:
-    """Wrap the four places ``HARK_BENCH_TRACE`` reports (bench-only instrumentation of the
+    """Wrap the places ``HARK_BENCH_TRACE`` reports (bench-only instrumentation of the
     server process: the wrappers add a clock read and an append to each call)."""
     from starlette.websockets import WebSocket
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+    from hark.bench.fakes import ScriptedLLM, ScriptedTTS
     from hark.pipeline.listener import Listener
     from hark.pipeline.turns import TurnEvent
     from hark.transports.outbox import Outbox
@@ -116,6 +119,20 @@ def install_trace(probe: Probe) -> None:
             probe._add(["push", round(start, 6), round(time.monotonic(), 6)])
         return boundaries
 
+    stream = ScriptedLLM.stream
+
+    async def traced_stream(self: ScriptedLLM, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        probe._add(["llm", round(time.monotonic(), 6)])  # the fake's clock starts here too
+        async for token in stream(self, *args, **kwargs):
+            yield token
+
+    synthesize = ScriptedTTS.synthesize
+
+    async def traced_synthesize(self: ScriptedTTS, text: str) -> AsyncIterator[bytes]:
+        probe._add(["tts", round(time.monotonic(), 6)])
+        async for chunk in synthesize(self, text):
+            yield chunk
+
     put_audio = Outbox.put_audio
 
     def traced_put_audio(self: Outbox, pcm: bytes, *, audio_of: str) -> None:
@@ -130,6 +147,8 @@ def install_trace(probe: Probe) -> None:
 
     WebSocketsSansIOProtocol.data_received = traced_data_received  # type: ignore[method-assign]
     Listener.push = traced_push  # type: ignore[method-assign]
+    ScriptedLLM.stream = traced_stream  # type: ignore[method-assign]
+    ScriptedTTS.synthesize = traced_synthesize  # type: ignore[method-assign]
     Outbox.put_audio = traced_put_audio  # type: ignore[method-assign]
     WebSocket.send_bytes = traced_send_bytes  # type: ignore[method-assign,assignment]
 

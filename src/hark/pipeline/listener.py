@@ -20,6 +20,7 @@ from hark.engines.base import VAD, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
 from hark.pipeline.completeness import Reading, read
 from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
+from hark.pipeline.utterance import Utterance
 
 log = logging.getLogger("hark.listener")
 
@@ -84,7 +85,7 @@ class Listener:
         self._arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
         # Every stored chunk is exactly chunk_samples long; the newest max_turn_s are kept.
         self._max_chunks = max(1, int(max_turn_s * self.rate) // self._chunk)
-        self._utterance: collections.deque[Float32Array] = collections.deque(maxlen=self._max_chunks)
+        self._utterance = Utterance(self._chunk, self._max_chunks)
         self._pause_chunks = max(1, round(PAUSE_MS / config.chunk_ms))
         self.vad_enabled = True
         """Without VAD (client-side turn detection) every sample joins the utterance until commit."""
@@ -124,9 +125,7 @@ class Listener:
         return np.concatenate([self._pending, audio]) if self._pending.size else audio
 
     def utterance(self) -> Float32Array:
-        if not self._utterance:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(self._utterance)
+        return self._utterance.audio()
 
     def utterance_ms(self) -> int:
         return len(self._utterance) * self._chunk * 1000 // self.rate
@@ -173,7 +172,7 @@ class Listener:
                 if detection is None:
                     continue
             if detection.event is TurnEvent.SPEECH_STARTED:
-                self._utterance = collections.deque(self._recent, maxlen=self._max_chunks)
+                self._utterance.restart(self._recent)
                 self._recent.clear()
             boundaries.append(self._boundary(detection))
         return boundaries
@@ -223,9 +222,7 @@ class Listener:
 
     def take_utterance(self) -> Float32Array:
         """The utterance so far, and start afresh (after a turn ends or is committed)."""
-        audio = self.utterance()
-        self._utterance.clear()
-        return audio
+        return self._utterance.take()
 
     def reset(self) -> None:
         """Forget the current utterance and turn state (input_audio_buffer.clear)."""

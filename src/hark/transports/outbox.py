@@ -96,9 +96,18 @@ class Outbox:
         return len(self._items)
 
     async def get(self) -> str | bytes:
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
+        if not self._items:
+            while not self._items:
+                self._ready.clear()
+                await self._ready.wait()
+            if not self.budget.audio:
+                # Woken by control events alone: one loop pass more, so that the tasks started
+                # in the same moment run before the socket writes. At a turn's end those are the
+                # transcript and the reply, whose LLM request then goes out before the turn's
+                # first four events are written, not after (docs/benchmarks.md, entry 31).
+                # Reply audio, which the listener waits for, goes at once. (Control events are
+                # never dropped, so they are still here after the pass.)
+                await asyncio.sleep(0)
         audio_of, message = self._items.popleft()
         self.budget.sent(len(message), audio=audio_of is not None)
         if self.budget.queued <= self.budget.limit // 2:
