@@ -1,7 +1,8 @@
 """``hark bench --only webrtc``: the same spoken turns over the WebSocket and over a WebRTC call,
 against one hark (the fixed-delay fakes in every stage), and what a call costs in CPU.
 
-Both clients send 20 ms of microphone at real time (silence, then espeak-ng's question) and
+Both clients send 20 ms of microphone at real time (silence, then espeak-ng's question, after
+``phase_ms(turn)`` more silence so that turns end at every phase of the VAD's chunks) and
 time, on their own clock:
 
 - voice-to-voice: the last speech frame sent to the first reply audio received (WebSocket: the
@@ -51,10 +52,11 @@ turn's end by up to a chunk (more, with the VAD's hysteresis on the fading tail)
 
 def phase_ms(turn: int) -> int:
     """Silence put before the question in ``turn``, the same on both transports: spread over a
-    VAD chunk by the golden ratio, so that a few turns already fall on different phases. With
-    the WebSocket client's fixed ticks every run used to put its turns on the same phases (the
-    same three lucky ones, 282-324 ms to ``speech_stopped``), while a call's phases vary with
-    its setup; medians then compared a phase with a codec (docs/benchmarks.md, entry 33)."""
+    VAD chunk by the golden ratio, so that a few turns already fall on different phases. Without
+    it every run put each transport's turns on phases of its own, the same every time: the
+    WebSocket's first three 282-322 ms to ``speech_stopped``, the call's (whose VAD grid starts
+    at its first decoded packet) 344-403 ms, and the medians compared phases, not transports
+    (docs/benchmarks.md, entry 33)."""
     return int(VAD_CHUNK_MS * ((turn * 0.6180339887) % 1.0))
 
 
