@@ -3,6 +3,7 @@ buffer, and still hands every packet to that buffer."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ pytest.importorskip("aiortc")
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from hark.bench.webrtc import _Arrivals
+from hark.bench.webrtc import VAD_CHUNK_MS, _Arrivals, phase_ms
 from hark.transports.webrtc.opus import FRAME_SAMPLES, JITTER_BUFFER, SILENCE, ReplyEncoder
 
 
@@ -61,3 +62,13 @@ async def test_install_wraps_the_receivers_jitter_buffer() -> None:
         assert isinstance(wrapped, _Arrivals) and wrapped.buffer is original
     finally:
         await pc.close()
+
+
+def test_turns_start_on_phases_spread_over_a_vad_chunk() -> None:
+    phases = [phase_ms(turn) for turn in range(8)]
+    assert phases[0] == 0
+    assert all(0 <= phase < VAD_CHUNK_MS for phase in phases)
+    assert len(set(phases)) == len(phases)
+    # Eight turns leave no gap over a quarter of the chunk (wrapping round).
+    edges = [*sorted(phases), VAD_CHUNK_MS]
+    assert max(b - a for a, b in itertools.pairwise(edges)) <= VAD_CHUNK_MS // 4

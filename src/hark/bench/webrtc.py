@@ -1,7 +1,8 @@
 """``hark bench --only webrtc``: the same spoken turns over the WebSocket and over a WebRTC call,
 against one hark (the fixed-delay fakes in every stage), and what a call costs in CPU.
 
-Both clients send 20 ms of microphone at real time (silence, then espeak-ng's question) and
+Both clients send 20 ms of microphone at real time (silence, then espeak-ng's question, after
+``phase_ms(turn)`` more silence so that turns end at every phase of the VAD's chunks) and
 time, on their own clock:
 
 - voice-to-voice: the last speech frame sent to the first reply audio received (WebSocket: the
@@ -44,6 +45,19 @@ CALL_RATE = 48_000
 LOUD = 500
 """A decoded frame whose peak passes this is reply audio, not silence."""
 TIMEOUT_S = 30.0
+VAD_CHUNK_MS = 32
+"""The listener's VAD hears in 32 ms chunks: where the question ends against them moves the
+turn's end by up to a chunk (more, with the VAD's hysteresis on the fading tail)."""
+
+
+def phase_ms(turn: int) -> int:
+    """Silence put before the question in ``turn``, the same on both transports: spread over a
+    VAD chunk by the golden ratio, so that a few turns already fall on different phases. Without
+    it every run put each transport's turns on phases of its own, the same every time: the
+    WebSocket's first three 282-322 ms to ``speech_stopped``, the call's (whose VAD grid starts
+    at its first decoded packet) 344-403 ms, and the medians compared phases, not transports
+    (docs/benchmarks.md, entry 33)."""
+    return int(VAD_CHUNK_MS * ((turn * 0.6180339887) % 1.0))
 
 
 def _resample(pcm: bytes, rate: int) -> bytes:
@@ -55,6 +69,7 @@ class _Mic:
     """20 ms frames at real time: what was queued, else silence."""
 
     def __init__(self, rate: int) -> None:
+        self.rate = rate
         self.frame_bytes = rate // 50 * 2
         self.queue: list[bytes] = []
         self.first_sent = 0.0
@@ -122,7 +137,7 @@ async def _turns(client: _Client, question: bytes, interruption: bytes, turns: i
     cleared: list[float] = []
     stopped: list[float] = []
     for turn in range(turns + 1):
-        client.mic.say(question)
+        client.mic.say(bytes(client.mic.rate * phase_ms(turn) // 1000 * 2) + question)
         await client.until(lambda: not client.mic.queue)
         spoke = client.mic.last_sent
         first = await client.until(functools.partial(client.arrived_after, spoke))

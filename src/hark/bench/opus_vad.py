@@ -1,0 +1,120 @@
+"""Does a call hear the end of a turn later because of the caller's Opus? In process, no network.
+
+The bench's question, after ``lead`` ms of silence (every phase against the VAD's 32 ms chunks),
+goes through hark's listener (causal resampler, Silero VAD, turn detector, server_vad defaults)
+as a WebSocket client sends it (PCM16, 24 kHz) and as a call's listening path gets it: resampled
+to 48 kHz as the bench's call client does, encoded 20 ms at a time by aiortc's ``OpusEncoder``
+(what the bench's caller and any aiortc client send: libopus "voip", 96 kb/s) and decoded by
+hark's mono decoder. Printed per phase: where the turn's trailing silence begins, in ms after
+the last audible sample (the turn ends ``end_silence_ms`` after it, so differences between the
+columns are differences in when ``speech_stopped`` fires); then the medians and means.
+
+Columns: ``pcm24`` (the WebSocket), ``pcm48`` (resampled only), ``opus`` (the call), and
+``opus-shifted`` (the decoded audio moved 6.5 ms earlier, i.e. without the encoder's look-ahead:
+what is left is how Silero scores the coded tail).
+
+::
+
+    python -m hark.bench.opus_vad [step_ms]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import statistics
+import sys
+
+from hark.bench.audio import QUESTION, RATE, silence, utterance
+from hark.bench.webrtc import CALL_RATE, _resample
+from hark.engines.vad.silero import SileroVAD
+from hark.pipeline.listener import Listener
+from hark.pipeline.turns import TurnConfig, TurnEvent
+
+LOOK_AHEAD_SAMPLES = 312
+"""libopus "voip" at 48 kHz: 6.5 ms of look-ahead (measured by cross-correlation: 312 samples)."""
+TAIL_MS = 1000
+
+
+def _frames(pcm: bytes, rate: int) -> list[bytes]:
+    size = rate // 50 * 2
+    pcm += bytes(-len(pcm) % size)
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+def opus_round_trip(pcm48: bytes) -> bytes:
+    """``pcm48`` (mono PCM16, 48 kHz) encoded frame by frame as aiortc's sender does, decoded as
+    hark's ``CallerAudio`` does."""
+    from aiortc.codecs.opus import OpusEncoder
+    from av import AudioFrame, Packet
+    from av.codec import CodecContext
+
+    encoder = OpusEncoder()
+    decoder: object = CodecContext.create("libopus", "r")
+    decoder.format = "s16"  # type: ignore[attr-defined]
+    decoder.layout = "mono"  # type: ignore[attr-defined]
+    decoder.sample_rate = CALL_RATE  # type: ignore[attr-defined]
+    time_base = fractions.Fraction(1, CALL_RATE)
+    out = bytearray()
+    for i, pcm in enumerate(_frames(pcm48, CALL_RATE)):
+        frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+        frame.planes[0].update(pcm)
+        frame.pts, frame.sample_rate, frame.time_base = i * (len(pcm) // 2), CALL_RATE, time_base
+        payloads, _ = encoder.encode(frame)
+        for payload in payloads:
+            packet = Packet(payload)
+            packet.pts, packet.time_base = 0, time_base
+            for decoded in decoder.decode(packet):  # type: ignore[attr-defined]
+                out += decoded.to_ndarray().tobytes()
+    return bytes(out)
+
+
+async def silence_start_ms(vad: SileroVAD, pcm: bytes, rate: int) -> int | None:
+    """Where the first turn's trailing silence begins, in ms of input (``None``: no turn)."""
+    listener = Listener(vad, TurnConfig(), input_rate=rate, prefix_ms=300, max_turn_s=30)
+    for frame in _frames(pcm, rate):
+        for boundary in await listener.push(frame):
+            if boundary.event is TurnEvent.SPEECH_STOPPED:
+                return boundary.audio_ms
+    return None
+
+
+async def _phase(vad: SileroVAD, question: bytes, lead_ms: int) -> dict[str, float]:
+    end_ms = lead_ms + len(question) / 2 / RATE * 1000
+    pcm24 = silence(lead_ms) + question + silence(TAIL_MS)
+    pcm48 = _resample(pcm24, CALL_RATE)
+    coded = opus_round_trip(pcm48)
+    inputs = {
+        "pcm24": (pcm24, RATE),
+        "pcm48": (pcm48, CALL_RATE),
+        "opus": (coded, CALL_RATE),
+        "opus-shifted": (coded[LOOK_AHEAD_SAMPLES * 2 :], CALL_RATE),
+    }
+    row: dict[str, float] = {}
+    for name, (pcm, rate) in inputs.items():
+        start = await silence_start_ms(vad, pcm, rate)
+        row[name] = float("nan") if start is None else start - end_ms
+    return row
+
+
+async def _main(step_ms: int) -> None:
+    vad = SileroVAD()
+    question = utterance(QUESTION).pcm
+    rows: list[dict[str, float]] = []
+    print("lead ms | trailing silence begins, ms after the last audible sample")
+    for lead in range(1000, 1032, step_ms):
+        row = await _phase(vad, question, lead)
+        rows.append(row)
+        print(lead, "  ".join(f"{name} {value:+6.1f}" for name, value in row.items()), flush=True)
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        delta = [row[name] - row["pcm24"] for row in rows]
+        print(
+            f"{name:13s} median {statistics.median(values):+6.1f} mean {statistics.fmean(values):+6.1f} "
+            f"| minus pcm24: median {statistics.median(delta):+6.1f} mean {statistics.fmean(delta):+6.1f} "
+            f"min {min(delta):+6.1f} max {max(delta):+6.1f}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(int(sys.argv[1]) if len(sys.argv) > 1 else 2))
