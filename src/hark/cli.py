@@ -111,11 +111,11 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# The collector's thresholds while serving (Python's defaults: 700, 10, 10). A gen-0 collection
-# every 700 net new tracked objects came ~30 times a second at 100 sessions, and every 100th
-# was a full one; raised, far more of a turn's objects have died by refcount before the
-# collector looks, and a full collection (~20-50 ms on a loaded core) comes ~1/14 as often.
-# The price is up to 10,000 young objects more held at once: a few MB, no setting needed.
+# The collector's thresholds while serving (Python's defaults: 700, 10, 10). At 100 sessions
+# the default meant ~7 gen-0 collections a second and a full one every ~15 s (21-45 ms on a
+# loaded core); at 10,000 a gen-0 collection comes every ~2 s (6-10 ms) and, in the 15 s
+# windows measured, no full one (docs/benchmarks.md, entry 37). The price: RSS +3 MB at 100
+# sessions, +12 MB at 150 (cyclic garbage waits longer), too little to make it a setting.
 SERVING_GC_THRESHOLDS = (10_000, 10, 10)
 
 
