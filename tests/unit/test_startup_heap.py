@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 import uvicorn
 
-from hark.cli import freeze_startup_heap, listening_socket
+from hark.cli import SERVING_GC_THRESHOLDS, freeze_startup_heap, listening_socket, prepare_serving_heap
 from hark.drain import Drainer, DrainingServer
 
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 class Cycle:
@@ -36,6 +38,15 @@ def test_startup_garbage_is_collected_and_the_rest_frozen(unfrozen: None) -> Non
     assert kept.me is kept
 
 
+def test_serving_freezes_the_heap_then_raises_the_thresholds(unfrozen: None) -> None:
+    assert gc.get_threshold() != SERVING_GC_THRESHOLDS
+    prepare_serving_heap()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+    assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+    assert SERVING_GC_THRESHOLDS[0] > 700  # fewer young collections than Python's default
+
+
 def test_the_hook_runs_after_the_lifespan_and_before_serving(unfrozen: None) -> None:
     seen: list[str] = []
 
@@ -52,7 +63,7 @@ def test_the_hook_runs_after_the_lifespan_and_before_serving(unfrozen: None) -> 
 
     def on_started() -> None:
         seen.append(f"hook ({len(seen)} before)")
-        freeze_startup_heap()
+        prepare_serving_heap()
         server.should_exit = True  # stop at once: nothing to serve
 
     config = uvicorn.Config(app, lifespan="on", log_config=None)
@@ -60,3 +71,4 @@ def test_the_hook_runs_after_the_lifespan_and_before_serving(unfrozen: None) -> 
     server.run(sockets=[listening_socket("127.0.0.1", 0)])
     assert seen == ["lifespan started", "hook (1 before)"]
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == SERVING_GC_THRESHOLDS
