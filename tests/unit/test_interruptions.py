@@ -11,6 +11,7 @@ from hark.pipeline.interruptions import (
     InterruptionPolicy,
     Phase,
     Verdict,
+    looping,
     sound_key,
     sounds_like,
     words,
@@ -281,3 +282,14 @@ def test_sounds_like() -> None:
     # also begin with one of hark's words.
     assert sounds_like(words("Stop, tell me about Rome."), own) < sounds_like(words("The wind is"), own)
     assert sounds_like([], own) == 0.0
+
+
+def test_a_partial_stuck_in_a_loop_waits_for_the_next_transcript() -> None:
+    # greedy tiny.en on a -12 dB leak of "the weather for the rest of the week" after 100 ms of
+    # silence: "No, no, no, ..." over and over (a repetition loop, not words anyone said)
+    loop = "No, " * 100
+    assert looping(loop) and not looping("No, I meant London.") and not looping("")
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard(loop, LEAK_OWN, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("Stop, tell me about Rome.", LEAK_OWN, complete=False, now=0.4) is Action.INTERRUPT

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import enum
 import re
+import zlib
 from dataclasses import dataclass, field
 
 DEFAULT_BACKCHANNELS = (
@@ -181,6 +182,17 @@ def _overlap(heard: list[str], own: list[str]) -> float:
     return sum(block.size for block in matcher.get_matching_blocks()) / len(heard)
 
 
+LOOP_RATIO = 2.4
+"""faster-whisper's ``compression_ratio_threshold``: a decode that compresses better than this
+is a repetition loop (which its temperature fallback retries; a greedy decode keeps it)."""
+
+
+def looping(text: str) -> bool:
+    """Whether ``text`` is a decoder's repetition loop: it compresses more than ``LOOP_RATIO``."""
+    data = text.strip().encode()
+    return bool(data) and len(data) / len(zlib.compress(data)) > LOOP_RATIO
+
+
 def sound_key(heard: list[str]) -> str:
     """A rough sound spelling of words, run together: "th" "ph" "wh" as one letter, every run of
     vowels as "a", doubled letters once ("the weather" -> "tawatar", "the wind" -> "tawand")."""
@@ -269,6 +281,10 @@ class InterruptionGate:
         ``complete``: it covers all of it (the speaker has paused or stopped). No words resume
         the reply if complete or past the bound."""
         if self.phase not in (Phase.PAUSED, Phase.RESUMED):
+            return Action.NONE
+        if not complete and looping(text):
+            # A decoder stuck in a loop ("No, no, no, ..." a hundred times): greedy tiny.en on a
+            # quiet leak after a little silence. It says nothing yet; the next transcript decides.
             return Action.NONE
         if not complete and self.policy.doubts(text, logprob):
             # A doubtful partial (a hum misread, or the first words of a real interruption) decides
