@@ -11,6 +11,9 @@ from hark.pipeline.interruptions import (
     InterruptionPolicy,
     Phase,
     Verdict,
+    looping,
+    sound_key,
+    sounds_like,
     words,
 )
 
@@ -102,10 +105,11 @@ def test_a_partial_of_own_words_with_one_misheard_waits_for_the_next_transcript(
     assert g.heard("Here we.", own, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
     assert g.heard("Here is the whander for the rest.", own, complete=True, now=0.9) is Action.RESUME
     assert g.verdict is Verdict.SELF
-    # Two new words in a partial interrupt as before; with the guard off own words count too.
+    # Two new words in a partial interrupt as before (one that begins with hark's words waits for
+    # the pause: see below); with the guard off own words count too.
     h = gate()
     h.speech_started(0.0)
-    assert h.heard("The weather, stop now", own, complete=False, now=0.2) is Action.INTERRUPT
+    assert h.heard("Stop now, the weather", own, complete=False, now=0.2) is Action.INTERRUPT
     k = InterruptionGate(InterruptionPolicy(self_speech=False))
     k.speech_started(0.0)
     assert k.heard("Here we.", own, complete=False, now=0.2) is Action.INTERRUPT
@@ -220,3 +224,72 @@ def test_illegal_moves_are_refused() -> None:
     g.heard("stop now", OWN, complete=False, now=0.0)
     with pytest.raises(IllegalMove):
         g._move(Phase.PAUSED)
+
+
+LEAK_OWN = "Here is the weather for the rest of the week."
+
+
+@pytest.mark.parametrize(
+    "partial",
+    # tiny.en, greedy, on -12 dB espeak-ng leaks of LEAK_OWN (corpus (d), leak_prefixes)
+    [
+        "The wind is in the rear.",
+        "Here is no end of the number.",
+        "here is not when",
+        "The whander for the mast on.",
+    ],
+)
+def test_a_partial_of_own_words_misread_waits_for_the_next_transcript(partial: str) -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard(partial, LEAK_OWN, complete=False, now=0.2) is Action.NONE
+    assert g.phase is Phase.PAUSED
+    assert InterruptionPolicy(own_sound=None).classify(partial, LEAK_OWN) is Verdict.WORDS
+    k = gate(own_sound=None)  # without the sound check it interrupts, as it used to
+    k.speech_started(0.0)
+    assert k.heard(partial, LEAK_OWN, complete=False, now=0.2) is Action.INTERRUPT
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        "Stop, tell me about the road.",
+        "Wait, what about the weather?",
+        "No, I meant the rest",
+        "Hold on, how cold?",
+    ],
+)
+def test_a_real_interruption_with_some_of_harks_words_interrupts_in_a_partial(partial: str) -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard(partial, LEAK_OWN, complete=False, now=0.2) is Action.INTERRUPT
+
+
+def test_a_real_interruption_that_begins_with_harks_words_interrupts_at_the_pause() -> None:
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard("The weather, stop now", LEAK_OWN, complete=False, now=0.2) is Action.NONE
+    assert g.phase is Phase.PAUSED  # paused: hark is quiet meanwhile
+    assert g.heard("The weather, stop now.", LEAK_OWN, complete=True, now=0.6) is Action.INTERRUPT
+
+
+def test_sounds_like() -> None:
+    own = words(LEAK_OWN)
+    assert sound_key(words("The weather")) == "tawatar"
+    assert sounds_like(words("the weather for the rest"), own) == 1.0
+    assert sounds_like(words("The wind is in the rear."), own) >= 0.5
+    # Sound alone does not tell them apart (a real interruption scores 0.5 too): the partial must
+    # also begin with one of hark's words.
+    assert sounds_like(words("Stop, tell me about Rome."), own) < sounds_like(words("The wind is"), own)
+    assert sounds_like([], own) == 0.0
+
+
+def test_a_partial_stuck_in_a_loop_waits_for_the_next_transcript() -> None:
+    # greedy tiny.en on a -12 dB leak of "the weather for the rest of the week" after 100 ms of
+    # silence: "No, no, no, ..." over and over (a repetition loop, not words anyone said)
+    loop = "No, " * 100
+    assert looping(loop) and not looping("No, I meant London.") and not looping("")
+    g = gate()
+    g.speech_started(0.0)
+    assert g.heard(loop, LEAK_OWN, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
+    assert g.heard("Stop, tell me about Rome.", LEAK_OWN, complete=False, now=0.4) is Action.INTERRUPT
