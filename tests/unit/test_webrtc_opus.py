@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("aiortc")
 
 from aiortc import RTCPeerConnection
+from av import AudioFrame, CodecContext, Packet
 
 from hark.transports.webrtc.opus import (
     FRAME_SAMPLES,
@@ -101,6 +102,37 @@ def test_settled_silence_is_sent_again_without_the_encoder_and_speech_after_it_d
     assert snr_db(input_[after], ours, lag) > 10
     assert abs(snr_db(input_[after], ours, lag) - snr_db(input_[after], theirs, lag)) < 1.5
     assert not decoded(packets)[40 * FRAME_SAMPLES : 70 * FRAME_SAMPLES].any()
+
+
+def plain_decode(packets: list[bytes]) -> bytes:
+    codec: Any = CodecContext.create("libopus", "r")
+    codec.format, codec.layout, codec.sample_rate = "s16", "mono", RATE
+    return b"".join(f.to_ndarray().tobytes() for p in packets for f in codec.decode(Packet(p)))
+
+
+@pytest.mark.parametrize("encode", ["ours", "aiortc"])
+def test_a_silent_callers_settled_silence_skips_the_decoder_and_speech_after_it_is_unchanged(
+    encode: str,
+) -> None:
+    speech = sine(10)
+    frames = speech + [bytes(FRAME_SAMPLES * 2)] * 60 + speech + [bytes(FRAME_SAMPLES * 2)] * 3
+    if encode == "ours":
+        packets = opus_packets(frames)
+    else:  # a caller on aiortc: stereo, 96 kb/s
+        from aiortc.codecs.opus import OpusEncoder
+
+        encoder = OpusEncoder()
+        packets = []
+        for i, pcm in enumerate(frames):
+            frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+            frame.planes[0].update(pcm)
+            frame.pts, frame.sample_rate, frame.time_base = i * FRAME_SAMPLES, RATE, TIME_BASE
+            packets.append(encoder.encode(frame)[0][0])
+    audio = CallerAudio({OPUS}, Fallback())
+    for i, packet in enumerate(packets):
+        audio.add(Rtp(i, packet))
+    assert bytes(audio._held) == plain_decode(packets)  # sample for sample
+    assert audio.decoded < len(packets) - 40  # most of the silence never reached libopus
 
 
 async def test_caller_audio_is_decoded_as_each_packet_arrives() -> None:

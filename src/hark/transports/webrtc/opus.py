@@ -39,6 +39,8 @@ BITRATE = 48_000
 """Mono speech; aiortc's own encoder sends 96 kb/s of stereo."""
 MAX_HELD_S = 2.0
 """Caller audio the listening task has not taken yet; past it the oldest is dropped."""
+SILENT_PACKET_MAX = 8
+"""Bytes; a CELT silence frame is 3 (a TOC byte and two), DTX sends 1 or 2."""
 JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 """aiortc's receiver keeps its jitter buffer here (aiortc 1.x); checked by tests/unit."""
 
@@ -135,6 +137,11 @@ class CallerAudio:
         self._decoder = codec
         self._last: int | None = None
         self._held = bytearray()
+        self._quiet: bytes | None = None
+        """The last tiny packet that decoded to digital silence (None after anything else)."""
+        self._settled: bytes | None = None
+        """That packet once it has done so twice running: taken as silence, without decoding."""
+        self.decoded = 0
         self._ready = asyncio.Event()
         self._max_held = int(MAX_HELD_S * RATE) * 2
         self.dropped_bytes = 0
@@ -180,6 +187,12 @@ class CallerAudio:
         return pcm
 
     def _decode(self, data: bytes, timestamp: int) -> None:
+        # A silent caller sends the same tiny packet 50 times a second. Once it has decoded to
+        # digital silence twice running, the decoder's state is the same after each one
+        # (as ReplyEncoder relies on), so it is taken as silence without the decoder.
+        if data == self._settled:
+            self._hold(SILENCE)
+            return
         packet = Packet(data)
         packet.pts = timestamp
         packet.time_base = TIME_BASE
@@ -187,9 +200,20 @@ class CallerAudio:
             frames = self._decoder.decode(packet)
         except av.FFmpegError:
             self.failed += 1
+            self._quiet = self._settled = None
             return
-        for frame in frames:
-            self._held += frame.to_ndarray().tobytes()
+        self.decoded += 1
+        pcm = b"".join(frame.to_ndarray().tobytes() for frame in frames)
+        if len(data) <= SILENT_PACKET_MAX and pcm == SILENCE:
+            if data == self._quiet:
+                self._settled = data
+            self._quiet = data
+        else:
+            self._quiet = self._settled = None
+        self._hold(pcm)
+
+    def _hold(self, pcm: bytes) -> None:
+        self._held += pcm
         if len(self._held) > self._max_held:
             excess = len(self._held) - self._max_held
             del self._held[:excess]
