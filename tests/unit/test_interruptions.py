@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hark.pipeline.interruptions import (
     Action,
@@ -293,3 +295,47 @@ def test_a_partial_stuck_in_a_loop_waits_for_the_next_transcript() -> None:
     g.speech_started(0.0)
     assert g.heard(loop, LEAK_OWN, complete=False, now=0.2) is Action.NONE and g.phase is Phase.PAUSED
     assert g.heard("Stop, tell me about Rome.", LEAK_OWN, complete=False, now=0.4) is Action.INTERRUPT
+
+
+def _sounds_like_by_the_table(heard: list[str], own: list[str]) -> float:
+    """The edit-distance table written out cell by cell, as the definition reads."""
+    a, b = sound_key(heard), sound_key(own)
+    if not a:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for i, letter in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, other in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (letter != other))
+        previous = row
+    return 1.0 - min(previous) / len(a)
+
+
+_SPOKEN = st.lists(
+    st.sampled_from(
+        [
+            "the",
+            "weather",
+            "for",
+            "rest",
+            "of",
+            "week",
+            "sunny",
+            "mild",
+            "wind",
+            "rear",
+            "stop",
+            "tell",
+            "rome",
+            "café",
+            "naïve",
+            "x",
+        ]
+    ),
+    max_size=25,
+)
+
+
+@given(_SPOKEN, _SPOKEN)
+def test_sounds_like_is_the_edit_distance_table(heard: list[str], own: list[str]) -> None:
+    assert sounds_like(heard, own) == pytest.approx(_sounds_like_by_the_table(heard, own))

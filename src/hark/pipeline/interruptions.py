@@ -21,6 +21,8 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 DEFAULT_BACKCHANNELS = (
     "mhm",
     "mm",
@@ -202,17 +204,24 @@ def sound_key(heard: list[str]) -> str:
 
 def sounds_like(heard: list[str], own: list[str]) -> float:
     """1 - the edit distance from ``heard``'s sound key to the closest stretch of ``own``'s, per
-    letter of ``heard``'s: 1.0 is a stretch of hark's words, near 0 nothing like them."""
+    letter of ``heard``'s: 1.0 is a stretch of hark's words, near 0 nothing like them.
+
+    ``own`` is a whole reply (hundreds of letters) and this runs on the event loop for every
+    partial transcript of speech over it, so each row of the edit-distance table is a few numpy
+    operations, not a Python loop over ``own``: an insertion chain ``row[j] = min(row[j],
+    row[j-1] + 1)`` is ``minimum.accumulate(row - j) + j``."""
     a, b = sound_key(heard), sound_key(own)
     if not a:
         return 0.0
-    previous = [0] * (len(b) + 1)  # a stretch of ``b`` may start anywhere: no cost before it
+    other = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
+    steps = np.arange(len(b) + 1)
+    previous = np.zeros(len(b) + 1, dtype=np.int64)  # a stretch of ``b`` may start anywhere
+    row = np.empty_like(previous)
     for i, letter in enumerate(a, 1):
-        row = [i] + [0] * len(b)
-        for j, other in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (letter != other))
-        previous = row
-    return 1.0 - min(previous) / len(a)
+        row[0] = i
+        np.minimum(previous[1:] + 1, previous[:-1] + (other != ord(letter)), out=row[1:])
+        previous = np.minimum.accumulate(row - steps) + steps
+    return 1.0 - int(previous.min()) / len(a)
 
 
 class Phase(enum.Enum):
