@@ -104,7 +104,7 @@ class InterruptionPolicy:
     min_logprob: float | None = -0.7
     """A short transcript (at most ``max_words``) whose recogniser's mean log-probability per
     token is below this is doubtful, not words: a hum misread as a word. None: never doubted."""
-    own_sound: float = 0.5
+    own_sound: float | None = 0.5
     """An interim transcript that begins with hark's own words and sounds at least this much like
     a stretch of hark's text (``sounds_like``) waits for the next transcript even with new words:
     tiny.en misreads the rest of a quiet leak of hark's voice ("The wind is in the rear." for
