@@ -267,7 +267,7 @@ def test_talking_sessions_capacity_and_soak_figures() -> None:
     assert "| 8 talking sessions: voice-to-voice (ms) | p50 2400, p95 2400; 1 of 9 turns failed" in table
 
 
-def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
+def _quick_result() -> dict[str, Any]:
     details = _details()
     result: dict[str, Any] = {
         **headline.headline(details),
@@ -278,6 +278,11 @@ def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
         "machine": headline.machine(),
     }
     result["targets"] = headline.targets(result)
+    return result
+
+
+def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
+    result = _quick_result()
     path = tmp_path / "benchmarks.md"
     report.write_docs(result, path, method="## Method\n\nx", default_log="nothing yet")
     assert "nothing yet" in path.read_text()
@@ -290,16 +295,7 @@ def test_docs_keep_the_speed_work_log(tmp_path: Path) -> None:
 
 
 def test_docs_keep_every_hand_kept_section(tmp_path: Path) -> None:
-    details = _details()
-    result: dict[str, Any] = {
-        **headline.headline(details),
-        "details": details,
-        "quick": True,
-        "date": "today",
-        "version": "0",
-        "machine": headline.machine(),
-    }
-    result["targets"] = headline.targets(result)
+    result = _quick_result()
     path = tmp_path / "benchmarks.md"
     wyoming = "<!-- wyoming:start -->\n## Wyoming\n\nhark beside wyoming\n<!-- wyoming:end -->"
     ears = "<!-- ears:start -->\n## Steady ears\n\nthe same words\n<!-- ears:end -->"

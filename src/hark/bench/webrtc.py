@@ -221,15 +221,11 @@ class _Arrivals:
     loud one, before the buffer holds it back; then the packet goes on to the buffer."""
 
     def __init__(self, buffer: Any, on_loud: Callable[[], None]) -> None:
-        from av import CodecContext
+        from hark.transports.webrtc.opus import opus_decoder
 
         self.buffer = buffer
         self.on_loud = on_loud
-        decoder: Any = CodecContext.create("libopus", "r")
-        decoder.format = "s16"
-        decoder.layout = "mono"
-        decoder.sample_rate = CALL_RATE
-        self._decoder = decoder
+        self._decoder = opus_decoder(CALL_RATE)
 
     @classmethod
     def install(cls, receiver: object, on_loud: Callable[[], None]) -> None:

@@ -120,6 +120,15 @@ def opus_payload_types(sdp: str) -> set[int]:
     return {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) opus/48000", sdp, flags=re.IGNORECASE)}
 
 
+def opus_decoder(rate: int) -> Any:
+    """A libopus decoder to mono signed 16-bit PCM at ``rate``."""
+    codec: Any = CodecContext.create("libopus", "r")
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.sample_rate = rate
+    return codec
+
+
 class CallerAudio:
     """The receiver's jitter buffer, for Opus: decoded on arrival, held for the listening task.
 
@@ -130,11 +139,7 @@ class CallerAudio:
     def __init__(self, payload_types: set[int], fallback: _JitterBuffer) -> None:
         self.payload_types = payload_types
         self.fallback = fallback
-        codec: Any = CodecContext.create("libopus", "r")
-        codec.format = "s16"
-        codec.layout = "mono"
-        codec.sample_rate = RATE
-        self._decoder = codec
+        self._decoder = opus_decoder(RATE)
         self._last: int | None = None
         self._held = bytearray()
         self._quiet: bytes | None = None
