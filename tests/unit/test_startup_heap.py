@@ -34,7 +34,8 @@ def test_startup_garbage_is_collected_and_the_rest_frozen(unfrozen: None) -> Non
     kept = Cycle()
     frozen = freeze_startup_heap()
     assert gone() is None
-    assert frozen == gc.get_freeze_count() > 0
+    # Frozen objects can still be freed (by another thread of the test process, say), never added.
+    assert 0 < gc.get_freeze_count() <= frozen
     assert kept.me is kept
 
 
