@@ -33,14 +33,14 @@ def decode_base64_pcm16(data: object, *, max_bytes: int) -> bytes:
     return pcm
 
 
-_PCM16 = np.dtype("<i2")
-_FROM_INT16 = np.float32(1.0 / _INT16_SCALE)
+PCM16 = np.dtype("<i2")
+FROM_INT16 = np.float32(1.0 / _INT16_SCALE)
 
 
 def pcm16_to_float(pcm: bytes) -> Float32Array:
     # One multiply by 2**-15 in float32: the same values as converting and dividing, one numpy
     # call less (it runs for every frame of every session).
-    result: Float32Array = np.frombuffer(pcm, dtype=_PCM16) * _FROM_INT16
+    result: Float32Array = np.frombuffer(pcm, dtype=PCM16) * FROM_INT16
     return result
 
 

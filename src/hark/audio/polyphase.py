@@ -20,13 +20,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from hark.audio.pcm import AudioFormatError
+from hark.audio.pcm import FROM_INT16, PCM16, AudioFormatError
 from hark.engines.base import Float32Array
 
 Int16Array = NDArray[np.int16]
-
-_PCM16 = np.dtype("<i2")
-_FROM_INT16 = 1.0 / 32768.0
 
 _FLOAT_BYTES = 4
 
@@ -77,7 +74,7 @@ class CausalResampler:
             raise ValueError("taps must be at least 2")
         self._taps = taps
         self.pcm16 = pcm16
-        scale = np.float32(_FROM_INT16 if pcm16 else 1.0)
+        scale = FROM_INT16 if pcm16 else np.float32(1.0)
         # Reversed in j so that a sliding window (oldest sample first) lines up with it.
         self._bank = polyphase_bank(self._up, self._down, taps)[:, ::-1] * scale
         # Every ``up`` outputs take ``down`` more inputs: output b*up + r has its newest input at
@@ -112,7 +109,7 @@ class CausalResampler:
         16-bit PCM)."""
         samples = self._samples(audio)
         if self.in_rate == self.out_rate:
-            return samples * np.float32(_FROM_INT16) if self.pcm16 else samples
+            return samples * FROM_INT16 if self.pcm16 else samples
         if samples.size == 0:
             return np.zeros(0, dtype=np.float32)
         return self._filter(samples)
@@ -123,7 +120,7 @@ class CausalResampler:
                 raise TypeError("PCM16 bytes given to a float32 resampler (CausalResampler(pcm16=True))")
             return np.asarray(audio, dtype=np.float32)
         if isinstance(audio, bytes | bytearray | memoryview):
-            return np.frombuffer(audio, dtype=_PCM16)
+            return np.frombuffer(audio, dtype=PCM16)
         if audio.dtype != np.int16:
             raise TypeError(f"a pcm16 resampler takes int16 samples, not {audio.dtype}")
         return audio

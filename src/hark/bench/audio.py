@@ -19,6 +19,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soxr
 
+from hark.audio import pcm16_to_float
+
 RATE = 24_000
 FRAME_MS = 20
 FRAME_BYTES = RATE * 2 * FRAME_MS // 1000  # 960: 20 ms of PCM16 at 24 kHz
@@ -42,9 +44,18 @@ def silence(ms: float) -> bytes:
     return bytes(int(RATE * ms / 1000) * 2)
 
 
-def trim(audio: np.ndarray, rate: int, *, threshold: float = 0.02) -> np.ndarray:
+AUDIBLE = 0.02
+"""Full-scale level above which a sample is speech, not near-silence (``trim``, ``gaps``)."""
+
+
+def _audible(audio: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the samples louder than ``threshold``."""
+    return np.flatnonzero(np.abs(audio) > threshold)
+
+
+def trim(audio: np.ndarray, rate: int, *, threshold: float = AUDIBLE) -> np.ndarray:
     """Cut leading and trailing near-silence, so "end of speech" is the last audible sample."""
-    loud = np.flatnonzero(np.abs(audio) > threshold)
+    loud = _audible(audio, threshold)
     if loud.size == 0:
         return audio
     return audio[loud[0] : loud[-1] + 1]
@@ -89,12 +100,11 @@ def ssml(parts: Sequence[str], pauses_ms: Sequence[int]) -> str:
     return "<speak>" + " ".join(spoken) + "</speak>"
 
 
-def gaps(pcm: bytes, *, min_ms: float, threshold: float = 0.02) -> list[tuple[float, float]]:
+def gaps(pcm: bytes, *, min_ms: float, threshold: float = AUDIBLE) -> list[tuple[float, float]]:
     """Where the speech in ``pcm`` (PCM16 at ``RATE``) falls silent for at least ``min_ms``: runs
     of samples below ``threshold`` (as ``trim`` reads silence) between two audible samples, as
     (start, end) in ms; the end is where speech resumes."""
-    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-    loud = np.flatnonzero(np.abs(audio) > threshold)
+    loud = _audible(pcm16_to_float(pcm), threshold)
     if loud.size < 2:
         return []
     apart = np.diff(loud)
