@@ -3,6 +3,7 @@ services (``hark.services``) once and hands them to every transport."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -118,7 +119,13 @@ def create_app(
             raise RuntimeError("hark's services are not running (the app's lifespan has not started)")
         return services
 
-    calls = Calls(settings, security, lambda rate: make_conversation(live(), settings, sample_rate=rate))
+    calls = Calls(
+        settings,
+        security,
+        lambda rate: make_conversation(
+            live(), settings, sample_rate=rate, coded_tail_ms=settings.webrtc.codec_tail_ms
+        ),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -283,12 +290,21 @@ def api_docs(settings: Settings) -> bool:
 
 
 def make_conversation(
-    services: Services, settings: Settings, *, tts: TTS | None = None, sample_rate: int | None = None
+    services: Services,
+    settings: Settings,
+    *,
+    tts: TTS | None = None,
+    sample_rate: int | None = None,
+    coded_tail_ms: float = 0.0,
 ) -> Callable[[Callable[[ev.Event], None]], Conversation]:
-    """``tts`` and ``sample_rate`` (audio in and out): a transport's own, e.g. the phone's 8 kHz."""
+    """``tts``, ``sample_rate`` (audio in and out) and ``coded_tail_ms`` (``TurnConfig``): a
+    transport's own, e.g. the phone's 8 kHz, a call's Opus."""
     engines = services.engines
     rate = sample_rate or 24_000
     config = conversation_config(settings)
+    if coded_tail_ms:
+        turn = dataclasses.replace(config.turn, coded_tail_ms=coded_tail_ms)
+        config = dataclasses.replace(config, turn=turn)
 
     tools = Toolbox.from_names(settings.conversation.tools) if settings.conversation.tools else None
 

@@ -45,8 +45,10 @@ class ScriptedTurnModel:
         return None
 
 
-def listener(model: ScriptedTurnModel | None, eagerness: Eagerness | None) -> Listener:
-    config = TurnConfig(start_ms=64, end_silence_ms=300, eagerness=eagerness)
+def listener(
+    model: ScriptedTurnModel | None, eagerness: Eagerness | None, *, coded_tail_ms: float = 0
+) -> Listener:
+    config = TurnConfig(start_ms=64, end_silence_ms=300, eagerness=eagerness, coded_tail_ms=coded_tail_ms)
     return Listener(LoudnessVAD(), config, input_rate=24_000, prefix_ms=100, max_turn_s=10, turn_model=model)
 
 
@@ -67,6 +69,15 @@ async def test_done_at_the_first_pause_ends_the_turn_there() -> None:
     assert fed is not None and 280 <= fed <= 350, fed  # medium first decides at 300 ms of silence
     assert len(model.asked) == 1
     assert model.asked[0] >= 16_000 * 0.6  # it heard the whole turn so far
+
+
+async def test_a_coded_tail_asks_one_chunk_sooner() -> None:
+    plain, coded = ScriptedTurnModel([0.9]), ScriptedTurnModel([0.9])
+    fed_plain = await stop_after(listener(plain, Eagerness.MEDIUM), 600, 3000)
+    fed_coded = await stop_after(listener(coded, Eagerness.MEDIUM, coded_tail_ms=32), 600, 3000)
+    assert fed_plain is not None and fed_coded is not None
+    assert 20 <= fed_plain - fed_coded <= 40, (fed_plain, fed_coded)  # one 32 ms chunk
+    assert len(plain.asked) == len(coded.asked) == 1
 
 
 async def test_not_done_keeps_listening_across_a_long_pause() -> None:

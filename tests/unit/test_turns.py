@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hark.pipeline.turns import Detection, TurnConfig, TurnDetector, TurnEvent
+from hark.pipeline.turns import Detection, Eagerness, TurnConfig, TurnDetector, TurnEvent
 
 STARTED = TurnEvent.SPEECH_STARTED
 STOPPED = TurnEvent.SPEECH_STOPPED
@@ -157,6 +157,31 @@ def test_longer_end_silence_fires_later_by_the_chunk_difference() -> None:
     assert long[-1] == (26, STOPPED, 8)
     # round(600/32) - round(300/32) = 19 - 9 = 10 chunks later, same reported index.
     assert long[-1][0] - short[-1][0] == 10
+
+
+@pytest.mark.parametrize(("coded_tail_ms", "tail_chunks"), [(0, 0), (15, 0), (32, 1), (40, 1), (64, 2)])
+def test_a_coded_tail_counts_whole_chunks(coded_tail_ms: float, tail_chunks: int) -> None:
+    assert TurnConfig(coded_tail_ms=coded_tail_ms).tail_chunks == tail_chunks
+
+
+def test_a_coded_tail_ends_the_turn_that_many_chunks_sooner_at_the_same_place() -> None:
+    probabilities = [SPEECH] * 8 + [SILENCE] * 40
+    plain = feed(TurnDetector(TurnConfig()), probabilities)
+    coded = feed(TurnDetector(TurnConfig(coded_tail_ms=32)), probabilities)
+    assert plain[-1] == (16, STOPPED, 8)
+    assert coded[-1] == (15, STOPPED, 8)  # one chunk sooner; the silence still began at 8
+
+
+def test_a_coded_tail_never_ends_a_turn_without_silence() -> None:
+    detector = TurnDetector(TurnConfig(end_silence_ms=64, coded_tail_ms=128))
+    assert feed(detector, [SPEECH] * 6 + [SILENCE]) == [(2, STARTED, 0), (6, STOPPED, 6)]
+
+
+def test_a_coded_tail_shortens_a_semantic_turn_s_longest_silence() -> None:
+    probabilities = [SPEECH] * 8 + [SILENCE] * 80
+    plain = feed(TurnDetector(TurnConfig(eagerness=Eagerness.HIGH)), probabilities)
+    coded = feed(TurnDetector(TurnConfig(eagerness=Eagerness.HIGH, coded_tail_ms=32)), probabilities)
+    assert plain[-1][0] - coded[-1][0] == 1
 
 
 def test_speech_during_silence_resets_the_count() -> None:

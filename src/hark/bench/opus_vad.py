@@ -11,11 +11,14 @@ columns are differences in when ``speech_stopped`` fires); then the medians and 
 
 Columns: ``pcm24`` (the WebSocket), ``pcm48`` (resampled only), ``opus`` (the call), and
 ``opus-shifted`` (the decoded audio moved 6.5 ms earlier, i.e. without the encoder's look-ahead:
-what is left is how Silero scores the coded tail).
+what is left is how Silero scores the coded tail), ``opus-browser`` (libopus as a browser sends
+speech: mono, 32 kb/s, "voip", in-band FEC, complexity 9). ``--voices`` runs four sentences in
+four espeak-ng voices instead of the bench's question alone. Each row is the server's defaults
+(no ``webrtc.codec_tail_ms``), so the medians say how much a call's turn ends later.
 
 ::
 
-    python -m hark.bench.opus_vad [step_ms]
+    python -m hark.bench.opus_vad [step_ms] [--voices]
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import asyncio
 import fractions
 import statistics
 import sys
+from typing import Any
 
-from hark.bench.audio import QUESTION, RATE, silence, utterance
+from hark.bench.audio import QUESTION, RATE, espeak, silence, utterance
 from hark.bench.webrtc import CALL_RATE, _resample
 from hark.engines.vad.silero import SileroVAD
 from hark.pipeline.listener import Listener
@@ -69,6 +73,32 @@ def opus_round_trip(pcm48: bytes) -> bytes:
     return bytes(out)
 
 
+def browser_round_trip(pcm48: bytes) -> bytes:
+    """``pcm48`` (mono PCM16, 48 kHz) encoded as a browser sends a microphone (libopus, mono,
+    32 kb/s, "voip", in-band FEC on, complexity 9, 20 ms frames), decoded as ``opus_round_trip``
+    decodes."""
+    from av import AudioFrame, Packet
+    from av.codec import CodecContext
+
+    encoder: Any = CodecContext.create("libopus", "w")
+    encoder.bit_rate, encoder.format, encoder.layout = 32_000, "s16", "mono"
+    encoder.sample_rate, encoder.time_base = CALL_RATE, fractions.Fraction(1, CALL_RATE)
+    encoder.options = {"application": "voip", "fec": "1", "frame_duration": "20", "compression_level": "9"}
+    decoder: Any = CodecContext.create("libopus", "r")
+    decoder.format, decoder.layout, decoder.sample_rate = "s16", "mono", CALL_RATE
+    out = bytearray()
+    for i, pcm in enumerate(_frames(pcm48, CALL_RATE)):
+        frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+        frame.planes[0].update(pcm)
+        frame.pts, frame.sample_rate, frame.time_base = i * (len(pcm) // 2), CALL_RATE, encoder.time_base
+        for encoded in encoder.encode(frame):
+            packet = Packet(bytes(encoded))
+            packet.pts, packet.time_base = 0, encoder.time_base
+            for decoded in decoder.decode(packet):
+                out += decoded.to_ndarray().tobytes()
+    return bytes(out)
+
+
 async def silence_start_ms(vad: SileroVAD, pcm: bytes, rate: int) -> int | None:
     """Where the first turn's trailing silence begins, in ms of input (``None``: no turn)."""
     listener = Listener(vad, TurnConfig(), input_rate=rate, prefix_ms=300, max_turn_s=30)
@@ -89,6 +119,7 @@ async def _phase(vad: SileroVAD, question: bytes, lead_ms: int) -> dict[str, flo
         "pcm48": (pcm48, CALL_RATE),
         "opus": (coded, CALL_RATE),
         "opus-shifted": (coded[LOOK_AHEAD_SAMPLES * 2 :], CALL_RATE),
+        "opus-browser": (browser_round_trip(pcm48), CALL_RATE),
     }
     row: dict[str, float] = {}
     for name, (pcm, rate) in inputs.items():
@@ -97,15 +128,33 @@ async def _phase(vad: SileroVAD, question: bytes, lead_ms: int) -> dict[str, flo
     return row
 
 
-async def _main(step_ms: int) -> None:
+SENTENCES = (
+    "What is the weather like today?",
+    "Turn on the lights in the kitchen.",
+    "Can you book a table for two at eight?",
+    "I would like to hear some music.",
+)
+VOICES = ("en-us", "en+f3", "en-us+m7", "en+m3")
+
+
+def _questions(voices: bool) -> list[tuple[str, bytes]]:
+    if not voices:
+        return [("en-us", utterance(QUESTION).pcm)]
+    spoken = [(f"{voice}: {text}", espeak(text, voice=voice)) for voice in VOICES for text in SENTENCES]
+    return [(name, pcm) for name, pcm in spoken if pcm]
+
+
+async def _main(step_ms: int, voices: bool) -> None:
     vad = SileroVAD()
-    question = utterance(QUESTION).pcm
     rows: list[dict[str, float]] = []
     print("lead ms | trailing silence begins, ms after the last audible sample")
-    for lead in range(1000, 1032, step_ms):
-        row = await _phase(vad, question, lead)
-        rows.append(row)
-        print(lead, "  ".join(f"{name} {value:+6.1f}" for name, value in row.items()), flush=True)
+    for name, question in _questions(voices):
+        if voices:
+            print(name, flush=True)
+        for lead in range(1000, 1032, step_ms):
+            row = await _phase(vad, question, lead)
+            rows.append(row)
+            print(lead, "  ".join(f"{column} {value:+6.1f}" for column, value in row.items()), flush=True)
     for name in rows[0]:
         values = [row[name] for row in rows]
         delta = [row[name] - row["pcm24"] for row in rows]
@@ -117,4 +166,5 @@ async def _main(step_ms: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(int(sys.argv[1]) if len(sys.argv) > 1 else 2))
+    arguments = [a for a in sys.argv[1:] if a != "--voices"]
+    asyncio.run(_main(int(arguments[0]) if arguments else 2, "--voices" in sys.argv[1:]))

@@ -119,6 +119,12 @@ class WebRTCSettings(Section):
     ``auto``: only on a machine with no other interface (else no call could connect there);
     ``only``: loopback only, so media never leaves the machine (callers on the same host);
     ``never``: every interface but loopback, whatever the machine has."""
+    codec_tail_ms: int = Field(32, ge=0, le=256)
+    """How much later a call's VAD hears the caller's speech end than it would in uncoded audio
+    (``HARK_WEBRTC_CODEC_TAIL_MS``): libopus's look-ahead and the coded tail, which Silero scores
+    as speech a little longer. A call counts that much of each silence as heard already, so it
+    answers after the same real silence as a WebSocket client (docs/protocol.md "WebRTC"). Whole
+    32 ms chunks; 0 counts none."""
     dtx: bool = True
     """Discontinuous transmission on the reply track (``HARK_WEBRTC_DTX``): after 500 ms of
     silence, one silent packet every 400 ms instead of one every 20 ms, as libopus's own DTX

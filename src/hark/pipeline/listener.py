@@ -184,7 +184,7 @@ class Listener:
         if eagerness is None or self.turn_model is None:
             return False
         policy = SEMANTIC_POLICIES[eagerness]
-        ask_ms = policy.ask_at(silence_chunks, self._config.chunk_ms)
+        ask_ms = policy.ask_at(silence_chunks + self._config.tail_chunks, self._config.chunk_ms)
         if ask_ms is None:
             return False
         pause_ms = self._turns.silence_run[1] * self._chunk * 1000 // self.rate

@@ -100,12 +100,22 @@ class TurnConfig:
     eagerness: Eagerness | None = None
     """Semantic end of turn (``semantic_vad``): a turn model decides at short pauses; ``None``
     ends turns on ``end_silence_ms`` of silence alone (``server_vad``)."""
+    coded_tail_ms: float = 0.0
+    """How much later than in the raw audio the VAD hears speech end in this input, because of
+    the caller's codec (a WebRTC call's Opus: about one chunk, ``webrtc.codec_tail_ms``). That
+    much of every silence counts as heard already, so the turn ends (and the semantic asks come)
+    after the same real silence as for uncoded audio. Whole chunks only."""
 
     @property
     def off_threshold(self) -> float:
         if self.neg_threshold is not None:
             return self.neg_threshold
         return max(0.01, self.threshold - 0.15)
+
+    @property
+    def tail_chunks(self) -> int:
+        """``coded_tail_ms`` in whole chunks."""
+        return max(0, round(self.coded_tail_ms / self.chunk_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +135,7 @@ class TurnDetector:
         end_ms = config.end_silence_ms
         if config.eagerness is not None:
             end_ms = SEMANTIC_POLICIES[config.eagerness].max_silence_ms
-        self._end_chunks = max(1, round(end_ms / config.chunk_ms))
+        self._end_chunks = max(1, round(end_ms / config.chunk_ms) - config.tail_chunks)
         self._max_chunks = max(1, round(config.max_turn_ms / config.chunk_ms))
         self._index = start_index - 1
         self.reset()
