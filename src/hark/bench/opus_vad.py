@@ -19,6 +19,7 @@ four espeak-ng voices instead of the bench's question alone. Each row is the ser
 ::
 
     python -m hark.bench.opus_vad [step_ms] [--voices]
+    python -m hark.bench.opus_vad 4 --pauses en+f3
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import statistics
-import sys
 from typing import Any
 
 from hark.bench.audio import QUESTION, RATE, espeak, silence, utterance
@@ -99,9 +99,11 @@ def browser_round_trip(pcm48: bytes) -> bytes:
     return bytes(out)
 
 
-async def silence_start_ms(vad: SileroVAD, pcm: bytes, rate: int) -> int | None:
+async def silence_start_ms(
+    vad: SileroVAD, pcm: bytes, rate: int, turn: TurnConfig | None = None
+) -> int | None:
     """Where the first turn's trailing silence begins, in ms of input (``None``: no turn)."""
-    listener = Listener(vad, TurnConfig(), input_rate=rate, prefix_ms=300, max_turn_s=30)
+    listener = Listener(vad, turn or TurnConfig(), input_rate=rate, prefix_ms=300, max_turn_s=30)
     for frame in _frames(pcm, rate):
         for boundary in await listener.push(frame):
             if boundary.event is TurnEvent.SPEECH_STOPPED:
@@ -165,6 +167,47 @@ async def _main(step_ms: int, voices: bool) -> None:
         )
 
 
+PAUSE_PARTS = ("Can you book a table", "for two at eight?")
+PAUSES_MS = (200, 230, 260, 290, 320, 350)
+
+
+async def _pauses(voice: str, step_ms: int) -> None:
+    """How many phases of one sentence with a pause inside it end the turn at the pause: PCM as a
+    WebSocket sends it, and coded, with and without ``webrtc.codec_tail_ms``."""
+    vad = SileroVAD()
+    first, second = (espeak(part, voice=voice) or b"" for part in PAUSE_PARTS)
+    tail = TurnConfig(coded_tail_ms=32)
+    columns = ("pcm24", "browser", "browser+tail", "opus", "opus+tail")
+    print(f"{voice}: pause ms | turns ended at the pause, of {len(range(1000, 1032, step_ms))}:", *columns)
+    for pause in PAUSES_MS:
+        counts = dict.fromkeys(columns, 0)
+        for lead in range(1000, 1032, step_ms):
+            pcm24 = silence(lead) + first + silence(pause) + second + silence(TAIL_MS)
+            resumes_ms = lead + (len(first) / 2 / RATE + pause / 1000) * 1000
+            pcm48 = _resample(pcm24, CALL_RATE)
+            browser, aiortc = browser_round_trip(pcm48), opus_round_trip(pcm48)
+            inputs = {
+                "pcm24": (pcm24, RATE, None),
+                "browser": (browser, CALL_RATE, None),
+                "browser+tail": (browser, CALL_RATE, tail),
+                "opus": (aiortc, CALL_RATE, None),
+                "opus+tail": (aiortc, CALL_RATE, tail),
+            }
+            for name, (pcm, rate, turn) in inputs.items():
+                start = await silence_start_ms(vad, pcm, rate, turn)
+                counts[name] += start is not None and start < resumes_ms
+        print(pause, *counts.values(), flush=True)
+
+
 if __name__ == "__main__":
-    arguments = [a for a in sys.argv[1:] if a != "--voices"]
-    asyncio.run(_main(int(arguments[0]) if arguments else 2, "--voices" in sys.argv[1:]))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hark.bench.opus_vad")
+    parser.add_argument("step_ms", nargs="?", type=int, default=2, help="phase step (ms)")
+    parser.add_argument("--voices", action="store_true", help="4 sentences x 4 voices")
+    parser.add_argument("--pauses", metavar="VOICE", help="a pause inside a sentence, in this voice")
+    options = parser.parse_args()
+    if options.pauses:
+        asyncio.run(_pauses(options.pauses, options.step_ms))
+    else:
+        asyncio.run(_main(options.step_ms, options.voices))
