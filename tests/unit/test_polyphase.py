@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hark.audio import AudioFormatError, pcm16_to_float
-from hark.audio.polyphase import DEFAULT_TAPS, CausalResampler
+from hark.audio.polyphase import DEFAULT_TAPS, SCRATCH_SAMPLES, CausalResampler
 
 RATES = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000]
 
@@ -68,6 +68,21 @@ def test_every_output_is_emitted_as_soon_as_its_input_has_arrived(
         assert sum(len(p) for p in pieces) == -(-fed * out_rate // in_rate)
     whole = CausalResampler(in_rate, out_rate).process(audio)
     np.testing.assert_allclose(np.concatenate(pieces) if pieces else whole, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_rate", [24_000, 44_100, 8_000])
+def test_an_input_longer_than_the_kept_buffer_between_frames_changes_nothing(in_rate: int) -> None:
+    """The resampler keeps one buffer from call to call, sized for frames; a long append gets a
+    buffer of its own for that call, and the frames after it go on from the right inputs."""
+    sizes = [480, 3, SCRATCH_SAMPLES * 3 + 5, 480, 960, SCRATCH_SAMPLES, 1, 480]
+    audio = np.random.default_rng(3).uniform(-1, 1, sum(sizes)).astype(np.float32)
+    streamed = CausalResampler(in_rate, 16_000)
+    pieces, fed = [], 0
+    for size in sizes:
+        pieces.append(streamed.process(audio[fed : fed + size]))
+        fed += size
+    whole = CausalResampler(in_rate, 16_000).process(audio)
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-5)
 
 
 def test_matching_rates_pass_through_and_bad_rates_are_refused() -> None:

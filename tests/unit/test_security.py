@@ -434,6 +434,23 @@ def test_audio_at_five_times_real_time_is_throttled_to_two() -> None:
     assert throttle.buffered_s(wall + 10) == 0.0
 
 
+def test_push_accounts_exactly_as_push_seconds_does() -> None:
+    """``push`` has a short way for audio below the burst; every figure stays what
+    ``push_seconds`` makes of the same audio at the same times, bursts and waits included."""
+    import random
+
+    rng = random.Random(7)
+    fast = AudioThrottle(2.0, burst_s=0.5, sample_rate=24_000)
+    slow = AudioThrottle(2.0, burst_s=0.5, sample_rate=24_000)
+    now = 0.0
+    for _ in range(5_000):
+        now += rng.choice([0.0, 0.001, 0.005, 0.02, 0.05, 0.3])
+        size = rng.choice([0, 960, 1920, 24_000, 96_000])
+        assert fast.push(bytes(size), now) == slow.push_seconds(slow.duration(size), now)
+        fields = ("_level", "_updated", "total_audio_s", "total_sleep_s", "max_buffered_s")
+        assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
+
+
 def test_audio_at_real_time_is_never_delayed() -> None:
     throttle = AudioThrottle(2.0, sample_rate=16_000)
     for step in range(600):

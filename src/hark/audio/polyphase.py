@@ -26,6 +26,9 @@ from hark.engines.base import Float32Array
 Int16Array = NDArray[np.int16]
 
 _FLOAT_BYTES = 4
+_FLOAT32 = np.dtype(np.float32)
+SCRATCH_SAMPLES = 4096
+"""Input samples per call the kept buffer holds before it grows (a 20-40 ms frame is 480-960)."""
 
 DEFAULT_TAPS = 16
 KAISER_BETA = 6.0
@@ -86,12 +89,16 @@ class CausalResampler:
             offset = r * self._down // self._up
             self._block[r, offset : offset + taps] = self._bank[r * self._down % self._up]
         self._block_t = np.ascontiguousarray(self._block.T)
+        self._row_strides = (self._down * _FLOAT_BYTES, _FLOAT_BYTES)
+        self._width = width
         # Kept: the last taps - 1 inputs, and ``down`` more, so that a block starting before
         # this call's first output still finds its inputs; zeros pad the buffer's end for the
         # block holding the last output (its outputs beyond that are not returned).
         self._keep = taps - 1 + self._down
-        self._history = np.zeros(self._keep, dtype=np.float32)
-        self._pad = np.zeros(self._down, dtype=np.float32)
+        # One buffer kept from call to call: the kept inputs at its start, then each call's
+        # input, then ``down`` zeros. Filled and shifted in place rather than built anew by a
+        # concatenate per call (docs/benchmarks.md, entry 40).
+        self._buffer = np.zeros(self._keep + SCRATCH_SAMPLES + self._down, dtype=np.float32)
         self._consumed = 0
         """Input samples seen so far."""
         self._produced = 0
@@ -120,40 +127,49 @@ class CausalResampler:
                 raise TypeError("PCM16 bytes given to a float32 resampler (CausalResampler(pcm16=True))")
             return np.asarray(audio, dtype=np.float32)
         if isinstance(audio, bytes | bytearray | memoryview):
-            return np.frombuffer(audio, dtype=PCM16)
+            return np.frombuffer(audio, PCM16)
         if audio.dtype != np.int16:
             raise TypeError(f"a pcm16 resampler takes int16 samples, not {audio.dtype}")
         return audio
 
     def _filter(self, audio: NDArray[Any]) -> Float32Array:
         first = self._produced
+        keep, down = self._keep, self._down
+        end = keep + audio.size
         consumed = self._consumed + audio.size
         # Output n needs input floor(n * down / up), which exists while it is < consumed.
-        last = (consumed * self._up + self._down - 1) // self._down
-        # buffer[k] holds input sample (self._consumed - keep + k), then the padding.
-        # Contiguous float32 (viewed below); int16 input is converted here, in the one copy.
-        buffer = np.concatenate((self._history, audio, self._pad), dtype=np.float32)
-        base = self._consumed - self._keep
-        end = buffer.size - self._pad.size
-        self._history = buffer[end - self._keep : end].copy()
+        last = (consumed * self._up + down - 1) // down
+        # buffer[k] holds input sample (self._consumed - keep + k), then ``down`` zeros; float32,
+        # so int16 input is converted as it is copied in. An input too long for the kept buffer
+        # gets one of its own, used once.
+        buffer = self._buffer
+        if end + down > buffer.size:
+            buffer = np.zeros(end + down, dtype=np.float32)
+            buffer[:keep] = self._buffer[:keep]
+        buffer[keep:end] = audio
+        buffer[end : end + down] = 0.0
+        base = self._consumed - keep
         self._consumed = consumed
         self._produced = last
         if last <= first:
-            return np.zeros(0, dtype=np.float32)
-        if self._up <= SMALL_UP:
+            result: Float32Array = np.zeros(0, dtype=np.float32)
+        elif self._up <= SMALL_UP:
             first_block = first // self._up
             blocks = -(-last // self._up) - first_block
-            oldest = first_block * self._down - (self._taps - 1) - base
-            rows = np.ndarray(
-                (blocks, self._block.shape[1]),
-                dtype=np.float32,
-                buffer=buffer,
-                offset=oldest * _FLOAT_BYTES,
-                strides=(self._down * _FLOAT_BYTES, _FLOAT_BYTES),
-            )
+            oldest = first_block * down - (self._taps - 1) - base
+            # Positional arguments: ndarray's keyword parsing cost more than the view (~1 µs).
+            offset = oldest * _FLOAT_BYTES
+            rows = np.ndarray((blocks, self._width), _FLOAT32, buffer, offset, self._row_strides)
             skip = first - first_block * self._up
-            result: Float32Array = np.dot(rows, self._block_t).reshape(-1)[skip : skip + last - first]
-            return result
+            result = np.dot(rows, self._block_t).reshape(-1)[skip : skip + last - first]
+        else:
+            result = self._gathered(buffer, base, first, last)
+        # The newest ``keep`` inputs move to the start for the next call (numpy copies
+        # overlapping ranges correctly); the result above is an array of its own.
+        self._buffer[:keep] = buffer[end - keep : end]
+        return result
+
+    def _gathered(self, buffer: Float32Array, base: int, first: int, last: int) -> Float32Array:
         out = np.empty(last - first, dtype=np.float32)
         outputs = np.arange(first, last, dtype=np.int64) * self._down
         oldest_all = outputs // self._up - base - (self._taps - 1)
