@@ -204,9 +204,15 @@ class Responder:
             return
         flowing = self._flowing.is_set() and not self._replay
         if self._sender_idle and flowing and out.empty() and (self._hold is None or self._hold.is_set()):
+            first = self.timings.first_audio_sent is None
             rest = self._deliver(piece)
             if rest is not None:
                 out.put_nowait(rest)  # the queue was empty: it has room, and the order is kept
+            if first and self.timings.first_audio_sent is not None:
+                # The reply's first audio is in the outbox: one loop pass, so that the writer
+                # (woken by it) puts it on the socket before this stage encodes and queues the
+                # rest of the sentence and starts the next one (~0.2-0.4 ms: docs/benchmarks.md).
+                await asyncio.sleep(0)
             return
         await out.put(piece)
 

@@ -4,7 +4,11 @@ dropped (oldest queued audio first makes room for control events); when control 
 exceed it, ``overflow`` is set and the session closes. Nothing is ever queued without bound.
 
 A producer that would rather wait than lose audio (a TTS session: the audio is the product)
-awaits ``room()`` before each piece, so a slow reader slows it down instead."""
+awaits ``room()`` before each piece, so a slow reader slows it down instead.
+
+Control events may be handed over unmade (``put_later``): they are made (encoded, serialized)
+when the writer next takes from the outbox, after the work started in the same moment, or
+before anything is queued directly (the order is kept)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from hark.security import OutboundBudget, Verdict
+
+LATER_LIMIT = 64
+"""Unmade events that may wait for the writer; beyond it they are made at once (a writer stuck
+on a slow reader must not let them pile up uncounted by the budget)."""
 
 
 class Outbox:
@@ -35,10 +43,32 @@ class Outbox:
         self._event_ids = event_ids
         self.budget = OutboundBudget(limit_bytes)
         self.overflow = asyncio.Event()
+        self._later: collections.deque[Callable[[], None]] = collections.deque()
+        self._making = False
+
+    def put_later(self, make: Callable[[], None]) -> None:
+        """Control events made by ``make`` (which queues them with ``put``) when the writer next
+        takes from the outbox. At a turn's end that is after the transcript and the reply have
+        started, so their encoding no longer delays the LLM's request (docs/benchmarks.md)."""
+        self._later.append(make)
+        if len(self._later) > LATER_LIMIT:
+            self._make_later()
+        self._ready.set()
+
+    def _make_later(self) -> None:
+        if self._making:
+            return  # put() from inside a ``make``: queued in its place
+        self._making = True
+        try:
+            while self._later:
+                self._later.popleft()()
+        finally:
+            self._making = False
 
     def put(self, event: dict[str, Any], *, audio_of: str | None = None) -> None:
         """A JSON event (given an ``event_id`` here, when the protocol has them); ``audio_of``:
         reply audio of that response, which may be dropped."""
+        self._make_later()  # events handed over before this one go first
         if self._event_ids:
             self._counter += 1
             event["event_id"] = f"event_{self._counter}"
@@ -52,6 +82,7 @@ class Outbox:
 
     def put_audio(self, pcm: bytes, *, audio_of: str) -> None:
         """Reply audio as one binary frame (no event, so no event_id)."""
+        self._make_later()
         self._queue(pcm, audio_of)
 
     def _queue(self, message: str | bytes, audio_of: str | None) -> None:
@@ -93,11 +124,11 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._later)
 
     async def get(self) -> str | bytes:
-        if not self._items:
-            while not self._items:
+        while not self._items:
+            while not self._items and not self._later:
                 self._ready.clear()
                 await self._ready.wait()
             if not self.budget.audio:
@@ -108,6 +139,7 @@ class Outbox:
                 # Reply audio, which the listener waits for, goes at once. (Control events are
                 # never dropped, so they are still here after the pass.)
                 await asyncio.sleep(0)
+            self._make_later()  # may make nothing: an event this client does not get
         audio_of, message = self._items.popleft()
         self.budget.sent(len(message), audio=audio_of is not None)
         if self.budget.queued <= self.budget.limit // 2:

@@ -338,7 +338,10 @@ class RealtimeSession:
                 self.outbox.drop_audio(response_id)
                 if self.echo is not None:
                     self.echo.clear()
-        self._send(self.codec.encode(event))
+        if isinstance(event, ev.ResponseAudio):
+            self._send(self.codec.encode(event))  # the listener waits for it: queued at once
+        else:
+            self.outbox.put_later(lambda: self._send(self.codec.encode(event)))
 
     def _response_done(self, event: ev.ResponseDone) -> None:
         self._checkpoint()
