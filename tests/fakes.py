@@ -137,6 +137,8 @@ class FakeSTT:
     sample_rate: int = 16_000
     capabilities: STTCapabilities = field(default_factory=STTCapabilities)
     text: str = "hello world"
+    logprob: float | None = None
+    """How sure the fake recogniser says it is of ``text`` (``Transcript.logprob``)."""
     delay: float = 0.0
     fail: EngineError | None = None
     stall: bool = False
@@ -161,7 +163,8 @@ class FakeSTT:
         await asyncio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
-        return Transcript(text=self.text, language=language, duration_s=len(audio) / self.sample_rate)
+        duration_s = len(audio) / self.sample_rate
+        return Transcript(text=self.text, language=language, duration_s=duration_s, logprob=self.logprob)
 
     async def check(self) -> None:
         if not self.healthy:

@@ -62,6 +62,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             end_silence_ms=vad.end_silence_ms,
             max_turn_ms=vad.max_turn_s * 1000,
             eagerness=Eagerness(vad.eagerness) if vad.turn_detection == "semantic_vad" else None,
+            words_min_logprob=vad.semantic_min_logprob,
         ),
         prefix_ms=vad.prefix_ms,
         max_turn_s=vad.max_turn_s,

@@ -118,3 +118,27 @@ def test_the_model_hears_each_inner_pause_of_both_builds_a_little_way_in() -> No
         "paused": {"pauses": 2, "done": 1, "probability_p50": 0.5},
         "fragments": {"pauses": 1, "done": 0, "probability_p50": 0.1},
     }
+
+
+def test_the_trace_gathers_each_pause_s_words_and_answers() -> None:
+    from hark.bench.turns_timed import Heard
+    from hark.bench.turns_trace import compression, pauses
+    from hark.engines.base import Transcript
+
+    heard = [
+        Heard(900, None, None, 0.9),  # the model may answer before the transcript is in
+        Heard(900, None, Transcript("I need bags.", logprob=-0.34)),
+        Heard(900, None, None, 0.8),
+        Heard(2100, None, Transcript("I need eggs, milk,", logprob=-0.2)),
+    ]
+    first, second = pauses(heard)
+    assert (first.pause_ms, first.text, first.logprob, first.probabilities) == (
+        900,
+        "I need bags.",
+        -0.34,
+        (0.9, 0.8),
+    )
+    assert first.row()["reads"] == "complete"
+    assert (second.pause_ms, second.probabilities, second.row()["reads"]) == (2100, (), "unfinished")
+    loop, sentence = compression("fine " * 40), compression("My phone number is five five five.")
+    assert loop is not None and sentence is not None and loop > 2.4 > sentence  # faster-whisper's loop bar

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hark.pipeline.completeness import Reading, read
+from hark.engines.base import Transcript
+from hark.pipeline.completeness import Reading, judge, read
 
 UNFINISHED = [
     # a copula after a noun
@@ -132,3 +133,21 @@ def test_nothing_to_judge(text: str) -> None:
 def test_only_the_end_counts() -> None:
     assert read("My phone number is 555 234 9876. And the code is") is Reading.UNFINISHED
     assert read("The code is, let me see, 4729.") is Reading.COMPLETE
+
+
+def test_words_the_recogniser_doubts_are_not_read() -> None:
+    # tiny.en's "and with the gun." for "Send it to john" scored -0.89
+    assert judge(Transcript("and with the gun.", logprob=-0.89), -0.8) is Reading.DOUBTED
+    assert judge(Transcript("My phone number is", logprob=-0.89), -0.8) is Reading.DOUBTED
+    assert judge(Transcript("Tell me a joke.", logprob=-0.34), -0.8) is Reading.COMPLETE
+    assert judge(Transcript("My phone number is", logprob=-0.3), -0.8) is Reading.UNFINISHED
+    assert judge(Transcript("Paris", logprob=-0.8), -0.8) is Reading.UNKNOWN  # at the bar: not below
+
+
+def test_without_a_bar_or_a_score_nothing_is_doubted() -> None:
+    assert judge(Transcript("and with the gun.", logprob=-3.0), None) is Reading.COMPLETE
+    assert judge(Transcript("and with the gun."), -0.8) is Reading.COMPLETE  # the engine does not say
+
+
+def test_doubted_and_unfinished_words_hold_the_turn() -> None:
+    assert [r for r in Reading if r.holds] == [Reading.UNFINISHED, Reading.DOUBTED]

@@ -15,10 +15,12 @@ PIECE = 1920  # 40 ms of PCM16 at 24 kHz
 E = TypeVar("E")
 
 
-async def talk(text: str, model: ScriptedTurnModel, silence_ms: int) -> tuple[FakeSTT, list[ev.Event]]:
+async def talk(
+    text: str, model: ScriptedTurnModel, silence_ms: int, logprob: float | None = None
+) -> tuple[FakeSTT, list[ev.Event]]:
     """600 ms of speech and ``silence_ms`` of silence at real-time pace into a ``semantic_vad``
-    (medium) conversation whose STT writes ``text``."""
-    stt = FakeSTT(text=text)
+    (medium) conversation whose STT writes ``text`` (as sure of it as ``logprob`` says)."""
+    stt = FakeSTT(text=text, logprob=logprob)
     events: list[ev.Event] = []
     conversation = fake_conversation(
         stt=stt,
@@ -56,3 +58,20 @@ async def test_unfinished_words_keep_a_semantic_turn_open() -> None:
     assert of(events, ev.SpeechStopped) == []  # server_vad would have ended it at 300 ms
     assert stt.calls == 1  # one transcript for the pause, read at every ask
     assert model.asked == []  # the words were in before the first ask
+
+
+async def test_words_the_recogniser_doubts_keep_a_semantic_turn_open() -> None:
+    model = ScriptedTurnModel([0.99])
+    stt, events = await talk("I need bags.", model, 1200, logprob=-0.9)  # tiny.en for "I need eggs,"
+    assert of(events, ev.SpeechStopped) == []  # neither the words nor the model alone end it
+    assert stt.calls == 1
+    assert model.asked == []
+
+
+def test_the_doubt_is_a_server_setting() -> None:
+    from hark.app import conversation_config
+    from hark.config import Settings
+
+    assert conversation_config(Settings()).turn.words_min_logprob == -0.8
+    settings = Settings.model_validate({"vad": {"semantic_min_logprob": None}})
+    assert conversation_config(settings).turn.words_min_logprob is None

@@ -177,6 +177,7 @@ class ScriptedWords:
 
     text: str
     delay: float = 0.0
+    logprob: float | None = None
     fail: bool = False
     none: bool = False
     asked: list[int] = field(default_factory=list)
@@ -194,13 +195,22 @@ class ScriptedWords:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise EngineError("injected", engine="scripted-stt")
-        return Transcript(self.text)
+        return Transcript(self.text, logprob=self.logprob)
 
 
-def worded(model: ScriptedTurnModel, words: ScriptedWords, eagerness: Eagerness) -> Listener:
-    listen = listener(model, eagerness)
-    listen.transcripts = words
-    return listen
+def worded(
+    model: ScriptedTurnModel, words: ScriptedWords, eagerness: Eagerness, min_logprob: float | None = -0.8
+) -> Listener:
+    config = TurnConfig(start_ms=64, end_silence_ms=300, eagerness=eagerness, words_min_logprob=min_logprob)
+    return Listener(
+        LoudnessVAD(),
+        config,
+        input_rate=24_000,
+        prefix_ms=100,
+        max_turn_s=10,
+        turn_model=model,
+        transcripts=words,
+    )
 
 
 async def stop_after_words(listen: Listener, speech_ms: int, silence_ms: int) -> int | None:
@@ -227,6 +237,26 @@ async def test_unfinished_words_keep_the_turn_open_though_the_model_says_done() 
     assert fed is not None and fed >= policy.max_silence_ms  # only the longest silence ended it
     assert model.asked == []  # the words were in before the first ask: the model was not needed
     assert len(set(words.asked)) == 1  # every ask read the one transcript of this pause
+
+
+async def test_words_the_recogniser_doubts_keep_the_turn_open_though_the_model_says_done() -> None:
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("I need bags.", logprob=-0.9)
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    assert fed is not None and fed >= SEMANTIC_POLICIES[Eagerness.MEDIUM].max_silence_ms
+    assert model.asked == []  # the words were in before the first ask: the model was not needed
+
+
+async def test_doubt_is_a_setting() -> None:
+    for bar, ends_at_once in ((None, True), (-1.0, True), (-0.8, False)):
+        model, words = ScriptedTurnModel([0.99]), ScriptedWords("I need bags.", logprob=-0.9)
+        fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM, bar), 600, 3000)
+        assert fed is not None and (fed < 400) is ends_at_once, (bar, fed)
+
+
+async def test_confident_words_end_the_turn_as_before() -> None:
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("Tell me a joke.", logprob=-0.3)
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    assert fed is not None and fed < 400, fed
 
 
 async def test_complete_words_and_an_unsure_model_end_the_turn() -> None:
@@ -292,6 +322,8 @@ async def test_high_ends_early_only_when_words_and_model_agree() -> None:
     ("probability", "words", "ends"),
     [
         (0.99, Reading.UNFINISHED, False),
+        (0.99, Reading.DOUBTED, False),
+        (0.4, Reading.DOUBTED, False),
         (0.99, Reading.UNKNOWN, True),
         (0.99, Reading.COMPLETE, True),
         (0.4, Reading.COMPLETE, True),
@@ -311,6 +343,7 @@ def test_the_early_ask_needs_both() -> None:
     assert policy.ends(policy.early_ms, 0.9, Reading.COMPLETE)
     assert not policy.ends(policy.early_ms, 0.9, Reading.UNKNOWN)
     assert not policy.ends(policy.early_ms, 0.4, Reading.COMPLETE)
+    assert not policy.ends(policy.early_ms, 0.9, Reading.DOUBTED)
     assert policy.decide_at(round(policy.early_ms / 32), 32)
 
 

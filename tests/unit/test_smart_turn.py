@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from hark.bench.turns import TimedModel
+from hark.bench.turns_timed import TimedModel
 from hark.engines.turn.log_mel import log_mel
 from hark.engines.turn.smart_turn import SmartTurn, model_input
 from hark.engines.vad.silero import SileroVAD

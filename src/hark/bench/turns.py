@@ -14,17 +14,16 @@ espeak-ng differently from people, so these figures rest on synthetic voices.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hark.bench.audio import RATE, espeak, frames, gaps, silence, ssml
-from hark.engines.base import STT, Float32Array, Transcript, TurnModel
-from hark.errors import EngineError
+from hark.bench.turns_timed import Heard, PauseWords, TimedModel
+from hark.engines.base import STT, TurnModel
 from hark.pipeline.completeness import read
 from hark.pipeline.listener import Listener
 from hark.pipeline.turns import Eagerness, TurnConfig, TurnEvent
@@ -172,65 +171,6 @@ def _say(text: str, voice: str, *, markup: bool = False) -> bytes:
     return pcm
 
 
-@dataclass
-class TimedModel:
-    """The turn model, with the wall time of each decision recorded."""
-
-    model: TurnModel
-    seconds: list[float] = field(default_factory=list)
-    name: str = ""
-    sample_rate: int = 0
-
-    def __post_init__(self) -> None:
-        self.name, self.sample_rate = self.model.name, self.model.sample_rate
-
-    async def end_probability(self, audio: Float32Array) -> float:
-        started = time.perf_counter()
-        try:
-            return await self.model.end_probability(audio)
-        finally:
-            self.seconds.append(time.perf_counter() - started)
-
-    async def aclose(self) -> None:
-        await self.model.aclose()
-
-
-@dataclass
-class PauseWords:
-    """What intake's speculation is to a semantic turn, for the bench: one transcription of the
-    turn so far per pause, started when the pause is reported (or when the listener asks first),
-    on the STT's own thread; the wall time of each is recorded."""
-
-    stt: STT
-    listener: Listener | None = None
-    current: tuple[int, asyncio.Task[Transcript]] | None = None
-    seconds: list[float] = field(default_factory=list)
-
-    def transcript_at(self, audio_ms: int) -> asyncio.Task[Transcript] | None:
-        if self.current is not None and self.current[0] == audio_ms:
-            return self.current[1]
-        if self.listener is None:
-            return None
-        if self.current is not None:
-            self.current[1].cancel()
-        task = asyncio.create_task(self._transcribe(self.listener.utterance()))
-        self.current = (audio_ms, task)
-        return task
-
-    async def _transcribe(self, audio: Float32Array) -> Transcript:
-        started = time.perf_counter()
-        transcript = await self.stt.transcribe(audio)
-        self.seconds.append(time.perf_counter() - started)
-        return transcript
-
-    async def aclose(self) -> None:
-        # Let the last transcription finish (its thread would run on regardless), so the next
-        # case does not find the STT busy: sessions of a live server would, cases here need not.
-        if self.current is not None:
-            with contextlib.suppress(asyncio.CancelledError, EngineError):
-                await self.current[1]
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     cut_off: bool
@@ -238,6 +178,8 @@ class Outcome:
     """From the end of speech to the turn's end (see run_case)."""
     words: str | None = None
     """What the pause's transcript said where a semantic turn ended (None: no transcript)."""
+    ended_ms: int | None = None
+    """Where the turn ended (the start of the silence that ended it)."""
 
 
 async def run_case(
@@ -247,12 +189,20 @@ async def run_case(
     model: TimedModel | None,
     stt: STT | None = None,
     transcribed: list[float] | None = None,
+    heard: list[Heard] | None = None,
 ) -> Outcome:
     """One case through the listener. A semantic turn is fed as fast as it is heard except from
     each pause on, where frames come every 20 ms as from a live client, so the turn model and
     the pause's transcript take the wall time they would live; its delay is the audio clock up
-    to the pause plus the wall time since. Without a semantic turn the audio clock decides."""
-    words = PauseWords(stt, seconds=[] if transcribed is None else transcribed) if stt is not None else None
+    to the pause plus the wall time since. Without a semantic turn the audio clock decides.
+    ``heard`` collects each pause's transcript and the model's answers (``Heard``)."""
+    words = (
+        PauseWords(stt, seconds=[] if transcribed is None else transcribed, heard=heard)
+        if stt is not None
+        else None
+    )
+    if model is not None and words is not None and heard is not None:
+        model.answered = words.model_said
     listener = Listener(
         vad, config, input_rate=RATE, prefix_ms=300, max_turn_s=30, turn_model=model, transcripts=words
     )
@@ -280,16 +230,18 @@ async def run_case(
                 if boundary.event is not TurnEvent.SPEECH_STOPPED:
                     continue
                 said = _said(words, boundary.audio_ms)
-                if boundary.audio_ms < case.speech_end_ms - CUT_MARGIN_MS:
-                    return Outcome(cut_off=True, delay_ms=None, words=said)  # ended inside the speech
+                if boundary.audio_ms < case.speech_end_ms - CUT_MARGIN_MS:  # ended inside the speech
+                    return Outcome(cut_off=True, delay_ms=None, words=said, ended_ms=boundary.audio_ms)
                 if paced is not None:
                     delay = paced[0] - case.speech_end_ms + (time.perf_counter() - paced[1]) * 1000
                 else:
                     decided = model.seconds[-1] * 1000 if model and len(model.seconds) > calls else 0.0
                     delay = fed_ms - case.speech_end_ms + decided
-                return Outcome(cut_off=False, delay_ms=delay, words=said)
+                return Outcome(cut_off=False, delay_ms=delay, words=said, ended_ms=boundary.audio_ms)
         return Outcome(cut_off=False, delay_ms=None)
     finally:
+        if model is not None:
+            model.answered = None
         if words is not None:
             await words.aclose()
 

@@ -33,6 +33,11 @@ class VADSettings(Section):
     Smart Turn model decide at short pauses whether the speaker is done (docs/turn-taking.md)."""
     eagerness: Literal["low", "medium", "high", "auto"] = "auto"
     """How soon a semantic turn ends: ``high`` answers sooner and cuts off more often."""
+    semantic_min_logprob: float | None = Field(-0.8, ge=-5.0, le=0.0)
+    """Semantic turns: words at a pause that the recogniser itself doubts (mean log-probability
+    per token below this) do not end the turn, whatever the turn model says; the turn waits for
+    the speaker to go on or for its longest silence. None: every transcript is read
+    (docs/turn-taking.md)."""
     turn_model_path: Path | None = None
     """Smart Turn ONNX file; default: the file inside the installed ``pipecat-ai`` wheel."""
     backchannels: bool = True

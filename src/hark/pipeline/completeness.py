@@ -8,7 +8,8 @@ see"), on a comma or dash, or in the middle of a number being read out (fewer di
 shortest number of its kind). ``COMPLETE`` is any other transcript that ends on ``.``, ``?`` or
 ``!``; a question mark ends a sentence whatever word comes before it ("What are you looking
 at?"). ``UNKNOWN``: nothing to judge (no words, no closing punctuation, or an ellipsis after
-words that do not say unfinished).
+words that do not say unfinished). ``DOUBTED`` (``judge``): words the recogniser itself doubts,
+which are not read at all.
 """
 
 from __future__ import annotations
@@ -16,11 +17,28 @@ from __future__ import annotations
 import enum
 import re
 
+from hark.engines.base import Transcript
+
 
 class Reading(enum.Enum):
     UNFINISHED = "unfinished"
     COMPLETE = "complete"
     UNKNOWN = "unknown"
+    DOUBTED = "doubted"
+    """The recogniser doubts its words (``judge``): they may not be what was said."""
+
+    @property
+    def holds(self) -> bool:
+        """Whether the words keep the turn open whatever the turn model says."""
+        return self in (Reading.UNFINISHED, Reading.DOUBTED)
+
+
+def judge(transcript: Transcript, min_logprob: float | None) -> Reading:
+    """How ``transcript`` reads (``read``), unless its recogniser doubts it: a mean
+    log-probability per token below ``min_logprob`` is ``DOUBTED`` (``None``: never doubted)."""
+    if min_logprob is not None and transcript.logprob is not None and transcript.logprob < min_logprob:
+        return Reading.DOUBTED
+    return read(transcript.text)
 
 
 def _words(*groups: str) -> frozenset[str]:

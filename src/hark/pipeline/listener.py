@@ -18,7 +18,7 @@ import numpy as np
 from hark.audio.polyphase import CausalResampler
 from hark.engines.base import VAD, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
-from hark.pipeline.completeness import Reading, read
+from hark.pipeline.completeness import Reading, judge
 from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
 from hark.pipeline.utterance import Utterance
 
@@ -191,7 +191,8 @@ class Listener:
         transcript = self.transcripts.transcript_at(pause_ms) if self.transcripts is not None else None
         if transcript is None and ask_ms == policy.early_ms:
             return False  # an early ask ends a turn only on words that read complete
-        if transcript is not None and transcript.done() and _words(transcript) is Reading.UNFINISHED:
+        doubt = self._config.words_min_logprob
+        if transcript is not None and transcript.done() and _words(transcript, doubt).holds:
             return False  # the model need not be asked
         heard = asyncio.ensure_future(self.turn_model.end_probability(self.utterance()))
         heard.add_done_callback(_retrieve)
@@ -205,8 +206,8 @@ class Listener:
                 if heard.done() and not policy.may_end(ask_ms, heard.result()):
                     return False  # the model is sure: no words could end the turn here
                 await asyncio.wait([transcript], timeout=max(0.0, deadline - time.monotonic()))
-                words = _words(transcript)
-            if words is Reading.UNFINISHED:
+                words = _words(transcript, doubt)
+            if words.holds:
                 return False
             probability = await heard
         except EngineError:
@@ -231,11 +232,11 @@ class Listener:
         self._turns.reset()
 
 
-def _words(transcript: asyncio.Future[Transcript]) -> Reading:
-    """How the pause's transcript reads; ``UNKNOWN`` until it is in, or if it failed."""
+def _words(transcript: asyncio.Future[Transcript], min_logprob: float | None) -> Reading:
+    """How the pause's transcript reads (``judge``); ``UNKNOWN`` until it is in, or if it failed."""
     if not transcript.done() or transcript.cancelled() or transcript.exception() is not None:
         return Reading.UNKNOWN
-    return read(transcript.result().text)
+    return judge(transcript.result(), min_logprob)
 
 
 def _retrieve(task: asyncio.Future[float]) -> None:

@@ -26,6 +26,10 @@ UNSURE = 0.2
 """How far below its threshold the model is still unsure rather than saying "not done"."""
 WORDS_WAIT_MS = 1000.0
 """The longest an ask waits for the words of its pause (see SemanticPolicy.wait_ms)."""
+WORDS_MIN_LOGPROB = -0.8
+"""A pause's transcript whose mean log-probability per token is below this is doubted
+(``Reading.DOUBTED``): where espeak-ng turns were cut off, 8 of tiny.en's 15 mishearings scored
+-0.81 to -1.03; 4 of 32 complete short turns did too (docs/turn-taking.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +38,11 @@ class SemanticPolicy:
     and the longest silence it waits for when the answer keeps being "not done".
 
     Each ask hears the turn model and reads the words of the pause's speculative transcript
-    (completeness.py): words that read unfinished keep the turn open whatever the model says;
-    otherwise the model decides, and a model that is unsure (within ``UNSURE`` of its threshold)
-    ends the turn when the words read complete. ``early_ms`` is an ask before the others that
-    ends the turn only when both agree: the words read complete and the model is sure."""
+    (completeness.py): words that read unfinished, or that the recogniser doubts, keep the turn
+    open whatever the model says; otherwise the model decides, and a model that is unsure
+    (within ``UNSURE`` of its threshold) ends the turn when the words read complete. ``early_ms``
+    is an ask before the others that ends the turn only when both agree: the words read complete
+    and the model is sure."""
 
     decide_ms: tuple[float, ...]
     threshold: float
@@ -65,7 +70,7 @@ class SemanticPolicy:
 
     def ends(self, ask_ms: float, probability: float, words: Reading) -> bool:
         """Whether the turn ends at this ask; ``words`` is ``UNKNOWN`` without a transcript."""
-        if words is Reading.UNFINISHED:
+        if words.holds:
             return False
         if ask_ms == self.early_ms:
             return words is Reading.COMPLETE and probability >= self.threshold
@@ -105,6 +110,9 @@ class TurnConfig:
     the caller's codec (a WebRTC call's Opus: about one chunk, ``webrtc.codec_tail_ms``). That
     much of every silence counts as heard already, so the turn ends (and the semantic asks come)
     after the same real silence as for uncoded audio. Whole chunks only."""
+    words_min_logprob: float | None = WORDS_MIN_LOGPROB
+    """Semantic turns: a pause's transcript the recogniser doubts more than this (mean
+    log-probability per token) does not end the turn (``completeness.judge``); None: never doubted."""
 
     @property
     def off_threshold(self) -> float:

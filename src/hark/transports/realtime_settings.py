@@ -82,6 +82,7 @@ class SessionSettings:
             max_turn_ms=base.max_turn_ms,
             eagerness=Eagerness(detection.eagerness or "auto") if detection.type == "semantic_vad" else None,
             coded_tail_ms=base.coded_tail_ms,
+            words_min_logprob=base.words_min_logprob,
         )
         self.prefix_ms = detection.prefix_padding_ms if detection.prefix_padding_ms is not None else 300
         conversation.configure_turns(
