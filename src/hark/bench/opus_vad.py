@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from hark.bench.audio import QUESTION, RATE, espeak, silence, utterance
@@ -46,57 +47,46 @@ def _frames(pcm: bytes, rate: int) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
-def opus_round_trip(pcm48: bytes) -> bytes:
-    """``pcm48`` (mono PCM16, 48 kHz) encoded frame by frame as aiortc's sender does, decoded as
-    hark's ``CallerAudio`` does."""
-    from aiortc.codecs.opus import OpusEncoder
+def _round_trip(pcm48: bytes, encode: Callable[[Any], list[bytes]]) -> bytes:
+    """``pcm48`` (mono PCM16, 48 kHz) handed to ``encode`` 20 ms at a time as audio frames, and
+    every payload decoded as hark's ``CallerAudio`` decodes (mono, as it arrives)."""
     from av import AudioFrame, Packet
     from av.codec import CodecContext
 
-    encoder = OpusEncoder()
-    decoder: object = CodecContext.create("libopus", "r")
-    decoder.format = "s16"  # type: ignore[attr-defined]
-    decoder.layout = "mono"  # type: ignore[attr-defined]
-    decoder.sample_rate = CALL_RATE  # type: ignore[attr-defined]
+    decoder: Any = CodecContext.create("libopus", "r")
+    decoder.format, decoder.layout, decoder.sample_rate = "s16", "mono", CALL_RATE
     time_base = fractions.Fraction(1, CALL_RATE)
     out = bytearray()
     for i, pcm in enumerate(_frames(pcm48, CALL_RATE)):
         frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
         frame.planes[0].update(pcm)
         frame.pts, frame.sample_rate, frame.time_base = i * (len(pcm) // 2), CALL_RATE, time_base
-        payloads, _ = encoder.encode(frame)
-        for payload in payloads:
+        for payload in encode(frame):
             packet = Packet(payload)
             packet.pts, packet.time_base = 0, time_base
-            for decoded in decoder.decode(packet):  # type: ignore[attr-defined]
+            for decoded in decoder.decode(packet):
                 out += decoded.to_ndarray().tobytes()
     return bytes(out)
 
 
+def opus_round_trip(pcm48: bytes) -> bytes:
+    """``pcm48`` encoded frame by frame as aiortc's sender does (``_round_trip``)."""
+    from aiortc.codecs.opus import OpusEncoder
+
+    encoder = OpusEncoder()
+    return _round_trip(pcm48, lambda frame: encoder.encode(frame)[0])
+
+
 def browser_round_trip(pcm48: bytes) -> bytes:
-    """``pcm48`` (mono PCM16, 48 kHz) encoded as a browser sends a microphone (libopus, mono,
-    32 kb/s, "voip", in-band FEC on, complexity 9, 20 ms frames), decoded as ``opus_round_trip``
-    decodes."""
-    from av import AudioFrame, Packet
+    """``pcm48`` encoded as a browser sends a microphone (libopus, mono, 32 kb/s, "voip", in-band
+    FEC on, complexity 9, 20 ms frames; ``_round_trip``)."""
     from av.codec import CodecContext
 
     encoder: Any = CodecContext.create("libopus", "w")
     encoder.bit_rate, encoder.format, encoder.layout = 32_000, "s16", "mono"
     encoder.sample_rate, encoder.time_base = CALL_RATE, fractions.Fraction(1, CALL_RATE)
     encoder.options = {"application": "voip", "fec": "1", "frame_duration": "20", "compression_level": "9"}
-    decoder: Any = CodecContext.create("libopus", "r")
-    decoder.format, decoder.layout, decoder.sample_rate = "s16", "mono", CALL_RATE
-    out = bytearray()
-    for i, pcm in enumerate(_frames(pcm48, CALL_RATE)):
-        frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
-        frame.planes[0].update(pcm)
-        frame.pts, frame.sample_rate, frame.time_base = i * (len(pcm) // 2), CALL_RATE, encoder.time_base
-        for encoded in encoder.encode(frame):
-            packet = Packet(bytes(encoded))
-            packet.pts, packet.time_base = 0, encoder.time_base
-            for decoded in decoder.decode(packet):
-                out += decoded.to_ndarray().tobytes()
-    return bytes(out)
+    return _round_trip(pcm48, lambda frame: [bytes(packet) for packet in encoder.encode(frame)])
 
 
 async def silence_start_ms(
