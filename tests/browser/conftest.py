@@ -34,6 +34,12 @@ BASE_ARGS = [
 SENTENCE = "Hello there. What is the weather like today?"
 LEAD_SILENCE_S = 0.5
 TRAIL_SILENCE_S = 5.0
+# The conversation: the question twice, then words of the person's own over the second reply.
+# Each is one breath: no sentence pause inside that hark's 300 ms server_vad could take for the
+# end of the turn. The interruption shares no words with hark's echo of the question, so the
+# self-speech guard (hark's own words heard back) cannot take it for a leak of the reply.
+QUESTION = "What is the weather like today?"
+INTERRUPTION = "Stop talking and tell me a story about the sea"
 # lead, speech, a gap the whole reply fits in, speech, a gap shorter than the reply, speech, rest.
 GAPS_S = (0.5, 7.0, 2.5, 6.0)
 
@@ -151,23 +157,28 @@ def watch_errors() -> Callable[[Page], list[str]]:
 
 @pytest.fixture(scope="session")
 def conversation_wav(espeak_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SENTENCE three times: the whole first reply fits in the first gap; the third utterance
-    starts while the second reply is still playing (a barge-in)."""
+    """QUESTION twice, then INTERRUPTION: the whole first reply fits in the first gap; the
+    interruption starts while the second reply is still playing (a barge-in)."""
     folder = tmp_path_factory.mktemp("kit-speech")
-    raw = folder / "raw.wav"
-    subprocess.run(
-        [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), SENTENCE],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    with wave.open(str(raw), "rb") as w:
-        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+
+    def say(text: str, name: str) -> tuple[int, bytes]:
+        raw = folder / name
+        subprocess.run(
+            [espeak_path, "-v", "en-us", "-s", "150", "-w", str(raw), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        with wave.open(str(raw), "rb") as w:
+            return w.getframerate(), w.readframes(w.getnframes())
+
+    rate, question = say(QUESTION, "question.wav")
+    _, interruption = say(INTERRUPTION, "interruption.wav")
     silence = [b"\0\0" * int(rate * s) for s in GAPS_S]
     out = folder / "conversation.wav"
     with wave.open(str(out), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(silence[0] + frames + silence[1] + frames + silence[2] + frames + silence[3])
+        w.writeframes(silence[0] + question + silence[1] + question + silence[2] + interruption + silence[3])
     return out

@@ -2,7 +2,9 @@
 
 The server here plays a long reply, then reports that the user started speaking while it is
 still playing. The page must silence the reply at once, drop the audio still arriving for it,
-and send ``conversation.item.truncate`` with the milliseconds actually played.
+and send ``conversation.item.truncate`` with the milliseconds actually played. When the server
+then finds the speech was no interruption ("mhm": ``hark.output_resumed``), the page plays the
+reply on from where it stopped.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def _sine_chunk(index: int) -> str:
 class ScriptedServer:
     """One scripted conversation per connection; records what the client sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resume: bool = False) -> None:
+        self.resume = resume
+        """True: the speech over the reply is a backchannel, and the reply goes on after it."""
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.truncated = asyncio.Event()
@@ -133,6 +137,9 @@ class ScriptedServer:
             self.late_audio_sent += 1
         await asyncio.wait_for(self.truncated.wait(), 10)
         truncate = self.client_events("conversation.item.truncate")[0]
+        if self.resume:
+            await self.resume_after_backchannel(send, part, truncate["audio_end_ms"])
+            return
         await send(
             {
                 "type": "response.done",
@@ -173,10 +180,39 @@ class ScriptedServer:
         )
         await send({"type": "hark.state", "state": "idle"})
 
+    async def resume_after_backchannel(
+        self, send: Callable[[dict[str, Any]], Any], part: dict[str, Any], played_ms: int
+    ) -> None:
+        """What hark sends for "mhm" over its reply: paused at the playhead, the speech ignored,
+        resumed, and the rest of the reply sent again from where the listener stopped hearing it."""
+        await send({"type": "hark.output_paused", **_ids(part), "audio_ms": played_ms})
+        await send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 5400, "item_id": "item_user"}
+        )
+        await send({"type": "hark.speech_ignored", "item_id": "item_user", "reason": "backchannel"})
+        await send({"type": "hark.output_resumed", **_ids(part), "audio_ms": played_ms})
+        await send({"type": "hark.state", "state": "speaking"})
+        for index in range(played_ms // CHUNK_MS, REPLY_MS // CHUNK_MS):
+            await send({"type": "response.output_audio.delta", **part, "delta": _sine_chunk(index)})
+            await asyncio.sleep(CHUNK_MS / 1000 / 2)
+        await send({"type": "response.output_audio.done", **part})
+        await send({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}})
+
+
+def _ids(part: dict[str, Any]) -> dict[str, Any]:
+    return {"response_id": part["response_id"], "item_id": part["item_id"]}
+
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[ScriptedServer, str]]:
     script = ScriptedServer()
+    with ThreadedServer(script.app()) as server:
+        yield script, server.base_url
+
+
+@pytest.fixture
+def scripted_backchannel() -> Iterator[tuple[ScriptedServer, str]]:
+    script = ScriptedServer(resume=True)
     with ThreadedServer(script.app()) as server:
         yield script, server.base_url
 
@@ -249,4 +285,31 @@ def test_barge_in_silences_the_reply_and_truncates_to_what_was_played(
 
     page.get_by_test_id("start-button").click()
     expect(page.get_by_test_id("start-button")).to_have_text("Start")
+    assert errors == [], errors
+
+
+def test_a_reply_resumed_after_a_backchannel_plays_on(
+    chromium_path: str,
+    launch_chromium: Callable[..., Browser],
+    watch_errors: Callable[[Page], list[str]],
+    scripted_backchannel: tuple[ScriptedServer, str],
+) -> None:
+    script, base_url = scripted_backchannel
+    browser = launch_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    errors = watch_errors(page)
+    page.goto(base_url + "/")
+    page.get_by_test_id("start-button").click()
+
+    # Speech over the reply silences it at once, as any barge-in does...
+    page.wait_for_function("() => window.hark.truncations.length > 0", timeout=20_000)
+    stopped_at = script.client_events("conversation.item.truncate")[0]["audio_end_ms"]
+    # ...and once the server says it was no interruption, the rest of the reply is played.
+    page.wait_for_function(
+        f"() => (window.hark.playedMsByItem.item_1 || 0) >= {stopped_at} + 1500", timeout=20_000
+    )
+    page.wait_for_function("() => !window.hark.playing", timeout=10_000)
+    played = page.evaluate("() => window.hark.playedMsByItem.item_1")
+    # Nothing played twice, nothing skipped: the whole reply, give or take the start-up buffer.
+    assert REPLY_MS - 300 <= played <= REPLY_MS + 100, (stopped_at, played)
     assert errors == [], errors

@@ -124,7 +124,7 @@ def test_the_example_app_talks_and_stops_on_barge_in(
     expect(page.get_by_test_id("latency-heard")).to_have_text(ms, timeout=30_000)
     expect(page.get_by_test_id("latency-server")).to_have_text(ms, timeout=30_000)
 
-    # The third utterance starts while the second reply plays: the server empties the track,
+    # The interruption starts while the second reply plays: the server empties the track,
     # cuts the reply at what played (conversation.item.truncated) and playback stops.
     page.wait_for_function(
         """() => window.harkExample.transcripts.some((t) => t.role === "assistant" && t.interrupted)""",

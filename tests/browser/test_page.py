@@ -1,6 +1,6 @@
 """The browser page end to end: Chromium's fake microphone speaks to a real hark (echo mode).
 
-Chromium plays ``conversation_wav`` (espeak-ng: the question three times, the third over the
+Chromium plays ``conversation_wav`` (espeak-ng: the question twice, then other words over the
 second reply) as the microphone. The page connects over WebRTC as it does by default (a client
 secret, then the offer to /v1/realtime/calls?hark_events=1), shows the user's words and the
 assistant's reply, plays the reply from the track, and falls silent when the person speaks over
@@ -117,7 +117,7 @@ def test_talk_to_hark_in_the_browser_over_webrtc(
     )
     expect(page.get_by_test_id("latency-heard")).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
 
-    # The third utterance starts while the second reply plays: the server empties the track
+    # The interruption starts while the second reply plays: the server empties the track
     # and the page stops playing it.
     page.wait_for_function(
         "() => (window.hark.eventCounts['output_audio_buffer.cleared'] || 0) > 0", timeout=90_000

@@ -81,7 +81,9 @@ export type ServerEvent =
   | (Base<"hark.latency"> & ServerLatency & { response_id?: string })
   | (Base<"hark.llm_status"> & { mode: "llm" | "echo"; message?: string; setting?: string })
   | (Base<"hark.resume_token"> & { token: string; expires_at: number })
-  | (Base<"hark.resumed"> & { previous_session_id: string; items: number });
+  | (Base<"hark.resumed"> & { previous_session_id: string; items: number })
+  | (Base<"hark.output_paused" | "hark.output_resumed"> & { response_id: string; item_id: string; audio_ms: number })
+  | (Base<"hark.speech_ignored"> & { item_id: string; reason: "backchannel" | "noise" | "self_speech" });
 
 export type KnownServerEventType = ServerEvent["type"];
 

@@ -312,12 +312,6 @@ function onServerEvent(s, event) {
       if (!s.serverState) setState("listening");
       break;
 
-    case "hark.output_resumed":
-      // Not an interruption after all ("mhm", a cough): the server sends again what was dropped.
-      s.dropResponses.delete(event.response_id);
-      if (event.item_id) s.dropItems.delete(event.item_id);
-      break;
-
     case "input_audio_buffer.speech_stopped":
       if (event.item_id) transcript.userStopped(event.item_id);
       break;

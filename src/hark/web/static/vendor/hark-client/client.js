@@ -309,6 +309,14 @@ export class HarkClient extends Emitter {
         else if (is(event, "output_audio_buffer.started")) {
             this.audio?.muteRemote(false);
         }
+        else if (is(event, "hark.output_resumed")) {
+            // The speech over the reply was not an interruption ("mhm", a cough): the server plays the
+            // reply on from where it paused, so what bargeIn() silenced is heard again.
+            this.dropResponses.delete(event.response_id);
+            this.dropItems.delete(event.item_id);
+            if (this.transportKind === "webrtc")
+                this.audio?.muteRemote(false);
+        }
         else if (is(event, "hark.resume_token")) {
             this.resume.update(event.token, event.expires_at);
         }
