@@ -114,6 +114,23 @@ def test_pcm16_in_gives_what_converting_first_gives(in_rate: int, out_rate: int,
         np.testing.assert_array_equal(got, expected)  # scaling by 2**-15 is exact
 
 
+@pytest.mark.parametrize("in_rate", [24_000, 48_000, 8_000])
+def test_frames_through_the_kept_buffer_many_times_over_give_what_floats_give(in_rate: int) -> None:
+    """The kept inputs slide along the buffer from call to call and move back to its start when
+    a frame no longer fits; the PCM16 path leaves the samples past the input as they were (they
+    meet only the zero coefficients of outputs it returns). Loud frames, then silence, in the
+    listener's sizes: every output the same as the float path's, which zeroes them."""
+    rng = np.random.default_rng(5)
+    as_float = CausalResampler(in_rate, 16_000)
+    as_pcm16 = CausalResampler(in_rate, 16_000, pcm16=True)
+    frame = in_rate // 50
+    for i in range(400):
+        loud = 32767 if (i // 40) % 2 == 0 else 0
+        piece = rng.integers(-loud, loud + 1, frame * (1 + i % 2) + (i % 7 == 0)).astype("<i2")
+        expected = as_float.process(pcm16_to_float(piece.tobytes()))
+        np.testing.assert_array_equal(as_pcm16.process(piece.tobytes()), expected)
+
+
 def test_a_pcm16_resampler_refuses_float_samples_and_a_float_one_bytes() -> None:
     with pytest.raises(TypeError):
         CausalResampler(24_000, 16_000, pcm16=True).process(np.zeros(10, dtype=np.float32))

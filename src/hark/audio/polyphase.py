@@ -92,13 +92,16 @@ class CausalResampler:
         self._row_strides = (self._down * _FLOAT_BYTES, _FLOAT_BYTES)
         self._width = width
         # Kept: the last taps - 1 inputs, and ``down`` more, so that a block starting before
-        # this call's first output still finds its inputs; zeros pad the buffer's end for the
-        # block holding the last output (its outputs beyond that are not returned).
+        # this call's first output still finds its inputs; ``down`` samples past the input pad
+        # the buffer's end for the block holding the last output (its outputs beyond that are
+        # not returned).
         self._keep = taps - 1 + self._down
-        # One buffer kept from call to call: the kept inputs at its start, then each call's
-        # input, then ``down`` zeros. Filled and shifted in place rather than built anew by a
-        # concatenate per call (docs/benchmarks.md, entry 40).
+        # One buffer kept from call to call: the kept inputs from ``_start``, then each call's
+        # input, then the ``down`` of padding. Filled in place rather than built anew by a
+        # concatenate per call (docs/benchmarks.md, entry 41); the kept inputs move back to
+        # the start only when the next input would not fit after them.
         self._buffer = np.zeros(self._keep + SCRATCH_SAMPLES + self._down, dtype=np.float32)
+        self._start = 0
         self._consumed = 0
         """Input samples seen so far."""
         self._produced = 0
@@ -135,20 +138,27 @@ class CausalResampler:
     def _filter(self, audio: NDArray[Any]) -> Float32Array:
         first = self._produced
         keep, down = self._keep, self._down
-        end = keep + audio.size
         consumed = self._consumed + audio.size
         # Output n needs input floor(n * down / up), which exists while it is < consumed.
         last = (consumed * self._up + down - 1) // down
-        # buffer[k] holds input sample (self._consumed - keep + k), then ``down`` zeros; float32,
-        # so int16 input is converted as it is copied in. An input too long for the kept buffer
-        # gets one of its own, used once.
-        buffer = self._buffer
+        # buffer[start + k] holds input sample (self._consumed - keep + k), then ``down`` more;
+        # float32, so int16 input is converted as it is copied in. The kept inputs move to the
+        # buffer's start only when this input would not fit after them; an input too long for
+        # the kept buffer gets one of its own, used once.
+        buffer, start = self._buffer, self._start
+        end = start + keep + audio.size
         if end + down > buffer.size:
-            buffer = np.zeros(end + down, dtype=np.float32)
-            buffer[:keep] = self._buffer[:keep]
-        buffer[keep:end] = audio
-        buffer[end : end + down] = 0.0
-        base = self._consumed - keep
+            if keep + audio.size + down > buffer.size:
+                buffer = np.zeros(keep + audio.size + down, dtype=np.float32)
+            buffer[:keep] = self._buffer[start : start + keep]  # numpy copies overlaps correctly
+            start, end = 0, keep + audio.size
+        buffer[start + keep : end] = audio
+        if not self.pcm16:
+            # The ``down`` past the input meet only zero coefficients of the outputs returned
+            # (the rest of the last block is cut off), and 0 × a finite sample adds nothing: PCM16
+            # leaves finite samples there. Float input may have left an inf or a NaN.
+            buffer[end : end + down] = 0.0
+        base = self._consumed - keep - start
         self._consumed = consumed
         self._produced = last
         if last <= first:
@@ -164,9 +174,13 @@ class CausalResampler:
             result = np.dot(rows, self._block_t).reshape(-1)[skip : skip + last - first]
         else:
             result = self._gathered(buffer, base, first, last)
-        # The newest ``keep`` inputs move to the start for the next call (numpy copies
-        # overlapping ranges correctly); the result above is an array of its own.
-        self._buffer[:keep] = buffer[end - keep : end]
+        # The newest ``keep`` inputs are where the next call's input goes after; the result
+        # above is an array of its own.
+        if buffer is self._buffer:
+            self._start = end - keep
+        else:
+            self._buffer[:keep] = buffer[end - keep : end]
+            self._start = 0
         return result
 
     def _gathered(self, buffer: Float32Array, base: int, first: int, last: int) -> Float32Array:
