@@ -46,8 +46,8 @@ class SemanticPolicy:
     Each ask hears the turn model and reads the words of the pause's speculative transcript
     (completeness.py): words that read unfinished, or that the recogniser doubts (until
     ``TurnConfig.words_doubt_ms``, see ``weigh``), keep the turn open whatever the model says;
-    otherwise the model decides, and a model that is unsure
-    (within ``UNSURE`` of its threshold) ends the turn when the words read complete. ``early_ms``
+    otherwise the model decides, and a model that is unsure (within ``UNSURE`` of its
+    threshold) ends the turn when the words read complete. ``early_ms``
     is an ask before the others that ends the turn only when both agree: the words read complete
     and the model is sure."""
 
