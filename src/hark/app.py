@@ -63,6 +63,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             max_turn_ms=vad.max_turn_s * 1000,
             eagerness=Eagerness(vad.eagerness) if vad.turn_detection == "semantic_vad" else None,
             words_min_logprob=vad.semantic_min_logprob,
+            words_doubt_ms=vad.semantic_doubt_ms,
         ),
         prefix_ms=vad.prefix_ms,
         max_turn_s=vad.max_turn_s,

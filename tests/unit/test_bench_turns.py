@@ -142,3 +142,14 @@ def test_the_trace_gathers_each_pause_s_words_and_answers() -> None:
     assert (second.pause_ms, second.probabilities, second.row()["reads"]) == (2100, (), "unfinished")
     loop, sentence = compression("fine " * 40), compression("My phone number is five five five.")
     assert loop is not None and sentence is not None and loop > 2.4 > sentence  # faster-whisper's loop bar
+
+
+def test_the_trace_compares_doubt_settings_by_name() -> None:
+    from hark.bench.turns_trace import Doubt
+    from hark.pipeline.turns import WORDS_DOUBT_MS
+
+    assert Doubt.parse("none") == Doubt(None, WORDS_DOUBT_MS)
+    assert Doubt.parse("-0.8") == Doubt(-0.8, WORDS_DOUBT_MS)  # the doubt ends as configured
+    assert Doubt.parse("-0.8@none") == Doubt(-0.8, None)  # held to the longest silence
+    assert Doubt.parse("-0.8@1200") == Doubt(-0.8, 1200.0)
+    assert str(Doubt.parse("-0.8@none")) == "-0.8@None"

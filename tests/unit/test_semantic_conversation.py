@@ -75,3 +75,6 @@ def test_the_doubt_is_a_server_setting() -> None:
     assert conversation_config(Settings()).turn.words_min_logprob == -0.8
     settings = Settings.model_validate({"vad": {"semantic_min_logprob": None}})
     assert conversation_config(settings).turn.words_min_logprob is None
+    assert conversation_config(Settings()).turn.words_doubt_ms == 1000
+    settings = Settings.model_validate({"vad": {"semantic_doubt_ms": None}})
+    assert conversation_config(settings).turn.words_doubt_ms is None

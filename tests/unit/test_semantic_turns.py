@@ -15,8 +15,10 @@ from hark.pipeline.completeness import Reading
 from hark.pipeline.listener import Listener
 from hark.pipeline.turns import (
     SEMANTIC_POLICIES,
+    WORDS_DOUBT_MS,
     WORDS_WAIT_MS,
     Eagerness,
+    SemanticPolicy,
     TurnConfig,
     TurnDetector,
     TurnEvent,
@@ -199,9 +201,19 @@ class ScriptedWords:
 
 
 def worded(
-    model: ScriptedTurnModel, words: ScriptedWords, eagerness: Eagerness, min_logprob: float | None = -0.8
+    model: ScriptedTurnModel,
+    words: ScriptedWords,
+    eagerness: Eagerness,
+    min_logprob: float | None = -0.8,
+    doubt_ms: float | None = WORDS_DOUBT_MS,
 ) -> Listener:
-    config = TurnConfig(start_ms=64, end_silence_ms=300, eagerness=eagerness, words_min_logprob=min_logprob)
+    config = TurnConfig(
+        start_ms=64,
+        end_silence_ms=300,
+        eagerness=eagerness,
+        words_min_logprob=min_logprob,
+        words_doubt_ms=doubt_ms,
+    )
     return Listener(
         LoudnessVAD(),
         config,
@@ -241,9 +253,27 @@ async def test_unfinished_words_keep_the_turn_open_though_the_model_says_done() 
 
 async def test_words_the_recogniser_doubts_keep_the_turn_open_though_the_model_says_done() -> None:
     model, words = ScriptedTurnModel([0.99]), ScriptedWords("I need bags.", logprob=-0.9)
-    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM, doubt_ms=None), 600, 3000)
     assert fed is not None and fed >= SEMANTIC_POLICIES[Eagerness.MEDIUM].max_silence_ms
     assert model.asked == []  # the words were in before the first ask: the model was not needed
+
+
+async def test_doubted_words_hold_the_turn_only_until_the_doubt_ends() -> None:
+    policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
+    release = next(ms for ms in policy.decide_ms if ms >= WORDS_DOUBT_MS)
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("I need bags.", logprob=-0.9)
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM), 600, 3000)
+    assert fed is not None and release <= fed < policy.max_silence_ms, fed  # not at 300 or 600 ms
+    assert len(model.asked) == 1  # asked once, where the doubt no longer held the turn
+    unsure = ScriptedTurnModel([0.35])  # the model alone decides there: "not done" holds
+    fed = await stop_after_words(worded(unsure, words, Eagerness.MEDIUM), 600, 3000)
+    assert fed is not None and fed >= policy.max_silence_ms, fed
+
+
+async def test_unfinished_words_hold_past_the_doubt() -> None:
+    model, words = ScriptedTurnModel([0.99]), ScriptedWords("My phone number is", logprob=-0.9)
+    fed = await stop_after_words(worded(model, words, Eagerness.MEDIUM, min_logprob=None), 600, 3000)
+    assert fed is not None and fed >= SEMANTIC_POLICIES[Eagerness.MEDIUM].max_silence_ms
 
 
 async def test_doubt_is_a_setting() -> None:
@@ -335,6 +365,32 @@ async def test_high_ends_early_only_when_words_and_model_agree() -> None:
 def test_how_words_and_model_combine(probability: float, words: Reading, ends: bool) -> None:
     policy = SEMANTIC_POLICIES[Eagerness.MEDIUM]
     assert policy.ends(300, probability, words) is ends
+
+
+@pytest.mark.parametrize(
+    ("ask_ms", "words", "doubt_ms", "weighed"),
+    [
+        (600, Reading.DOUBTED, 1000, Reading.DOUBTED),
+        (1000, Reading.DOUBTED, 1000, Reading.UNKNOWN),
+        (1200, Reading.DOUBTED, 1000, Reading.UNKNOWN),
+        (1200, Reading.DOUBTED, None, Reading.DOUBTED),
+        (1200, Reading.UNFINISHED, 1000, Reading.UNFINISHED),
+        (1200, Reading.COMPLETE, 1000, Reading.COMPLETE),
+    ],
+)
+def test_doubted_words_weigh_nothing_from_the_doubts_end(
+    ask_ms: float, words: Reading, doubt_ms: float | None, weighed: Reading
+) -> None:
+    assert SemanticPolicy.weigh(ask_ms, words, doubt_ms) is weighed
+
+
+def test_high_asks_nothing_past_the_doubt() -> None:
+    """``high`` ends on its longest silence (1000 ms) before any ask weighs doubted words as
+    nothing: the end of the doubt changes ``medium`` (1200 ms) and ``low`` (1000 ms) only."""
+    for eagerness, release in ((Eagerness.HIGH, None), (Eagerness.MEDIUM, 1200), (Eagerness.LOW, 1000)):
+        policy = SEMANTIC_POLICIES[eagerness]
+        asks = [ms for ms in policy.decide_ms if ms >= WORDS_DOUBT_MS and ms < policy.max_silence_ms]
+        assert (asks[0] if asks else None) == release, eagerness
 
 
 def test_the_early_ask_needs_both() -> None:

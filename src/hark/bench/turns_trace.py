@@ -24,6 +24,29 @@ from typing import Any
 from hark.bench.turns import MODES, Case, Outcome, _figures, corpus, run_case
 from hark.bench.turns_timed import Heard, TimedModel
 from hark.pipeline.completeness import read
+from hark.pipeline.turns import TurnConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """One doubt setting to compare: ``TurnConfig.words_min_logprob`` and ``words_doubt_ms``.
+    Written ``-0.8`` (the ms as configured by default), ``-0.8@1000``, ``-0.8@none``, ``none``."""
+
+    min_logprob: float | None
+    ms: float | None
+
+    @classmethod
+    def parse(cls, text: str) -> Doubt:
+        bar, _, ms = text.partition("@")
+        default = TurnConfig().words_doubt_ms
+        return cls(_number(bar), default if not ms else _number(ms))
+
+    def __str__(self) -> str:
+        return f"{self.min_logprob}@{self.ms}" if self.min_logprob is not None else "None"
+
+
+def _number(text: str) -> float | None:
+    return None if text == "none" else float(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +102,11 @@ async def trace(
     modes: list[str],
     voices: tuple[str, ...],
     kinds: tuple[str, ...],
-    doubts: list[float | None],
+    doubts: list[Doubt],
     details: bool,
 ) -> dict[str, Any]:
-    """Each mode over the corpus once per ``doubts`` threshold (``TurnConfig.words_min_logprob``),
-    interleaved case by case (the order of the thresholds turning round at each case)."""
+    """Each mode over the corpus once per doubt setting (``Doubt``), interleaved case by case
+    (the order of the settings turning round at each case)."""
     from hark.config import FasterWhisperOptions
     from hark.engines.stt.faster_whisper import FasterWhisperSTT
     from hark.engines.turn.smart_turn import SmartTurn
@@ -99,7 +122,9 @@ async def trace(
             outcomes: dict[str, list[tuple[Case, Outcome]]] = {str(d): [] for d in doubts}
             for n, case in enumerate(cases):
                 for doubt in doubts if n % 2 == 0 else doubts[::-1]:
-                    config = replace(MODES[mode], words_min_logprob=doubt)
+                    config = replace(
+                        MODES[mode], words_min_logprob=doubt.min_logprob, words_doubt_ms=doubt.ms
+                    )
                     heard: list[Heard] = []
                     outcome = await run_case(case, config, vad, model, stt, None, heard)
                     seen = pauses(heard)
@@ -110,7 +135,7 @@ async def trace(
                     rows[str(doubt)].append(row)
                     outcomes[str(doubt)].append((case, outcome))
                     brief = {k: v for k, v in row.items() if k != "pauses"}
-                    print(json.dumps({"mode": mode, "doubt": doubt, **brief}), flush=True)
+                    print(json.dumps({"mode": mode, "doubt": str(doubt), **brief}), flush=True)
             out[mode] = {
                 d: {"figures": _figures(outcomes[d]), "table": table(rows[d]), "cases": rows[d]} for d in rows
             }
@@ -199,11 +224,13 @@ def main() -> None:
         "--words", action="store_true", help="decode each ending pause again with word probabilities"
     )
     parser.add_argument(
-        "--doubt", default="none", help="thresholds of words_min_logprob to compare, e.g. none,-0.8"
+        "--doubt",
+        default="none",
+        help="doubt settings to compare: words_min_logprob[@words_doubt_ms], e.g. none,-0.8@none,-0.8@1000",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    doubts = [None if d == "none" else float(d) for d in args.doubt.split(",")]
+    doubts = [Doubt.parse(d) for d in args.doubt.split(",")]
     modes, kinds = args.modes.split(","), tuple(args.kinds.split(","))
     result = asyncio.run(trace(modes, tuple(args.voices.split(",")), kinds, doubts, args.words))
     for mode in modes:

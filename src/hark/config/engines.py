@@ -36,8 +36,12 @@ class VADSettings(Section):
     semantic_min_logprob: float | None = Field(-0.8, ge=-5.0, le=0.0)
     """Semantic turns: words at a pause that the recogniser itself doubts (mean log-probability
     per token below this) do not end the turn, whatever the turn model says; the turn waits for
-    the speaker to go on or for its longest silence. None: every transcript is read
-    (docs/turn-taking.md)."""
+    the speaker to go on or for ``semantic_doubt_ms`` of silence. None: every transcript is
+    read (docs/turn-taking.md)."""
+    semantic_doubt_ms: float | None = Field(1000.0, ge=0.0, le=30_000.0)
+    """... but only through this much silence: from the first ask at or after it the turn model
+    decides alone, so a short answer the recogniser doubts does not wait for the longest
+    silence. None: doubted words hold the turn to the longest silence."""
     turn_model_path: Path | None = None
     """Smart Turn ONNX file; default: the file inside the installed ``pipecat-ai`` wheel."""
     backchannels: bool = True

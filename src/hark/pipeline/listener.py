@@ -19,7 +19,14 @@ from hark.audio.polyphase import CausalResampler
 from hark.engines.base import VAD, Float32Array, Transcript, TurnModel
 from hark.errors import EngineError
 from hark.pipeline.completeness import Reading, judge
-from hark.pipeline.turns import SEMANTIC_POLICIES, Detection, TurnConfig, TurnDetector, TurnEvent
+from hark.pipeline.turns import (
+    SEMANTIC_POLICIES,
+    Detection,
+    SemanticPolicy,
+    TurnConfig,
+    TurnDetector,
+    TurnEvent,
+)
 from hark.pipeline.utterance import Utterance
 
 log = logging.getLogger("hark.listener")
@@ -191,8 +198,8 @@ class Listener:
         transcript = self.transcripts.transcript_at(pause_ms) if self.transcripts is not None else None
         if transcript is None and ask_ms == policy.early_ms:
             return False  # an early ask ends a turn only on words that read complete
-        doubt = self._config.words_min_logprob
-        if transcript is not None and transcript.done() and _words(transcript, doubt).holds:
+        doubt = self._config.words_min_logprob, self._config.words_doubt_ms
+        if transcript is not None and transcript.done() and _words(transcript, ask_ms, *doubt).holds:
             return False  # the model need not be asked
         heard = asyncio.ensure_future(self.turn_model.end_probability(self.utterance()))
         heard.add_done_callback(_retrieve)
@@ -206,7 +213,7 @@ class Listener:
                 if heard.done() and not policy.may_end(ask_ms, heard.result()):
                     return False  # the model is sure: no words could end the turn here
                 await asyncio.wait([transcript], timeout=max(0.0, deadline - time.monotonic()))
-                words = _words(transcript, doubt)
+                words = _words(transcript, ask_ms, *doubt)
             if words.holds:
                 return False
             probability = await heard
@@ -232,11 +239,14 @@ class Listener:
         self._turns.reset()
 
 
-def _words(transcript: asyncio.Future[Transcript], min_logprob: float | None) -> Reading:
-    """How the pause's transcript reads (``judge``); ``UNKNOWN`` until it is in, or if it failed."""
+def _words(
+    transcript: asyncio.Future[Transcript], ask_ms: float, min_logprob: float | None, doubt_ms: float | None
+) -> Reading:
+    """How the pause's transcript reads at the ask at ``ask_ms`` (``judge``, then
+    ``SemanticPolicy.weigh``); ``UNKNOWN`` until it is in, or if it failed."""
     if not transcript.done() or transcript.cancelled() or transcript.exception() is not None:
         return Reading.UNKNOWN
-    return judge(transcript.result(), min_logprob)
+    return SemanticPolicy.weigh(ask_ms, judge(transcript.result(), min_logprob), doubt_ms)
 
 
 def _retrieve(task: asyncio.Future[float]) -> None:

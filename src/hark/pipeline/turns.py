@@ -30,6 +30,12 @@ WORDS_MIN_LOGPROB = -0.8
 """A pause's transcript whose mean log-probability per token is below this is doubted
 (``Reading.DOUBTED``): where espeak-ng turns were cut off, 8 of tiny.en's 15 mishearings scored
 -0.81 to -1.03; 4 of 32 complete short turns did too (docs/turn-taking.md)."""
+WORDS_DOUBT_MS = 1000.0
+"""Doubted words hold a semantic turn only through this much silence: from the first ask at or
+after it the model decides alone, as without a transcript. Longer than the inner pauses of the
+corpus's (a) turns (300-900 ms), so a pause the words doubt still waits for the speaker; short
+of ``medium``'s and ``low``'s longest silences (2 s, 3 s), which the short turns tiny.en doubts
+waited for (docs/turn-taking.md, "Words the recogniser doubts")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,10 @@ class SemanticPolicy:
     and the longest silence it waits for when the answer keeps being "not done".
 
     Each ask hears the turn model and reads the words of the pause's speculative transcript
-    (completeness.py): words that read unfinished, or that the recogniser doubts, keep the turn
-    open whatever the model says; otherwise the model decides, and a model that is unsure
-    (within ``UNSURE`` of its threshold) ends the turn when the words read complete. ``early_ms``
+    (completeness.py): words that read unfinished, or that the recogniser doubts (until
+    ``TurnConfig.words_doubt_ms``, see ``weigh``), keep the turn open whatever the model says;
+    otherwise the model decides, and a model that is unsure (within ``UNSURE`` of its
+    threshold) ends the turn when the words read complete. ``early_ms``
     is an ask before the others that ends the turn only when both agree: the words read complete
     and the model is sure."""
 
@@ -63,6 +70,15 @@ class SemanticPolicy:
         this pause needs that transcript before anything can answer it, so the wait costs the
         answer nothing; the bound keeps a shed or stalled transcription from holding it up."""
         return max(0.0, min(self.max_silence_ms - ask_ms, WORDS_WAIT_MS))
+
+    @staticmethod
+    def weigh(ask_ms: float, words: Reading, doubt_ms: float | None) -> Reading:
+        """The words as the ask at ``ask_ms`` weighs them: doubted words hold the turn only at
+        asks before ``doubt_ms`` of silence (None: at every ask); from then on they are not
+        read at all (``UNKNOWN``), and the model decides alone."""
+        if words is Reading.DOUBTED and doubt_ms is not None and ask_ms >= doubt_ms:
+            return Reading.UNKNOWN
+        return words
 
     def may_end(self, ask_ms: float, probability: float) -> bool:
         """Whether some words could still end the turn at this ask, given the model's answer."""
@@ -113,6 +129,9 @@ class TurnConfig:
     words_min_logprob: float | None = WORDS_MIN_LOGPROB
     """Semantic turns: a pause's transcript the recogniser doubts more than this (mean
     log-probability per token) does not end the turn (``completeness.judge``); None: never doubted."""
+    words_doubt_ms: float | None = WORDS_DOUBT_MS
+    """... until this much silence: from the first ask at or after it the model decides alone
+    (``SemanticPolicy.weigh``); None: doubted words hold the turn to the longest silence."""
 
     @property
     def off_threshold(self) -> float:

@@ -83,6 +83,7 @@ class SessionSettings:
             eagerness=Eagerness(detection.eagerness or "auto") if detection.type == "semantic_vad" else None,
             coded_tail_ms=base.coded_tail_ms,
             words_min_logprob=base.words_min_logprob,
+            words_doubt_ms=base.words_doubt_ms,
         )
         self.prefix_ms = detection.prefix_padding_ms if detection.prefix_padding_ms is not None else 300
         conversation.configure_turns(
