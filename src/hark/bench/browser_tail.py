@@ -1,0 +1,343 @@
+"""How much later does a call hear a turn's end through headless Chromium's own Opus encoder?
+
+``python -m hark.bench.opus_vad`` answers it offline, with libopus through PyAV at a browser's
+settings. This asks Chromium itself: the four sentences in four espeak-ng voices of
+``opus_vad --voices`` go into one WAV (silence between them) that Chromium plays as its fake
+microphone (the flags of tests/browser) on a real call to a ``hark serve`` with fast fakes, so
+the encoder runs with the settings hark's answer gives it. The page keeps every encoded Opus
+frame on the way out (insertable streams, ``createEncodedStreams``); here they are decoded as
+hark's ``CallerAudio`` decodes (mono, 48 kHz).
+
+The unknown start of Chromium's file playback cancels out: each sentence is found in the decoded
+audio by cross-correlation with the WAV (``align``), which also removes every delay before and
+inside the encoder. The encoder's own look-ahead (libopus "voip": 312 samples, 6.5 ms, the same
+libopus) is part of what a call adds, so the ``chromium`` column puts it back; ``aligned`` is
+without it (only how Silero scores the coded tail). Each sentence is then cut at ``opus_vad``'s 8
+phases and run through hark's listener (server_vad defaults, no ``webrtc.codec_tail_ms``) beside
+its PCM; printed: ms by which the turn's trailing silence begins later than for the 24 kHz PCM,
+and for comparison the same cuts coded offline by ``browser_round_trip``.
+
+``--processing voice`` asks for the microphone as hark's web client does (echo cancellation,
+noise suppression, gain control on), ``raw`` with all three off (the encoder alone).
+
+::
+
+    python -m hark.bench.browser_tail [--runs 3] [--processing raw|voice|both]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import statistics
+import tempfile
+import time
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hark.bench.audio import RATE, silence
+from hark.bench.webrtc import CALL_RATE, _resample
+
+LOOK_AHEAD_SAMPLES = 312
+"""libopus "voip" at 48 kHz (``opus_vad.LOOK_AHEAD_SAMPLES``; Chromium's encoder is libopus)."""
+FRAME_SAMPLES = CALL_RATE // 50
+GAP_MS = 1600
+"""Silence before each sentence in the WAV: more than the longest lead plus the tail."""
+LEADS_MS = range(1000, 1032, 4)
+TAIL_MS = 1000
+SEARCH_MS = 200
+"""How far from the coarse match ``align`` looks for the sample-exact one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The fake microphone's WAV: ``pcm48`` (mono PCM16, 48 kHz) and where each sentence starts
+    and how long it is in it, in samples."""
+
+    pcm48: bytes
+    starts: tuple[int, ...]
+    lengths: tuple[int, ...]
+
+
+def layout(sentences: Sequence[bytes]) -> Layout:
+    """``sentences`` (PCM16 at 24 kHz, trimmed) each after ``GAP_MS`` of silence plus a few ms
+    more each time (so the encoder's 20 ms frames meet them at different phases), then a gap."""
+    pieces: list[bytes] = []
+    starts: list[int] = []
+    lengths: list[int] = []
+    at = 0
+    for i, pcm in enumerate(sentences):
+        gap = _resample(silence(GAP_MS + (i * 7) % 20), CALL_RATE)
+        speech = _resample(pcm, CALL_RATE)
+        starts.append(at + len(gap) // 2)
+        lengths.append(len(speech) // 2)
+        pieces += [gap, speech]
+        at += (len(gap) + len(speech)) // 2
+    pieces.append(_resample(silence(GAP_MS), CALL_RATE))
+    return Layout(b"".join(pieces), tuple(starts), tuple(lengths))
+
+
+def ordered_payloads(frames: Sequence[tuple[int, bytes]]) -> tuple[list[bytes], int]:
+    """Encoded frames ``(rtp_timestamp, payload)`` in timestamp order (the 32-bit timestamp may
+    wrap), and how many 20 ms frames are missing between the first and the last."""
+    if not frames:
+        return [], 0
+    first = frames[0][0]
+    unwrapped = sorted(((ts - first) % 2**32, payload) for ts, payload in frames)
+    span = unwrapped[-1][0] - unwrapped[0][0]
+    missing = span // FRAME_SAMPLES + 1 - len(unwrapped)
+    return [payload for _, payload in unwrapped], max(0, missing)
+
+
+def describe(payloads: Sequence[bytes]) -> str:
+    """What the encoder sent, from each payload's size and Opus TOC byte (RFC 6716 3.1): mean
+    bitrate at 20 ms a frame, the share of stereo frames, and frames per mode (SILK, hybrid, CELT)."""
+    if not payloads:
+        return "no frames"
+    kbps = statistics.fmean(len(payload) for payload in payloads) * 8 * 50 / 1000
+    stereo = sum(bool(payload[0] & 0x04) for payload in payloads if payload) / len(payloads)
+    modes = {"silk": 0, "hybrid": 0, "celt": 0}
+    for payload in payloads:
+        if payload:
+            config = payload[0] >> 3
+            modes["silk" if config < 12 else "hybrid" if config < 16 else "celt"] += 1
+    counts = " ".join(f"{mode} {count}" for mode, count in modes.items())
+    return f"{kbps:.1f} kb/s, stereo {stereo:.0%}, {counts}"
+
+
+def _floats(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def _correlate(signal: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """Cross-correlation of ``pattern`` at every offset of ``signal`` (FFT), offsets 0 up to
+    ``len(signal) - len(pattern)``."""
+    size = 1 << int(len(signal) + len(pattern)).bit_length()
+    spectrum = np.fft.rfft(signal, size) * np.conj(np.fft.rfft(pattern, size))
+    return np.fft.irfft(spectrum, size)[: len(signal) - len(pattern) + 1]
+
+
+def align(decoded: bytes, reference: bytes, *, coarse: int = 8) -> int:
+    """The sample offset in ``decoded`` at which ``reference`` matches best (both mono PCM16 at
+    the same rate): first on every ``coarse``-th sample, then sample-exact near that."""
+    signal, pattern = _floats(decoded), _floats(reference)
+    if len(pattern) > len(signal):
+        raise ValueError("the reference is longer than the decoded audio")
+    rough = int(np.argmax(_correlate(signal[::coarse], pattern[::coarse]))) * coarse
+    window = SEARCH_MS * CALL_RATE // 1000 if coarse > 1 else 0
+    low = max(0, rough - window)
+    high = min(len(signal), rough + window + len(pattern))
+    return low + int(np.argmax(_correlate(signal[low:high], pattern)))
+
+
+def find(decoded: bytes, reference: bytes) -> int:
+    """``align``, but where the best match sits too near an edge of ``decoded`` for ``cut`` (the
+    file loops, so the sentence is there again), the best match in the rest."""
+    at = align(decoded, reference)
+    margin = (LEADS_MS[-1] + TAIL_MS + SEARCH_MS) * CALL_RATE // 1000
+    total, length = len(decoded) // 2, len(reference) // 2
+    if at < margin and at + length + 2 * margin <= total:
+        rest = at + length
+        return rest + align(decoded[rest * 2 :], reference)
+    if at + length + margin > total and at >= 2 * margin:
+        return align(decoded[: at * 2], reference)
+    return at
+
+
+def cut(decoded: bytes, at: int, length: int, lead_ms: int, *, delay: int = 0) -> bytes:
+    """``decoded`` around a sentence found at sample ``at`` (``length`` samples long): ``lead_ms``
+    (plus ``delay`` samples) before it and ``TAIL_MS`` after, so the sentence starts ``delay``
+    samples later in the cut than ``lead_ms``."""
+    begin = at - lead_ms * CALL_RATE // 1000 - delay
+    end = at + length + TAIL_MS * CALL_RATE // 1000
+    if begin < 0 or end > len(decoded) // 2:
+        raise ValueError("the sentence is too near an edge of the decoded audio")
+    return decoded[begin * 2 : end * 2]
+
+
+def summary(deltas: Sequence[float]) -> str:
+    """``median``, ``mean``, quartiles and range of ``deltas`` (ms), ``n``."""
+    values = sorted(deltas)
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return (
+        f"median {statistics.median(values):+6.1f} mean {statistics.fmean(values):+6.1f} "
+        f"q1 {quartiles[0]:+6.1f} q3 {quartiles[2]:+6.1f} "
+        f"min {values[0]:+6.1f} max {values[-1]:+6.1f} n {len(values)}"
+    )
+
+
+# --- the browser: a call to hark that keeps the encoded frames -------------------------------
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><script>
+window.rtc = { frames: [], error: null, open: false };
+window.startCall = async (base, processing) => {
+  try {
+    const pc = new RTCPeerConnection({ encodedInsertableStreams: true });
+    window.rtc.pc = pc;
+    const on = processing === "voice";
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: {
+      echoCancellation: on, noiseSuppression: on, autoGainControl: on, channelCount: { ideal: 1 } } });
+    const sender = pc.addTrack(mic.getTracks()[0], mic);
+    const { readable, writable } = sender.createEncodedStreams();
+    readable.pipeThrough(new TransformStream({ transform(frame, controller) {
+      const bytes = new Uint8Array(frame.data);
+      let text = "";
+      for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+      window.rtc.frames.push([frame.timestamp, btoa(text)]);
+      controller.enqueue(frame);
+    } })).pipeTo(writable);
+    const channel = pc.createDataChannel("oai-events");
+    channel.onopen = () => { window.rtc.open = true; };
+    await pc.setLocalDescription(await pc.createOffer());
+    const response = await fetch(base + "/v1/realtime/calls",
+      { method: "POST", body: pc.localDescription.sdp, headers: { "Content-Type": "application/sdp" } });
+    if (response.status !== 201) throw new Error("offer refused: " + response.status);
+    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  } catch (err) { window.rtc.error = String(err); }
+};
+window.takeFrames = () => window.rtc.frames.splice(0);
+</script></body></html>"""
+BROWSER_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-quic",
+    "--allow-loopback-in-peer-connection",
+)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def write_wav(path: Path, pcm48: bytes) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(CALL_RATE)
+        out.writeframes(pcm48)
+
+
+def record(base_url: str, wav: Path, seconds: float, processing: str) -> tuple[list[tuple[int, bytes]], str]:
+    """What Chromium's encoder sent on a call to ``base_url`` with ``wav`` as its microphone,
+    for ``seconds`` after the call connected; and the answer's Opus line (what it was told)."""
+    from playwright.sync_api import sync_playwright
+
+    frames: list[tuple[int, bytes]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
+        )
+        try:
+            page = browser.new_context(permissions=["microphone"]).new_page()
+            page.goto(base_url + "/health")
+            page.set_content(PAGE)
+            page.evaluate("([base, p]) => window.startCall(base, p)", [base_url, processing])
+            page.wait_for_function("() => window.rtc.error !== null || window.rtc.open", timeout=20_000)
+            error = page.evaluate("() => window.rtc.error")
+            if error:
+                raise RuntimeError(error)
+            answer: str = page.evaluate("() => window.rtc.pc.remoteDescription.sdp")
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                for ts, data in page.evaluate("() => window.takeFrames()"):
+                    frames.append((int(ts), base64.b64decode(data)))
+        finally:
+            browser.close()
+    opus = [line for line in answer.splitlines() if "opus" in line.lower() or "a=fmtp:111" in line]
+    return frames, " | ".join(opus)
+
+
+def decode(payloads: Sequence[bytes]) -> bytes:
+    """Mono PCM16 at 48 kHz, as hark's ``CallerAudio`` decodes a caller."""
+    import fractions
+
+    from av import Packet
+    from av.codec import CodecContext
+
+    decoder: Any = CodecContext.create("libopus", "r")
+    decoder.format, decoder.layout, decoder.sample_rate = "s16", "mono", CALL_RATE
+    time_base = fractions.Fraction(1, CALL_RATE)
+    out = bytearray()
+    for payload in payloads:
+        packet = Packet(payload)
+        packet.pts, packet.time_base = 0, time_base
+        for frame in decoder.decode(packet):
+            out += frame.to_ndarray().tobytes()
+    return bytes(out)
+
+
+async def compare(decoded: bytes, sentences: Sequence[bytes], plan: Layout) -> dict[str, list[float]]:
+    """Per sentence and lead: ms by which the turn's silence begins later than for the 24 kHz PCM,
+    for Chromium's audio with and without the look-ahead, and libopus at a browser's settings."""
+    from hark.bench.opus_vad import browser_round_trip, silence_start_ms
+    from hark.engines.vad.silero import SileroVAD
+
+    vad = SileroVAD()
+    columns: dict[str, list[float]] = {"chromium": [], "aligned": [], "pyav-browser": []}
+    for pcm, start, length in zip(sentences, plan.starts, plan.lengths, strict=True):
+        reference = plan.pcm48[(start - FRAME_SAMPLES) * 2 : (start + length + FRAME_SAMPLES) * 2]
+        at = find(decoded, reference) + FRAME_SAMPLES
+        for lead in LEADS_MS:
+            base = await silence_start_ms(vad, silence(lead) + pcm + silence(TAIL_MS), RATE)
+            if base is None:
+                continue
+            pcm48 = _resample(silence(lead) + pcm + silence(TAIL_MS), CALL_RATE)
+            inputs = {
+                "chromium": cut(decoded, at, length, lead, delay=LOOK_AHEAD_SAMPLES),
+                "aligned": cut(decoded, at, length, lead),
+                "pyav-browser": browser_round_trip(pcm48),
+            }
+            for name, audio in inputs.items():
+                start_ms = await silence_start_ms(vad, audio, CALL_RATE)
+                columns[name].append(float("nan") if start_ms is None else start_ms - base)
+        print(f"sentence at {start / CALL_RATE:6.2f} s found at {at / CALL_RATE:6.2f} s", flush=True)
+    return columns
+
+
+def _run(plan: Layout, sentences: Sequence[bytes], runs: int, modes: Sequence[str]) -> None:
+    from hark.bench.server import HarkServer, scripted_env
+
+    totals: dict[str, list[float]] = {}
+    seconds = len(plan.pcm48) / 2 / CALL_RATE * 1.6 + 3
+    with tempfile.TemporaryDirectory(prefix="hark-browser-tail-") as folder:
+        wav = Path(folder) / "speech.wav"
+        write_wav(wav, plan.pcm48)
+        with HarkServer(scripted_env()) as server:
+            for run in range(runs):
+                for mode in modes:
+                    load = Path("/proc/loadavg").read_text().split()[0]
+                    frames, opus = record(server.base_url, wav, seconds, mode)
+                    payloads, missing = ordered_payloads(frames)
+                    print(f"run {run + 1} {mode}: {len(payloads)} frames ({describe(payloads)}),", end=" ")
+                    print(f"{missing} missing, load {load}; answer: {opus}", flush=True)
+                    columns = asyncio.run(compare(decode(payloads), sentences, plan))
+                    for name, values in columns.items():
+                        print(f"  {mode:5s} {name:12s} {summary(values)}", flush=True)
+                        totals.setdefault(f"{mode} {name}", []).extend(values)
+    print("all runs, ms by which the trailing silence begins later than for the 24 kHz PCM:")
+    for name, values in totals.items():
+        print(f"{name:18s} {summary(values)}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from hark.bench.opus_vad import _questions
+
+    parser = argparse.ArgumentParser(prog="python -m hark.bench.browser_tail")
+    parser.add_argument("--runs", type=int, default=3, help="calls per processing mode")
+    parser.add_argument("--processing", choices=("raw", "voice", "both"), default="both")
+    options = parser.parse_args()
+    spoken = [pcm for _, pcm in _questions(True)]
+    modes = ("raw", "voice") if options.processing == "both" else (options.processing,)
+    _run(layout(spoken), spoken, options.runs, modes)
