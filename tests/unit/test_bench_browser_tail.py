@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from hark.bench.browser_tail import (
-    CALL_RATE,
     FRAME_SAMPLES,
     LEADS_MS,
     TAIL_MS,
@@ -19,6 +18,7 @@ from hark.bench.browser_tail import (
     ordered_payloads,
     summary,
 )
+from hark.bench.webrtc import CALL_RATE
 
 
 def _noise(samples: int, seed: int, scale: float = 4_000.0) -> np.ndarray:
@@ -26,7 +26,7 @@ def _noise(samples: int, seed: int, scale: float = 4_000.0) -> np.ndarray:
 
 
 def _pcm(audio: np.ndarray) -> bytes:
-    return np.clip(audio, -32768, 32767).astype("<i2").tobytes()
+    return bytes(np.clip(audio, -32768, 32767).astype("<i2").tobytes())
 
 
 def test_layout_puts_each_sentence_where_it_says_at_different_frame_phases() -> None:
