@@ -15,6 +15,7 @@ from hark.bench.browser_tail import (
     describe,
     find,
     layout,
+    match,
     ordered_payloads,
     summary,
 )
@@ -85,6 +86,17 @@ def test_find_takes_the_next_loop_when_the_best_match_has_no_room_for_the_lead()
     assert find(_pcm(signal), _pcm(reference)) == 100_000
 
 
+def test_match_is_one_up_to_gain_and_poor_where_samples_were_lost() -> None:
+    reference = _noise(9_600, 4)
+    audio = np.concatenate([np.zeros(1_000), reference * 0.3, np.zeros(1_000)])
+    assert match(_pcm(audio), 1_000, _pcm(reference)) == pytest.approx(1.0, abs=1e-3)
+    gapped = np.concatenate(
+        [np.zeros(1_000), reference[:4_000] * 0.3, reference[4_480:] * 0.3, np.zeros(1_480)]
+    )
+    assert match(_pcm(gapped), 1_000, _pcm(reference)) < 0.9  # 10 ms lost inside the sentence
+    assert match(_pcm(audio), audio.size - 10, _pcm(reference)) == 0.0  # runs off the end
+
+
 def test_a_cut_starts_the_sentence_after_the_lead_and_the_delay() -> None:
     audio = np.zeros(4 * CALL_RATE)
     at, length = 2 * CALL_RATE, 4_800
@@ -109,3 +121,5 @@ def test_summary_gives_median_mean_quartiles_range_and_count() -> None:
     assert summary([0.0, 32.0, 32.0, 64.0]) == (
         "median  +32.0 mean  +32.0 q1   +8.0 q3  +56.0 min   +0.0 max  +64.0 n 4"
     )
+    assert summary([float("nan"), 32.0]).endswith("n 1")  # no turn, or a capture with a gap
+    assert summary([float("nan")]) == "n 0"

@@ -28,11 +28,9 @@ noise suppression, gain control on), ``raw`` with all three off (the encoder alo
 from __future__ import annotations
 
 import asyncio
-import base64
+import math
 import statistics
 import tempfile
-import time
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from hark.bench.audio import RATE, silence
+from hark.bench.browser_call import record, write_wav
 from hark.bench.webrtc import CALL_RATE, _resample
 
 LOOK_AHEAD_SAMPLES = 312
@@ -50,6 +49,9 @@ GAP_MS = 1600
 """Silence before each sentence in the WAV: more than the longest lead plus the tail."""
 LEADS_MS = range(1000, 1032, 4)
 TAIL_MS = 1000
+MIN_MATCH = 0.9
+"""The page's PCM of a sentence that matches the WAV worse than this lost samples (an
+AudioWorklet under load does): that sentence's ``capture`` cases are left out."""
 SEARCH_MS = 200
 """How far from the coarse match ``align`` looks for the sample-exact one."""
 
@@ -149,6 +151,17 @@ def find(decoded: bytes, reference: bytes) -> int:
     return at
 
 
+def match(audio: bytes, at: int, reference: bytes) -> float:
+    """How well ``reference`` matches ``audio`` at sample ``at`` (normalised correlation, 1.0 the
+    same up to gain): a capture that lost samples inside the sentence matches poorly."""
+    piece = _floats(audio[at * 2 : at * 2 + len(reference)])
+    pattern = _floats(reference)
+    if len(piece) != len(pattern):
+        return 0.0
+    norm = float(np.linalg.norm(piece) * np.linalg.norm(pattern))
+    return float(np.dot(piece, pattern)) / norm if norm else 0.0
+
+
 def cut(decoded: bytes, at: int, length: int, lead_ms: int, *, delay: int = 0) -> bytes:
     """``decoded`` around a sentence found at sample ``at`` (``length`` samples long): ``lead_ms``
     (plus ``delay`` samples) before it and ``TAIL_MS`` after, so the sentence starts ``delay``
@@ -161,100 +174,17 @@ def cut(decoded: bytes, at: int, length: int, lead_ms: int, *, delay: int = 0) -
 
 
 def summary(deltas: Sequence[float]) -> str:
-    """``median``, ``mean``, quartiles and range of ``deltas`` (ms), ``n``."""
-    values = sorted(deltas)
+    """``median``, ``mean``, quartiles and range of ``deltas`` (ms), ``n`` (NaN left out: no turn,
+    or a capture with a gap)."""
+    values = sorted(value for value in deltas if not math.isnan(value))
+    if not values:
+        return "n 0"
     quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
     return (
         f"median {statistics.median(values):+6.1f} mean {statistics.fmean(values):+6.1f} "
         f"q1 {quartiles[0]:+6.1f} q3 {quartiles[2]:+6.1f} "
         f"min {values[0]:+6.1f} max {values[-1]:+6.1f} n {len(values)}"
     )
-
-
-# --- the browser: a call to hark that keeps the encoded frames -------------------------------
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><script>
-window.rtc = { frames: [], error: null, open: false };
-window.startCall = async (base, processing) => {
-  try {
-    const pc = new RTCPeerConnection({ encodedInsertableStreams: true });
-    window.rtc.pc = pc;
-    const on = processing === "voice";
-    const mic = await navigator.mediaDevices.getUserMedia({ audio: {
-      echoCancellation: on, noiseSuppression: on, autoGainControl: on, channelCount: { ideal: 1 } } });
-    const sender = pc.addTrack(mic.getTracks()[0], mic);
-    const { readable, writable } = sender.createEncodedStreams();
-    readable.pipeThrough(new TransformStream({ transform(frame, controller) {
-      const bytes = new Uint8Array(frame.data);
-      let text = "";
-      for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
-      window.rtc.frames.push([frame.timestamp, btoa(text)]);
-      controller.enqueue(frame);
-    } })).pipeTo(writable);
-    const channel = pc.createDataChannel("oai-events");
-    channel.onopen = () => { window.rtc.open = true; };
-    await pc.setLocalDescription(await pc.createOffer());
-    const response = await fetch(base + "/v1/realtime/calls",
-      { method: "POST", body: pc.localDescription.sdp, headers: { "Content-Type": "application/sdp" } });
-    if (response.status !== 201) throw new Error("offer refused: " + response.status);
-    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  } catch (err) { window.rtc.error = String(err); }
-};
-window.takeFrames = () => window.rtc.frames.splice(0);
-</script></body></html>"""
-BROWSER_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--disable-quic",
-    "--allow-loopback-in-peer-connection",
-)
-CHROMIUM = "/usr/bin/chromium"
-
-
-def write_wav(path: Path, pcm48: bytes) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(CALL_RATE)
-        out.writeframes(pcm48)
-
-
-def record(base_url: str, wav: Path, seconds: float, processing: str) -> tuple[list[tuple[int, bytes]], str]:
-    """What Chromium's encoder sent on a call to ``base_url`` with ``wav`` as its microphone,
-    for ``seconds`` after the call connected; and the answer's Opus line (what it was told)."""
-    from playwright.sync_api import sync_playwright
-
-    frames: list[tuple[int, bytes]] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={wav}"],
-        )
-        try:
-            page = browser.new_context(permissions=["microphone"]).new_page()
-            page.goto(base_url + "/health")
-            page.set_content(PAGE)
-            page.evaluate("([base, p]) => window.startCall(base, p)", [base_url, processing])
-            page.wait_for_function("() => window.rtc.error !== null || window.rtc.open", timeout=20_000)
-            error = page.evaluate("() => window.rtc.error")
-            if error:
-                raise RuntimeError(error)
-            answer: str = page.evaluate("() => window.rtc.pc.remoteDescription.sdp")
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                time.sleep(1.0)
-                for ts, data in page.evaluate("() => window.takeFrames()"):
-                    frames.append((int(ts), base64.b64decode(data)))
-        finally:
-            browser.close()
-    opus = [line for line in answer.splitlines() if "opus" in line.lower() or "a=fmtp:111" in line]
-    return frames, " | ".join(opus)
 
 
 def decode(payloads: Sequence[bytes]) -> bytes:
@@ -276,17 +206,24 @@ def decode(payloads: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
-async def compare(decoded: bytes, sentences: Sequence[bytes], plan: Layout) -> dict[str, list[float]]:
+async def compare(
+    decoded: bytes, captured: bytes, sentences: Sequence[bytes], plan: Layout
+) -> dict[str, list[float]]:
     """Per sentence and lead: ms by which the turn's silence begins later than for the 24 kHz PCM,
-    for Chromium's audio with and without the look-ahead, and libopus at a browser's settings."""
+    for Chromium's coded audio with and without the look-ahead, the page's own PCM (``capture``),
+    and libopus at a browser's settings; and the coded audio against the page's PCM
+    (``chromium-capture``: the encoder alone, after the browser's voice processing)."""
     from hark.bench.opus_vad import browser_round_trip, silence_start_ms
     from hark.engines.vad.silero import SileroVAD
 
     vad = SileroVAD()
-    columns: dict[str, list[float]] = {"chromium": [], "aligned": [], "pyav-browser": []}
+    names = ("chromium", "aligned", "capture", "pyav-browser", "chromium-capture")
+    columns: dict[str, list[float]] = {name: [] for name in names}
     for pcm, start, length in zip(sentences, plan.starts, plan.lengths, strict=True):
         reference = plan.pcm48[(start - FRAME_SAMPLES) * 2 : (start + length + FRAME_SAMPLES) * 2]
-        at = find(decoded, reference) + FRAME_SAMPLES
+        at, heard = find(decoded, reference), find(captured, reference)
+        fits = (match(decoded, at, reference), match(captured, heard, reference))
+        at, heard = at + FRAME_SAMPLES, heard + FRAME_SAMPLES
         for lead in LEADS_MS:
             base = await silence_start_ms(vad, silence(lead) + pcm + silence(TAIL_MS), RATE)
             if base is None:
@@ -295,12 +232,16 @@ async def compare(decoded: bytes, sentences: Sequence[bytes], plan: Layout) -> d
             inputs = {
                 "chromium": cut(decoded, at, length, lead, delay=LOOK_AHEAD_SAMPLES),
                 "aligned": cut(decoded, at, length, lead),
+                "capture": cut(captured, heard, length, lead) if fits[1] >= MIN_MATCH else b"",
                 "pyav-browser": browser_round_trip(pcm48),
             }
             for name, audio in inputs.items():
-                start_ms = await silence_start_ms(vad, audio, CALL_RATE)
+                start_ms = await silence_start_ms(vad, audio, CALL_RATE) if audio else None
                 columns[name].append(float("nan") if start_ms is None else start_ms - base)
-        print(f"sentence at {start / CALL_RATE:6.2f} s found at {at / CALL_RATE:6.2f} s", flush=True)
+            columns["chromium-capture"].append(columns["chromium"][-1] - columns["capture"][-1])
+        found = f"found at {at / CALL_RATE:6.2f} s (coded, match {fits[0]:.3f}), {heard / CALL_RATE:6.2f} s"
+        found += f" (page, match {fits[1]:.3f})"
+        print(f"sentence at {start / CALL_RATE:6.2f} s {found}", flush=True)
     return columns
 
 
@@ -316,11 +257,12 @@ def _run(plan: Layout, sentences: Sequence[bytes], runs: int, modes: Sequence[st
             for run in range(runs):
                 for mode in modes:
                     load = Path("/proc/loadavg").read_text().split()[0]
-                    frames, opus = record(server.base_url, wav, seconds, mode)
-                    payloads, missing = ordered_payloads(frames)
+                    recording = record(server.base_url, wav, seconds, mode)
+                    payloads, missing = ordered_payloads(recording.frames)
                     print(f"run {run + 1} {mode}: {len(payloads)} frames ({describe(payloads)}),", end=" ")
-                    print(f"{missing} missing, load {load}; answer: {opus}", flush=True)
-                    columns = asyncio.run(compare(decode(payloads), sentences, plan))
+                    print(f"{missing} missing, load {load}; answer: {recording.answer}", flush=True)
+                    coded = decode(payloads)
+                    columns = asyncio.run(compare(coded, recording.captured, sentences, plan))
                     for name, values in columns.items():
                         print(f"  {mode:5s} {name:12s} {summary(values)}", flush=True)
                         totals.setdefault(f"{mode} {name}", []).extend(values)
