@@ -31,7 +31,7 @@ import asyncio
 import math
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,29 @@ def decode(payloads: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Where a sentence of the WAV starts in Chromium's coded audio and in the page's own PCM
+    (``None``: that capture lost samples inside it)."""
+
+    at: int
+    heard: int | None
+
+
+def locate(decoded: bytes, captured: bytes, plan: Layout) -> list[Found]:
+    found: list[Found] = []
+    for start, length in zip(plan.starts, plan.lengths, strict=True):
+        reference = plan.pcm48[(start - FRAME_SAMPLES) * 2 : (start + length + FRAME_SAMPLES) * 2]
+        at, heard = find(decoded, reference), find(captured, reference)
+        fits = (match(decoded, at, reference), match(captured, heard, reference))
+        where = f"found at {at / CALL_RATE:6.2f} s (coded, match {fits[0]:.3f}), "
+        print(
+            f"sentence at {start / CALL_RATE:6.2f} s {where}{heard / CALL_RATE:6.2f} s (page, {fits[1]:.3f})"
+        )
+        found.append(Found(at + FRAME_SAMPLES, heard + FRAME_SAMPLES if fits[1] >= MIN_MATCH else None))
+    return found
+
+
 async def compare(
     decoded: bytes, captured: bytes, sentences: Sequence[bytes], plan: Layout
 ) -> dict[str, list[float]]:
@@ -219,33 +242,88 @@ async def compare(
     vad = SileroVAD()
     names = ("chromium", "aligned", "capture", "pyav-browser", "chromium-capture")
     columns: dict[str, list[float]] = {name: [] for name in names}
-    for pcm, start, length in zip(sentences, plan.starts, plan.lengths, strict=True):
-        reference = plan.pcm48[(start - FRAME_SAMPLES) * 2 : (start + length + FRAME_SAMPLES) * 2]
-        at, heard = find(decoded, reference), find(captured, reference)
-        fits = (match(decoded, at, reference), match(captured, heard, reference))
-        at, heard = at + FRAME_SAMPLES, heard + FRAME_SAMPLES
+    for pcm, length, found in zip(sentences, plan.lengths, locate(decoded, captured, plan), strict=True):
         for lead in LEADS_MS:
             base = await silence_start_ms(vad, silence(lead) + pcm + silence(TAIL_MS), RATE)
             if base is None:
                 continue
             pcm48 = _resample(silence(lead) + pcm + silence(TAIL_MS), CALL_RATE)
+            heard = b"" if found.heard is None else cut(captured, found.heard, length, lead)
             inputs = {
-                "chromium": cut(decoded, at, length, lead, delay=LOOK_AHEAD_SAMPLES),
-                "aligned": cut(decoded, at, length, lead),
-                "capture": cut(captured, heard, length, lead) if fits[1] >= MIN_MATCH else b"",
+                "chromium": cut(decoded, found.at, length, lead, delay=LOOK_AHEAD_SAMPLES),
+                "aligned": cut(decoded, found.at, length, lead),
+                "capture": heard,
                 "pyav-browser": browser_round_trip(pcm48),
             }
             for name, audio in inputs.items():
                 start_ms = await silence_start_ms(vad, audio, CALL_RATE) if audio else None
                 columns[name].append(float("nan") if start_ms is None else start_ms - base)
             columns["chromium-capture"].append(columns["chromium"][-1] - columns["capture"][-1])
-        found = f"found at {at / CALL_RATE:6.2f} s (coded, match {fits[0]:.3f}), {heard / CALL_RATE:6.2f} s"
-        found += f" (page, match {fits[1]:.3f})"
-        print(f"sentence at {start / CALL_RATE:6.2f} s {found}", flush=True)
     return columns
 
 
-def _run(plan: Layout, sentences: Sequence[bytes], runs: int, modes: Sequence[str]) -> None:
+PAUSE_VOICES = ("en-us", "en+f3")
+
+
+def pause_phrases() -> list[tuple[int, bytes, float]]:
+    """``opus_vad``'s sentence with a pause inside: ``(pause_ms, pcm, ms from its start to where
+    the speech resumes)`` for each pause and voice."""
+    from hark.bench.audio import espeak
+    from hark.bench.opus_vad import PAUSE_PARTS, PAUSES_MS
+
+    phrases = []
+    for voice in PAUSE_VOICES:
+        first, second = (espeak(part, voice=voice) or b"" for part in PAUSE_PARTS)
+        for pause in PAUSES_MS:
+            resumes = len(first) / 2 / RATE * 1000 + pause
+            phrases.append((pause, first + silence(pause) + second, resumes))
+    return phrases
+
+
+async def pauses(
+    decoded: bytes, captured: bytes, phrases: Sequence[tuple[int, bytes, float]], plan: Layout
+) -> dict[str, list[float]]:
+    """Per pause: 1.0 for each lead at which the turn ended at the pause, else 0.0; as PCM,
+    Chromium's coded audio with and without ``webrtc.codec_tail_ms`` (32), the page's PCM."""
+    from hark.bench.opus_vad import silence_start_ms
+    from hark.engines.vad.silero import SileroVAD
+    from hark.pipeline.turns import TurnConfig
+
+    vad, tail = SileroVAD(), TurnConfig(coded_tail_ms=32)
+    columns: dict[str, list[float]] = {}
+    for (pause, pcm, resumes), length, found in zip(
+        phrases, plan.lengths, locate(decoded, captured, plan), strict=True
+    ):
+        for lead in LEADS_MS:
+            coded = cut(decoded, found.at, length, lead, delay=LOOK_AHEAD_SAMPLES)
+            heard = b"" if found.heard is None else cut(captured, found.heard, length, lead)
+            inputs = {
+                "pcm24": (silence(lead) + pcm + silence(TAIL_MS), RATE, None),
+                "chromium": (coded, CALL_RATE, None),
+                "chromium+tail": (coded, CALL_RATE, tail),
+                "capture": (heard, CALL_RATE, None),
+            }
+            for name, (audio, rate, turn) in inputs.items():
+                if not audio:
+                    continue
+                start = await silence_start_ms(vad, audio, rate, turn)
+                ended = start is not None and start < lead + resumes
+                columns.setdefault(f"{pause} ms {name}", []).append(float(ended))
+    return columns
+
+
+def _ended(values: Sequence[float]) -> str:
+    return f"ended at the pause {int(sum(values))} of {len(values)}"
+
+
+def _run(
+    plan: Layout,
+    analyse: Callable[[bytes, bytes], Coroutine[Any, Any, dict[str, list[float]]]],
+    *,
+    runs: int,
+    modes: Sequence[str],
+    show: Callable[[Sequence[float]], str],
+) -> None:
     from hark.bench.server import HarkServer, scripted_env
 
     totals: dict[str, list[float]] = {}
@@ -261,14 +339,13 @@ def _run(plan: Layout, sentences: Sequence[bytes], runs: int, modes: Sequence[st
                     payloads, missing = ordered_payloads(recording.frames)
                     print(f"run {run + 1} {mode}: {len(payloads)} frames ({describe(payloads)}),", end=" ")
                     print(f"{missing} missing, load {load}; answer: {recording.answer}", flush=True)
-                    coded = decode(payloads)
-                    columns = asyncio.run(compare(coded, recording.captured, sentences, plan))
+                    columns = asyncio.run(analyse(decode(payloads), recording.captured))
                     for name, values in columns.items():
-                        print(f"  {mode:5s} {name:12s} {summary(values)}", flush=True)
+                        print(f"  {mode:5s} {name:16s} {show(values)}", flush=True)
                         totals.setdefault(f"{mode} {name}", []).extend(values)
-    print("all runs, ms by which the trailing silence begins later than for the 24 kHz PCM:")
+    print("all runs:")
     for name, values in totals.items():
-        print(f"{name:18s} {summary(values)}")
+        print(f"{name:22s} {show(values)}")
 
 
 if __name__ == "__main__":
@@ -279,7 +356,26 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m hark.bench.browser_tail")
     parser.add_argument("--runs", type=int, default=3, help="calls per processing mode")
     parser.add_argument("--processing", choices=("raw", "voice", "both"), default="both")
+    parser.add_argument("--pauses", action="store_true", help="a pause inside a sentence instead")
     options = parser.parse_args()
-    spoken = [pcm for _, pcm in _questions(True)]
     modes = ("raw", "voice") if options.processing == "both" else (options.processing,)
-    _run(layout(spoken), spoken, options.runs, modes)
+    if options.pauses:
+        phrases = pause_phrases()
+        plan = layout([pcm for _, pcm, _ in phrases])
+        _run(
+            plan,
+            lambda coded, heard: pauses(coded, heard, phrases, plan),
+            runs=options.runs,
+            modes=modes,
+            show=_ended,
+        )
+    else:
+        spoken = [pcm for _, pcm in _questions(True)]
+        plan = layout(spoken)
+        _run(
+            plan,
+            lambda coded, heard: compare(coded, heard, spoken, plan),
+            runs=options.runs,
+            modes=modes,
+            show=summary,
+        )
