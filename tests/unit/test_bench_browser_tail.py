@@ -14,6 +14,7 @@ from hark.bench.browser_tail import (
     cut,
     describe,
     find,
+    intact,
     layout,
     match,
     ordered_payloads,
@@ -95,6 +96,16 @@ def test_match_is_one_up_to_gain_and_poor_where_samples_were_lost() -> None:
     )
     assert match(_pcm(gapped), 1_000, _pcm(reference)) < 0.9  # 10 ms lost inside the sentence
     assert match(_pcm(audio), audio.size - 10, _pcm(reference)) == 0.0  # runs off the end
+
+
+def test_intact_holds_through_a_gain_change_and_not_through_lost_samples() -> None:
+    reference = _noise(9_600, 6)
+    shaped = reference * np.linspace(0.2, 1.5, reference.size)  # a gain control at work
+    audio = np.concatenate([np.zeros(5_000), shaped, np.zeros(5_000)])
+    assert intact(_pcm(audio), 5_000, _pcm(reference))
+    gapped = np.concatenate([np.zeros(5_000), shaped[:4_000], shaped[4_480:], np.zeros(5_480)])
+    assert not intact(_pcm(gapped), 5_000, _pcm(reference))  # 10 ms lost inside the sentence
+    assert not intact(_pcm(audio), audio.size - 100, _pcm(reference))  # runs off the end
 
 
 def test_a_cut_starts_the_sentence_after_the_lead_and_the_delay() -> None:

@@ -49,9 +49,6 @@ GAP_MS = 1600
 """Silence before each sentence in the WAV: more than the longest lead plus the tail."""
 LEADS_MS = range(1000, 1032, 4)
 TAIL_MS = 1000
-MIN_MATCH = 0.9
-"""The page's PCM of a sentence that matches the WAV worse than this lost samples (an
-AudioWorklet under load does): that sentence's ``capture`` cases are left out."""
 SEARCH_MS = 200
 """How far from the coarse match ``align`` looks for the sample-exact one."""
 
@@ -162,6 +159,19 @@ def match(audio: bytes, at: int, reference: bytes) -> float:
     return float(np.dot(piece, pattern)) / norm if norm else 0.0
 
 
+def intact(audio: bytes, at: int, reference: bytes) -> bool:
+    """Whether ``reference`` found at sample ``at`` of ``audio`` is all there: its second half
+    sits exactly half its length later (within 2 samples). An AudioWorklet under load loses
+    samples; voice processing changes the waveform (``match`` falls) but not where it is."""
+    half = len(reference) // 4
+    window = 4 * FRAME_SAMPLES
+    low = max(0, at + half - window)
+    piece = audio[low * 2 : (at + 2 * half + window) * 2]
+    if len(piece) < len(reference) - half * 2:
+        return False
+    return abs(low + align(piece, reference[half * 2 :], coarse=1) - (at + half)) <= 2
+
+
 def cut(decoded: bytes, at: int, length: int, lead_ms: int, *, delay: int = 0) -> bytes:
     """``decoded`` around a sentence found at sample ``at`` (``length`` samples long): ``lead_ms``
     (plus ``delay`` samples) before it and ``TAIL_MS`` after, so the sentence starts ``delay``
@@ -220,12 +230,12 @@ def locate(decoded: bytes, captured: bytes, plan: Layout) -> list[Found]:
     for start, length in zip(plan.starts, plan.lengths, strict=True):
         reference = plan.pcm48[(start - FRAME_SAMPLES) * 2 : (start + length + FRAME_SAMPLES) * 2]
         at, heard = find(decoded, reference), find(captured, reference)
+        whole = (intact(decoded, at, reference), intact(captured, heard, reference))
         fits = (match(decoded, at, reference), match(captured, heard, reference))
-        where = f"found at {at / CALL_RATE:6.2f} s (coded, match {fits[0]:.3f}), "
-        print(
-            f"sentence at {start / CALL_RATE:6.2f} s {where}{heard / CALL_RATE:6.2f} s (page, {fits[1]:.3f})"
-        )
-        found.append(Found(at + FRAME_SAMPLES, heard + FRAME_SAMPLES if fits[1] >= MIN_MATCH else None))
+        coded = f"{at / CALL_RATE:6.2f} s coded (match {fits[0]:.3f}, intact {whole[0]})"
+        page = f"{heard / CALL_RATE:6.2f} s page (match {fits[1]:.3f}, intact {whole[1]})"
+        print(f"sentence at {start / CALL_RATE:6.2f} s found at {coded}, {page}", flush=True)
+        found.append(Found(at + FRAME_SAMPLES, heard + FRAME_SAMPLES if whole[1] else None))
     return found
 
 
