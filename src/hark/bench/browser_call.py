@@ -2,8 +2,8 @@
 
 The page calls as tests/browser/webrtc_call.html does (the fake microphone on a track, the
 ``oai-events`` channel), with insertable streams on the sender (``createEncodedStreams``): every
-encoded frame is copied on its way out. It also taps the microphone track in an AudioWorklet,
-the PCM a WebSocket client on the same page would send.
+encoded frame is copied on its way out. It also records the microphone track as PCM
+(``MediaRecorder``, WebM): what a WebSocket client on the same page would send.
 """
 
 from __future__ import annotations
@@ -13,24 +13,18 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hark.bench.webrtc import CALL_RATE
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><script>
 window.rtc = { frames: [], pcm: [], error: null, open: false };
-const TAP = `class Tap extends AudioWorkletProcessor {
-  process(inputs) { const c = inputs[0][0]; if (c) this.port.postMessage(c.slice(0)); return true; } }
-registerProcessor("tap", Tap);`;
-async function tap(mic) {
-  // The microphone as the page itself hears it (what a WebSocket client would send): 48 kHz PCM.
-  const context = new AudioContext({ sampleRate: 48000 });
-  await context.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], { type: "text/javascript" })));
-  const node = new AudioWorkletNode(context, "tap");
-  node.port.onmessage = (e) => window.rtc.pcm.push(e.data);
-  const mute = context.createGain();
-  mute.gain.value = 0;
-  context.createMediaStreamSource(mic).connect(node).connect(mute).connect(context.destination);
-  await context.resume();
+function tap(mic) {
+  // The microphone as the page itself has it (what a WebSocket client would send), recorded as
+  // PCM in WebM off the track itself: no real-time JavaScript that could drop samples under load.
+  const recorder = new MediaRecorder(mic, { mimeType: "audio/webm;codecs=pcm" });
+  recorder.ondataavailable = (e) => window.rtc.pcm.push(e.data);
+  recorder.start(500);
 }
 window.startCall = async (base, processing) => {
   try {
@@ -39,7 +33,7 @@ window.startCall = async (base, processing) => {
     const on = processing === "voice";
     const mic = await navigator.mediaDevices.getUserMedia({ audio: {
       echoCancellation: on, noiseSuppression: on, autoGainControl: on, channelCount: { ideal: 1 } } });
-    await tap(mic);
+    tap(mic);
     const sender = pc.addTrack(mic.getTracks()[0], mic);
     const { readable, writable } = sender.createEncodedStreams();
     readable.pipeThrough(new TransformStream({ transform(frame, controller) {
@@ -59,15 +53,8 @@ window.startCall = async (base, processing) => {
   } catch (err) { window.rtc.error = String(err); }
 };
 window.takeFrames = () => window.rtc.frames.splice(0);
-window.takePcm = () => {
-  const chunks = window.rtc.pcm.splice(0);
-  const total = chunks.reduce((n, c) => n + c.length, 0);
-  const pcm = new Int16Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    for (let i = 0; i < c.length; i++) pcm[at++] = Math.max(-1, Math.min(1, c[i])) * 32767;
-  }
-  const bytes = new Uint8Array(pcm.buffer);
+window.takePcm = async () => {
+  const bytes = new Uint8Array(await new Blob(window.rtc.pcm.splice(0)).arrayBuffer());
   let text = "";
   for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
   return btoa(text);
@@ -100,7 +87,7 @@ class Recording:
     frames: list[tuple[int, bytes]]
     """What Chromium's encoder sent: ``(rtp_timestamp, payload)``."""
     captured: bytes
-    """The microphone as the page heard it (mono PCM16, 48 kHz), over the same time."""
+    """The microphone as the page had it (a WebM of PCM, ``webm_pcm`` reads it), the same time."""
     answer: str
     """The answer's Opus lines: what the encoder was told."""
 
@@ -137,3 +124,20 @@ def record(base_url: str, wav: Path, seconds: float, processing: str) -> Recordi
             browser.close()
     opus = [line for line in answer.splitlines() if "opus" in line.lower() or "a=fmtp:111" in line]
     return Recording(frames, bytes(captured), " | ".join(opus))
+
+
+def webm_pcm(webm: bytes) -> bytes:
+    """The recorded track as mono PCM16 at 48 kHz."""
+    import io
+
+    import av
+
+    out = bytearray()
+    resampler: Any = av.AudioResampler(format="s16", layout="mono", rate=CALL_RATE)
+    with av.open(io.BytesIO(webm), mode="r") as container:
+        for frame in container.decode(audio=0):
+            for converted in resampler.resample(frame):
+                out += converted.to_ndarray().tobytes()
+    for converted in resampler.resample(None):
+        out += converted.to_ndarray().tobytes()
+    return bytes(out)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from hark.bench.audio import RATE, silence
-from hark.bench.browser_call import record, write_wav
+from hark.bench.browser_call import record, webm_pcm, write_wav
 from hark.bench.webrtc import CALL_RATE, _resample
 
 LOOK_AHEAD_SAMPLES = 312
@@ -349,7 +349,7 @@ def _run(
                     payloads, missing = ordered_payloads(recording.frames)
                     print(f"run {run + 1} {mode}: {len(payloads)} frames ({describe(payloads)}),", end=" ")
                     print(f"{missing} missing, load {load}; answer: {recording.answer}", flush=True)
-                    columns = asyncio.run(analyse(decode(payloads), recording.captured))
+                    columns = asyncio.run(analyse(decode(payloads), webm_pcm(recording.captured)))
                     for name, values in columns.items():
                         print(f"  {mode:5s} {name:16s} {show(values)}", flush=True)
                         totals.setdefault(f"{mode} {name}", []).extend(values)
