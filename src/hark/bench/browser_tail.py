@@ -5,8 +5,8 @@ settings. This asks Chromium itself: the four sentences in four espeak-ng voices
 ``opus_vad --voices`` go into one WAV (silence between them) that Chromium plays as its fake
 microphone (the flags of tests/browser) on a real call to a ``hark serve`` with fast fakes, so
 the encoder runs with the settings hark's answer gives it. The page keeps every encoded Opus
-frame on the way out (insertable streams, ``createEncodedStreams``); here they are decoded as
-hark's ``CallerAudio`` decodes (mono, 48 kHz).
+frame on the way out and records the track's own PCM (``browser_call``); the frames are decoded
+here as hark's ``CallerAudio`` decodes (mono, 48 kHz).
 
 The unknown start of Chromium's file playback cancels out: each sentence is found in the decoded
 audio by cross-correlation with the WAV (``align``), which also removes every delay before and
@@ -14,15 +14,19 @@ inside the encoder. The encoder's own look-ahead (libopus "voip": 312 samples, 6
 libopus) is part of what a call adds, so the ``chromium`` column puts it back; ``aligned`` is
 without it (only how Silero scores the coded tail). Each sentence is then cut at ``opus_vad``'s 8
 phases and run through hark's listener (server_vad defaults, no ``webrtc.codec_tail_ms``) beside
-its PCM; printed: ms by which the turn's trailing silence begins later than for the 24 kHz PCM,
-and for comparison the same cuts coded offline by ``browser_round_trip``.
+its PCM. Printed: ms by which the turn's trailing silence begins later than for the 24 kHz PCM
+(what a WebSocket client sends), for the coded audio, the page's own PCM (``capture``), the
+same cuts coded offline by ``opus_vad.browser_round_trip``, and coded minus the page's PCM
+(``chromium-capture``: what the encoder adds for a page whose WebSocket would send that PCM).
 
 ``--processing voice`` asks for the microphone as hark's web client does (echo cancellation,
-noise suppression, gain control on), ``raw`` with all three off (the encoder alone).
+noise suppression, gain control on), ``raw`` with all three off. ``--pauses`` runs
+``opus_vad --pauses``' sentence with a pause inside instead (two voices): how many turns end at
+the pause, as PCM and coded, with and without the 32 ms allowance.
 
 ::
 
-    python -m hark.bench.browser_tail [--runs 3] [--processing raw|voice|both]
+    python -m hark.bench.browser_tail [--runs 3] [--processing raw|voice|both] [--pauses]
 """
 
 from __future__ import annotations
