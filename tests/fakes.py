@@ -99,8 +99,19 @@ class FakeTTS:
     texts: list[str] = field(default_factory=list)
     yielded_at: list[float] = field(default_factory=list)
     """time.monotonic() of every piece handed out."""
+    stop_passes: int = 0
+    """Loop passes a cancelled synthesis takes to stop (an engine that must stop its worker)."""
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._synthesize(text):
+                yield piece
+        except asyncio.CancelledError:
+            for _ in range(self.stop_passes):
+                await asyncio.sleep(0)
+            raise
+
+    async def _synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.texts.append(text)
         if self.stall:
             await asyncio.Event().wait()

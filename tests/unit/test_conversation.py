@@ -192,6 +192,42 @@ async def test_barge_in_cancels_the_reply_and_keeps_only_heard_words() -> None:
     await h.conversation.aclose()
 
 
+async def test_the_next_reply_waits_for_the_interrupted_one_to_end() -> None:
+    """A reply whose speech takes a few loop passes to stop: the reply to the interruption
+    opens after its response.done, and the LLM is sent the words heard of it."""
+    long_reply = ("One two three four five six seven eight. " * 6).strip()
+    h = Harness(
+        llm=FakeLLM(scripts=[(long_reply,)], chunks=("Sure.",)),
+        tts=FakeTTS(ms_per_char=40, piece_delay=0.02, stop_passes=20),
+    )
+    await h.say()
+    async with asyncio.timeout(5):
+        while not h.of(ev.ResponseAudio):
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    await h.say(ms=300, then_quiet=600)
+    async with asyncio.timeout(5):
+        while len(h.of(ev.ResponseDone)) < 2:
+            await asyncio.sleep(0.01)
+    first, second = h.of(ev.ResponseDone)
+    assert first.status == "cancelled" and second.status == "completed"
+    order = [
+        (type(e).__name__, e.response_id)
+        for e in h.events
+        if isinstance(e, ev.ResponseStarted | ev.ResponseDone)
+    ]
+    assert order == [
+        ("ResponseStarted", first.response_id),
+        ("ResponseDone", first.response_id),
+        ("ResponseStarted", second.response_id),
+        ("ResponseDone", second.response_id),
+    ]
+    assert h.llm is not None
+    asked = [(m.role, m.content) for m in h.llm.calls[-1]]
+    assert ("assistant", first.text) in asked and first.text
+    await h.conversation.aclose()
+
+
 async def test_noise_without_words_gets_no_reply() -> None:
     h = Harness(stt=FakeSTT(text=""))
     await h.say()

@@ -65,6 +65,8 @@ class Answerer:
         """``wait_for``: the transcript to answer; ``early``: a held reply, released by the
         conversation; ``fixed``: words to say instead of the LLM's."""
         user_text: str | None = None
+        if self.slot.ending:
+            await self.slot.ended()  # the reply this one replaces says its last first
         if early is not None:
             user_text = early.text
         elif wait_for is not None:

@@ -170,7 +170,9 @@ class Conversation:
         reply, release, text = speculation.reply, speculation.release, speculation.text
         if reply is None or reply.done() or release is None or not text or not self.auto_respond:
             return False
-        if self.responding or (self._transcribing is not None and not self._transcribing.done()):
+        if self.responding or self.slot.ending:
+            return False  # the LLM was asked before the reply being cut had been heard to its end
+        if self._transcribing is not None and not self._transcribing.done():
             return False
         if speculation.context != self.history.messages(self.instructions, pending_user=text):
             return False  # e.g. an earlier turn's words came in after the LLM was asked

@@ -11,6 +11,10 @@ from hark.pipeline.responder import Responder, TextReply
 
 RECENT_REPLIES = 8
 """Assistant items a client may still truncate (it plays them a little behind)."""
+ENDING_WAIT_S = 1.0
+"""The longest a new reply waits for the cancelled one before it to end. It ends within a few
+loop passes (its engines stop at their next await); the bound only keeps a stuck one from
+holding up the conversation."""
 
 Output = Responder | TextReply
 
@@ -47,6 +51,8 @@ class ResponseSlot:
         """(response id, item id, output) of the reply that has been opened and not yet finished."""
         self._reasons: dict[asyncio.Task[None], str] = {}
         self._recent: dict[str, Output | Finished] = {}
+        self._ending: asyncio.Task[None] | None = None
+        """The last reply cancelled, until it has ended (its response.done sent, its words kept)."""
 
     @property
     def busy(self) -> bool:
@@ -59,7 +65,23 @@ class ResponseSlot:
         if self.task is not None and not self.task.done():
             self._reasons[self.task] = reason
             self.task.cancel()
+            self._ending = self.task
         self.task = None
+
+    @property
+    def ending(self) -> bool:
+        """A cancelled reply has not ended yet: its response.done, and what was heard of it in
+        the history, are still to come."""
+        return self._ending is not None and not self._ending.done()
+
+    async def ended(self) -> None:
+        """Wait for the cancelled reply to end (at most ``ENDING_WAIT_S``), so that the next
+        reply opens after its response.done and reads a history with its heard words in it."""
+        task = self._ending
+        if task is not None and not task.done():
+            await asyncio.wait((task,), timeout=ENDING_WAIT_S)
+        if task is self._ending:
+            self._ending = None
 
     def reason(self, task: asyncio.Task[None] | None) -> str:
         """Why ``task`` was cancelled (a new turn, unless the client cancelled it)."""
