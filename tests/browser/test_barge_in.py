@@ -217,6 +217,18 @@ def scripted_backchannel() -> Iterator[tuple[ScriptedServer, str]]:
         yield script, server.base_url
 
 
+def _start_page(
+    launch_chromium: Callable[..., Browser], watch_errors: Callable[[Page], list[str]], base_url: str
+) -> tuple[Page, list[str]]:
+    """The page against the scripted server, started (the microphone a fake device)."""
+    browser = launch_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    page = browser.new_context(permissions=["microphone"]).new_page()
+    errors = watch_errors(page)
+    page.goto(base_url + "/")
+    page.get_by_test_id("start-button").click()
+    return page, errors
+
+
 def test_barge_in_silences_the_reply_and_truncates_to_what_was_played(
     chromium_path: str,
     launch_chromium: Callable[..., Browser],
@@ -227,11 +239,7 @@ def test_barge_in_silences_the_reply_and_truncates_to_what_was_played(
     from playwright.sync_api import expect
 
     script, base_url = scripted
-    browser = launch_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
-    page = browser.new_context(permissions=["microphone"]).new_page()
-    errors = watch_errors(page)
-    page.goto(base_url + "/")
-    page.get_by_test_id("start-button").click()
+    page, errors = _start_page(launch_chromium, watch_errors, base_url)
 
     page.wait_for_function("() => window.hark.truncations.length > 0", timeout=20_000)
     played_at_barge_in = page.evaluate("() => window.hark.playedMs")
@@ -295,11 +303,7 @@ def test_a_reply_resumed_after_a_backchannel_plays_on(
     scripted_backchannel: tuple[ScriptedServer, str],
 ) -> None:
     script, base_url = scripted_backchannel
-    browser = launch_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
-    page = browser.new_context(permissions=["microphone"]).new_page()
-    errors = watch_errors(page)
-    page.goto(base_url + "/")
-    page.get_by_test_id("start-button").click()
+    page, errors = _start_page(launch_chromium, watch_errors, base_url)
 
     # Speech over the reply silences it at once, as any barge-in does...
     page.wait_for_function("() => window.hark.truncations.length > 0", timeout=20_000)
